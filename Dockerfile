@@ -1,0 +1,20 @@
+# Multi-stage build: compile with the pinned toolchain, run as a non-root user on a slim base.
+# Not built in CI (no Docker engine there); keep it in step with README "Deploying".
+FROM rust:1.95-slim-bookworm AS build
+WORKDIR /src
+COPY . .
+RUN cargo build --release --locked --bin iamdesk
+
+FROM debian:bookworm-slim
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends ca-certificates \
+ && rm -rf /var/lib/apt/lists/* \
+ && useradd --system --uid 10001 --home-dir /var/lib/iamdesk --create-home iamdesk
+COPY --from=build /src/target/release/iamdesk /usr/local/bin/iamdesk
+USER iamdesk
+WORKDIR /var/lib/iamdesk
+ENV CONFIG_LOCATION=/etc/iamdesk/config.yaml
+EXPOSE 8081
+HEALTHCHECK --interval=30s --timeout=5s CMD ["/bin/sh", "-c", "exec 3<>/dev/tcp/127.0.0.1/8081"]
+ENTRYPOINT ["/usr/local/bin/iamdesk"]
+CMD ["serve"]

@@ -1,0 +1,50 @@
+//! Application state: the effective config and the backends chosen from it.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::cache::Cache;
+use crate::config::{Config, StorageBackend};
+use crate::store::{Store, embedded::EmbeddedStore};
+
+/// Everything a handler needs. Built once at startup; cheap to clone through [`AppState`].
+pub struct App {
+    pub config: Config,
+    /// The Store as handlers use it: read-through cached.
+    pub store: Arc<dyn Store>,
+    pub cache: Arc<dyn Cache>,
+    /// True when no sign-in method is configured: everybody is the demo admin (issue: identity).
+    pub demo_mode: bool,
+}
+
+#[derive(Clone)]
+pub struct AppState(pub Arc<App>);
+
+impl std::ops::Deref for AppState {
+    type Target = App;
+    fn deref(&self) -> &App {
+        &self.0
+    }
+}
+
+/// How long a cached request stays fresh; writes invalidate earlier.
+const REQUEST_CACHE_TTL: Duration = Duration::from_secs(300);
+
+impl App {
+    /// Open the configured Store and Cache. Fails only on errors a person must fix (bad path,
+    /// bad Redis URL); an unreachable Redis is not one of them: the portal serves from the Store.
+    pub async fn build(config: Config) -> anyhow::Result<Arc<App>> {
+        let store: Arc<dyn Store> = match config.storage.backend {
+            StorageBackend::Embedded => Arc::new(EmbeddedStore::open(&config.storage.path)?),
+            StorageBackend::Dynamodb => anyhow::bail!("dynamodb backend not wired yet"),
+        };
+        let cache: Arc<dyn Cache> = anyhow::bail!("cache not wired yet");
+        let demo_mode = !config.auth.get_user_by_aws_alb_auth && !config.auth.get_user_by_header;
+        Ok(Arc::new(App {
+            config,
+            store,
+            cache,
+            demo_mode,
+        }))
+    }
+}

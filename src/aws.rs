@@ -1,0 +1,25 @@
+//! Shared AWS SDK configuration: region from config, `AWS_ENDPOINT_URL` honoured by the SDK,
+//! `dynamodb_server` (ConsoleMe's dynamodb-local key) as a DynamoDB-only endpoint override.
+
+use crate::config::Config;
+
+/// The SDK config for the central account: aws-config's default credential chain (env, profile,
+/// web identity, ECS, IMDSv2), region from `aws.region` unless the environment names one.
+pub async fn sdk_config(config: &Config) -> aws_config::SdkConfig {
+    let region = aws_config::meta::region::RegionProviderChain::default_provider()
+        .or_else(aws_config::Region::new(config.aws.region.clone()));
+    aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .region(region)
+        .load()
+        .await
+}
+
+/// A DynamoDB client; `dynamodb_server` overrides the endpoint (dynamodb-local).
+pub async fn dynamodb_client(config: &Config) -> aws_sdk_dynamodb::Client {
+    let sdk = sdk_config(config).await;
+    let mut builder = aws_sdk_dynamodb::config::Builder::from(&sdk);
+    if let Some(endpoint) = &config.dynamodb_server {
+        builder = builder.endpoint_url(endpoint);
+    }
+    aws_sdk_dynamodb::Client::from_conf(builder.build())
+}

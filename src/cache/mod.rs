@@ -1,0 +1,29 @@
+//! Speed, never truth (GUIDE §1). `memory` (moka, TTL) by default, `redis` when `redis.url` is
+//! set. [`CachedStore`] wraps any [`Store`](crate::store::Store) with read-through caching of
+//! requests; a cache failure is logged and the read falls through to the Store.
+
+mod cached_store;
+pub mod memory;
+pub mod redis;
+
+pub use cached_store::CachedStore;
+
+use async_trait::async_trait;
+use std::time::Duration;
+
+#[derive(Debug, thiserror::Error)]
+pub enum CacheError {
+    #[error("cache unavailable: {0}")]
+    Unavailable(String),
+}
+
+pub type CacheResult<T> = Result<T, CacheError>;
+
+#[async_trait]
+pub trait Cache: Send + Sync + 'static {
+    fn backend_name(&self) -> &'static str;
+    async fn get(&self, key: &str) -> CacheResult<Option<Vec<u8>>>;
+    async fn set(&self, key: &str, value: &[u8], ttl: Duration) -> CacheResult<()>;
+    async fn delete(&self, key: &str) -> CacheResult<()>;
+    async fn ping(&self) -> CacheResult<()>;
+}

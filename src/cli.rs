@@ -1,0 +1,167 @@
+//! Command line: `serve` (default), `check-config`, `migrate`, `sync`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::app::{App, AppState};
+use crate::config::{self, Environment, Loaded, StorageBackend};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "iamdesk",
+    version,
+    about = "Self-service AWS IAM portal (ConsoleMe successor)"
+)]
+pub struct Cli {
+    /// Configuration file. Else CONFIG_LOCATION, ./iamdesk.yaml, ./consoleme.yaml,
+    /// ~/.config/iamdesk/config.yaml, /etc/iamdesk/config.yaml, else built-in demo defaults.
+    #[arg(long, global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the portal (the default).
+    Serve,
+    /// Validate the configuration and print the effective config with secrets redacted.
+    CheckConfig,
+    /// Create or upgrade the DynamoDB tables described in migrations/.
+    Migrate,
+    /// Run one resource sync pass over every configured account, then exit.
+    Sync,
+}
+
+/// Exit code for configuration errors: distinct from runtime failures (1).
+const EXIT_CONFIG: u8 = 2;
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let loaded = match config::load(cli.config.as_deref()) {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("iamdesk: configuration error: {e}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    let json_logs = match std::env::var("IAMDESK_LOG_FORMAT").as_deref() {
+        Ok("json") => true,
+        Ok("pretty") => false,
+        _ => loaded.config.environment == Environment::Prod,
+    };
+    crate::telemetry::init(json_logs);
+    report_config(&loaded);
+
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("iamdesk: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async move {
+        match cli.command.unwrap_or(Command::Serve) {
+            Command::Serve => serve(loaded).await,
+            Command::CheckConfig => check_config(&loaded),
+            Command::Migrate => migrate(&loaded).await,
+            Command::Sync => sync(&loaded),
+        }
+    });
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            tracing::error!(error = format!("{e:#}"), "iamdesk failed");
+            eprintln!("iamdesk: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Say once where the config came from, which ConsoleMe keys are ignored and which keys are
+/// unknown.
+fn report_config(loaded: &Loaded) {
+    match &loaded.source {
+        Some(path) => tracing::info!(file = %path.display(), "configuration loaded"),
+        None => tracing::info!("no configuration file found: using built-in demo defaults"),
+    }
+    if !loaded.ignored.is_empty() {
+        tracing::info!(
+            keys = loaded.ignored.join(", "),
+            "ConsoleMe configuration keys that iamdesk does not use"
+        );
+    }
+    for w in &loaded.warnings {
+        tracing::warn!("{w}");
+    }
+}
+
+async fn serve(loaded: Loaded) -> anyhow::Result<ExitCode> {
+    let listen = loaded.config.listen;
+    let app = App::build(loaded.config).await?;
+    let listener = tokio::net::TcpListener::bind(listen).await.map_err(|e| {
+        anyhow::anyhow!(
+            "cannot listen on {listen}: {e} (set `listen` in the config or free the port)"
+        )
+    })?;
+    let addr = listener.local_addr()?;
+    tracing::info!(
+        url = format!("http://{addr}"),
+        store = app.store.backend_name(),
+        cache = app.cache.backend_name(),
+        "iamdesk is serving"
+    );
+    crate::web::serve(listener, AppState(app), crate::web::shutdown_signal()).await?;
+    tracing::info!("iamdesk stopped");
+    Ok(ExitCode::SUCCESS)
+}
+
+fn check_config(loaded: &Loaded) -> anyhow::Result<ExitCode> {
+    match &loaded.source {
+        Some(p) => println!("# effective configuration from {}", p.display()),
+        None => println!("# no configuration file found: built-in demo defaults"),
+    }
+    for w in &loaded.warnings {
+        println!("# warning: {w}");
+    }
+    if !loaded.ignored.is_empty() {
+        println!(
+            "# ConsoleMe keys iamdesk ignores: {}",
+            loaded.ignored.join(", ")
+        );
+    }
+    print!("{}", config::redacted_yaml(&loaded.config));
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn migrate(loaded: &Loaded) -> anyhow::Result<ExitCode> {
+    let config = &loaded.config;
+    if config.storage.backend != StorageBackend::Dynamodb {
+        println!(
+            "storage.backend is embedded: nothing to migrate (the embedded store creates its schema \
+             when it opens {})",
+            config.storage.path.display()
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    let client = crate::aws::dynamodb_client(config).await;
+    for line in crate::migrate::run(&client, &config.storage.dynamodb.table_prefix).await? {
+        println!("{line}");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn sync(loaded: &Loaded) -> anyhow::Result<ExitCode> {
+    if loaded.config.account_ids_to_name.is_empty() {
+        println!("no accounts configured: add account_ids_to_name to the configuration");
+        return Ok(ExitCode::SUCCESS);
+    }
+    eprintln!("iamdesk: resource sync is not available in this version yet");
+    Ok(ExitCode::from(EXIT_CONFIG))
+}

@@ -1,0 +1,265 @@
+//! Typed configuration. Every key of GUIDE §2 with its default. Field names follow ConsoleMe's
+//! keys so a ConsoleMe config keeps working.
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Environment {
+    Dev,
+    #[default]
+    Prod,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum StorageBackend {
+    #[default]
+    Embedded,
+    Dynamodb,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AwsMode {
+    Aws,
+    Sandbox,
+}
+
+/// The effective configuration after discovery, `extends` merging and `${ENV}` expansion.
+#[derive(Debug, Clone, Serialize)]
+pub struct Config {
+    pub url: String,
+    pub listen: SocketAddr,
+    pub environment: Environment,
+    pub application_admin: Option<String>,
+    /// HS256 key for the session cookie. Secret: redacted by `check-config`.
+    pub jwt_secret: Option<String>,
+    pub auth: AuthConfig,
+    pub get_user_by_aws_alb_auth_settings: AlbAuthSettings,
+    pub groups: GroupsConfig,
+    /// Normalised 12-digit account id → name.
+    pub account_ids_to_name: BTreeMap<String, String>,
+    /// Per-account overrides (`accounts.<id>.role_name`).
+    pub accounts: BTreeMap<String, AccountConfig>,
+    pub policies: PoliciesConfig,
+    pub aws: AwsConfig,
+    pub storage: StorageConfig,
+    pub redis: RedisConfig,
+    pub ses: SesConfig,
+    pub slack: SlackConfig,
+    pub dynamodb_server: Option<String>,
+    pub cloud_credential_authorization_mapping: CredentialMapping,
+    pub sync: SyncConfig,
+    pub rate_limit: RateLimitConfig,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct AuthConfig {
+    pub get_user_by_aws_alb_auth: bool,
+    pub set_auth_cookie: bool,
+    pub get_user_by_header: bool,
+    pub get_groups_by_header: bool,
+    pub user_header_name: String,
+    pub groups_header_name: String,
+    pub cookie_name: String,
+    pub session_minutes: u64,
+    pub alb: AlbConfig,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct AlbConfig {
+    pub arns: Vec<String>,
+    pub public_key_url: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct AlbAuthSettings {
+    pub jwt_email_key: String,
+    pub jwt_groups_key: String,
+}
+
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct GroupsConfig {
+    pub can_admin: Vec<String>,
+    pub can_admin_policies: Vec<String>,
+    pub fallback_policy_request_reviewers: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct AccountConfig {
+    pub role_name: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct PoliciesConfig {
+    pub role_name: String,
+    pub allow_self_approval: bool,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct AwsConfig {
+    pub region: String,
+    pub mode: AwsMode,
+    pub federation_url: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct StorageConfig {
+    pub backend: StorageBackend,
+    /// The embedded database FILE.
+    pub path: PathBuf,
+    pub dynamodb: DynamoConfig,
+}
+
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct DynamoConfig {
+    pub table_prefix: String,
+}
+
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct RedisConfig {
+    /// Secret (may carry a password): redacted by `check-config`.
+    pub url: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct SesConfig {
+    pub support_reference: String,
+    pub arn: Option<String>,
+    pub region: String,
+    pub consoleme: SesSender,
+    pub override_receivers_for_dev: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct SesSender {
+    pub name: String,
+    pub sender: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct SlackConfig {
+    pub notifications_enabled: bool,
+    /// Secret: redacted by `check-config`.
+    pub webhook_url: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct CredentialMapping {
+    pub role_tags: RoleTags,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RoleTags {
+    pub enabled: bool,
+    pub authorized_groups_tags: Vec<String>,
+    pub authorized_groups_cli_only_tags: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct SyncConfig {
+    pub interval_seconds: u64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RateLimitConfig {
+    pub api_per_minute: u32,
+    pub login_per_minute: u32,
+}
+
+impl Config {
+    pub fn is_dev(&self) -> bool {
+        self.environment == Environment::Dev
+    }
+
+    /// Role assumed in a spoke account: `accounts.<id>.role_name`, else `policies.role_name`.
+    pub fn spoke_role_name(&self, account_id: &str) -> &str {
+        self.accounts
+            .get(account_id)
+            .and_then(|a| a.role_name.as_deref())
+            .unwrap_or(&self.policies.role_name)
+    }
+}
+
+impl Default for Config {
+    /// Built-in demo defaults: what `cargo run` serves with no config file at all.
+    fn default() -> Self {
+        Config {
+            url: "http://127.0.0.1:8081".into(),
+            listen: SocketAddr::from(([127, 0, 0, 1], 8081)),
+            environment: Environment::Prod,
+            application_admin: None,
+            jwt_secret: None,
+            auth: AuthConfig {
+                get_user_by_aws_alb_auth: false,
+                set_auth_cookie: false,
+                get_user_by_header: false,
+                get_groups_by_header: false,
+                user_header_name: "x-user".into(),
+                groups_header_name: "x-groups".into(),
+                cookie_name: "iamdesk_auth".into(),
+                session_minutes: 60,
+                alb: AlbConfig {
+                    arns: vec![],
+                    public_key_url: "https://public-keys.auth.elb.{region}.amazonaws.com/{kid}"
+                        .into(),
+                },
+            },
+            get_user_by_aws_alb_auth_settings: AlbAuthSettings {
+                jwt_email_key: "email".into(),
+                jwt_groups_key: "groups".into(),
+            },
+            groups: GroupsConfig::default(),
+            account_ids_to_name: BTreeMap::new(),
+            accounts: BTreeMap::new(),
+            policies: PoliciesConfig {
+                role_name: "ConsoleMeRole".into(),
+                allow_self_approval: false,
+            },
+            aws: AwsConfig {
+                region: "us-east-1".into(),
+                mode: AwsMode::Sandbox,
+                federation_url: "https://signin.aws.amazon.com/federation".into(),
+            },
+            storage: StorageConfig {
+                backend: StorageBackend::Embedded,
+                path: PathBuf::from("data/iamdesk.db"),
+                dynamodb: DynamoConfig::default(),
+            },
+            redis: RedisConfig::default(),
+            ses: SesConfig {
+                support_reference: String::new(),
+                arn: None,
+                region: "us-west-2".into(),
+                consoleme: SesSender {
+                    name: "iamdesk".into(),
+                    sender: None,
+                },
+                override_receivers_for_dev: vec![],
+            },
+            slack: SlackConfig::default(),
+            dynamodb_server: None,
+            cloud_credential_authorization_mapping: CredentialMapping {
+                role_tags: RoleTags {
+                    enabled: true,
+                    authorized_groups_tags: vec!["consoleme-authorized".into()],
+                    authorized_groups_cli_only_tags: vec![
+                        "consoleme-owner-dl".into(),
+                        "consoleme-authorized-cli-only".into(),
+                    ],
+                },
+            },
+            sync: SyncConfig {
+                interval_seconds: 3600,
+            },
+            rate_limit: RateLimitConfig {
+                api_per_minute: 600,
+                login_per_minute: 60,
+            },
+        }
+    }
+}

@@ -1,0 +1,121 @@
+//! One error type for every handler; maps to an HTTP response. Internal errors are logged with
+//! the request id and rendered generically: the client never sees backend details.
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+
+use crate::store::StoreError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("{0}")]
+    Unauthorized(String),
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{0}")]
+    PayloadTooLarge(String),
+    #[error("{0}")]
+    TooManyRequests(String),
+    #[error("service unavailable: {0}")]
+    Unavailable(String),
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl AppError {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            AppError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            AppError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            AppError::Forbidden(_) => StatusCode::FORBIDDEN,
+            AppError::NotFound(_) => StatusCode::NOT_FOUND,
+            AppError::Conflict(_) => StatusCode::CONFLICT,
+            AppError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            AppError::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
+            AppError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            AppError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// The message a person may see. Internal details stay in the log.
+    pub fn public_message(&self) -> String {
+        match self {
+            AppError::Internal(_) => {
+                "Something went wrong on our side. Quote the request id to your administrators."
+                    .to_string()
+            }
+            AppError::Unavailable(_) => {
+                "A backend iamdesk depends on is unavailable. Try again in a moment.".to_string()
+            }
+            other => other.to_string(),
+        }
+    }
+}
+
+impl From<StoreError> for AppError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Conflict(m) => AppError::Conflict(format!(
+                "{m}. Somebody else changed it first: reload and try again."
+            )),
+            StoreError::NotFound(m) => AppError::NotFound(m),
+            StoreError::Invalid(m) => AppError::BadRequest(m),
+            StoreError::Backend(m) => AppError::Unavailable(m),
+        }
+    }
+}
+
+impl IntoResponse for AppError {
+    /// JSON by default; the page layer (`web::errors`) renders HTML for browsers by inspecting
+    /// this error, which it finds in the response extensions.
+    fn into_response(self) -> Response {
+        let status = self.status();
+        if status.is_server_error() {
+            tracing::error!(error = %self, "request failed");
+        } else {
+            tracing::info!(status = status.as_u16(), error = %self, "request rejected");
+        }
+        let body = serde_json::json!({"status": "error", "message": self.public_message()});
+        let mut resp = (status, axum::Json(body)).into_response();
+        resp.extensions_mut()
+            .insert(ErrorMarker(self.public_message()));
+        resp
+    }
+}
+
+/// Put on error responses so the HTML layer can render a page with the same message.
+#[derive(Debug, Clone)]
+pub struct ErrorMarker(pub String);
+
+impl From<axum::extract::rejection::QueryRejection> for AppError {
+    fn from(e: axum::extract::rejection::QueryRejection) -> Self {
+        AppError::BadRequest(format!("invalid query string: {}", e.body_text()))
+    }
+}
+
+impl From<axum::extract::rejection::JsonRejection> for AppError {
+    fn from(e: axum::extract::rejection::JsonRejection) -> Self {
+        use axum::extract::rejection::JsonRejection as J;
+        match e {
+            J::BytesRejection(b) if b.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+                AppError::PayloadTooLarge("the request body is too large".into())
+            }
+            J::MissingJsonContentType(_) => AppError::BadRequest(
+                "send the body as JSON with the header Content-Type: application/json".into(),
+            ),
+            other => AppError::BadRequest(format!("invalid JSON body: {}", other.body_text())),
+        }
+    }
+}
+
+impl From<axum::extract::rejection::PathRejection> for AppError {
+    fn from(e: axum::extract::rejection::PathRejection) -> Self {
+        AppError::BadRequest(format!("invalid path: {}", e.body_text()))
+    }
+}

@@ -1,0 +1,17 @@
+//! iamdesk: self-service AWS IAM portal, successor of Netflix ConsoleMe.
+//!
+//! See `GUIDE.md` §1 for the architecture. `main.rs` only parses the command line and calls
+//! [`cli::run`].
+
+pub mod app;
+pub mod aws;
+pub mod cache;
+pub mod cli;
+pub mod config;
+pub mod error;
+pub mod migrate;
+pub mod store;
+pub mod telemetry;
+pub mod web;
+
+pub use error::AppError;

@@ -1,0 +1,468 @@
+//! Conformance suite shared by every [`Store`] backend. `tests/it/store.rs` runs [`run_all`]
+//! against the embedded store and against DynamoDB (moto). Each check uses its own unique
+//! requesters and ids, so the checks do not depend on each other or on an empty store.
+#![doc(hidden)]
+#![allow(clippy::missing_panics_doc)]
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use chrono::{Duration, Utc};
+use serde_json::json;
+
+use super::*;
+
+/// Run every check, in order, against one store.
+pub async fn run_all(store: Arc<dyn Store>) {
+    ping(store.as_ref()).await;
+    create_get_round_trip(store.as_ref()).await;
+    duplicate_create_conflicts(store.as_ref()).await;
+    update_checks_version(store.as_ref()).await;
+    update_missing_is_not_found(store.as_ref()).await;
+    concurrent_updates_exactly_one_wins(store.clone()).await;
+    list_requests_paginates_and_filters(store.as_ref()).await;
+    bad_cursor_is_invalid(store.as_ref()).await;
+    audit_is_listed_newest_first(store.as_ref()).await;
+    outbox_lifecycle(store.as_ref()).await;
+}
+
+fn uniq(prefix: &str) -> String {
+    format!("{prefix}-{}", uuid::Uuid::new_v4().simple())
+}
+
+/// A pending request by `requester`, created `age_secs` seconds ago.
+pub fn sample_request(requester: &str, age_secs: i64) -> PolicyRequest {
+    let at = Utc::now() - Duration::seconds(age_secs);
+    PolicyRequest {
+        id: uuid::Uuid::new_v4().to_string(),
+        status: RequestStatus::Pending,
+        requester: requester.to_string(),
+        justification: "needed for the nightly export job".into(),
+        changes: json!({"changes": [{
+            "change_type": "inline_policy",
+            "principal": {"principal_type": "AwsResource",
+                          "principal_arn": "arn:aws:iam::123456789012:role/app"},
+            "policy_name": "export",
+            "action": "attach",
+            "policy": {"policy_document": {"Version": "2012-10-17", "Statement": []}}
+        }]}),
+        comments: vec![],
+        created_at: at,
+        updated_at: at,
+        version: 1,
+    }
+}
+
+fn created_event(r: &PolicyRequest) -> AuditEvent {
+    AuditEvent::new(
+        &r.requester,
+        "request.created",
+        Some(&r.id),
+        json!({"status": "pending"}),
+    )
+}
+
+async fn create(store: &dyn Store, r: &PolicyRequest) {
+    if let Err(e) = store.create_request(r, &created_event(r), &[]).await {
+        panic!("create_request failed: {e}");
+    }
+}
+
+async fn get(store: &dyn Store, id: &str) -> PolicyRequest {
+    match store.get_request(id).await {
+        Ok(Some(r)) => r,
+        other => panic!("get_request({id}) = {other:?}"),
+    }
+}
+
+/// Everything of one request's audit trail, following cursors.
+async fn audit_of(store: &dyn Store, request_id: &str) -> Vec<AuditEvent> {
+    let mut out = vec![];
+    let mut page = PageRequest::first(2);
+    loop {
+        let p = store
+            .list_audit(Some(request_id), &page)
+            .await
+            .unwrap_or_else(|e| panic!("list_audit: {e}"));
+        out.extend(p.items);
+        match p.next_cursor {
+            Some(c) => page.cursor = Some(c),
+            None => return out,
+        }
+    }
+}
+
+pub async fn ping(store: &dyn Store) {
+    store.ping().await.unwrap_or_else(|e| panic!("ping: {e}"));
+}
+
+pub async fn create_get_round_trip(store: &dyn Store) {
+    let r = sample_request(&uniq("alice"), 0);
+    let msg = OutboxMessage::new("email", json!({"subject": "created"}));
+    store
+        .create_request(&r, &created_event(&r), std::slice::from_ref(&msg))
+        .await
+        .unwrap_or_else(|e| panic!("create: {e}"));
+    let got = get(store, &r.id).await;
+    // Timestamps survive with at least microsecond precision.
+    assert_eq!(got.id, r.id);
+    assert_eq!(got.status, RequestStatus::Pending);
+    assert_eq!(got.requester, r.requester);
+    assert_eq!(got.justification, r.justification);
+    assert_eq!(got.changes, r.changes);
+    assert_eq!(got.version, 1);
+    assert_eq!(got.sort_key(), r.sort_key());
+    assert!(
+        store
+            .get_request(&uniq("missing"))
+            .await
+            .expect("get missing")
+            .is_none()
+    );
+    // The outbox message was written in the same transaction.
+    let stored = store.get_outbox(&msg.id).await.expect("get_outbox");
+    assert_eq!(stored.map(|m| m.payload), Some(msg.payload));
+    assert_eq!(audit_of(store, &r.id).await.len(), 1);
+}
+
+pub async fn duplicate_create_conflicts(store: &dyn Store) {
+    let r = sample_request(&uniq("bob"), 0);
+    create(store, &r).await;
+    let mut again = r.clone();
+    again.justification = "overwrite attempt".into();
+    let res = store
+        .create_request(&again, &created_event(&again), &[])
+        .await;
+    assert!(
+        matches!(res, Err(StoreError::Conflict(_))),
+        "duplicate id must conflict: {res:?}"
+    );
+    assert_eq!(get(store, &r.id).await.justification, r.justification);
+    assert_eq!(
+        audit_of(store, &r.id).await.len(),
+        1,
+        "a failed write leaves no audit event"
+    );
+}
+
+pub async fn update_checks_version(store: &dyn Store) {
+    let r = sample_request(&uniq("carol"), 0);
+    create(store, &r).await;
+
+    let mut v2 = get(store, &r.id).await;
+    v2.version += 1;
+    v2.status = RequestStatus::Approved;
+    v2.comments.push(Comment {
+        id: uuid::Uuid::new_v4().to_string(),
+        author: "admin@example.com".into(),
+        text: "looks fine".into(),
+        created_at: Utc::now(),
+    });
+    v2.updated_at = Utc::now();
+    let note = OutboxMessage::new("email", json!({"subject": "approved"}));
+    let ev = AuditEvent::new(
+        "admin@example.com",
+        "request.approved",
+        Some(&r.id),
+        json!({}),
+    );
+    store
+        .update_request(&v2, &ev, std::slice::from_ref(&note))
+        .await
+        .unwrap_or_else(|e| panic!("update: {e}"));
+    let got = get(store, &r.id).await;
+    assert_eq!(got.version, 2);
+    assert_eq!(got.status, RequestStatus::Approved);
+    assert_eq!(got.comments.len(), 1);
+    assert!(store.get_outbox(&note.id).await.expect("outbox").is_some());
+
+    // A writer still holding version 1 loses and changes nothing.
+    let mut stale = r.clone();
+    stale.version = 2;
+    stale.status = RequestStatus::Rejected;
+    let stale_note = OutboxMessage::new("email", json!({"subject": "rejected"}));
+    let ev = AuditEvent::new(
+        "other@example.com",
+        "request.rejected",
+        Some(&r.id),
+        json!({}),
+    );
+    let res = store
+        .update_request(&stale, &ev, std::slice::from_ref(&stale_note))
+        .await;
+    assert!(
+        matches!(res, Err(StoreError::Conflict(_))),
+        "stale write must conflict: {res:?}"
+    );
+    assert_eq!(
+        get(store, &r.id).await,
+        got,
+        "a conflicting write changes nothing"
+    );
+    assert!(
+        store
+            .get_outbox(&stale_note.id)
+            .await
+            .expect("outbox")
+            .is_none(),
+        "a conflicting write enqueues nothing"
+    );
+    let trail = audit_of(store, &r.id).await;
+    let actions: Vec<&str> = trail.iter().map(|e| e.action.as_str()).collect();
+    assert_eq!(
+        actions,
+        ["request.approved", "request.created"],
+        "newest first, no stale event"
+    );
+}
+
+pub async fn update_missing_is_not_found(store: &dyn Store) {
+    let mut r = sample_request(&uniq("dave"), 0);
+    r.version = 2;
+    let ev = AuditEvent::new("dave", "request.updated", Some(&r.id), json!({}));
+    let res = store.update_request(&r, &ev, &[]).await;
+    assert!(
+        matches!(res, Err(StoreError::NotFound(_))),
+        "missing request: {res:?}"
+    );
+}
+
+pub async fn concurrent_updates_exactly_one_wins(store: Arc<dyn Store>) {
+    let r = sample_request(&uniq("erin"), 0);
+    create(store.as_ref(), &r).await;
+    let base = get(store.as_ref(), &r.id).await;
+    let mut tasks = vec![];
+    for i in 0..10 {
+        let store = store.clone();
+        let mut next = base.clone();
+        tasks.push(tokio::spawn(async move {
+            next.version += 1;
+            next.status = RequestStatus::Approved;
+            next.justification = format!("writer {i}");
+            let ev = AuditEvent::new(
+                &format!("admin{i}"),
+                "request.approved",
+                Some(&next.id),
+                json!({}),
+            );
+            store.update_request(&next, &ev, &[]).await
+        }));
+    }
+    let mut wins = 0;
+    for t in tasks {
+        match t.await.expect("task panicked") {
+            Ok(()) => wins += 1,
+            Err(StoreError::Conflict(_)) => {}
+            Err(e) => panic!("unexpected error from a concurrent writer: {e}"),
+        }
+    }
+    assert_eq!(wins, 1, "exactly one concurrent writer wins");
+    assert_eq!(get(store.as_ref(), &r.id).await.version, 2);
+    assert_eq!(
+        audit_of(store.as_ref(), &r.id).await.len(),
+        2,
+        "one event per successful write"
+    );
+}
+
+pub async fn list_requests_paginates_and_filters(store: &dyn Store) {
+    let alice = uniq("list-alice");
+    let bob = uniq("list-bob");
+    let mut made = vec![];
+    for i in 0..7i64 {
+        let who = if i % 2 == 0 { &alice } else { &bob };
+        let mut r = sample_request(who, 100 - i); // later i = newer
+        if i == 3 || i == 4 {
+            r.status = RequestStatus::Rejected;
+        }
+        create(store, &r).await;
+        made.push(r);
+    }
+
+    // By requester, paginated newest first.
+    let mut seen = vec![];
+    let mut page = PageRequest::first(2);
+    let filter = RequestFilter {
+        requester: Some(alice.clone()),
+        ..Default::default()
+    };
+    loop {
+        let p = store.list_requests(&filter, &page).await.expect("list");
+        assert!(p.items.len() <= 2);
+        seen.extend(p.items.iter().map(|r| r.id.clone()));
+        match p.next_cursor {
+            Some(c) => page.cursor = Some(c),
+            None => break,
+        }
+    }
+    let want: Vec<String> = made
+        .iter()
+        .rev()
+        .filter(|r| r.requester == alice)
+        .map(|r| r.id.clone())
+        .collect();
+    assert_eq!(seen, want, "alice's requests, newest first, each once");
+
+    // Status + requester.
+    let filter = RequestFilter {
+        status: Some(RequestStatus::Rejected),
+        requester: Some(bob.clone()),
+    };
+    let p = store
+        .list_requests(&filter, &PageRequest::first(50))
+        .await
+        .expect("list");
+    let ids: Vec<&str> = p.items.iter().map(|r| r.id.as_str()).collect();
+    assert_eq!(ids, [made[3].id.as_str()]);
+
+    // By status alone: contains both rejected ones, newest first, and nothing pending.
+    let mut rejected = vec![];
+    let mut page = PageRequest::first(1);
+    let filter = RequestFilter {
+        status: Some(RequestStatus::Rejected),
+        ..Default::default()
+    };
+    loop {
+        let p = store.list_requests(&filter, &page).await.expect("list");
+        assert!(p.items.iter().all(|r| r.status == RequestStatus::Rejected));
+        rejected.extend(p.items.into_iter().map(|r| r.id));
+        match p.next_cursor {
+            Some(c) => page.cursor = Some(c),
+            None => break,
+        }
+    }
+    let pos = |id: &str| rejected.iter().position(|x| x == id);
+    let (p4, p3) = (pos(&made[4].id), pos(&made[3].id));
+    assert!(
+        p4.is_some() && p3.is_some() && p4 < p3,
+        "rejected listing: {rejected:?}"
+    );
+
+    // Unfiltered: everything, newest first, no duplicates.
+    let mut all = vec![];
+    let mut page = PageRequest::first(3);
+    loop {
+        let p = store
+            .list_requests(&RequestFilter::default(), &page)
+            .await
+            .expect("list");
+        all.extend(p.items);
+        match p.next_cursor {
+            Some(c) => page.cursor = Some(c),
+            None => break,
+        }
+    }
+    let keys: Vec<String> = all.iter().map(|r| r.sort_key()).collect();
+    let mut sorted = keys.clone();
+    sorted.sort_by(|a, b| b.cmp(a));
+    assert_eq!(keys, sorted, "unfiltered listing is newest first");
+    let unique: HashSet<&String> = keys.iter().collect();
+    assert_eq!(unique.len(), keys.len(), "no duplicates across pages");
+    for r in &made {
+        assert!(
+            all.iter().any(|x| x.id == r.id),
+            "unfiltered listing misses {}",
+            r.id
+        );
+    }
+}
+
+pub async fn bad_cursor_is_invalid(store: &dyn Store) {
+    let page = PageRequest {
+        limit: 5,
+        cursor: Some("not-a-cursor".into()),
+    };
+    let res = store.list_requests(&RequestFilter::default(), &page).await;
+    assert!(matches!(res, Err(StoreError::Invalid(_))), "{res:?}");
+}
+
+pub async fn audit_is_listed_newest_first(store: &dyn Store) {
+    let actor = uniq("auditor");
+    let mut ids = vec![];
+    for i in 0..3i64 {
+        let mut ev = AuditEvent::new(&actor, "credentials.issued", None, json!({"n": i}));
+        ev.at = Utc::now() - Duration::seconds(10 - i);
+        store.append_audit(&ev).await.expect("append_audit");
+        ids.push(ev.id);
+    }
+    // Same id twice is refused: events are never overwritten.
+    let mut dup = AuditEvent::new(&actor, "tamper", None, json!({}));
+    dup.id = ids[0].clone();
+    assert!(
+        store.append_audit(&dup).await.is_err(),
+        "an audit event cannot be overwritten"
+    );
+
+    let p = store
+        .list_audit(None, &PageRequest::first(500))
+        .await
+        .expect("list_audit");
+    let mine: Vec<&str> = p
+        .items
+        .iter()
+        .filter(|e| e.actor == actor)
+        .map(|e| e.id.as_str())
+        .collect();
+    let want: Vec<&str> = ids.iter().rev().map(String::as_str).collect();
+    assert_eq!(mine, want);
+    assert!(p.items.iter().all(|e| e.action != "tamper"));
+}
+
+pub async fn outbox_lifecycle(store: &dyn Store) {
+    let r = sample_request(&uniq("frank"), 0);
+    let now = Utc::now();
+    let mut due = OutboxMessage::new("email", json!({"to": ["a@example.com"]}));
+    due.next_attempt_at = now - Duration::seconds(5);
+    let mut later = OutboxMessage::new("slack", json!({"text": "later"}));
+    later.next_attempt_at = now + Duration::hours(1);
+    store
+        .create_request(&r, &created_event(&r), &[due.clone(), later.clone()])
+        .await
+        .expect("create with outbox");
+
+    let ready = store.due_outbox(now, 1000).await.expect("due_outbox");
+    assert!(ready.iter().any(|m| m.id == due.id), "due message listed");
+    assert!(
+        !ready.iter().any(|m| m.id == later.id),
+        "future message not listed yet"
+    );
+    let order: Vec<_> = ready.iter().map(|m| m.next_attempt_at).collect();
+    let mut sorted = order.clone();
+    sorted.sort();
+    assert_eq!(order, sorted, "due messages oldest first");
+
+    // Delivery attempt recorded with optimistic concurrency.
+    let mut attempt = due.clone();
+    attempt.attempts = 1;
+    attempt.last_error = Some("MessageRejected: Email address is not verified".into());
+    attempt.next_attempt_at = now + Duration::seconds(30);
+    attempt.version = 2;
+    store.update_outbox(&attempt).await.expect("update_outbox");
+    let res = store.update_outbox(&attempt).await;
+    assert!(
+        matches!(res, Err(StoreError::Conflict(_))),
+        "stale outbox write: {res:?}"
+    );
+    let ready = store.due_outbox(now, 1000).await.expect("due_outbox");
+    assert!(
+        !ready.iter().any(|m| m.id == due.id),
+        "rescheduled message not due"
+    );
+
+    let mut dead = attempt.clone();
+    dead.status = OutboxStatus::Dead;
+    dead.version = 3;
+    store.update_outbox(&dead).await.expect("mark dead");
+    let p = store
+        .list_outbox(Some(OutboxStatus::Dead), &PageRequest::first(500))
+        .await
+        .expect("list_outbox");
+    assert!(p.items.iter().any(|m| m.id == due.id && m.attempts == 1));
+    assert!(p.items.iter().all(|m| m.status == OutboxStatus::Dead));
+    let p = store
+        .list_outbox(Some(OutboxStatus::Pending), &PageRequest::first(500))
+        .await
+        .expect("list_outbox");
+    assert!(p.items.iter().any(|m| m.id == later.id));
+    assert!(!p.items.iter().any(|m| m.id == due.id));
+}

@@ -1,0 +1,348 @@
+//! Durable truth (GUIDE §1): policy requests, audit events, outbox messages.
+//!
+//! Two backends implement [`Store`]: `embedded` (SQLite file) and `dynamodb`. Both must pass the
+//! conformance suite in [`conformance`], run by `tests/it/store.rs` against each backend.
+
+pub mod conformance;
+pub mod dynamo;
+pub mod embedded;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// Optimistic concurrency lost: somebody else wrote first (or the id already exists).
+    #[error("conflict: {0}")]
+    Conflict(String),
+    #[error("not found: {0}")]
+    NotFound(String),
+    /// A caller-supplied value the store cannot accept (bad cursor, ...).
+    #[error("invalid: {0}")]
+    Invalid(String),
+    /// The backend failed or could not be reached.
+    #[error("store backend error: {0}")]
+    Backend(String),
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RequestStatus {
+    Pending,
+    Approved,
+    Rejected,
+    Cancelled,
+}
+
+impl RequestStatus {
+    pub const ALL: [RequestStatus; 4] = [
+        RequestStatus::Pending,
+        RequestStatus::Approved,
+        RequestStatus::Rejected,
+        RequestStatus::Cancelled,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RequestStatus::Pending => "pending",
+            RequestStatus::Approved => "approved",
+            RequestStatus::Rejected => "rejected",
+            RequestStatus::Cancelled => "cancelled",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|st| st.as_str() == s)
+    }
+}
+
+impl std::fmt::Display for RequestStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Comment {
+    pub id: String,
+    pub author: String,
+    pub text: String,
+    pub created_at: DateTime<Utc>,
+}
+
+/// A policy request. `version` starts at 1 and grows by one on every successful write.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PolicyRequest {
+    pub id: String,
+    pub status: RequestStatus,
+    pub requester: String,
+    pub justification: String,
+    /// The requested changes, ConsoleMe v2 shape (`{"changes": [...]}`), validated upstream.
+    pub changes: serde_json::Value,
+    pub comments: Vec<Comment>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub version: u64,
+}
+
+impl PolicyRequest {
+    /// Sort key shared by every listing: newest first, ties broken by id.
+    pub fn sort_key(&self) -> String {
+        sort_key(self.created_at, &self.id)
+    }
+}
+
+/// `created_at` with fixed-width millisecond precision, then `#id`: sorts lexicographically in
+/// time order in both backends.
+pub fn sort_key(at: DateTime<Utc>, id: &str) -> String {
+    format!("{}#{id}", at.format("%Y-%m-%dT%H:%M:%S%.6fZ"))
+}
+
+/// An append-only record of something that happened. Never updated, never deleted.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AuditEvent {
+    pub id: String,
+    pub at: DateTime<Utc>,
+    pub actor: String,
+    /// What happened, e.g. `request.created`, `request.approved`.
+    pub action: String,
+    pub request_id: Option<String>,
+    /// Outcome and details; never secrets.
+    pub detail: serde_json::Value,
+}
+
+impl AuditEvent {
+    pub fn new(
+        actor: &str,
+        action: &str,
+        request_id: Option<&str>,
+        detail: serde_json::Value,
+    ) -> Self {
+        AuditEvent {
+            id: uuid::Uuid::now_v7().to_string(),
+            at: Utc::now(),
+            actor: actor.to_string(),
+            action: action.to_string(),
+            request_id: request_id.map(str::to_string),
+            detail,
+        }
+    }
+
+    pub fn sort_key(&self) -> String {
+        sort_key(self.at, &self.id)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OutboxStatus {
+    Pending,
+    Sent,
+    Dead,
+}
+
+impl OutboxStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OutboxStatus::Pending => "pending",
+            OutboxStatus::Sent => "sent",
+            OutboxStatus::Dead => "dead",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        [
+            OutboxStatus::Pending,
+            OutboxStatus::Sent,
+            OutboxStatus::Dead,
+        ]
+        .into_iter()
+        .find(|st| st.as_str() == s)
+    }
+}
+
+/// A message waiting to be delivered (email, Slack). Written in the same transaction as the event
+/// that caused it, so nothing is lost when delivery fails or the process restarts.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OutboxMessage {
+    pub id: String,
+    pub created_at: DateTime<Utc>,
+    /// `email` or `slack`.
+    pub channel: String,
+    pub payload: serde_json::Value,
+    pub status: OutboxStatus,
+    pub attempts: u32,
+    pub next_attempt_at: DateTime<Utc>,
+    pub last_error: Option<String>,
+    /// Optimistic concurrency, as for requests.
+    pub version: u64,
+}
+
+impl OutboxMessage {
+    pub fn new(channel: &str, payload: serde_json::Value) -> Self {
+        let now = Utc::now();
+        OutboxMessage {
+            id: uuid::Uuid::now_v7().to_string(),
+            created_at: now,
+            channel: channel.to_string(),
+            payload,
+            status: OutboxStatus::Pending,
+            attempts: 0,
+            next_attempt_at: now,
+            last_error: None,
+            version: 1,
+        }
+    }
+
+    pub fn sort_key(&self) -> String {
+        sort_key(self.created_at, &self.id)
+    }
+}
+
+/// Filters for listing requests. `None` = any.
+#[derive(Debug, Clone, Default)]
+pub struct RequestFilter {
+    pub status: Option<RequestStatus>,
+    pub requester: Option<String>,
+}
+
+/// Cursor pagination. `cursor` is opaque, taken from a previous [`Page::next_cursor`].
+#[derive(Debug, Clone)]
+pub struct PageRequest {
+    pub limit: usize,
+    pub cursor: Option<String>,
+}
+
+impl PageRequest {
+    pub const MAX_LIMIT: usize = 500;
+
+    pub fn first(limit: usize) -> Self {
+        PageRequest {
+            limit: limit.clamp(1, Self::MAX_LIMIT),
+            cursor: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    pub next_cursor: Option<String>,
+}
+
+/// The persistence contract. Listings are newest first.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Cheap round trip proving the backend answers (for `/healthcheck`).
+    async fn ping(&self) -> StoreResult<()>;
+
+    /// Human-readable backend name for logs and the health page.
+    fn backend_name(&self) -> &'static str;
+
+    /// Insert a new request (`version` must be 1) with its audit event and outbox messages,
+    /// atomically. An existing id is a `Conflict`.
+    async fn create_request(
+        &self,
+        request: &PolicyRequest,
+        event: &AuditEvent,
+        outbox: &[OutboxMessage],
+    ) -> StoreResult<()>;
+
+    /// Replace a request if its stored version is still `request.version - 1`, together with its
+    /// audit event and outbox messages, atomically. A stale version is a `Conflict` and changes
+    /// nothing; a missing request is `NotFound`.
+    async fn update_request(
+        &self,
+        request: &PolicyRequest,
+        event: &AuditEvent,
+        outbox: &[OutboxMessage],
+    ) -> StoreResult<()>;
+
+    async fn get_request(&self, id: &str) -> StoreResult<Option<PolicyRequest>>;
+
+    async fn list_requests(
+        &self,
+        filter: &RequestFilter,
+        page: &PageRequest,
+    ) -> StoreResult<Page<PolicyRequest>>;
+
+    /// Append an audit event that is not tied to a request write (logins, credentials...).
+    async fn append_audit(&self, event: &AuditEvent) -> StoreResult<()>;
+
+    /// Audit events newest first, optionally only those of one request.
+    async fn list_audit(
+        &self,
+        request_id: Option<&str>,
+        page: &PageRequest,
+    ) -> StoreResult<Page<AuditEvent>>;
+
+    async fn get_outbox(&self, id: &str) -> StoreResult<Option<OutboxMessage>>;
+
+    /// Outbox messages newest first, optionally by status.
+    async fn list_outbox(
+        &self,
+        status: Option<OutboxStatus>,
+        page: &PageRequest,
+    ) -> StoreResult<Page<OutboxMessage>>;
+
+    /// Pending messages whose `next_attempt_at <= now`, oldest first, at most `limit`.
+    async fn due_outbox(&self, now: DateTime<Utc>, limit: usize)
+    -> StoreResult<Vec<OutboxMessage>>;
+
+    /// Replace an outbox message if its stored version is `message.version - 1` (else `Conflict`).
+    async fn update_outbox(&self, message: &OutboxMessage) -> StoreResult<()>;
+}
+
+/// Cursors are the sort key of the last item of a page, hex-encoded so callers treat them as
+/// opaque. Shared by every backend so a cursor means the same everywhere.
+pub fn encode_cursor(sort_key: &str) -> String {
+    sort_key.bytes().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Decode a cursor from [`encode_cursor`]; anything else is `StoreError::Invalid`.
+pub fn decode_cursor(cursor: &str) -> StoreResult<String> {
+    let invalid = || {
+        StoreError::Invalid("the page cursor is not valid; start again from the first page".into())
+    };
+    if cursor.len() % 2 != 0 || cursor.len() > 512 {
+        return Err(invalid());
+    }
+    let bytes = (0..cursor.len())
+        .step_by(2)
+        .map(|i| {
+            u8::from_str_radix(cursor.get(i..i + 2).ok_or_else(invalid)?, 16).map_err(|_| invalid())
+        })
+        .collect::<StoreResult<Vec<u8>>>()?;
+    let key = String::from_utf8(bytes).map_err(|_| invalid())?;
+    if !key.contains('#') {
+        return Err(invalid());
+    }
+    Ok(key)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cursor_round_trips_and_rejects_garbage() {
+        let key = sort_key(Utc::now(), "abc-1");
+        assert_eq!(decode_cursor(&encode_cursor(&key)).ok(), Some(key));
+        for bad in ["", "zz", "abc", "6162"] {
+            assert!(
+                matches!(decode_cursor(bad), Err(StoreError::Invalid(_))),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn sort_keys_order_by_time() {
+        let a = Utc::now();
+        let b = a + chrono::Duration::milliseconds(1);
+        assert!(sort_key(a, "z") < sort_key(b, "a"));
+    }
+}

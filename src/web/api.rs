@@ -1,0 +1,110 @@
+//! JSON API (ConsoleMe v2 shapes, GUIDE §3) and the health check.
+
+use axum::Json;
+use axum::extract::State;
+
+use super::extract::{Path, Query};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use crate::app::AppState;
+use crate::error::AppError;
+use crate::store::{PageRequest, PolicyRequest, RequestFilter, RequestStatus};
+
+/// 200 `{"status":"ok"}` when the Store answers, 503 otherwise.
+pub async fn healthcheck(State(state): State<AppState>) -> Response {
+    match tokio::time::timeout(std::time::Duration::from_secs(5), state.store.ping()).await {
+        Ok(Ok(())) => {
+            Json(json!({"status": "ok", "store": state.store.backend_name()})).into_response()
+        }
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "health check: store unavailable");
+            unhealthy("the store does not answer")
+        }
+        Err(_) => {
+            tracing::warn!("health check: store timed out");
+            unhealthy("the store did not answer within 5 seconds")
+        }
+    }
+}
+
+fn unhealthy(reason: &str) -> Response {
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        Json(json!({"status": "unavailable", "message": reason})),
+    )
+        .into_response()
+}
+
+#[derive(Debug, Deserialize)]
+pub struct ListQuery {
+    pub status: Option<String>,
+    pub requester: Option<String>,
+    pub cursor: Option<String>,
+    pub limit: Option<usize>,
+}
+
+#[derive(Serialize)]
+pub struct ListResponse {
+    pub requests: Vec<PolicyRequest>,
+    pub next_cursor: Option<String>,
+}
+
+pub const DEFAULT_PAGE: usize = 50;
+
+/// Parse the shared listing query into a filter and a page, with errors that say how to fix it.
+pub fn parse_list_query(q: &ListQuery) -> Result<(RequestFilter, PageRequest), AppError> {
+    let status = match q.status.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
+        None => None,
+        Some(s) => Some(RequestStatus::parse(s).ok_or_else(|| {
+            AppError::BadRequest(format!(
+                "status '{s}' is not one of pending, approved, rejected, cancelled"
+            ))
+        })?),
+    };
+    let limit = q.limit.unwrap_or(DEFAULT_PAGE);
+    if limit == 0 || limit > PageRequest::MAX_LIMIT {
+        return Err(AppError::BadRequest(format!(
+            "limit must be between 1 and {}",
+            PageRequest::MAX_LIMIT
+        )));
+    }
+    let requester = q
+        .requester
+        .as_deref()
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_string);
+    Ok((
+        RequestFilter { status, requester },
+        PageRequest {
+            limit,
+            cursor: q.cursor.clone().filter(|c| !c.is_empty()),
+        },
+    ))
+}
+
+pub async fn list_requests(
+    State(state): State<AppState>,
+    Query(q): Query<ListQuery>,
+) -> Result<Json<ListResponse>, AppError> {
+    let (filter, page) = parse_list_query(&q)?;
+    let page = state.store.list_requests(&filter, &page).await?;
+    Ok(Json(ListResponse {
+        requests: page.items,
+        next_cursor: page.next_cursor,
+    }))
+}
+
+pub async fn get_request(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<PolicyRequest>, AppError> {
+    let request =
+        state.store.get_request(&id).await?.ok_or_else(|| {
+            AppError::NotFound(format!("there is no policy request with id '{id}'"))
+        })?;
+    Ok(Json(request))
+}

@@ -1,0 +1,118 @@
+//! HTTP layer: one router listing every route ([`router`]), the middleware stack, and
+//! [`serve`] with graceful shutdown.
+
+mod api;
+mod assets;
+mod errors;
+mod extract;
+mod pages;
+mod security;
+mod view;
+
+use std::future::Future;
+use std::time::Duration;
+
+use axum::Router;
+use axum::http::{HeaderName, StatusCode};
+use axum::routing::get;
+use tower::ServiceBuilder;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::limit::RequestBodyLimitLayer;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::timeout::TimeoutLayer;
+use tower_http::trace::TraceLayer;
+
+use crate::app::AppState;
+
+/// Largest request body accepted; bigger ones get 413 before any handler runs.
+pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+/// A request still running after this gets 503 (slow backends must not pile up connections).
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+pub const REQUEST_ID_HEADER: HeaderName = HeaderName::from_static("x-request-id");
+
+/// Every route of the portal, in one place.
+pub fn router(state: AppState) -> Router {
+    let routes = Router::new()
+        // Pages
+        .route("/", get(pages::home))
+        .route("/requests", get(pages::requests))
+        .route("/policies/request/{id}", get(pages::request_detail))
+        .route("/policies", get(pages::policies))
+        .route("/selfservice", get(pages::selfservice))
+        .route("/admin/audit", get(pages::audit))
+        .route("/admin/outbox", get(pages::outbox))
+        // JSON API (ConsoleMe v2 shapes)
+        .route("/api/v2/requests", get(api::list_requests))
+        .route("/api/v2/requests/{id}", get(api::get_request))
+        // Health and assets
+        .route("/healthcheck", get(api::healthcheck))
+        .route("/static/{*path}", get(assets::serve))
+        .fallback(errors::not_found)
+        .with_state(state.clone());
+
+    let trace = TraceLayer::new_for_http().make_span_with(|req: &axum::http::Request<_>| {
+        let request_id = req
+            .headers()
+            .get(REQUEST_ID_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("-");
+        // The path only, never the query string: it may carry search terms or cursors.
+        tracing::info_span!("http", method = %req.method(), path = %req.uri().path(), request_id)
+    });
+
+    routes.layer(
+        ServiceBuilder::new()
+            .layer(SetRequestIdLayer::new(REQUEST_ID_HEADER, MakeRequestUuid))
+            .layer(trace)
+            .layer(PropagateRequestIdLayer::new(REQUEST_ID_HEADER))
+            .layer(axum::middleware::from_fn(security::headers))
+            .layer(axum::middleware::from_fn_with_state(state, errors::render))
+            .layer(CatchPanicLayer::custom(errors::panic_response))
+            .layer(TimeoutLayer::with_status_code(
+                StatusCode::SERVICE_UNAVAILABLE,
+                REQUEST_TIMEOUT,
+            ))
+            .layer(RequestBodyLimitLayer::new(MAX_BODY_BYTES)),
+    )
+}
+
+/// Serve until `shutdown` resolves, then finish in-flight requests.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: AppState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(state))
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(e) = tokio::signal::ctrl_c().await {
+            tracing::warn!(error = %e, "cannot listen for Ctrl-C");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+    tracing::info!("shutdown requested: finishing in-flight requests");
+}

@@ -1,0 +1,305 @@
+//! Server-rendered pages (askama). Usable without JavaScript.
+
+use askama::Template;
+use askama_web::WebTemplate;
+use axum::extract::State;
+use serde::Deserialize;
+
+use super::api::{DEFAULT_PAGE, ListQuery, parse_list_query};
+use super::extract::{Path, Query};
+use super::view::{AuditRow, Layout, OutboxRow, Page, RequestRow, human_time};
+use crate::app::AppState;
+use crate::config::AwsMode;
+use crate::error::AppError;
+use crate::store::{Comment, OutboxStatus, PageRequest, RequestFilter, RequestStatus};
+
+#[derive(Template, WebTemplate)]
+#[template(path = "home.html")]
+pub struct HomePage {
+    layout: Layout,
+    accounts: usize,
+    cloud_mode: String,
+    pending_count: usize,
+    pending_more: bool,
+    store_backend: &'static str,
+    cache_backend: &'static str,
+    recent: Vec<RequestRow>,
+}
+
+pub async fn home(State(state): State<AppState>, Page(layout): Page) -> Result<HomePage, AppError> {
+    const PENDING_SHOWN: usize = 99;
+    let recent = state
+        .store
+        .list_requests(&RequestFilter::default(), &PageRequest::first(10))
+        .await?;
+    let pending = state
+        .store
+        .list_requests(
+            &RequestFilter {
+                status: Some(RequestStatus::Pending),
+                requester: None,
+            },
+            &PageRequest::first(PENDING_SHOWN),
+        )
+        .await?;
+    let cloud_mode = match state.config.aws.mode {
+        AwsMode::Aws => format!("AWS, region {}", state.config.aws.region),
+        AwsMode::Sandbox => "sandbox (demo accounts)".to_string(),
+    };
+    Ok(HomePage {
+        layout: layout.nav("home"),
+        accounts: state.config.account_ids_to_name.len(),
+        cloud_mode,
+        pending_count: pending.items.len(),
+        pending_more: pending.next_cursor.is_some(),
+        store_backend: state.store.backend_name(),
+        cache_backend: state.cache.backend_name(),
+        recent: recent.items.iter().map(RequestRow::from).collect(),
+    })
+}
+
+#[derive(Template, WebTemplate)]
+#[template(path = "requests.html")]
+pub struct RequestsPage {
+    layout: Layout,
+    recent: Vec<RequestRow>,
+    statuses: Vec<&'static str>,
+    status_filter: String,
+    requester_filter: String,
+    next_url: Option<String>,
+    has_cursor: bool,
+    first_url: String,
+}
+
+/// Query string for the requests page, keeping the filters and moving the cursor.
+fn requests_url(status: &str, requester: &str, cursor: Option<&str>) -> String {
+    let mut q = url_encode_pairs(&[("status", status), ("requester", requester)]);
+    if let Some(c) = cursor {
+        if !q.is_empty() {
+            q.push('&');
+        }
+        q.push_str(&url_encode_pairs(&[("cursor", c)]));
+    }
+    if q.is_empty() {
+        "/requests".into()
+    } else {
+        format!("/requests?{q}")
+    }
+}
+
+/// `k=v&...` for the non-empty values, percent-encoded.
+fn url_encode_pairs(pairs: &[(&str, &str)]) -> String {
+    pairs
+        .iter()
+        .filter(|(_, v)| !v.is_empty())
+        .map(|(k, v)| format!("{k}={}", percent_encode(v)))
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
+fn percent_encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+pub async fn requests(
+    State(state): State<AppState>,
+    Page(layout): Page,
+    Query(q): Query<ListQuery>,
+) -> Result<RequestsPage, AppError> {
+    let (filter, page) = parse_list_query(&ListQuery {
+        limit: Some(q.limit.unwrap_or(DEFAULT_PAGE)),
+        ..q
+    })?;
+    let has_cursor = page.cursor.is_some();
+    let result = state.store.list_requests(&filter, &page).await?;
+    let status = filter.status.map(|s| s.as_str()).unwrap_or("").to_string();
+    let requester = filter.requester.clone().unwrap_or_default();
+    Ok(RequestsPage {
+        layout: layout.nav("requests"),
+        recent: result.items.iter().map(RequestRow::from).collect(),
+        statuses: RequestStatus::ALL.iter().map(|s| s.as_str()).collect(),
+        next_url: result
+            .next_cursor
+            .as_deref()
+            .map(|c| requests_url(&status, &requester, Some(c))),
+        first_url: requests_url(&status, &requester, None),
+        status_filter: status,
+        requester_filter: requester,
+        has_cursor,
+    })
+}
+
+pub struct CommentView {
+    author: String,
+    text: String,
+    created: String,
+}
+
+impl From<&Comment> for CommentView {
+    fn from(c: &Comment) -> Self {
+        CommentView {
+            author: c.author.clone(),
+            text: c.text.clone(),
+            created: human_time(c.created_at),
+        }
+    }
+}
+
+#[derive(Template, WebTemplate)]
+#[template(path = "request.html")]
+pub struct RequestPage {
+    layout: Layout,
+    short_id: String,
+    status: &'static str,
+    requester: String,
+    created: String,
+    created_iso: String,
+    updated: String,
+    version: u64,
+    justification: String,
+    changes_pretty: String,
+    comments: Vec<CommentView>,
+}
+
+pub async fn request_detail(
+    State(state): State<AppState>,
+    Page(layout): Page,
+    Path(id): Path<String>,
+) -> Result<RequestPage, AppError> {
+    let r =
+        state.store.get_request(&id).await?.ok_or_else(|| {
+            AppError::NotFound(format!("There is no policy request with id '{id}'."))
+        })?;
+    Ok(RequestPage {
+        layout: layout.nav("requests"),
+        short_id: r.id.chars().take(8).collect(),
+        status: r.status.as_str(),
+        requester: r.requester.clone(),
+        created: human_time(r.created_at),
+        created_iso: r.created_at.to_rfc3339(),
+        updated: human_time(r.updated_at),
+        version: r.version,
+        justification: r.justification.clone(),
+        changes_pretty: serde_json::to_string_pretty(&r.changes).unwrap_or_default(),
+        comments: r.comments.iter().map(CommentView::from).collect(),
+    })
+}
+
+#[derive(Template, WebTemplate)]
+#[template(path = "notice.html")]
+pub struct NoticePage {
+    layout: Layout,
+    heading: &'static str,
+    message: String,
+}
+
+pub async fn policies(State(state): State<AppState>, Page(layout): Page) -> NoticePage {
+    let accounts = state.config.account_ids_to_name.len();
+    NoticePage {
+        layout: layout.nav("policies"),
+        heading: "Policies",
+        message: format!(
+            "Resource sync has not run yet ({accounts} account(s) configured). Roles and policies \
+             appear here after `iamdesk sync`."
+        ),
+    }
+}
+
+pub async fn selfservice(Page(layout): Page) -> NoticePage {
+    NoticePage {
+        layout: layout.nav("selfservice"),
+        heading: "Self-service",
+        message: "The self-service wizard becomes available once roles are synced.".into(),
+    }
+}
+
+#[derive(Template, WebTemplate)]
+#[template(path = "audit.html")]
+pub struct AuditPage {
+    layout: Layout,
+    events: Vec<AuditRow>,
+    next_url: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct CursorQuery {
+    cursor: Option<String>,
+    status: Option<String>,
+}
+
+pub async fn audit(
+    State(state): State<AppState>,
+    Page(layout): Page,
+    Query(q): Query<CursorQuery>,
+) -> Result<AuditPage, AppError> {
+    let page = PageRequest {
+        limit: DEFAULT_PAGE,
+        cursor: q.cursor.filter(|c| !c.is_empty()),
+    };
+    let result = state.store.list_audit(None, &page).await?;
+    Ok(AuditPage {
+        layout: layout.nav("audit"),
+        events: result.items.iter().map(AuditRow::from).collect(),
+        next_url: result
+            .next_cursor
+            .map(|c| format!("/admin/audit?{}", url_encode_pairs(&[("cursor", &c)]))),
+    })
+}
+
+#[derive(Template, WebTemplate)]
+#[template(path = "outbox.html")]
+pub struct OutboxPage {
+    layout: Layout,
+    messages: Vec<OutboxRow>,
+    next_url: Option<String>,
+}
+
+pub async fn outbox(
+    State(state): State<AppState>,
+    Page(layout): Page,
+    Query(q): Query<CursorQuery>,
+) -> Result<OutboxPage, AppError> {
+    let status = match q.status.as_deref().filter(|s| !s.is_empty()) {
+        None => None,
+        Some(s) => Some(OutboxStatus::parse(s).ok_or_else(|| {
+            AppError::BadRequest(format!("status '{s}' is not one of pending, sent, dead"))
+        })?),
+    };
+    let page = PageRequest {
+        limit: DEFAULT_PAGE,
+        cursor: q.cursor.filter(|c| !c.is_empty()),
+    };
+    let result = state.store.list_outbox(status, &page).await?;
+    let status_s = status.map(|s| s.as_str()).unwrap_or("");
+    Ok(OutboxPage {
+        layout: layout.nav("outbox"),
+        messages: result.items.iter().map(OutboxRow::from).collect(),
+        next_url: result.next_cursor.map(|c| {
+            format!(
+                "/admin/outbox?{}",
+                url_encode_pairs(&[("status", status_s), ("cursor", &c)])
+            )
+        }),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requests_url_keeps_filters_and_encodes() {
+        assert_eq!(requests_url("", "", None), "/requests");
+        assert_eq!(
+            requests_url("pending", "a+b@x.com", Some("ab12")),
+            "/requests?status=pending&requester=a%2Bb%40x.com&cursor=ab12"
+        );
+    }
+}

@@ -1,0 +1,161 @@
+//! What every page shares (the layout) and small formatting helpers for templates.
+
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
+use chrono::{DateTime, Utc};
+
+use super::REQUEST_ID_HEADER;
+use crate::app::AppState;
+use crate::store::{AuditEvent, OutboxMessage, PolicyRequest};
+
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// The base layout's data: navigation, demo banner, signed-in user, request id.
+#[derive(Debug, Clone)]
+pub struct Layout {
+    pub nav: &'static str,
+    pub demo_mode: bool,
+    pub user: Option<String>,
+    pub version: &'static str,
+    pub request_id: Option<String>,
+}
+
+impl Layout {
+    pub fn new(state: &AppState, request_id: Option<String>) -> Self {
+        Layout {
+            nav: "",
+            demo_mode: state.demo_mode,
+            user: state
+                .demo_mode
+                .then(|| "demo-admin@iamdesk.local".to_string()),
+            version: VERSION,
+            request_id,
+        }
+    }
+
+    pub fn nav(mut self, nav: &'static str) -> Self {
+        self.nav = nav;
+        self
+    }
+}
+
+/// Extractor giving a page handler its [`Layout`].
+pub struct Page(pub Layout);
+
+impl FromRequestParts<AppState> for Page {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let request_id = parts
+            .headers
+            .get(REQUEST_ID_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        Ok(Page(Layout::new(state, request_id)))
+    }
+}
+
+pub fn human_time(at: DateTime<Utc>) -> String {
+    at.format("%Y-%m-%d %H:%M UTC").to_string()
+}
+
+/// One row of a request table.
+pub struct RequestRow {
+    pub id: String,
+    pub short_id: String,
+    pub requester: String,
+    pub status: &'static str,
+    pub justification: String,
+    pub created: String,
+    pub created_iso: String,
+}
+
+impl From<&PolicyRequest> for RequestRow {
+    fn from(r: &PolicyRequest) -> Self {
+        RequestRow {
+            id: r.id.clone(),
+            short_id: r.id.chars().take(8).collect(),
+            requester: r.requester.clone(),
+            status: r.status.as_str(),
+            justification: truncate(&r.justification, 120),
+            created: human_time(r.created_at),
+            created_iso: r.created_at.to_rfc3339(),
+        }
+    }
+}
+
+pub struct AuditRow {
+    pub at: String,
+    pub at_iso: String,
+    pub actor: String,
+    pub action: String,
+    pub request_id: Option<String>,
+    pub detail: String,
+}
+
+impl From<&AuditEvent> for AuditRow {
+    fn from(e: &AuditEvent) -> Self {
+        AuditRow {
+            at: human_time(e.at),
+            at_iso: e.at.to_rfc3339(),
+            actor: e.actor.clone(),
+            action: e.action.clone(),
+            request_id: e.request_id.clone(),
+            detail: truncate(&e.detail.to_string(), 200),
+        }
+    }
+}
+
+pub struct OutboxRow {
+    pub created: String,
+    pub channel: String,
+    pub status: &'static str,
+    pub attempts: u32,
+    pub summary: String,
+    pub last_error: String,
+}
+
+impl From<&OutboxMessage> for OutboxRow {
+    fn from(m: &OutboxMessage) -> Self {
+        let summary = m
+            .payload
+            .get("subject")
+            .or_else(|| m.payload.get("text"))
+            .and_then(|v| v.as_str())
+            .unwrap_or("")
+            .to_string();
+        OutboxRow {
+            created: human_time(m.created_at),
+            channel: m.channel.clone(),
+            status: m.status.as_str(),
+            attempts: m.attempts,
+            summary: truncate(&summary, 160),
+            last_error: m.last_error.clone().unwrap_or_default(),
+        }
+    }
+}
+
+/// At most `max` characters, with an ellipsis when cut.
+pub fn truncate(s: &str, max: usize) -> String {
+    if s.chars().count() <= max {
+        s.to_string()
+    } else {
+        let mut out: String = s.chars().take(max.saturating_sub(1)).collect();
+        out.push('…');
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::truncate;
+
+    #[test]
+    fn truncate_counts_characters_not_bytes() {
+        assert_eq!(truncate("héllo", 5), "héllo");
+        assert_eq!(truncate("héllo wörld", 6), "héllo…");
+    }
+}
