@@ -3,8 +3,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::cache::Cache;
-use crate::config::{Config, StorageBackend};
+use crate::cache::memory::MemoryCache;
+use crate::cache::{Cache, CachedStore};
+use crate::config::{AwsMode, Config, StorageBackend};
+use crate::resources::service::Resources;
 use crate::store::{Store, embedded::EmbeddedStore};
 
 /// Everything a handler needs. Built once at startup; cheap to clone through [`AppState`].
@@ -15,6 +17,10 @@ pub struct App {
     pub cache: Arc<dyn Cache>,
     /// True when no sign-in method is configured: everybody is the demo admin (issue: identity).
     pub demo_mode: bool,
+    /// Server-side key for session cookies and CSRF tokens (from `jwt_secret`).
+    pub secret: Vec<u8>,
+    /// Synced IAM resources and their search index.
+    pub resources: Resources,
 }
 
 #[derive(Clone)]
@@ -38,13 +44,24 @@ impl App {
             StorageBackend::Embedded => Arc::new(EmbeddedStore::open(&config.storage.path)?),
             StorageBackend::Dynamodb => anyhow::bail!("dynamodb backend not wired yet"),
         };
-        let cache: Arc<dyn Cache> = anyhow::bail!("cache not wired yet");
+        let cache: Arc<dyn Cache> = match &config.redis.url {
+            Some(url) => Arc::new(crate::cache::redis::RedisCache::connect(url, "iamdesk:").await?),
+            None => Arc::new(MemoryCache::new(10_000)),
+        };
+        let store: Arc<dyn Store> =
+            Arc::new(CachedStore::new(store, cache.clone(), REQUEST_CACHE_TTL));
         let demo_mode = !config.auth.get_user_by_aws_alb_auth && !config.auth.get_user_by_header;
+        let resources = Resources::new();
+        if config.aws.mode == AwsMode::Sandbox {
+            resources.replace(crate::resources::demo::accounts(), 1);
+        }
         Ok(Arc::new(App {
             config,
             store,
             cache,
             demo_mode,
+            secret: Vec::new(),
+            resources,
         }))
     }
 }

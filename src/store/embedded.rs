@@ -50,6 +50,19 @@ CREATE TABLE IF NOT EXISTS outbox (
 );
 CREATE INDEX IF NOT EXISTS outbox_by_status ON outbox (status, sort_key);
 CREATE INDEX IF NOT EXISTS outbox_due ON outbox (status, next_attempt_at);
+
+CREATE TABLE IF NOT EXISTS snapshots (
+    account_id TEXT PRIMARY KEY,
+    body       TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS account_status (
+    account_id TEXT PRIMARY KEY,
+    body       TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS meta (
+    key   TEXT PRIMARY KEY,
+    value INTEGER NOT NULL
+);
 "#;
 
 /// SQLite-backed [`Store`]. One connection behind a mutex: SQLite serialises writers anyway, and
@@ -453,6 +466,59 @@ impl Store for EmbeddedStore {
         .await
     }
 
+    async fn put_snapshot(&self, snapshot: &AccountSnapshot) -> StoreResult<u64> {
+        let (id, body) = (snapshot.account_id.clone(), to_json(snapshot)?);
+        self.with_conn(move |c| {
+            let tx = c
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(backend)?;
+            tx.execute(
+                "INSERT INTO snapshots (account_id, body) VALUES (?1, ?2)
+                 ON CONFLICT (account_id) DO UPDATE SET body = excluded.body",
+                params![id, body],
+            )
+            .map_err(backend)?;
+            let next = generation(&tx)? + 1;
+            tx.execute(
+                "INSERT INTO meta (key, value) VALUES ('resource_generation', ?1)
+                 ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                params![next as i64],
+            )
+            .map_err(backend)?;
+            tx.commit().map_err(backend)?;
+            Ok(next)
+        })
+        .await
+    }
+
+    async fn list_snapshots(&self) -> StoreResult<Vec<AccountSnapshot>> {
+        self.with_conn(|c| all_bodies(c, "SELECT body FROM snapshots ORDER BY account_id"))
+            .await
+    }
+
+    async fn resource_generation(&self) -> StoreResult<u64> {
+        self.with_conn(|c| generation(c)).await
+    }
+
+    async fn put_account_status(&self, status: &AccountStatus) -> StoreResult<()> {
+        let (id, body) = (status.account_id.clone(), to_json(status)?);
+        self.with_conn(move |c| {
+            c.execute(
+                "INSERT INTO account_status (account_id, body) VALUES (?1, ?2)
+                 ON CONFLICT (account_id) DO UPDATE SET body = excluded.body",
+                params![id, body],
+            )
+            .map_err(backend)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn list_account_status(&self) -> StoreResult<Vec<AccountStatus>> {
+        self.with_conn(|c| all_bodies(c, "SELECT body FROM account_status ORDER BY account_id"))
+            .await
+    }
+
     async fn update_outbox(&self, message: &OutboxMessage) -> StoreResult<()> {
         let m = message.clone();
         self.with_conn(move |c| {
@@ -481,6 +547,30 @@ impl Store for EmbeddedStore {
         })
         .await
     }
+}
+
+fn generation(c: &Connection) -> StoreResult<u64> {
+    let g: Option<i64> = c
+        .query_row(
+            "SELECT value FROM meta WHERE key = 'resource_generation'",
+            [],
+            |r| r.get(0),
+        )
+        .optional()
+        .map_err(backend)?;
+    Ok(g.unwrap_or(0).max(0) as u64)
+}
+
+fn all_bodies<T: serde::de::DeserializeOwned>(c: &Connection, sql: &str) -> StoreResult<Vec<T>> {
+    let mut stmt = c.prepare_cached(sql).map_err(backend)?;
+    let rows = stmt
+        .query_map([], |r| r.get::<_, String>(0))
+        .map_err(backend)?;
+    let mut out = vec![];
+    for body in rows {
+        out.push(from_json(&body.map_err(backend)?)?);
+    }
+    Ok(out)
 }
 
 #[cfg(test)]

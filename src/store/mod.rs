@@ -11,6 +11,9 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use crate::resources::model::AccountSnapshot;
+use crate::resources::sync::AccountStatus;
+
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     /// Optimistic concurrency lost: somebody else wrote first (or the id already exists).
@@ -294,6 +297,38 @@ pub trait Store: Send + Sync + 'static {
 
     /// Replace an outbox message if its stored version is `message.version - 1` (else `Conflict`).
     async fn update_outbox(&self, message: &OutboxMessage) -> StoreResult<()>;
+
+    // --- Synced IAM resources. Defaults say "unsupported" so a backend can add them later. ---
+
+    /// Replace the stored snapshot of one account and bump the resource generation (returned),
+    /// so every replica knows to rebuild its search index.
+    async fn put_snapshot(&self, snapshot: &AccountSnapshot) -> StoreResult<u64> {
+        let _ = snapshot;
+        Err(unsupported(self.backend_name(), "resource snapshots"))
+    }
+
+    /// Every stored account snapshot.
+    async fn list_snapshots(&self) -> StoreResult<Vec<AccountSnapshot>> {
+        Err(unsupported(self.backend_name(), "resource snapshots"))
+    }
+
+    /// The current resource generation (0 before the first sync).
+    async fn resource_generation(&self) -> StoreResult<u64> {
+        Err(unsupported(self.backend_name(), "resource snapshots"))
+    }
+
+    async fn put_account_status(&self, status: &AccountStatus) -> StoreResult<()> {
+        let _ = status;
+        Err(unsupported(self.backend_name(), "account sync status"))
+    }
+
+    async fn list_account_status(&self) -> StoreResult<Vec<AccountStatus>> {
+        Err(unsupported(self.backend_name(), "account sync status"))
+    }
+}
+
+fn unsupported(backend: &str, what: &str) -> StoreError {
+    StoreError::Backend(format!("the {backend} store does not support {what} yet"))
 }
 
 /// Cursors are the sort key of the last item of a page, hex-encoded so callers treat them as

@@ -3,9 +3,12 @@
 
 mod api;
 mod assets;
+mod csrf;
 mod errors;
 mod extract;
 mod pages;
+mod ratelimit;
+mod resources;
 mod security;
 mod view;
 
@@ -38,13 +41,22 @@ pub fn router(state: AppState) -> Router {
         .route("/", get(pages::home))
         .route("/requests", get(pages::requests))
         .route("/policies/request/{id}", get(pages::request_detail))
-        .route("/policies", get(pages::policies))
+        .route("/policies", get(resources::policies_page))
+        .route(
+            "/policies/edit/{account_id}/iamrole/{role_name}",
+            get(resources::role_page),
+        )
         .route("/selfservice", get(pages::selfservice))
         .route("/admin/audit", get(pages::audit))
         .route("/admin/outbox", get(pages::outbox))
         // JSON API (ConsoleMe v2 shapes)
         .route("/api/v2/requests", get(api::list_requests))
         .route("/api/v2/requests/{id}", get(api::get_request))
+        .route("/api/v2/policies", get(resources::api_policies))
+        .route(
+            "/api/v2/roles/{account_id}/{role_name}",
+            get(resources::api_role),
+        )
         // Health and assets
         .route("/healthcheck", get(api::healthcheck))
         .route("/static/{*path}", get(assets::serve))

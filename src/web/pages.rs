@@ -200,18 +200,6 @@ pub struct NoticePage {
     message: String,
 }
 
-pub async fn policies(State(state): State<AppState>, Page(layout): Page) -> NoticePage {
-    let accounts = state.config.account_ids_to_name.len();
-    NoticePage {
-        layout: layout.nav("policies"),
-        heading: "Policies",
-        message: format!(
-            "Resource sync has not run yet ({accounts} account(s) configured). Roles and policies \
-             appear here after `iamdesk sync`."
-        ),
-    }
-}
-
 pub async fn selfservice(Page(layout): Page) -> NoticePage {
     NoticePage {
         layout: layout.nav("selfservice"),

@@ -1,8 +1,10 @@
 //! The one integration-test binary (GUIDE §7): every module starts what it needs itself.
 //! External services come from `scripts/test`: `AWS_ENDPOINT_URL` (moto_server) and `REDIS_URL`.
 
+mod browser;
 mod cache;
 mod config;
+mod resources;
 mod server;
 mod store;
 mod support;

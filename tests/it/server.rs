@@ -378,3 +378,24 @@ fn check_config_prints_the_effective_config_without_secrets() {
     assert!(!stdout.contains("hunter2"), "secret leaked: {stdout}");
     assert!(!String::from_utf8_lossy(&out.stderr).contains("hunter2"));
 }
+
+#[tokio::test]
+async fn home_page_in_a_real_browser() {
+    let Some(browser) = crate::browser::Browser::start().await else {
+        return;
+    };
+    let app = TestApp::demo().await;
+    browser.client.goto(&app.url("/")).await.expect("open home");
+    let h1 = browser
+        .client
+        .find(fantoccini::Locator::Css("h1"))
+        .await
+        .expect("h1")
+        .text()
+        .await
+        .expect("text");
+    assert_eq!(h1, "Welcome to iamdesk");
+    let shot = browser.screenshot("home").await;
+    assert!(std::fs::metadata(&shot).is_ok_and(|m| m.len() > 1000));
+    browser.close().await;
+}

@@ -1,0 +1,167 @@
+//! Search benchmark: 100k synthetic roles across 200 accounts, p50/p99 latency of typical
+//! queries and the index's memory. Writes `target/bench/search.json`.
+//! Run with `scripts/bench-search` (release build; ~1 minute on 2 cores).
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use iamdesk::resources::index::{Query, SearchIndex, Sort};
+use iamdesk::resources::model::{AccountSnapshot, InlinePolicy, Principal, ResourceKind, Tag};
+use serde_json::json;
+
+const ACCOUNTS: usize = 200;
+const ROLES: usize = 100_000;
+const RUNS: usize = 200;
+
+fn synthetic() -> Vec<Arc<AccountSnapshot>> {
+    let services = [
+        "s3", "sqs", "sns", "dynamodb", "kms", "ec2", "lambda", "logs", "iam", "sts",
+    ];
+    let verbs = [
+        "Get*",
+        "Put*",
+        "List*",
+        "Describe*",
+        "ReceiveMessage",
+        "Publish",
+        "Decrypt",
+        "*",
+    ];
+    let teams = [
+        "billing", "search", "payments", "ml", "infra", "data", "edge", "identity",
+    ];
+    let mut snaps: Vec<AccountSnapshot> = (0..ACCOUNTS)
+        .map(|a| AccountSnapshot {
+            account_id: format!("{:012}", 100_000_000_000u64 + a as u64),
+            account_name: format!("account-{a:03}"),
+            ..Default::default()
+        })
+        .collect();
+    for i in 0..ROLES {
+        let snap = &mut snaps[i % ACCOUNTS];
+        let team = teams[i % teams.len()];
+        let name = format!("{team}-service-{i:06}");
+        let actions: Vec<String> = (0..4)
+            .map(|k| {
+                format!(
+                    "{}:{}",
+                    services[(i + k) % services.len()],
+                    verbs[(i / 7 + k) % verbs.len()]
+                )
+            })
+            .collect();
+        snap.principals.push(Principal {
+            kind: ResourceKind::Role,
+            account_id: snap.account_id.clone(),
+            arn: format!("arn:aws:iam::{}:role/{name}", snap.account_id),
+            name,
+            path: "/".into(),
+            id: format!("AROA{i:016}"),
+            description: None,
+            created_at: None,
+            last_used_at: None,
+            max_session_duration: Some(3600),
+            trust_policy: None,
+            inline_policies: vec![InlinePolicy {
+                name: "main".into(),
+                document: json!({"Version": "2012-10-17",
+                                 "Statement": [{"Effect": "Allow", "Action": actions, "Resource": "*"}]}),
+            }],
+            managed_policies: vec![],
+            permissions_boundary: None,
+            tags: vec![
+                Tag { key: "team".into(), value: team.into() },
+                Tag { key: "consoleme-authorized".into(), value: format!("{team}@example.com") },
+            ],
+        });
+    }
+    snaps.into_iter().map(Arc::new).collect()
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    let idx = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[idx]
+}
+
+fn main() {
+    let snaps = synthetic();
+    let t = Instant::now();
+    let index = SearchIndex::build(&snaps, 1);
+    let build_ms = t.elapsed().as_secs_f64() * 1000.0;
+    let queries: Vec<(&str, Query)> = vec![
+        (
+            "name substring",
+            Query {
+                text: Some("payments-service-04".into()),
+                limit: 50,
+                ..Default::default()
+            },
+        ),
+        (
+            "action s3:GetObject",
+            Query {
+                action: Some("s3:GetObject".into()),
+                limit: 50,
+                ..Default::default()
+            },
+        ),
+        (
+            "account + type",
+            Query {
+                account: Some("account-042".into()),
+                kind: Some(ResourceKind::Role),
+                limit: 50,
+                ..Default::default()
+            },
+        ),
+        (
+            "tag team=ml",
+            Query {
+                tag: Some("team=ml".into()),
+                limit: 50,
+                ..Default::default()
+            },
+        ),
+        (
+            "everything sorted by account, page 100",
+            Query {
+                sort: Sort::Account,
+                offset: 5000,
+                limit: 50,
+                ..Default::default()
+            },
+        ),
+    ];
+    let mut results = vec![];
+    for (name, q) in &queries {
+        let mut times = Vec::with_capacity(RUNS);
+        let mut total = 0;
+        for _ in 0..RUNS {
+            let t = Instant::now();
+            let r = index.search(q);
+            times.push(t.elapsed().as_secs_f64() * 1000.0);
+            total = r.total;
+        }
+        times.sort_by(f64::total_cmp);
+        let (p50, p99) = (percentile(&times, 0.5), percentile(&times, 0.99));
+        println!("{name:45} matches {total:6}  p50 {p50:7.3} ms  p99 {p99:7.3} ms");
+        results.push(json!({"query": name, "matches": total, "p50_ms": p50, "p99_ms": p99}));
+    }
+    let mem_mb = index.approx_bytes() as f64 / (1024.0 * 1024.0);
+    println!(
+        "index: {} entries, built in {build_ms:.0} ms, ~{mem_mb:.1} MiB",
+        index.len()
+    );
+    let report = json!({
+        "roles": ROLES, "accounts": ACCOUNTS, "runs_per_query": RUNS,
+        "build_ms": build_ms, "index_mib": mem_mb, "queries": results,
+    });
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/bench");
+    if let Err(e) = std::fs::create_dir_all(&dir)
+        .and_then(|_| std::fs::write(dir.join("search.json"), format!("{report:#}\n")))
+    {
+        eprintln!("cannot write target/bench/search.json: {e}");
+        std::process::exit(1);
+    }
+    println!("wrote target/bench/search.json");
+}

@@ -1,0 +1,353 @@
+//! The real AWS: the central account's credentials from aws-config's default chain, and per
+//! spoke account one IAM client whose credentials come from STS AssumeRole into
+//! `arn:aws:iam::{id}:role/{role_name}`. Each client keeps its credentials in the SDK's identity
+//! cache and refreshes them before expiry, so a sync costs one AssumeRole per account per
+//! credential lifetime, not one per call. `AWS_ENDPOINT_URL` redirects everything (moto in tests).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use async_trait::async_trait;
+use aws_config::SdkConfig;
+use aws_config::sts::AssumeRoleProvider;
+use aws_credential_types::provider::{ProvideCredentials, future};
+use aws_sdk_iam::types::{EntityType, PolicyDetail};
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+use tokio::sync::Mutex;
+
+use super::{Cloud, CloudError};
+use crate::config::Config;
+use crate::resources::model::{
+    AccountSnapshot, AttachedPolicy, InlinePolicy, ManagedPolicy, Principal, ResourceKind, Tag,
+};
+
+/// Session name on every AssumeRole, so CloudTrail shows who acted.
+pub const SESSION_NAME: &str = "iamdesk";
+
+/// Counts the credential fetches (= AssumeRole calls) a provider really makes.
+#[derive(Debug)]
+struct Counting {
+    inner: AssumeRoleProvider,
+    calls: Arc<AtomicU64>,
+}
+
+impl ProvideCredentials for Counting {
+    fn provide_credentials<'a>(&'a self) -> future::ProvideCredentials<'a>
+    where
+        Self: 'a,
+    {
+        self.calls.fetch_add(1, Ordering::Relaxed);
+        self.inner.provide_credentials()
+    }
+}
+
+pub struct AwsCloud {
+    sdk: SdkConfig,
+    /// Spoke account id → role name to assume.
+    roles: HashMap<String, String>,
+    clients: Mutex<HashMap<String, aws_sdk_iam::Client>>,
+    assume_role_calls: Arc<AtomicU64>,
+}
+
+impl AwsCloud {
+    pub async fn new(config: &Config) -> Self {
+        let sdk = crate::aws::sdk_config(config).await;
+        let roles = config
+            .account_ids_to_name
+            .keys()
+            .map(|id| (id.clone(), config.spoke_role_name(id).to_string()))
+            .collect();
+        AwsCloud {
+            sdk,
+            roles,
+            clients: Mutex::new(HashMap::new()),
+            assume_role_calls: Arc::new(AtomicU64::new(0)),
+        }
+    }
+
+    /// How many times spoke credentials were fetched from STS (tests and metrics).
+    pub fn assume_role_calls(&self) -> u64 {
+        self.assume_role_calls.load(Ordering::Relaxed)
+    }
+
+    pub fn spoke_role_arn(&self, account_id: &str) -> Result<String, CloudError> {
+        let role = self
+            .roles
+            .get(account_id)
+            .ok_or_else(|| CloudError::UnknownAccount(account_id.to_string()))?;
+        Ok(format!("arn:aws:iam::{account_id}:role/{role}"))
+    }
+
+    /// The IAM client of a spoke account, created once and reused.
+    async fn iam(&self, account_id: &str) -> Result<aws_sdk_iam::Client, CloudError> {
+        let mut clients = self.clients.lock().await;
+        if let Some(c) = clients.get(account_id) {
+            return Ok(c.clone());
+        }
+        let provider = AssumeRoleProvider::builder(self.spoke_role_arn(account_id)?)
+            .session_name(SESSION_NAME)
+            .configure(&self.sdk)
+            .build()
+            .await;
+        let counting = Counting {
+            inner: provider,
+            calls: self.assume_role_calls.clone(),
+        };
+        let conf = aws_sdk_iam::config::Builder::from(&self.sdk)
+            .credentials_provider(counting)
+            .build();
+        let client = aws_sdk_iam::Client::from_conf(conf);
+        clients.insert(account_id.to_string(), client.clone());
+        Ok(client)
+    }
+}
+
+fn aws_error<E>(e: aws_sdk_iam::error::SdkError<E>) -> CloudError
+where
+    E: std::error::Error + aws_sdk_iam::error::ProvideErrorMetadata + Send + Sync + 'static,
+{
+    use aws_sdk_iam::error::ProvideErrorMetadata as _;
+    let code = e.code().map(str::to_string);
+    let message = e.message().map(str::to_string);
+    let text = match (&code, &message) {
+        (Some(c), Some(m)) => format!("{c}: {m}"),
+        (Some(c), None) => c.clone(),
+        _ => aws_sdk_iam::error::DisplayErrorContext(&e).to_string(),
+    };
+    CloudError::Aws {
+        code,
+        message: text,
+    }
+}
+
+fn time(t: Option<&aws_smithy_types::DateTime>) -> Option<DateTime<Utc>> {
+    t.and_then(|t| DateTime::from_timestamp(t.secs(), t.subsec_nanos()))
+}
+
+/// IAM returns policy documents URL-encoded.
+fn decode_document(raw: Option<&str>) -> Value {
+    let Some(raw) = raw else {
+        return Value::Null;
+    };
+    let decoded = urlencoding::decode(raw)
+        .map(|c| c.into_owned())
+        .unwrap_or_else(|_| raw.to_string());
+    serde_json::from_str(&decoded).unwrap_or(Value::String(decoded))
+}
+
+fn inline(list: &[PolicyDetail]) -> Vec<InlinePolicy> {
+    list.iter()
+        .map(|p| InlinePolicy {
+            name: p.policy_name().unwrap_or_default().to_string(),
+            document: decode_document(p.policy_document()),
+        })
+        .collect()
+}
+
+fn attached(list: &[aws_sdk_iam::types::AttachedPolicy]) -> Vec<AttachedPolicy> {
+    list.iter()
+        .map(|p| AttachedPolicy {
+            name: p.policy_name().unwrap_or_default().to_string(),
+            arn: p.policy_arn().unwrap_or_default().to_string(),
+        })
+        .collect()
+}
+
+fn tags(list: &[aws_sdk_iam::types::Tag]) -> Vec<Tag> {
+    list.iter()
+        .map(|t| Tag {
+            key: t.key().to_string(),
+            value: t.value().to_string(),
+        })
+        .collect()
+}
+
+fn role_principal(account_id: &str, r: &aws_sdk_iam::types::RoleDetail) -> Principal {
+    Principal {
+        kind: ResourceKind::Role,
+        account_id: account_id.to_string(),
+        name: r.role_name().unwrap_or_default().to_string(),
+        arn: r.arn().unwrap_or_default().to_string(),
+        path: r.path().unwrap_or("/").to_string(),
+        id: r.role_id().unwrap_or_default().to_string(),
+        description: None,
+        created_at: time(r.create_date()),
+        last_used_at: time(r.role_last_used().and_then(|u| u.last_used_date())),
+        max_session_duration: None,
+        trust_policy: Some(decode_document(r.assume_role_policy_document())),
+        inline_policies: inline(r.role_policy_list()),
+        managed_policies: attached(r.attached_managed_policies()),
+        permissions_boundary: r
+            .permissions_boundary()
+            .and_then(|b| b.permissions_boundary_arn())
+            .map(str::to_string),
+        tags: tags(r.tags()),
+    }
+}
+
+fn user_principal(account_id: &str, u: &aws_sdk_iam::types::UserDetail) -> Principal {
+    Principal {
+        kind: ResourceKind::User,
+        account_id: account_id.to_string(),
+        name: u.user_name().unwrap_or_default().to_string(),
+        arn: u.arn().unwrap_or_default().to_string(),
+        path: u.path().unwrap_or("/").to_string(),
+        id: u.user_id().unwrap_or_default().to_string(),
+        description: None,
+        created_at: time(u.create_date()),
+        last_used_at: None,
+        max_session_duration: None,
+        trust_policy: None,
+        inline_policies: inline(u.user_policy_list()),
+        managed_policies: attached(u.attached_managed_policies()),
+        permissions_boundary: u
+            .permissions_boundary()
+            .and_then(|b| b.permissions_boundary_arn())
+            .map(str::to_string),
+        tags: tags(u.tags()),
+    }
+}
+
+fn managed_policy(account_id: &str, p: &aws_sdk_iam::types::ManagedPolicyDetail) -> ManagedPolicy {
+    let default = p.default_version_id();
+    let document = p
+        .policy_version_list()
+        .iter()
+        .find(|v| v.is_default_version() || (default.is_some() && v.version_id() == default))
+        .map(|v| decode_document(v.document()))
+        .unwrap_or(Value::Null);
+    ManagedPolicy {
+        account_id: account_id.to_string(),
+        name: p.policy_name().unwrap_or_default().to_string(),
+        arn: p.arn().unwrap_or_default().to_string(),
+        path: p.path().unwrap_or("/").to_string(),
+        description: p.description().map(str::to_string),
+        attachment_count: p.attachment_count().unwrap_or(0),
+        document,
+    }
+}
+
+#[async_trait]
+impl Cloud for AwsCloud {
+    fn name(&self) -> &'static str {
+        "aws"
+    }
+
+    async fn fetch_account(
+        &self,
+        account_id: &str,
+        account_name: &str,
+    ) -> Result<AccountSnapshot, CloudError> {
+        let iam = self.iam(account_id).await?;
+        let mut snapshot = AccountSnapshot {
+            account_id: account_id.to_string(),
+            account_name: account_name.to_string(),
+            synced_at: Some(Utc::now()),
+            ..Default::default()
+        };
+        let mut pages = iam
+            .get_account_authorization_details()
+            .filter(EntityType::Role)
+            .filter(EntityType::User)
+            .filter(EntityType::LocalManagedPolicy)
+            .into_paginator()
+            .send();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(aws_error)?;
+            snapshot.principals.extend(
+                page.role_detail_list()
+                    .iter()
+                    .map(|r| role_principal(account_id, r)),
+            );
+            snapshot.principals.extend(
+                page.user_detail_list()
+                    .iter()
+                    .map(|u| user_principal(account_id, u)),
+            );
+            snapshot.policies.extend(
+                page.policies()
+                    .iter()
+                    .map(|p| managed_policy(account_id, p)),
+            );
+        }
+        Ok(snapshot)
+    }
+
+    async fn fetch_role(
+        &self,
+        account_id: &str,
+        role_name: &str,
+    ) -> Result<Option<Principal>, CloudError> {
+        let iam = self.iam(account_id).await?;
+        let role = match iam.get_role().role_name(role_name).send().await {
+            Ok(out) => match out.role {
+                Some(r) => r,
+                None => return Ok(None),
+            },
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_no_such_entity_exception()) =>
+            {
+                return Ok(None);
+            }
+            Err(e) => return Err(aws_error(e)),
+        };
+        let mut inline_policies = vec![];
+        let mut names = iam
+            .list_role_policies()
+            .role_name(role_name)
+            .into_paginator()
+            .items()
+            .send();
+        while let Some(name) = names.next().await {
+            let name = name.map_err(aws_error)?;
+            let doc = iam
+                .get_role_policy()
+                .role_name(role_name)
+                .policy_name(&name)
+                .send()
+                .await
+                .map_err(aws_error)?;
+            inline_policies.push(InlinePolicy {
+                name,
+                document: decode_document(Some(doc.policy_document())),
+            });
+        }
+        let mut managed_policies = vec![];
+        let mut att = iam
+            .list_attached_role_policies()
+            .role_name(role_name)
+            .into_paginator()
+            .items()
+            .send();
+        while let Some(p) = att.next().await {
+            let p = p.map_err(aws_error)?;
+            managed_policies.push(AttachedPolicy {
+                name: p.policy_name().unwrap_or_default().to_string(),
+                arn: p.policy_arn().unwrap_or_default().to_string(),
+            });
+        }
+        Ok(Some(Principal {
+            kind: ResourceKind::Role,
+            account_id: account_id.to_string(),
+            name: role.role_name().to_string(),
+            arn: role.arn().to_string(),
+            path: role.path().to_string(),
+            id: role.role_id().to_string(),
+            description: role.description().map(str::to_string),
+            created_at: DateTime::from_timestamp(role.create_date().secs(), 0),
+            last_used_at: time(role.role_last_used().and_then(|u| u.last_used_date())),
+            max_session_duration: role.max_session_duration(),
+            trust_policy: Some(decode_document(role.assume_role_policy_document())),
+            inline_policies,
+            managed_policies,
+            permissions_boundary: role
+                .permissions_boundary()
+                .and_then(|b| b.permissions_boundary_arn())
+                .map(str::to_string),
+            tags: tags(role.tags()),
+        }))
+    }
+}

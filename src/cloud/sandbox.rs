@@ -1,0 +1,45 @@
+//! The sandbox cloud: demo accounts held in memory, for the first-run experience and the UI demo.
+//! Never used by tests of the AWS path.
+
+use async_trait::async_trait;
+
+use super::{Cloud, CloudError};
+use crate::resources::demo;
+use crate::resources::model::{AccountSnapshot, Principal, ResourceKind};
+
+#[derive(Default)]
+pub struct SandboxCloud;
+
+#[async_trait]
+impl Cloud for SandboxCloud {
+    fn name(&self) -> &'static str {
+        "sandbox"
+    }
+
+    async fn fetch_account(
+        &self,
+        account_id: &str,
+        account_name: &str,
+    ) -> Result<AccountSnapshot, CloudError> {
+        if !demo::DEMO_ACCOUNTS.iter().any(|(id, _)| *id == account_id) {
+            return Err(CloudError::UnknownAccount(account_id.to_string()));
+        }
+        let mut snap = demo::account(account_id, account_name);
+        snap.synced_at = Some(chrono::Utc::now());
+        Ok(snap)
+    }
+
+    async fn fetch_role(
+        &self,
+        account_id: &str,
+        role_name: &str,
+    ) -> Result<Option<Principal>, CloudError> {
+        let Some((_, name)) = demo::DEMO_ACCOUNTS.iter().find(|(id, _)| *id == account_id) else {
+            return Err(CloudError::UnknownAccount(account_id.to_string()));
+        };
+        Ok(demo::account(account_id, name)
+            .principals
+            .into_iter()
+            .find(|p| p.kind == ResourceKind::Role && p.name == role_name))
+    }
+}

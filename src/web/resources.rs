@@ -1,0 +1,246 @@
+//! The Policies browser: `/policies`, the role page, and their JSON API.
+
+use askama::Template;
+use askama_web::WebTemplate;
+use axum::Json;
+use axum::extract::State;
+use serde::{Deserialize, Serialize};
+
+use super::extract::{Path, Query};
+use super::view::{Layout, Page, human_time};
+use crate::app::AppState;
+use crate::error::AppError;
+use crate::resources::index::{Query as SearchQuery, SearchResult, Sort, Summary};
+use crate::resources::model::{Principal, ResourceKind};
+
+pub const DEFAULT_PER_PAGE: usize = 50;
+pub const MAX_PER_PAGE: usize = 200;
+
+#[derive(Debug, Default, Deserialize)]
+pub struct PoliciesQuery {
+    pub q: Option<String>,
+    pub account: Option<String>,
+    #[serde(rename = "type")]
+    pub kind: Option<String>,
+    pub action: Option<String>,
+    pub tag: Option<String>,
+    pub sort: Option<String>,
+    pub page: Option<usize>,
+    pub per_page: Option<usize>,
+}
+
+fn non_empty(s: &Option<String>) -> Option<String> {
+    s.as_deref()
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+}
+
+impl PoliciesQuery {
+    fn to_search(&self) -> Result<(SearchQuery, usize, usize), AppError> {
+        let kind = match non_empty(&self.kind) {
+            None => None,
+            Some(k) => Some(ResourceKind::parse(&k).ok_or_else(|| {
+                AppError::BadRequest(format!(
+                    "type '{k}' is not one of role, user, managed_policy"
+                ))
+            })?),
+        };
+        let sort = match non_empty(&self.sort) {
+            None => Sort::Name,
+            Some(s) => Sort::parse(&s).ok_or_else(|| {
+                AppError::BadRequest(format!("sort '{s}' is not one of name, account, type"))
+            })?,
+        };
+        let page = self.page.unwrap_or(1);
+        if page == 0 {
+            return Err(AppError::BadRequest("page starts at 1".into()));
+        }
+        let per_page = self.per_page.unwrap_or(DEFAULT_PER_PAGE);
+        if per_page == 0 || per_page > MAX_PER_PAGE {
+            return Err(AppError::BadRequest(format!(
+                "per_page must be between 1 and {MAX_PER_PAGE}"
+            )));
+        }
+        let offset = (page - 1).saturating_mul(per_page);
+        Ok((
+            SearchQuery {
+                text: non_empty(&self.q),
+                account: non_empty(&self.account),
+                kind,
+                action: non_empty(&self.action),
+                tag: non_empty(&self.tag),
+                sort,
+                offset,
+                limit: per_page,
+            },
+            page,
+            per_page,
+        ))
+    }
+}
+
+#[derive(Serialize)]
+pub struct PoliciesResponse {
+    pub total: usize,
+    pub page: usize,
+    pub per_page: usize,
+    pub generation: u64,
+    pub items: Vec<Summary>,
+}
+
+pub async fn api_policies(
+    State(state): State<AppState>,
+    Query(q): Query<PoliciesQuery>,
+) -> Result<Json<PoliciesResponse>, AppError> {
+    let (search, page, per_page) = q.to_search()?;
+    let index = state.resources.index();
+    let SearchResult { total, items } = index.search(&search);
+    Ok(Json(PoliciesResponse {
+        total,
+        page,
+        per_page,
+        generation: index.generation,
+        items,
+    }))
+}
+
+#[derive(Template, WebTemplate)]
+#[template(path = "policies.html")]
+pub struct PoliciesPage {
+    layout: Layout,
+    q: String,
+    account: String,
+    kind: String,
+    sort: String,
+    accounts: Vec<(String, String)>,
+    total: usize,
+    first: usize,
+    last: usize,
+    synced: bool,
+    items: Vec<Summary>,
+    prev_url: Option<String>,
+    next_url: Option<String>,
+}
+
+fn encode(s: &str) -> String {
+    serde_urlencoded::to_string([("", s)])
+        .map(|e| e.trim_start_matches('=').to_string())
+        .unwrap_or_default()
+}
+
+pub async fn policies_page(
+    State(state): State<AppState>,
+    Page(layout): Page,
+    Query(q): Query<PoliciesQuery>,
+) -> Result<PoliciesPage, AppError> {
+    let (search, page, _) = q.to_search()?;
+    let index = state.resources.index();
+    let result = index.search(&search);
+    let accounts = state
+        .resources
+        .snapshots()
+        .iter()
+        .map(|s| (s.account_id.clone(), s.account_name.clone()))
+        .collect();
+    let (qs, account, kind, sort) = (
+        non_empty(&q.q).unwrap_or_default(),
+        non_empty(&q.account).unwrap_or_default(),
+        non_empty(&q.kind).unwrap_or_default(),
+        non_empty(&q.sort).unwrap_or_else(|| "name".into()),
+    );
+    let link = |p: usize| {
+        format!(
+            "/policies?q={}&account={}&type={}&sort={}&page={p}",
+            encode(&qs),
+            encode(&account),
+            encode(&kind),
+            encode(&sort)
+        )
+    };
+    let shown = result.items.len();
+    Ok(PoliciesPage {
+        layout: layout.nav("policies"),
+        prev_url: (page > 1).then(|| link(page - 1)),
+        next_url: (search.offset + shown < result.total).then(|| link(page + 1)),
+        first: search.offset + 1,
+        last: search.offset + shown,
+        total: result.total,
+        synced: !index.is_empty(),
+        items: result.items,
+        q: qs,
+        account,
+        kind,
+        sort,
+        accounts,
+    })
+}
+
+#[derive(Serialize)]
+pub struct RoleResponse {
+    pub account_name: String,
+    pub synced_at: Option<chrono::DateTime<chrono::Utc>>,
+    #[serde(flatten)]
+    pub role: Principal,
+}
+
+fn find_role(state: &AppState, account_id: &str, name: &str) -> Result<RoleResponse, AppError> {
+    let (snap, role) = state.resources.role(account_id, name).ok_or_else(|| {
+        AppError::NotFound(format!(
+            "There is no role '{name}' in account {account_id} (as of the last sync)."
+        ))
+    })?;
+    Ok(RoleResponse {
+        account_name: snap.account_name.clone(),
+        synced_at: snap.synced_at,
+        role,
+    })
+}
+
+pub async fn api_role(
+    State(state): State<AppState>,
+    Path((account_id, name)): Path<(String, String)>,
+) -> Result<Json<RoleResponse>, AppError> {
+    find_role(&state, &account_id, &name).map(Json)
+}
+
+#[derive(Template, WebTemplate)]
+#[template(path = "role.html")]
+pub struct RolePage {
+    layout: Layout,
+    role: Principal,
+    account_name: String,
+    synced_at: String,
+    trust_pretty: String,
+    inline: Vec<(String, String)>,
+}
+
+pub async fn role_page(
+    State(state): State<AppState>,
+    Page(layout): Page,
+    Path((account_id, name)): Path<(String, String)>,
+) -> Result<RolePage, AppError> {
+    let found = find_role(&state, &account_id, &name)?;
+    let pretty = |v: &serde_json::Value| serde_json::to_string_pretty(v).unwrap_or_default();
+    Ok(RolePage {
+        layout: layout.nav("policies"),
+        trust_pretty: found
+            .role
+            .trust_policy
+            .as_ref()
+            .map(pretty)
+            .unwrap_or_default(),
+        inline: found
+            .role
+            .inline_policies
+            .iter()
+            .map(|p| (p.name.clone(), pretty(&p.document)))
+            .collect(),
+        synced_at: found
+            .synced_at
+            .map(human_time)
+            .unwrap_or_else(|| "demo data (sandbox)".into()),
+        account_name: found.account_name,
+        role: found.role,
+    })
+}

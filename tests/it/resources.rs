@@ -1,0 +1,159 @@
+//! The Policies browser on the sandbox cloud's demo accounts: API, pages, browser.
+
+use serde_json::Value;
+
+use crate::support::TestApp;
+
+async fn json(app: &TestApp, path: &str) -> Value {
+    let resp = app.get(path).await;
+    assert_eq!(resp.status(), 200, "{path}");
+    resp.json().await.expect("json")
+}
+
+fn names(v: &Value) -> Vec<String> {
+    v["items"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .map(|i| {
+                    format!(
+                        "{}/{}",
+                        i["account_name"].as_str().unwrap_or(""),
+                        i["name"].as_str().unwrap_or("")
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[tokio::test]
+async fn policies_api_searches_filters_and_paginates() {
+    let app = TestApp::demo().await;
+    let all = json(&app, "/api/v2/policies?type=role&per_page=200").await;
+    assert_eq!(all["total"], 30, "10 demo roles in each of 3 accounts");
+
+    let r = json(&app, "/api/v2/policies?q=payments&account=demo-prod").await;
+    assert_eq!(names(&r), ["demo-prod/payments-api"]);
+
+    // Action search follows wildcards: breakglass-admin has "*".
+    let r = json(
+        &app,
+        "/api/v2/policies?action=kms:Decrypt&account=111122223333&type=role",
+    )
+    .await;
+    assert_eq!(
+        names(&r),
+        [
+            "demo-prod/breakglass-admin",
+            "demo-prod/data-warehouse-loader",
+            "demo-prod/payments-api"
+        ]
+    );
+    let r = json(&app, "/api/v2/policies?tag=team=ml").await;
+    assert_eq!(r["total"], 3);
+
+    // Pages cover everything exactly once.
+    let mut seen = vec![];
+    for page in 1..=4 {
+        let r = json(
+            &app,
+            &format!("/api/v2/policies?type=role&per_page=8&page={page}"),
+        )
+        .await;
+        seen.extend(names(&r));
+    }
+    assert_eq!(seen.len(), 30);
+    seen.sort();
+    seen.dedup();
+    assert_eq!(seen.len(), 30);
+
+    for (q, needle) in [
+        ("type=bucket", "not one of role"),
+        ("sort=size", "not one of name"),
+        ("page=0", "page starts at 1"),
+        ("per_page=1000", "per_page must be between"),
+    ] {
+        let resp = app.get(&format!("/api/v2/policies?{q}")).await;
+        assert_eq!(resp.status(), 400, "{q}");
+        let body: Value = resp.json().await.expect("json");
+        assert!(
+            body["message"].as_str().unwrap_or("").contains(needle),
+            "{q}: {body}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn role_api_and_page_show_policies_and_tags() {
+    let app = TestApp::demo().await;
+    let r = json(&app, "/api/v2/roles/444455556666/billing-reports").await;
+    assert_eq!(r["arn"], "arn:aws:iam::444455556666:role/billing-reports");
+    assert_eq!(r["account_name"], "demo-staging");
+    assert_eq!(
+        r["inline_policies"][0]["document"]["Statement"][0]["Action"][0],
+        "s3:GetObject"
+    );
+    let resp = app.get("/api/v2/roles/444455556666/nope").await;
+    assert_eq!(resp.status(), 404);
+
+    let html = app
+        .get("/policies/edit/444455556666/iamrole/billing-reports")
+        .await
+        .text()
+        .await
+        .expect("html");
+    assert!(html.contains("arn:aws:iam::444455556666:role/billing-reports"));
+    assert!(html.contains("read-cur"), "inline policy name");
+    assert!(html.contains("ecs-tasks.amazonaws.com"), "trust policy");
+    assert!(html.contains("ReadOnlyLogs"), "managed policy");
+    assert!(html.contains("consoleme-authorized"), "tags");
+
+    let html = app
+        .get("/policies?q=search-indexer&type=role")
+        .await
+        .text()
+        .await
+        .expect("html");
+    assert!(html.contains("3 results"), "{html}");
+    assert!(html.contains("/policies/edit/111122223333/iamrole/search-indexer"));
+}
+
+#[tokio::test]
+async fn browse_policies_in_a_real_browser() {
+    let Some(browser) = crate::browser::Browser::start().await else {
+        return;
+    };
+    let app = TestApp::demo().await;
+    let c = &browser.client;
+    c.goto(&app.url("/policies")).await.expect("open policies");
+    let input = c
+        .find(fantoccini::Locator::Css("input[name=q]"))
+        .await
+        .expect("search box");
+    input.send_keys("s3:PutObject").await.expect("type");
+    c.find(fantoccini::Locator::Css("form.filters button"))
+        .await
+        .expect("button")
+        .click()
+        .await
+        .expect("search");
+    let link = c
+        .wait()
+        .for_element(fantoccini::Locator::LinkText("ml-training"))
+        .await
+        .expect("ml-training can s3:PutObject");
+    browser.screenshot("policies-search").await;
+    link.click().await.expect("open role");
+    let h1 = c
+        .wait()
+        .for_element(fantoccini::Locator::Css("h1"))
+        .await
+        .expect("h1")
+        .text()
+        .await
+        .expect("text");
+    assert_eq!(h1, "ml-training");
+    browser.screenshot("role-page").await;
+    browser.close().await;
+}
