@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use crate::cache::memory::MemoryCache;
 use crate::cache::{Cache, CachedStore};
+use crate::cloud::Cloud;
 use crate::config::{AwsMode, Config, StorageBackend};
 use crate::resources::service::Resources;
 use crate::store::{Store, embedded::EmbeddedStore};
@@ -21,6 +22,8 @@ pub struct App {
     pub secret: Vec<u8>,
     /// Synced IAM resources and their search index.
     pub resources: Resources,
+    /// Where IAM lives: real AWS or the sandbox.
+    pub cloud: Arc<dyn Cloud>,
 }
 
 #[derive(Clone)]
@@ -51,17 +54,35 @@ impl App {
         let store: Arc<dyn Store> =
             Arc::new(CachedStore::new(store, cache.clone(), REQUEST_CACHE_TTL));
         let demo_mode = !config.auth.get_user_by_aws_alb_auth && !config.auth.get_user_by_header;
+        let cloud: Arc<dyn Cloud> = match config.aws.mode {
+            AwsMode::Aws => Arc::new(crate::cloud::aws::AwsCloud::new(&config).await),
+            AwsMode::Sandbox => Arc::new(crate::cloud::sandbox::SandboxCloud),
+        };
         let resources = Resources::new();
-        if config.aws.mode == AwsMode::Sandbox {
-            resources.replace(crate::resources::demo::accounts(), 1);
-        }
-        Ok(Arc::new(App {
+        let app = Arc::new(App {
             config,
             store,
             cache,
             demo_mode,
             secret: Vec::new(),
             resources,
-        }))
+            cloud,
+        });
+        app.load_resources().await;
+        Ok(app)
+    }
+
+    /// Fill the search index from the Store; the sandbox syncs its demo accounts the first time.
+    async fn load_resources(&self) {
+        use crate::resources::sync;
+        match sync::reload(self).await {
+            Ok(0) if self.config.aws.mode == AwsMode::Sandbox => {
+                if let Err(e) = sync::run(self).await {
+                    tracing::warn!(error = %e, "cannot store the sandbox's demo accounts");
+                }
+            }
+            Ok(generation) => tracing::info!(generation, "synced resources loaded"),
+            Err(e) => tracing::warn!(error = %e, "no synced resources available"),
+        }
     }
 }

@@ -71,7 +71,7 @@ pub fn main() -> ExitCode {
             Command::Serve => serve(loaded).await,
             Command::CheckConfig => check_config(&loaded),
             Command::Migrate => migrate(&loaded).await,
-            Command::Sync => sync(&loaded),
+            Command::Sync => sync(loaded).await,
         }
     });
     match result {
@@ -117,7 +117,9 @@ async fn serve(loaded: Loaded) -> anyhow::Result<ExitCode> {
         cache = app.cache.backend_name(),
         "iamdesk is serving"
     );
+    let sync_job = tokio::spawn(crate::resources::sync::background(app.clone()));
     crate::web::serve(listener, AppState(app), crate::web::shutdown_signal()).await?;
+    sync_job.abort();
     tracing::info!("iamdesk stopped");
     Ok(ExitCode::SUCCESS)
 }
@@ -157,11 +159,37 @@ async fn migrate(loaded: &Loaded) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn sync(loaded: &Loaded) -> anyhow::Result<ExitCode> {
-    if loaded.config.account_ids_to_name.is_empty() {
+/// Exit code of a sync where some accounts failed and others succeeded.
+const EXIT_PARTIAL: u8 = 3;
+
+async fn sync(loaded: Loaded) -> anyhow::Result<ExitCode> {
+    use crate::resources::sync;
+    let config = &loaded.config;
+    if config.aws.mode == crate::config::AwsMode::Aws && config.account_ids_to_name.is_empty() {
         println!("no accounts configured: add account_ids_to_name to the configuration");
         return Ok(ExitCode::SUCCESS);
     }
-    eprintln!("iamdesk: resource sync is not available in this version yet");
-    Ok(ExitCode::from(EXIT_CONFIG))
+    let app = App::build(loaded.config).await?;
+    let outcome = sync::run(&app).await?;
+    for s in &outcome.statuses {
+        match &s.last_error {
+            None => println!(
+                "ok      {} ({}): {} roles, {} users, {} policies in {} ms",
+                s.account_id, s.account_name, s.roles, s.users, s.policies, s.duration_ms
+            ),
+            Some(e) => println!("FAILED  {} ({}): {e}", s.account_id, s.account_name),
+        }
+    }
+    let failed = outcome.failed();
+    let total = outcome.statuses.len();
+    println!(
+        "synced {} of {total} accounts (generation {})",
+        total - failed,
+        outcome.generation
+    );
+    Ok(match failed {
+        0 => ExitCode::SUCCESS,
+        f if f == total => ExitCode::FAILURE,
+        _ => ExitCode::from(EXIT_PARTIAL),
+    })
 }

@@ -235,6 +235,10 @@ impl Cloud for AwsCloud {
         "aws"
     }
 
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
+
     async fn fetch_account(
         &self,
         account_id: &str,

@@ -42,6 +42,9 @@ impl CloudError {
 pub trait Cloud: Send + Sync + 'static {
     fn name(&self) -> &'static str;
 
+    /// For tests and metrics that need the concrete cloud (e.g. AssumeRole counts).
+    fn as_any(&self) -> &dyn std::any::Any;
+
     /// Every role, user and customer-managed policy of one account, policies decoded.
     async fn fetch_account(
         &self,

@@ -16,6 +16,10 @@ impl Cloud for SandboxCloud {
         "sandbox"
     }
 
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
+
     async fn fetch_account(
         &self,
         account_id: &str,

@@ -2,6 +2,7 @@
 //! concurrency. One failing account (AccessDenied, missing spoke role, throttling that outlasts
 //! the retries) never stops the others; its previous snapshot is kept and its status says why.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
@@ -120,20 +121,128 @@ pub async fn sync_account(
 }
 
 /// Sync every account, at most [`CONCURRENCY`] at a time. Results come back in account order.
+/// Takes owned inputs so the futures are `'static` and the job can run on any task.
 pub async fn sync_accounts(
-    cloud: &dyn Cloud,
-    accounts: &[(String, String)],
-    previous: &[AccountStatus],
+    cloud: Arc<dyn Cloud>,
+    accounts: Vec<(String, String)>,
+    previous: Vec<AccountStatus>,
 ) -> Vec<AccountResult> {
-    let mut results: Vec<(usize, AccountResult)> =
-        futures::stream::iter(accounts.iter().enumerate())
-            .map(|(i, (id, name))| async move {
-                let prev = previous.iter().find(|p| &p.account_id == id);
-                (i, sync_account(cloud, id, name, prev).await)
-            })
-            .buffer_unordered(CONCURRENCY)
-            .collect()
-            .await;
+    let jobs = accounts.into_iter().enumerate().map(|(i, (id, name))| {
+        let cloud = cloud.clone();
+        let prev = previous.iter().find(|p| p.account_id == id).cloned();
+        async move {
+            (
+                i,
+                sync_account(cloud.as_ref(), &id, &name, prev.as_ref()).await,
+            )
+        }
+    });
+    let mut results: Vec<(usize, AccountResult)> = futures::stream::iter(jobs)
+        .buffer_unordered(CONCURRENCY)
+        .collect()
+        .await;
     results.sort_by_key(|(i, _)| *i);
     results.into_iter().map(|(_, r)| r).collect()
+}
+
+/// What one sync pass did, for the CLI and the logs.
+pub struct SyncOutcome {
+    pub statuses: Vec<AccountStatus>,
+    pub generation: u64,
+}
+
+impl SyncOutcome {
+    pub fn failed(&self) -> usize {
+        self.statuses.iter().filter(|s| !s.ok()).count()
+    }
+}
+
+/// The accounts a sync covers: `account_ids_to_name`, or the demo accounts in sandbox mode.
+pub fn configured_accounts(config: &crate::config::Config) -> Vec<(String, String)> {
+    match config.aws.mode {
+        crate::config::AwsMode::Aws => config
+            .account_ids_to_name
+            .iter()
+            .map(|(id, name)| (id.clone(), name.clone()))
+            .collect(),
+        crate::config::AwsMode::Sandbox => super::demo::DEMO_ACCOUNTS
+            .iter()
+            .map(|(id, name)| (id.to_string(), name.to_string()))
+            .collect(),
+    }
+}
+
+/// One full pass: read every account, store good snapshots and every status, then rebuild this
+/// replica's index from the Store (the truth other replicas read too).
+pub async fn run(app: &crate::app::App) -> Result<SyncOutcome, crate::store::StoreError> {
+    let accounts = configured_accounts(&app.config);
+    let previous = app.store.list_account_status().await.unwrap_or_default();
+    let results = sync_accounts(app.cloud.clone(), accounts, previous).await;
+    let mut statuses = Vec::with_capacity(results.len());
+    for r in results {
+        if let Some(snapshot) = &r.snapshot {
+            app.store.put_snapshot(snapshot).await?;
+        }
+        app.store.put_account_status(&r.status).await?;
+        statuses.push(r.status);
+    }
+    let generation = reload(app).await?;
+    Ok(SyncOutcome {
+        statuses,
+        generation,
+    })
+}
+
+/// Rebuild the in-memory index from the Store's snapshots of the configured accounts.
+pub async fn reload(app: &crate::app::App) -> Result<u64, crate::store::StoreError> {
+    let generation = app.store.resource_generation().await?;
+    let wanted = configured_accounts(&app.config);
+    let snapshots = app
+        .store
+        .list_snapshots()
+        .await?
+        .into_iter()
+        .filter(|s| wanted.iter().any(|(id, _)| *id == s.account_id))
+        .map(|mut s| {
+            // The configured name wins over the one stored at sync time.
+            if let Some((_, name)) = wanted.iter().find(|(id, _)| *id == s.account_id) {
+                s.account_name = name.clone();
+            }
+            s
+        })
+        .collect();
+    app.resources.replace(snapshots, generation);
+    Ok(generation)
+}
+
+/// Background job: a sync every `sync.interval_seconds`, and a cheap generation check every few
+/// seconds so a replica that did not sync picks up another replica's results.
+pub async fn background(app: std::sync::Arc<crate::app::App>) {
+    let every = Duration::from_secs(app.config.sync.interval_seconds.max(60));
+    let mut next_sync = tokio::time::Instant::now() + every;
+    let mut tick = tokio::time::interval(Duration::from_secs(10));
+    loop {
+        tick.tick().await;
+        if tokio::time::Instant::now() >= next_sync {
+            next_sync = tokio::time::Instant::now() + every;
+            match run(&app).await {
+                Ok(o) => tracing::info!(
+                    generation = o.generation,
+                    failed = o.failed(),
+                    "sync finished"
+                ),
+                Err(e) => tracing::warn!(error = %e, "sync could not store its results"),
+            }
+            continue;
+        }
+        match app.store.resource_generation().await {
+            Ok(g) if g > app.resources.generation() => {
+                if let Err(e) = reload(&app).await {
+                    tracing::warn!(error = %e, "cannot reload synced resources");
+                }
+            }
+            Ok(_) => {}
+            Err(e) => tracing::debug!(error = %e, "generation check failed"),
+        }
+    }
 }

@@ -8,3 +8,4 @@ mod resources;
 mod server;
 mod store;
 mod support;
+mod sync;
