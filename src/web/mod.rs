@@ -49,6 +49,7 @@ pub fn router(state: AppState) -> Router {
         .route("/selfservice", get(pages::selfservice))
         .route("/admin/audit", get(pages::audit))
         .route("/admin/outbox", get(pages::outbox))
+        .route("/admin/accounts", get(resources::accounts_page))
         // JSON API (ConsoleMe v2 shapes)
         .route("/api/v2/requests", get(api::list_requests))
         .route("/api/v2/requests/{id}", get(api::get_request))

@@ -244,3 +244,52 @@ pub async fn role_page(
         role: found.role,
     })
 }
+
+pub struct AccountRow {
+    account_id: String,
+    account_name: String,
+    last_error: Option<String>,
+    last_success: String,
+    last_attempt: String,
+    roles: usize,
+    users: usize,
+    policies: usize,
+    duration_ms: u64,
+}
+
+#[derive(Template, WebTemplate)]
+#[template(path = "accounts.html")]
+pub struct AccountsPage {
+    layout: Layout,
+    cloud: &'static str,
+    generation: u64,
+    interval: u64,
+    rows: Vec<AccountRow>,
+}
+
+pub async fn accounts_page(
+    State(state): State<AppState>,
+    Page(layout): Page,
+) -> Result<AccountsPage, AppError> {
+    let statuses = state.store.list_account_status().await.unwrap_or_default();
+    Ok(AccountsPage {
+        layout: layout.nav("accounts"),
+        cloud: state.cloud.name(),
+        generation: state.resources.generation(),
+        interval: state.config.sync.interval_seconds,
+        rows: statuses
+            .into_iter()
+            .map(|s| AccountRow {
+                last_success: s.last_success_at.map(human_time).unwrap_or_else(|| "never".into()),
+                last_attempt: human_time(s.last_attempt_at),
+                account_id: s.account_id,
+                account_name: s.account_name,
+                last_error: s.last_error,
+                roles: s.roles,
+                users: s.users,
+                policies: s.policies,
+                duration_ms: s.duration_ms,
+            })
+            .collect(),
+    })
+}

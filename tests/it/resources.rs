@@ -157,3 +157,13 @@ async fn browse_policies_in_a_real_browser() {
     browser.screenshot("role-page").await;
     browser.close().await;
 }
+
+#[tokio::test]
+async fn accounts_page_shows_sync_status_per_account() {
+    let app = TestApp::demo().await;
+    let html = app.get("/admin/accounts").await.text().await.expect("html");
+    for (id, name) in iamdesk::resources::demo::DEMO_ACCOUNTS {
+        assert!(html.contains(id) && html.contains(name), "{name} listed");
+    }
+    assert_eq!(html.matches("status-approved\">ok").count(), 3, "{html}");
+}
