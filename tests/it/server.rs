@@ -399,3 +399,70 @@ async fn home_page_in_a_real_browser() {
     assert!(std::fs::metadata(&shot).is_ok_and(|m| m.len() > 1000));
     browser.close().await;
 }
+
+/// A private redis-server this test may stop.
+struct OwnRedis {
+    child: std::process::Child,
+    port: u16,
+}
+
+impl OwnRedis {
+    fn start(port: u16) -> Option<OwnRedis> {
+        let child = Command::new("redis-server")
+            .args(["--bind", "127.0.0.1", "--port", &port.to_string(), "--save", "", "--appendonly", "no"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .ok()?;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            if Instant::now() > deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Some(OwnRedis { child, port })
+    }
+
+    fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for OwnRedis {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+#[tokio::test]
+async fn portal_keeps_answering_from_the_store_when_redis_stops() {
+    if !std::path::Path::new("/usr/bin/redis-server").exists() && crate::support::redis_url().is_none() {
+        return;
+    }
+    let Some(mut redis) = OwnRedis::start(free_port()) else {
+        assert!(!crate::support::strict(), "cannot start redis-server");
+        return;
+    };
+    let (mut config, dir) = TestApp::demo_config();
+    config.redis.url = Some(format!("redis://127.0.0.1:{}/0", redis.port));
+    let app = TestApp::spawn(config).await;
+    assert_eq!(app.state.cache.backend_name(), "redis");
+    let id = seed(&app, "cache@example.com", 0, RequestStatus::Pending).await;
+    let path = format!("/api/v2/requests/{id}");
+    assert_eq!(app.get(&path).await.status(), 200, "read through Redis");
+
+    redis.stop();
+    for _ in 0..3 {
+        let started = Instant::now();
+        let resp = app.get(&path).await;
+        assert_eq!(resp.status(), 200, "answered from the store while Redis is down");
+        let body: Value = resp.json().await.expect("json");
+        assert_eq!(body["requester"], "cache@example.com");
+        assert!(started.elapsed() < Duration::from_secs(2), "no hang on a dead Redis");
+    }
+    assert_eq!(app.get("/healthcheck").await.status(), 200, "health is the store's");
+    assert_eq!(app.get("/").await.status(), 200);
+    drop(dir);
+}
