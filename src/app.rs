@@ -59,12 +59,22 @@ impl App {
             AwsMode::Sandbox => Arc::new(crate::cloud::sandbox::SandboxCloud),
         };
         let resources = Resources::new();
+        let secret = match &config.jwt_secret {
+            Some(s) if !s.is_empty() => s.as_bytes().to_vec(),
+            // Without a configured key, one per process: sessions and forms do not survive a
+            // restart, which is acceptable for the demo and made an error in prod elsewhere.
+            _ => {
+                let mut key = vec![0u8; 32];
+                getrandom::fill(&mut key).map_err(|e| anyhow::anyhow!("no OS randomness: {e}"))?;
+                key
+            }
+        };
         let app = Arc::new(App {
             config,
             store,
             cache,
             demo_mode,
-            secret: Vec::new(),
+            secret,
             resources,
             cloud,
         });

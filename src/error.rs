@@ -23,6 +23,9 @@ pub enum AppError {
     /// The message and the seconds to wait (`Retry-After`).
     #[error("{0}")]
     TooManyRequests(String, u64),
+    /// AWS (or another upstream) refused or failed; the message is theirs and safe to show.
+    #[error("{0}")]
+    Upstream(String),
     #[error("service unavailable: {0}")]
     Unavailable(String),
     #[error("internal error: {0}")]
@@ -39,6 +42,7 @@ impl AppError {
             AppError::Conflict(_) => StatusCode::CONFLICT,
             AppError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             AppError::TooManyRequests(..) => StatusCode::TOO_MANY_REQUESTS,
+            AppError::Upstream(_) => StatusCode::BAD_GATEWAY,
             AppError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             AppError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -93,6 +97,17 @@ impl IntoResponse for AppError {
 /// Put on error responses so the HTML layer can render a page with the same message.
 #[derive(Debug, Clone)]
 pub struct ErrorMarker(pub String);
+
+impl From<crate::cloud::CloudError> for AppError {
+    fn from(e: crate::cloud::CloudError) -> Self {
+        match e {
+            crate::cloud::CloudError::UnknownAccount(_) => AppError::NotFound(e.to_string()),
+            crate::cloud::CloudError::Aws { message, .. } => {
+                AppError::Upstream(format!("AWS refused the call: {message}"))
+            }
+        }
+    }
+}
 
 impl From<axum::extract::rejection::QueryRejection> for AppError {
     fn from(e: axum::extract::rejection::QueryRejection) -> Self {

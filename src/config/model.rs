@@ -30,7 +30,8 @@ pub enum AwsMode {
 }
 
 /// The effective configuration after discovery, `extends` merging and `${ENV}` expansion.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
 pub struct Config {
     pub url: String,
     pub listen: SocketAddr,
@@ -57,7 +58,8 @@ pub struct Config {
     pub rate_limit: RateLimitConfig,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
 pub struct AuthConfig {
     pub get_user_by_aws_alb_auth: bool,
     pub set_auth_cookie: bool,
@@ -70,44 +72,51 @@ pub struct AuthConfig {
     pub alb: AlbConfig,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
 pub struct AlbConfig {
     pub arns: Vec<String>,
     pub public_key_url: String,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
 pub struct AlbAuthSettings {
     pub jwt_email_key: String,
     pub jwt_groups_key: String,
 }
 
-#[derive(Debug, Clone, Serialize, Default)]
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+#[serde(default)]
 pub struct GroupsConfig {
     pub can_admin: Vec<String>,
     pub can_admin_policies: Vec<String>,
     pub fallback_policy_request_reviewers: Vec<String>,
 }
 
-#[derive(Debug, Clone, Serialize, Default)]
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+#[serde(default)]
 pub struct AccountConfig {
     pub role_name: Option<String>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
 pub struct PoliciesConfig {
     pub role_name: String,
     pub allow_self_approval: bool,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
 pub struct AwsConfig {
     pub region: String,
     pub mode: AwsMode,
     pub federation_url: String,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
 pub struct StorageConfig {
     pub backend: StorageBackend,
     /// The embedded database FILE.
@@ -115,18 +124,21 @@ pub struct StorageConfig {
     pub dynamodb: DynamoConfig,
 }
 
-#[derive(Debug, Clone, Serialize, Default)]
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+#[serde(default)]
 pub struct DynamoConfig {
     pub table_prefix: String,
 }
 
-#[derive(Debug, Clone, Serialize, Default)]
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+#[serde(default)]
 pub struct RedisConfig {
     /// Secret (may carry a password): redacted by `check-config`.
     pub url: Option<String>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
 pub struct SesConfig {
     pub support_reference: String,
     pub arn: Option<String>,
@@ -135,37 +147,43 @@ pub struct SesConfig {
     pub override_receivers_for_dev: Vec<String>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
 pub struct SesSender {
     pub name: String,
     pub sender: Option<String>,
 }
 
-#[derive(Debug, Clone, Serialize, Default)]
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+#[serde(default)]
 pub struct SlackConfig {
     pub notifications_enabled: bool,
     /// Secret: redacted by `check-config`.
     pub webhook_url: Option<String>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+#[serde(default)]
 pub struct CredentialMapping {
     pub role_tags: RoleTags,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
 pub struct RoleTags {
     pub enabled: bool,
     pub authorized_groups_tags: Vec<String>,
     pub authorized_groups_cli_only_tags: Vec<String>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
 pub struct SyncConfig {
     pub interval_seconds: u64,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
 pub struct RateLimitConfig {
     pub api_per_minute: u32,
     pub login_per_minute: u32,
@@ -185,6 +203,10 @@ impl Config {
     }
 }
 
+// Every section has its own `Default` so that `#[serde(default)]` can fill in a partly written
+// section (`auth:` with one key) and so the loader can derive the set of supported keys from
+// `Config::default()` (one source of truth).
+
 impl Default for Config {
     /// Built-in demo defaults: what `cargo run` serves with no config file at all.
     fn default() -> Self {
@@ -194,72 +216,137 @@ impl Default for Config {
             environment: Environment::Prod,
             application_admin: None,
             jwt_secret: None,
-            auth: AuthConfig {
-                get_user_by_aws_alb_auth: false,
-                set_auth_cookie: false,
-                get_user_by_header: false,
-                get_groups_by_header: false,
-                user_header_name: "x-user".into(),
-                groups_header_name: "x-groups".into(),
-                cookie_name: "iamdesk_auth".into(),
-                session_minutes: 60,
-                alb: AlbConfig {
-                    arns: vec![],
-                    public_key_url: "https://public-keys.auth.elb.{region}.amazonaws.com/{kid}"
-                        .into(),
-                },
-            },
-            get_user_by_aws_alb_auth_settings: AlbAuthSettings {
-                jwt_email_key: "email".into(),
-                jwt_groups_key: "groups".into(),
-            },
+            auth: AuthConfig::default(),
+            get_user_by_aws_alb_auth_settings: AlbAuthSettings::default(),
             groups: GroupsConfig::default(),
             account_ids_to_name: BTreeMap::new(),
             accounts: BTreeMap::new(),
-            policies: PoliciesConfig {
-                role_name: "ConsoleMeRole".into(),
-                allow_self_approval: false,
-            },
-            aws: AwsConfig {
-                region: "us-east-1".into(),
-                mode: AwsMode::Sandbox,
-                federation_url: "https://signin.aws.amazon.com/federation".into(),
-            },
-            storage: StorageConfig {
-                backend: StorageBackend::Embedded,
-                path: PathBuf::from("data/iamdesk.db"),
-                dynamodb: DynamoConfig::default(),
-            },
+            policies: PoliciesConfig::default(),
+            aws: AwsConfig::default(),
+            storage: StorageConfig::default(),
             redis: RedisConfig::default(),
-            ses: SesConfig {
-                support_reference: String::new(),
-                arn: None,
-                region: "us-west-2".into(),
-                consoleme: SesSender {
-                    name: "iamdesk".into(),
-                    sender: None,
-                },
-                override_receivers_for_dev: vec![],
-            },
+            ses: SesConfig::default(),
             slack: SlackConfig::default(),
             dynamodb_server: None,
-            cloud_credential_authorization_mapping: CredentialMapping {
-                role_tags: RoleTags {
-                    enabled: true,
-                    authorized_groups_tags: vec!["consoleme-authorized".into()],
-                    authorized_groups_cli_only_tags: vec![
-                        "consoleme-owner-dl".into(),
-                        "consoleme-authorized-cli-only".into(),
-                    ],
-                },
-            },
-            sync: SyncConfig {
-                interval_seconds: 3600,
-            },
-            rate_limit: RateLimitConfig {
-                api_per_minute: 600,
-                login_per_minute: 60,
-            },
+            cloud_credential_authorization_mapping: CredentialMapping::default(),
+            sync: SyncConfig::default(),
+            rate_limit: RateLimitConfig::default(),
+        }
+    }
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        AuthConfig {
+            get_user_by_aws_alb_auth: false,
+            set_auth_cookie: false,
+            get_user_by_header: false,
+            get_groups_by_header: false,
+            user_header_name: "x-user".into(),
+            groups_header_name: "x-groups".into(),
+            cookie_name: "iamdesk_auth".into(),
+            session_minutes: 60,
+            alb: AlbConfig::default(),
+        }
+    }
+}
+
+impl Default for AlbConfig {
+    fn default() -> Self {
+        AlbConfig {
+            arns: vec![],
+            public_key_url: "https://public-keys.auth.elb.{region}.amazonaws.com/{kid}".into(),
+        }
+    }
+}
+
+impl Default for AlbAuthSettings {
+    fn default() -> Self {
+        AlbAuthSettings {
+            jwt_email_key: "email".into(),
+            jwt_groups_key: "groups".into(),
+        }
+    }
+}
+
+impl Default for PoliciesConfig {
+    fn default() -> Self {
+        PoliciesConfig {
+            role_name: "ConsoleMeRole".into(),
+            allow_self_approval: false,
+        }
+    }
+}
+
+impl Default for AwsConfig {
+    fn default() -> Self {
+        AwsConfig {
+            region: "us-east-1".into(),
+            // The loader switches this to `aws` when accounts are configured and `aws.mode`
+            // is not written.
+            mode: AwsMode::Sandbox,
+            federation_url: "https://signin.aws.amazon.com/federation".into(),
+        }
+    }
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        StorageConfig {
+            backend: StorageBackend::Embedded,
+            path: PathBuf::from("data/iamdesk.db"),
+            dynamodb: DynamoConfig::default(),
+        }
+    }
+}
+
+impl Default for SesConfig {
+    fn default() -> Self {
+        SesConfig {
+            support_reference: String::new(),
+            arn: None,
+            region: "us-west-2".into(),
+            consoleme: SesSender::default(),
+            override_receivers_for_dev: vec![],
+        }
+    }
+}
+
+impl Default for SesSender {
+    fn default() -> Self {
+        SesSender {
+            name: "iamdesk".into(),
+            sender: None,
+        }
+    }
+}
+
+impl Default for RoleTags {
+    fn default() -> Self {
+        RoleTags {
+            enabled: true,
+            authorized_groups_tags: vec!["consoleme-authorized".into()],
+            authorized_groups_cli_only_tags: vec![
+                "consoleme-owner-dl".into(),
+                "consoleme-authorized-cli-only".into(),
+            ],
+        }
+    }
+}
+
+impl Default for SyncConfig {
+    fn default() -> Self {
+        SyncConfig {
+            interval_seconds: 3600,
+        }
+    }
+}
+
+impl Default for RateLimitConfig {
+    fn default() -> Self {
+        RateLimitConfig {
+            api_per_minute: 600,
+            login_per_minute: 60,
         }
     }
 }

@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::http::{HeaderName, StatusCode};
-use axum::routing::get;
+use axum::routing::{get, post};
 use tower::ServiceBuilder;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::limit::RequestBodyLimitLayer;
@@ -46,6 +46,10 @@ pub fn router(state: AppState) -> Router {
             "/policies/edit/{account_id}/iamrole/{role_name}",
             get(resources::role_page),
         )
+        .route(
+            "/policies/edit/{account_id}/iamrole/{role_name}/refresh",
+            post(resources::refresh_role),
+        )
         .route("/selfservice", get(pages::selfservice))
         .route("/admin/audit", get(pages::audit))
         .route("/admin/outbox", get(pages::outbox))
@@ -61,6 +65,11 @@ pub fn router(state: AppState) -> Router {
         // Health and assets
         .route("/healthcheck", get(api::healthcheck))
         .route("/static/{*path}", get(assets::serve))
+        // Only on matched routes: unknown paths and methods get their 404/405 first.
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            csrf::protect,
+        ))
         .fallback(errors::not_found)
         .with_state(state.clone());
 

@@ -208,6 +208,7 @@ pub async fn api_role(
 #[template(path = "role.html")]
 pub struct RolePage {
     layout: Layout,
+    flash: Option<&'static str>,
     role: Principal,
     account_name: String,
     synced_at: String,
@@ -215,15 +216,25 @@ pub struct RolePage {
     inline: Vec<(String, String)>,
 }
 
+#[derive(Debug, Deserialize)]
+pub struct RoleQuery {
+    refreshed: Option<String>,
+}
+
 pub async fn role_page(
     State(state): State<AppState>,
     Page(layout): Page,
     Path((account_id, name)): Path<(String, String)>,
+    Query(rq): Query<RoleQuery>,
 ) -> Result<RolePage, AppError> {
     let found = find_role(&state, &account_id, &name)?;
     let pretty = |v: &serde_json::Value| serde_json::to_string_pretty(v).unwrap_or_default();
     Ok(RolePage {
         layout: layout.nav("policies"),
+        flash: rq
+            .refreshed
+            .is_some()
+            .then_some("Refreshed from AWS just now."),
         trust_pretty: found
             .role
             .trust_policy
@@ -280,7 +291,10 @@ pub async fn accounts_page(
         rows: statuses
             .into_iter()
             .map(|s| AccountRow {
-                last_success: s.last_success_at.map(human_time).unwrap_or_else(|| "never".into()),
+                last_success: s
+                    .last_success_at
+                    .map(human_time)
+                    .unwrap_or_else(|| "never".into()),
                 last_attempt: human_time(s.last_attempt_at),
                 account_id: s.account_id,
                 account_name: s.account_name,
@@ -292,4 +306,37 @@ pub async fn accounts_page(
             })
             .collect(),
     })
+}
+
+/// Re-read one role from AWS into the stored snapshot and the index, then show it.
+pub async fn refresh_role(
+    State(state): State<AppState>,
+    Path((account_id, name)): Path<(String, String)>,
+) -> Result<axum::response::Redirect, AppError> {
+    let (snap, _) = state.resources.role(&account_id, &name).ok_or_else(|| {
+        AppError::NotFound(format!(
+            "There is no role '{name}' in account {account_id}."
+        ))
+    })?;
+    let fresh = state.cloud.fetch_role(&account_id, &name).await?;
+    let mut updated = (*snap).clone();
+    updated
+        .principals
+        .retain(|p| !(p.kind == ResourceKind::Role && p.name.eq_ignore_ascii_case(&name)));
+    let still_there = fresh.is_some();
+    if let Some(role) = fresh {
+        updated.principals.push(role);
+    }
+    state.store.put_snapshot(&updated).await?;
+    crate::resources::sync::reload(&state).await?;
+    tracing::info!(account = %account_id, role = %name, still_there, "role refreshed");
+    if still_there {
+        Ok(axum::response::Redirect::to(&format!(
+            "/policies/edit/{account_id}/iamrole/{name}?refreshed=1"
+        )))
+    } else {
+        Err(AppError::NotFound(format!(
+            "The role '{name}' no longer exists in account {account_id}; it was removed from iamdesk."
+        )))
+    }
 }

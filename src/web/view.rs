@@ -18,11 +18,14 @@ pub struct Layout {
     pub user: Option<String>,
     pub version: &'static str,
     pub request_id: Option<String>,
+    /// CSRF token for this page's forms (`csrf_token` field).
+    pub csrf_token: String,
 }
 
 impl Layout {
     pub fn new(state: &AppState, request_id: Option<String>) -> Self {
         Layout {
+            csrf_token: String::new(),
             nav: "",
             demo_mode: state.demo_mode,
             user: state
@@ -54,7 +57,11 @@ impl FromRequestParts<AppState> for Page {
             .get(REQUEST_ID_HEADER)
             .and_then(|v| v.to_str().ok())
             .map(str::to_string);
-        Ok(Page(Layout::new(state, request_id)))
+        let mut layout = Layout::new(state, request_id);
+        if let Some(t) = parts.extensions.get::<super::csrf::CsrfToken>() {
+            layout.csrf_token = t.0.clone();
+        }
+        Ok(Page(layout))
     }
 }
 

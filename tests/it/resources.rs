@@ -2,7 +2,7 @@
 
 use serde_json::Value;
 
-use crate::support::TestApp;
+use crate::support::{TestApp, form_token};
 
 async fn json(app: &TestApp, path: &str) -> Value {
     let resp = app.get(path).await;
@@ -166,4 +166,84 @@ async fn accounts_page_shows_sync_status_per_account() {
         assert!(html.contains(id) && html.contains(name), "{name} listed");
     }
     assert_eq!(html.matches("status-approved\">ok").count(), 3, "{html}");
+}
+
+#[tokio::test]
+async fn refresh_role_requires_csrf_and_rereads_the_role() {
+    let app = TestApp::demo().await;
+    let page = "/policies/edit/111122223333/iamrole/payments-api";
+    let post = format!("{page}/refresh");
+
+    // No token, no cookie: refused, nothing happens.
+    let resp = app
+        .client
+        .post(app.url(&post))
+        .form(&[("x", "1")])
+        .send()
+        .await
+        .expect("POST");
+    assert_eq!(resp.status(), 403);
+    assert!(resp.text().await.unwrap_or_default().contains("CSRF"));
+
+    let (cookie, token) = form_token(&app, page).await;
+    // Wrong token with the right cookie: refused.
+    let resp = app
+        .client
+        .post(app.url(&post))
+        .header("cookie", &cookie)
+        .form(&[("csrf_token", "00")])
+        .send()
+        .await
+        .expect("POST");
+    assert_eq!(resp.status(), 403);
+    // Cross-site origin: refused even with a valid token.
+    let resp = app
+        .client
+        .post(app.url(&post))
+        .header("cookie", &cookie)
+        .header("origin", "https://evil.example.com")
+        .form(&[("csrf_token", token.as_str())])
+        .send()
+        .await
+        .expect("POST");
+    assert_eq!(resp.status(), 403);
+    assert!(
+        resp.text()
+            .await
+            .unwrap_or_default()
+            .contains("Cross-site request refused")
+    );
+
+    let before = app
+        .state
+        .store
+        .resource_generation()
+        .await
+        .expect("generation");
+    let resp = app
+        .client
+        .post(app.url(&post))
+        .header("cookie", &cookie)
+        .header("origin", &app.base)
+        .form(&[("csrf_token", token.as_str())])
+        .send()
+        .await
+        .expect("POST");
+    assert_eq!(resp.status(), 303);
+    assert_eq!(resp.headers()["location"], format!("{page}?refreshed=1"));
+    assert!(
+        app.state
+            .store
+            .resource_generation()
+            .await
+            .expect("generation")
+            > before
+    );
+    let html = app
+        .get(&format!("{page}?refreshed=1"))
+        .await
+        .text()
+        .await
+        .expect("html");
+    assert!(html.contains("Refreshed from AWS just now."));
 }

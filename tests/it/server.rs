@@ -122,9 +122,14 @@ async fn unknown_api_route_and_wrong_method_get_json_errors() {
             .contains("/api/v2/nothing")
     );
 
+    // With a valid CSRF cookie and header, as the portal's own JavaScript would send it.
+    let (cookie, token) =
+        crate::support::form_token(&app, "/policies/edit/111122223333/iamrole/payments-api").await;
     let resp = app
         .client
         .delete(app.url("/api/v2/requests"))
+        .header("cookie", cookie)
+        .header("x-csrf-token", token)
         .send()
         .await
         .expect("DELETE");
@@ -409,7 +414,16 @@ struct OwnRedis {
 impl OwnRedis {
     fn start(port: u16) -> Option<OwnRedis> {
         let child = Command::new("redis-server")
-            .args(["--bind", "127.0.0.1", "--port", &port.to_string(), "--save", "", "--appendonly", "no"])
+            .args([
+                "--bind",
+                "127.0.0.1",
+                "--port",
+                &port.to_string(),
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -438,7 +452,9 @@ impl Drop for OwnRedis {
 
 #[tokio::test]
 async fn portal_keeps_answering_from_the_store_when_redis_stops() {
-    if !std::path::Path::new("/usr/bin/redis-server").exists() && crate::support::redis_url().is_none() {
+    if !std::path::Path::new("/usr/bin/redis-server").exists()
+        && crate::support::redis_url().is_none()
+    {
         return;
     }
     let Some(mut redis) = OwnRedis::start(free_port()) else {
@@ -457,12 +473,23 @@ async fn portal_keeps_answering_from_the_store_when_redis_stops() {
     for _ in 0..3 {
         let started = Instant::now();
         let resp = app.get(&path).await;
-        assert_eq!(resp.status(), 200, "answered from the store while Redis is down");
+        assert_eq!(
+            resp.status(),
+            200,
+            "answered from the store while Redis is down"
+        );
         let body: Value = resp.json().await.expect("json");
         assert_eq!(body["requester"], "cache@example.com");
-        assert!(started.elapsed() < Duration::from_secs(2), "no hang on a dead Redis");
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "no hang on a dead Redis"
+        );
     }
-    assert_eq!(app.get("/healthcheck").await.status(), 200, "health is the store's");
+    assert_eq!(
+        app.get("/healthcheck").await.status(),
+        200,
+        "health is the store's"
+    );
     assert_eq!(app.get("/").await.status(), 200);
     drop(dir);
 }

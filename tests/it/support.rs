@@ -125,3 +125,25 @@ impl Drop for TestApp {
         }
     }
 }
+
+/// The `csrf_token` of the first form on a page, and the CSRF cookie the page set.
+pub async fn form_token(app: &TestApp, path: &str) -> (String, String) {
+    let resp = app.get(path).await;
+    let cookie = resp
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|c| c.starts_with("iamdesk_csrf="))
+        .and_then(|c| c.split(';').next())
+        .map(str::to_string)
+        .expect("csrf cookie set");
+    let html = resp.text().await.expect("html");
+    let token = html
+        .split("name=\"csrf_token\" value=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .expect("csrf token in the form")
+        .to_string();
+    (cookie, token)
+}
