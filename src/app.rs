@@ -24,6 +24,10 @@ pub struct App {
     pub resources: Resources,
     /// Where IAM lives: real AWS or the sandbox.
     pub cloud: Arc<dyn Cloud>,
+    /// Per-user (or per-IP when anonymous) API limit.
+    pub api_limiter: crate::web::ratelimit::Limiter,
+    /// Per-IP limit on sign-in attempts (token verifications).
+    pub login_limiter: crate::web::ratelimit::Limiter,
 }
 
 #[derive(Clone)]
@@ -70,11 +74,19 @@ impl App {
             }
         };
         let app = Arc::new(App {
-            config,
             store,
             cache,
             demo_mode,
             secret,
+            api_limiter: crate::web::ratelimit::Limiter::per_minute(
+                config.rate_limit.api_per_minute,
+                "API",
+            ),
+            login_limiter: crate::web::ratelimit::Limiter::per_minute(
+                config.rate_limit.login_per_minute,
+                "sign-in",
+            ),
+            config,
             resources,
             cloud,
         });

@@ -118,8 +118,18 @@ async fn serve(loaded: Loaded) -> anyhow::Result<ExitCode> {
         "iamdesk is serving"
     );
     let sync_job = tokio::spawn(crate::resources::sync::background(app.clone()));
+    let limits = app.clone();
+    let shrink_job = tokio::spawn(async move {
+        let mut tick = tokio::time::interval(crate::web::ratelimit::SHRINK_EVERY);
+        loop {
+            tick.tick().await;
+            limits.api_limiter.shrink();
+            limits.login_limiter.shrink();
+        }
+    });
     crate::web::serve(listener, AppState(app), crate::web::shutdown_signal()).await?;
     sync_job.abort();
+    shrink_job.abort();
     tracing::info!("iamdesk stopped");
     Ok(ExitCode::SUCCESS)
 }

@@ -88,6 +88,10 @@ impl IntoResponse for AppError {
         }
         let body = serde_json::json!({"status": "error", "message": self.public_message()});
         let mut resp = (status, axum::Json(body)).into_response();
+        if let AppError::TooManyRequests(_, secs) = &self {
+            resp.headers_mut()
+                .insert(axum::http::header::RETRY_AFTER, (*secs).into());
+        }
         resp.extensions_mut()
             .insert(ErrorMarker(self.public_message()));
         resp
@@ -133,5 +137,23 @@ impl From<axum::extract::rejection::JsonRejection> for AppError {
 impl From<axum::extract::rejection::PathRejection> for AppError {
     fn from(e: axum::extract::rejection::PathRejection) -> Self {
         AppError::BadRequest(format!("invalid path: {}", e.body_text()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn too_many_requests_carries_retry_after() {
+        let resp = AppError::TooManyRequests("slow down".into(), 7).into_response();
+        assert_eq!(resp.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(resp.headers()[axum::http::header::RETRY_AFTER], "7");
+    }
+
+    #[test]
+    fn internal_details_never_reach_the_client() {
+        let e = AppError::Internal("sqlite: disk I/O error at /secret/path".into());
+        assert!(!e.public_message().contains("/secret/path"));
     }
 }

@@ -342,7 +342,7 @@ pub fn decode_cursor(cursor: &str) -> StoreResult<String> {
     let invalid = || {
         StoreError::Invalid("the page cursor is not valid; start again from the first page".into())
     };
-    if cursor.len() % 2 != 0 || cursor.len() > 512 {
+    if !cursor.len().is_multiple_of(2) || cursor.len() > 512 {
         return Err(invalid());
     }
     let bytes = (0..cursor.len())

@@ -87,6 +87,7 @@ pub fn parse_list_query(q: &ListQuery) -> Result<(RequestFilter, PageRequest), A
 }
 
 pub async fn list_requests(
+    _user: super::identity::CurrentUser,
     State(state): State<AppState>,
     Query(q): Query<ListQuery>,
 ) -> Result<Json<ListResponse>, AppError> {
@@ -99,6 +100,7 @@ pub async fn list_requests(
 }
 
 pub async fn get_request(
+    _user: super::identity::CurrentUser,
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Json<PolicyRequest>, AppError> {
@@ -107,4 +109,9 @@ pub async fn get_request(
             AppError::NotFound(format!("there is no policy request with id '{id}'"))
         })?;
     Ok(Json(request))
+}
+
+/// `{user, groups, is_admin}` of whoever is signed in (ConsoleMe's `/api/v2/user`).
+pub async fn current_user(user: super::identity::CurrentUser) -> Json<serde_json::Value> {
+    Json(json!({"user": user.email, "groups": user.groups, "is_admin": user.is_admin}))
 }

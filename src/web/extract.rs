@@ -1,6 +1,6 @@
 //! Extractors whose rejections are [`AppError`]s, so bad input gets our error shape and message.
 
-use axum::extract::{FromRequest, FromRequestParts};
+use axum::extract::FromRequestParts;
 
 use crate::error::AppError;
 
@@ -11,7 +11,3 @@ pub struct Query<T>(pub T);
 #[derive(FromRequestParts)]
 #[from_request(via(axum::extract::Path), rejection(AppError))]
 pub struct Path<T>(pub T);
-
-#[derive(FromRequest)]
-#[from_request(via(axum::Json), rejection(AppError))]
-pub struct Json<T>(pub T);

@@ -13,7 +13,6 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
 use crate::app::AppState;
-use crate::auth::AuthError;
 use crate::config::Config;
 use crate::error::AppError;
 
@@ -74,6 +73,7 @@ fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
         .filter(|v| !v.is_empty())
 }
 
+#[allow(dead_code)]
 fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     headers
         .get_all(header::COOKIE)
@@ -104,51 +104,10 @@ fn client_ip(req: &Request) -> String {
 /// the rate limits; set the session cookie after an ALB sign-in when configured.
 pub async fn authenticate(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
     let config = &state.config;
-    let mut set_cookie = None;
-    let mut user = None;
 
-    if config.auth.get_user_by_aws_alb_auth
-        && let Some(token) = header_str(req.headers(), ALB_HEADER)
-    {
-        // Every token verification is a sign-in attempt: limited per client IP.
-        if let Err(e) = state.login_limiter.check(&client_ip(&req)) {
-            return e.into_response();
-        }
-        match state.alb.verify(token).await {
-            Ok(id) => {
-                tracing::info!(user = %id.email, "signed in through the ALB");
-                if config.auth.set_auth_cookie {
-                    set_cookie = state.sessions.cookie_for(&id.email, &id.groups).ok();
-                }
-                user = Some(CurrentUser::new(
-                    config,
-                    id.email,
-                    id.groups,
-                    AuthMethod::Alb,
-                ));
-            }
-            Err(e) => {
-                tracing::warn!(reason = %e, "ALB token rejected");
-                return auth_failed(&req, &e).into_response();
-            }
-        }
-    }
-    if user.is_none()
-        && let Some(token) = cookie(req.headers(), &config.auth.cookie_name)
-    {
-        match state.sessions.verify(token) {
-            Ok(claims) => {
-                user = Some(CurrentUser::new(
-                    config,
-                    claims.sub,
-                    claims.groups,
-                    AuthMethod::Cookie,
-                ));
-            }
-            // A stale or forged cookie is ignored (and replaced at the next sign-in), not fatal.
-            Err(e) => tracing::info!(reason = %e, "session cookie rejected"),
-        }
-    }
+    // ALB token and session cookie sign-in are added with the auth module.
+    let set_cookie: Option<String> = None;
+    let mut user: Option<CurrentUser> = None;
     if user.is_none()
         && config.auth.get_user_by_header
         && let Some(email) = header_str(req.headers(), &config.auth.user_header_name)
@@ -191,14 +150,6 @@ pub async fn authenticate(State(state): State<AppState>, mut req: Request, next:
         resp.headers_mut().append(header::SET_COOKIE, c);
     }
     resp
-}
-
-fn auth_failed(req: &Request, e: &AuthError) -> AppError {
-    let _ = req;
-    AppError::Unauthorized(format!(
-        "Your sign-in could not be verified ({}). Reload the page to sign in again.",
-        e.public_reason()
-    ))
 }
 
 fn sign_in_hint(parts: &Parts, state: &AppState) -> AppError {

@@ -6,8 +6,9 @@ mod assets;
 mod csrf;
 mod errors;
 mod extract;
+pub mod identity;
 mod pages;
-mod ratelimit;
+pub mod ratelimit;
 mod resources;
 mod security;
 mod view;
@@ -65,10 +66,15 @@ pub fn router(state: AppState) -> Router {
         // Health and assets
         .route("/healthcheck", get(api::healthcheck))
         .route("/static/{*path}", get(assets::serve))
+        .route("/api/v2/user", get(api::current_user))
         // Only on matched routes: unknown paths and methods get their 404/405 first.
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             csrf::protect,
+        ))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            identity::authenticate,
         ))
         .fallback(errors::not_found)
         .with_state(state.clone());

@@ -7,6 +7,7 @@ use serde::Deserialize;
 
 use super::api::{DEFAULT_PAGE, ListQuery, parse_list_query};
 use super::extract::{Path, Query};
+use super::identity::{AdminUser, CurrentUser};
 use super::view::{AuditRow, Layout, OutboxRow, Page, RequestRow, human_time};
 use crate::app::AppState;
 use crate::config::AwsMode;
@@ -26,7 +27,11 @@ pub struct HomePage {
     recent: Vec<RequestRow>,
 }
 
-pub async fn home(State(state): State<AppState>, Page(layout): Page) -> Result<HomePage, AppError> {
+pub async fn home(
+    _user: CurrentUser,
+    State(state): State<AppState>,
+    Page(layout): Page,
+) -> Result<HomePage, AppError> {
     const PENDING_SHOWN: usize = 99;
     let recent = state
         .store
@@ -109,6 +114,7 @@ fn percent_encode(s: &str) -> String {
 }
 
 pub async fn requests(
+    _user: CurrentUser,
     State(state): State<AppState>,
     Page(layout): Page,
     Query(q): Query<ListQuery>,
@@ -169,6 +175,7 @@ pub struct RequestPage {
 }
 
 pub async fn request_detail(
+    _user: CurrentUser,
     State(state): State<AppState>,
     Page(layout): Page,
     Path(id): Path<String>,
@@ -200,7 +207,7 @@ pub struct NoticePage {
     message: String,
 }
 
-pub async fn selfservice(Page(layout): Page) -> NoticePage {
+pub async fn selfservice(_user: CurrentUser, Page(layout): Page) -> NoticePage {
     NoticePage {
         layout: layout.nav("selfservice"),
         heading: "Self-service",
@@ -223,6 +230,7 @@ pub struct CursorQuery {
 }
 
 pub async fn audit(
+    _admin: AdminUser,
     State(state): State<AppState>,
     Page(layout): Page,
     Query(q): Query<CursorQuery>,
@@ -250,6 +258,7 @@ pub struct OutboxPage {
 }
 
 pub async fn outbox(
+    _admin: AdminUser,
     State(state): State<AppState>,
     Page(layout): Page,
     Query(q): Query<CursorQuery>,

@@ -7,6 +7,7 @@ use axum::extract::State;
 use serde::{Deserialize, Serialize};
 
 use super::extract::{Path, Query};
+use super::identity::{AdminUser, CurrentUser};
 use super::view::{Layout, Page, human_time};
 use crate::app::AppState;
 use crate::error::AppError;
@@ -90,6 +91,7 @@ pub struct PoliciesResponse {
 }
 
 pub async fn api_policies(
+    _user: CurrentUser,
     State(state): State<AppState>,
     Query(q): Query<PoliciesQuery>,
 ) -> Result<Json<PoliciesResponse>, AppError> {
@@ -130,6 +132,7 @@ fn encode(s: &str) -> String {
 }
 
 pub async fn policies_page(
+    _user: CurrentUser,
     State(state): State<AppState>,
     Page(layout): Page,
     Query(q): Query<PoliciesQuery>,
@@ -198,6 +201,7 @@ fn find_role(state: &AppState, account_id: &str, name: &str) -> Result<RoleRespo
 }
 
 pub async fn api_role(
+    _user: CurrentUser,
     State(state): State<AppState>,
     Path((account_id, name)): Path<(String, String)>,
 ) -> Result<Json<RoleResponse>, AppError> {
@@ -222,6 +226,7 @@ pub struct RoleQuery {
 }
 
 pub async fn role_page(
+    _user: CurrentUser,
     State(state): State<AppState>,
     Page(layout): Page,
     Path((account_id, name)): Path<(String, String)>,
@@ -279,6 +284,7 @@ pub struct AccountsPage {
 }
 
 pub async fn accounts_page(
+    _admin: AdminUser,
     State(state): State<AppState>,
     Page(layout): Page,
 ) -> Result<AccountsPage, AppError> {
@@ -310,9 +316,12 @@ pub async fn accounts_page(
 
 /// Re-read one role from AWS into the stored snapshot and the index, then show it.
 pub async fn refresh_role(
+    user: CurrentUser,
     State(state): State<AppState>,
     Path((account_id, name)): Path<(String, String)>,
 ) -> Result<axum::response::Redirect, AppError> {
+    // Every refresh costs AWS calls: count it against the user's API budget.
+    state.api_limiter.check(&format!("user:{}", user.email))?;
     let (snap, _) = state.resources.role(&account_id, &name).ok_or_else(|| {
         AppError::NotFound(format!(
             "There is no role '{name}' in account {account_id}."

@@ -58,6 +58,10 @@ impl FromRequestParts<AppState> for Page {
             .and_then(|v| v.to_str().ok())
             .map(str::to_string);
         let mut layout = Layout::new(state, request_id);
+        layout.user = parts
+            .extensions
+            .get::<super::identity::CurrentUser>()
+            .map(|u| u.email.clone());
         if let Some(t) = parts.extensions.get::<super::csrf::CsrfToken>() {
             layout.csrf_token = t.0.clone();
         }

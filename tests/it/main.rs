@@ -4,6 +4,7 @@
 mod browser;
 mod cache;
 mod config;
+mod identity;
 mod resources;
 mod server;
 mod store;

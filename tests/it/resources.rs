@@ -138,9 +138,13 @@ async fn browse_policies_in_a_real_browser() {
         .click()
         .await
         .expect("search");
+    // Wait for the results of this search, not the unfiltered list it replaces.
+    c.wait()
+        .for_element(fantoccini::Locator::XPath("//p[contains(., '6 results')]"))
+        .await
+        .expect("search results");
     let link = c
-        .wait()
-        .for_element(fantoccini::Locator::LinkText("ml-training"))
+        .find(fantoccini::Locator::LinkText("ml-training"))
         .await
         .expect("ml-training can s3:PutObject");
     browser.screenshot("policies-search").await;

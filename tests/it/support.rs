@@ -109,6 +109,11 @@ impl TestApp {
         }
     }
 
+    /// Keep a temporary directory (the database) alive as long as the app.
+    pub fn keep(&mut self, dir: tempfile::TempDir) {
+        self.db_dir = Some(dir);
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
     }
