@@ -63,16 +63,7 @@ impl App {
             AwsMode::Sandbox => Arc::new(crate::cloud::sandbox::SandboxCloud),
         };
         let resources = Resources::new();
-        let secret = match &config.jwt_secret {
-            Some(s) if !s.is_empty() => s.as_bytes().to_vec(),
-            // Without a configured key, one per process: sessions and forms do not survive a
-            // restart, which is acceptable for the demo and made an error in prod elsewhere.
-            _ => {
-                let mut key = vec![0u8; 32];
-                getrandom::fill(&mut key).map_err(|e| anyhow::anyhow!("no OS randomness: {e}"))?;
-                key
-            }
-        };
+        let secret = session_secret(&config)?;
         let app = Arc::new(App {
             store,
             cache,
@@ -105,6 +96,82 @@ impl App {
             }
             Ok(generation) => tracing::info!(generation, "synced resources loaded"),
             Err(e) => tracing::warn!(error = %e, "no synced resources available"),
+        }
+    }
+}
+
+/// The key for session cookies and CSRF tokens: `jwt_secret`; in dev, one generated once and
+/// kept next to the embedded database; in prod, a missing secret stops startup.
+fn session_secret(config: &Config) -> anyhow::Result<Vec<u8>> {
+    if let Some(s) = config.jwt_secret.as_deref().filter(|s| !s.is_empty()) {
+        return Ok(s.as_bytes().to_vec());
+    }
+    if !config.is_dev() {
+        anyhow::bail!(
+            "jwt_secret is required when environment is prod: set it in the configuration \
+             (e.g. `jwt_secret: ${{IAMDESK_JWT_SECRET}}`), or use `environment: dev` for a trial"
+        );
+    }
+    let path = config.storage.path.with_file_name(".iamdesk_jwt_secret");
+    load_or_create_secret(&path).map_err(|e| {
+        anyhow::anyhow!(
+            "cannot keep the dev session secret in {}: {e}",
+            path.display()
+        )
+    })
+}
+
+fn load_or_create_secret(path: &std::path::Path) -> std::io::Result<Vec<u8>> {
+    use std::io::Write;
+    match std::fs::read(path) {
+        Ok(bytes) if bytes.len() >= 32 => return Ok(bytes),
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
+    }
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)?;
+    }
+    let mut key = [0u8; 32];
+    getrandom::fill(&mut key).map_err(|e| std::io::Error::other(e.to_string()))?;
+    let hex = hex::encode(key);
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    opts.open(path)?.write_all(hex.as_bytes())?;
+    Ok(hex.into_bytes())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prod_without_jwt_secret_is_refused() {
+        let config = Config::default();
+        let err = session_secret(&config).expect_err("prod needs a secret");
+        assert!(err.to_string().contains("jwt_secret is required"));
+    }
+
+    #[test]
+    fn dev_secret_is_generated_once_and_private() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut config = Config::default();
+        config.environment = crate::config::Environment::Dev;
+        config.storage.path = dir.path().join("data/iamdesk.db");
+        let a = session_secret(&config).expect("generated");
+        let b = session_secret(&config).expect("reused");
+        assert_eq!(a, b);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let meta =
+                std::fs::metadata(dir.path().join("data/.iamdesk_jwt_secret")).expect("file");
+            assert_eq!(meta.permissions().mode() & 0o777, 0o600);
         }
     }
 }

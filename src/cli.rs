@@ -100,6 +100,20 @@ fn report_config(loaded: &Loaded) {
     for w in &loaded.warnings {
         tracing::warn!("{w}");
     }
+    let auth = &loaded.config.auth;
+    if auth.get_user_by_header {
+        tracing::warn!(
+            header = %auth.user_header_name,
+            "HEADER SIGN-IN IS ON: anybody who can reach iamdesk directly can claim any identity \
+             with the {} header. Only run it behind a proxy that sets and strips that header.",
+            auth.user_header_name
+        );
+    }
+    if !auth.get_user_by_aws_alb_auth && !auth.get_user_by_header {
+        tracing::warn!(
+            "no sign-in method configured: demo mode, everybody is the demo administrator"
+        );
+    }
 }
 
 async fn serve(loaded: Loaded) -> anyhow::Result<ExitCode> {

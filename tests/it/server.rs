@@ -292,7 +292,7 @@ fn binary_serves_and_stops_gracefully_on_sigterm() {
     std::fs::write(
         &cfg,
         format!(
-            "listen: 127.0.0.1:{port}\nstorage:\n  path: {}/db/iamdesk.db\n",
+            "environment: dev\nlisten: 127.0.0.1:{port}\nstorage:\n  path: {}/db/iamdesk.db\n",
             dir.path().display()
         ),
     )

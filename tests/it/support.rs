@@ -68,6 +68,7 @@ impl TestApp {
     pub fn demo_config() -> (Config, tempfile::TempDir) {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut config = Config::default();
+        config.environment = iamdesk::config::Environment::Dev;
         config.storage.path = dir.path().join("data/iamdesk.db");
         config.listen = SocketAddr::from(([127, 0, 0, 1], 0));
         (config, dir)
