@@ -67,8 +67,10 @@ impl TestApp {
     /// The built-in demo defaults with a private embedded database.
     pub fn demo_config() -> (Config, tempfile::TempDir) {
         let dir = tempfile::tempdir().expect("tempdir");
-        let mut config = Config::default();
-        config.environment = iamdesk::config::Environment::Dev;
+        let mut config = Config {
+            environment: iamdesk::config::Environment::Dev,
+            ..Config::default()
+        };
         config.storage.path = dir.path().join("data/iamdesk.db");
         config.listen = SocketAddr::from(([127, 0, 0, 1], 0));
         (config, dir)

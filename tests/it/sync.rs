@@ -58,8 +58,10 @@ async fn create_role(iam: &Iam, name: &str, inline: Option<&str>) {
 }
 
 fn config(accounts: &[&str], dir: &tempfile::TempDir) -> Config {
-    let mut c = Config::default();
-    c.environment = iamdesk::config::Environment::Dev;
+    let mut c = Config {
+        environment: iamdesk::config::Environment::Dev,
+        ..Config::default()
+    };
     c.aws.mode = AwsMode::Aws;
     c.account_ids_to_name = accounts
         .iter()
