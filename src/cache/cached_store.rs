@@ -1,11 +1,21 @@
 //! Read-through cache in front of a Store. The Store stays the truth: writes always go to it
 //! (so version checks can never be bypassed by a stale cache) and then invalidate the cached
-//! copy. A cache failure is logged — at most once per interval while it lasts — and the read
-//! falls through to the Store.
+//! copy. A cache failure is logged — at most once per [`WARN_EVERY`] while it lasts — and the
+//! read falls through to the Store; a write never fails because of the cache.
+//!
+//! Staleness: a read that misses fetches from the Store and then fills the cache. If a write (in
+//! this process) invalidated the cache in between, the fill is skipped, so a slow reader cannot
+//! put back the value a writer just replaced. Across replicas sharing Redis that window remains;
+//! it is bounded by the TTL and closed by the first write, which goes to the Store, conflicts on
+//! the stale version and invalidates the key.
+//!
+//! A failed invalidation (Redis unreachable during a write) would leave the old copy in Redis if
+//! Redis comes back with its data (a network partition rather than a restart). So after one,
+//! reads bypass the cache for a full TTL: every copy cached before the write has expired by then.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, Ordering};
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -15,14 +25,23 @@ use crate::resources::model::AccountSnapshot;
 use crate::resources::sync::AccountStatus;
 use crate::store::*;
 
-/// Minimum seconds between two "cache unavailable" warnings.
-const WARN_EVERY_SECS: i64 = 30;
+/// Minimum time between two "cache unavailable" warnings.
+pub const WARN_EVERY: Duration = Duration::from_secs(30);
 
 pub struct CachedStore {
     store: Arc<dyn Store>,
     cache: Arc<dyn Cache>,
     ttl: Duration,
+    /// Origin of the millisecond clocks below (monotonic).
+    started: Instant,
+    /// Millis since `started` of the last "cache unavailable" warning.
     last_warning: AtomicI64,
+    /// Millis since `started` before which reads must not trust the cache (failed invalidation).
+    distrust_until: AtomicI64,
+    /// A cache call failed and no call succeeded since: the next success is logged.
+    degraded: AtomicBool,
+    /// Bumped before every invalidation; a read-through fill is skipped when it moved.
+    invalidations: AtomicU64,
 }
 
 impl CachedStore {
@@ -31,7 +50,11 @@ impl CachedStore {
             store,
             cache,
             ttl,
+            started: Instant::now(),
             last_warning: AtomicI64::new(i64::MIN),
+            distrust_until: AtomicI64::new(i64::MIN),
+            degraded: AtomicBool::new(false),
+            invalidations: AtomicU64::new(0),
         }
     }
 
@@ -43,10 +66,13 @@ impl CachedStore {
         &self.store
     }
 
-    fn warn(&self, op: &str, e: &CacheError) {
-        let now = Utc::now().timestamp();
+    /// A cache call failed: warn, unless we already did within [`WARN_EVERY`].
+    fn cache_failed(&self, op: &str, e: &CacheError) {
+        self.degraded.store(true, Ordering::Relaxed);
+        let now = self.now_ms();
+        let every = millis(WARN_EVERY);
         let last = self.last_warning.load(Ordering::Relaxed);
-        if now.saturating_sub(last) >= WARN_EVERY_SECS
+        if now.saturating_sub(last) >= every
             && self
                 .last_warning
                 .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
@@ -56,16 +82,52 @@ impl CachedStore {
                 cache = self.cache.backend_name(),
                 op,
                 error = %e,
-                "cache unavailable: serving from the store"
+                "cache unavailable: serving from the store (next warning in {} s at the earliest)",
+                WARN_EVERY.as_secs()
             );
         }
     }
 
-    async fn invalidate(&self, id: &str) {
-        if let Err(e) = self.cache.delete(&request_key(id)).await {
-            self.warn("invalidate", &e);
+    /// A cache call succeeded: say so once after an outage.
+    fn cache_ok(&self) {
+        if self.degraded.load(Ordering::Relaxed) && self.degraded.swap(false, Ordering::Relaxed) {
+            tracing::info!(cache = self.cache.backend_name(), "cache available again");
         }
     }
+
+    fn now_ms(&self) -> i64 {
+        millis(self.started.elapsed())
+    }
+
+    /// Drop the cached copy of request `id` after a write. When that fails and `may_be_stale`
+    /// (an older copy may be cached), stop trusting the cache for one TTL.
+    async fn invalidate(&self, id: &str, may_be_stale: bool) {
+        self.invalidations.fetch_add(1, Ordering::SeqCst);
+        match self.cache.delete(&request_key(id)).await {
+            Ok(()) => self.cache_ok(),
+            Err(e) if !may_be_stale => self.cache_failed("invalidate", &e),
+            Err(e) => {
+                let until = self.now_ms().saturating_add(millis(self.ttl));
+                self.distrust_until.fetch_max(until, Ordering::SeqCst);
+                tracing::debug!(
+                    request_id = id,
+                    "cache invalidation failed: reads bypass the cache for the next {} s",
+                    self.ttl.as_secs()
+                );
+                // The (rate-limited) warning; `op = invalidate` tells why hits stop for a while.
+                self.cache_failed("invalidate", &e);
+            }
+        }
+    }
+
+    /// True while a failed invalidation may have left a stale copy in the cache.
+    fn distrusted(&self) -> bool {
+        self.now_ms() < self.distrust_until.load(Ordering::SeqCst)
+    }
+}
+
+fn millis(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
 }
 
 fn request_key(id: &str) -> String {
@@ -89,7 +151,9 @@ impl Store for CachedStore {
         outbox: &[OutboxMessage],
     ) -> StoreResult<()> {
         self.store.create_request(request, event, outbox).await?;
-        self.invalidate(&request.id).await;
+        // Absence is never cached, so a new id has no copy that could be stale: this delete is
+        // belt and braces, and its failure does not make the cache untrustworthy.
+        self.invalidate(&request.id, false).await;
         Ok(())
     }
 
@@ -100,30 +164,54 @@ impl Store for CachedStore {
         outbox: &[OutboxMessage],
     ) -> StoreResult<()> {
         let result = self.store.update_request(request, event, outbox).await;
-        // Invalidate on conflict too: the cached copy may be the stale one that lost.
-        self.invalidate(&request.id).await;
+        // Invalidate on conflict too (the cached copy may be the stale one that lost) and on a
+        // backend error (the write may have landed anyway).
+        self.invalidate(&request.id, true).await;
         result
     }
 
     async fn get_request(&self, id: &str) -> StoreResult<Option<PolicyRequest>> {
+        if self.distrusted() {
+            return self.store.get_request(id).await;
+        }
         let key = request_key(id);
         match self.cache.get(&key).await {
-            Ok(Some(bytes)) => match serde_json::from_slice::<PolicyRequest>(&bytes) {
-                Ok(r) => return Ok(Some(r)),
-                Err(e) => tracing::debug!(error = %e, "corrupt cache entry treated as a miss"),
-            },
-            Ok(None) => {}
+            Ok(Some(bytes)) => {
+                self.cache_ok();
+                match serde_json::from_slice::<PolicyRequest>(&bytes) {
+                    Ok(r) if r.id == id => return Ok(Some(r)),
+                    Ok(_) => tracing::debug!(key, "cache entry for another id treated as a miss"),
+                    Err(e) => {
+                        tracing::debug!(key, error = %e, "corrupt cache entry treated as a miss")
+                    }
+                }
+            }
+            Ok(None) => self.cache_ok(),
             Err(e) => {
-                self.warn("get", &e);
+                // Redis is down or slow: do not pay for it a second time with a fill.
+                self.cache_failed("get", &e);
                 return self.store.get_request(id).await;
             }
         }
+        let epoch = self.invalidations.load(Ordering::SeqCst);
         let found = self.store.get_request(id).await?;
         if let Some(r) = &found
-            && let Ok(bytes) = serde_json::to_vec(r)
-            && let Err(e) = self.cache.set(&key, &bytes, self.ttl).await
+            && self.invalidations.load(Ordering::SeqCst) == epoch
         {
-            self.warn("set", &e);
+            match serde_json::to_vec(r) {
+                Ok(bytes) => match self.cache.set(&key, &bytes, self.ttl).await {
+                    Ok(()) => {
+                        self.cache_ok();
+                        // A write that invalidated while our SET was in flight may have deleted
+                        // before it landed: delete again so the older copy does not stay.
+                        if self.invalidations.load(Ordering::SeqCst) != epoch {
+                            self.invalidate(id, true).await;
+                        }
+                    }
+                    Err(e) => self.cache_failed("set", &e),
+                },
+                Err(e) => tracing::debug!(key, error = %e, "request not cacheable"),
+            }
         }
         Ok(found)
     }
@@ -190,20 +278,5 @@ impl Store for CachedStore {
 
     async fn list_account_status(&self) -> StoreResult<Vec<AccountStatus>> {
         self.store.list_account_status().await
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::cache::memory::MemoryCache;
-    use crate::store::embedded::EmbeddedStore;
-
-    #[tokio::test]
-    async fn cached_store_passes_the_store_conformance_suite() {
-        let inner = Arc::new(EmbeddedStore::in_memory().expect("store"));
-        let cache = Arc::new(MemoryCache::new(1000));
-        let store = Arc::new(CachedStore::new(inner, cache, Duration::from_secs(60)));
-        crate::store::conformance::run_all(store).await;
     }
 }

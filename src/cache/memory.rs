@@ -37,7 +37,7 @@ pub struct MemoryCache {
 }
 
 impl MemoryCache {
-    /// A cache holding at most `max_entries` entries (least recently used go first).
+    /// A cache holding at most `max_entries` entries (moka evicts the least useful first).
     pub fn new(max_entries: u64) -> Self {
         MemoryCache {
             inner: moka::future::Cache::builder()

@@ -87,7 +87,8 @@ pub fn router(state: AppState) -> Router {
             .unwrap_or("-");
         // The path only, never the query string: it may carry search terms or cursors.
         tracing::info_span!("http", method = %req.method(), path = %req.uri().path(), request_id)
-    });
+    })
+    .on_response(tower_http::trace::DefaultOnResponse::new().level(tracing::Level::INFO));
 
     routes.layer(
         ServiceBuilder::new()
