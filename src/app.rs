@@ -20,6 +20,10 @@ pub struct App {
     pub demo_mode: bool,
     /// Server-side key for session cookies and CSRF tokens (from `jwt_secret`).
     pub secret: Vec<u8>,
+    /// Session cookie signing and verification.
+    pub sessions: crate::auth::SessionKeys,
+    /// ALB token verification, when `auth.get_user_by_aws_alb_auth` is on.
+    pub alb: Option<crate::auth::AlbVerifier>,
     /// Synced IAM resources and their search index.
     pub resources: Resources,
     /// Where IAM lives: real AWS or the sandbox.
@@ -63,12 +67,25 @@ impl App {
             AwsMode::Sandbox => Arc::new(crate::cloud::sandbox::SandboxCloud),
         };
         let resources = Resources::new();
-        let secret = session_secret(&config)?;
+        // `jwt_secret`; generated once and kept in dev; a startup error in prod.
+        let secret = crate::auth::session::require_secret(&config)?.into_bytes();
+        let sessions = crate::auth::SessionKeys::new(&secret)?;
+        let alb = if config.auth.get_user_by_aws_alb_auth {
+            Some(crate::auth::AlbVerifier::new(
+                &config.auth.alb,
+                &config.get_user_by_aws_alb_auth_settings,
+                &config.aws.region,
+            )?)
+        } else {
+            None
+        };
         let app = Arc::new(App {
             store,
             cache,
             demo_mode,
             secret,
+            sessions,
+            alb,
             api_limiter: crate::web::ratelimit::Limiter::per_minute(
                 config.rate_limit.api_per_minute,
                 "API",
@@ -96,82 +113,6 @@ impl App {
             }
             Ok(generation) => tracing::info!(generation, "synced resources loaded"),
             Err(e) => tracing::warn!(error = %e, "no synced resources available"),
-        }
-    }
-}
-
-/// The key for session cookies and CSRF tokens: `jwt_secret`; in dev, one generated once and
-/// kept next to the embedded database; in prod, a missing secret stops startup.
-fn session_secret(config: &Config) -> anyhow::Result<Vec<u8>> {
-    if let Some(s) = config.jwt_secret.as_deref().filter(|s| !s.is_empty()) {
-        return Ok(s.as_bytes().to_vec());
-    }
-    if !config.is_dev() {
-        anyhow::bail!(
-            "jwt_secret is required when environment is prod: set it in the configuration \
-             (e.g. `jwt_secret: ${{IAMDESK_JWT_SECRET}}`), or use `environment: dev` for a trial"
-        );
-    }
-    let path = config.storage.path.with_file_name(".iamdesk_jwt_secret");
-    load_or_create_secret(&path).map_err(|e| {
-        anyhow::anyhow!(
-            "cannot keep the dev session secret in {}: {e}",
-            path.display()
-        )
-    })
-}
-
-fn load_or_create_secret(path: &std::path::Path) -> std::io::Result<Vec<u8>> {
-    use std::io::Write;
-    match std::fs::read(path) {
-        Ok(bytes) if bytes.len() >= 32 => return Ok(bytes),
-        Ok(_) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => return Err(e),
-    }
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir)?;
-    }
-    let mut key = [0u8; 32];
-    getrandom::fill(&mut key).map_err(|e| std::io::Error::other(e.to_string()))?;
-    let hex = hex::encode(key);
-    let mut opts = std::fs::OpenOptions::new();
-    opts.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        opts.mode(0o600);
-    }
-    opts.open(path)?.write_all(hex.as_bytes())?;
-    Ok(hex.into_bytes())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn prod_without_jwt_secret_is_refused() {
-        let config = Config::default();
-        let err = session_secret(&config).expect_err("prod needs a secret");
-        assert!(err.to_string().contains("jwt_secret is required"));
-    }
-
-    #[test]
-    fn dev_secret_is_generated_once_and_private() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let mut config = Config::default();
-        config.environment = crate::config::Environment::Dev;
-        config.storage.path = dir.path().join("data/iamdesk.db");
-        let a = session_secret(&config).expect("generated");
-        let b = session_secret(&config).expect("reused");
-        assert_eq!(a, b);
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt;
-            let meta =
-                std::fs::metadata(dir.path().join("data/.iamdesk_jwt_secret")).expect("file");
-            assert_eq!(meta.permissions().mode() & 0o777, 0o600);
         }
     }
 }

@@ -4,6 +4,7 @@
 //! [`cli::run`].
 
 pub mod app;
+pub mod auth;
 pub mod aws;
 pub mod cache;
 pub mod cli;
@@ -11,6 +12,7 @@ pub mod cloud;
 pub mod config;
 pub mod error;
 pub mod migrate;
+pub mod requests;
 pub mod resources;
 pub mod store;
 pub mod telemetry;

@@ -13,6 +13,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
 use crate::app::AppState;
+use crate::auth::AuthError;
 use crate::config::Config;
 use crate::error::AppError;
 
@@ -73,7 +74,6 @@ fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
         .filter(|v| !v.is_empty())
 }
 
-#[allow(dead_code)]
 fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     headers
         .get_all(header::COOKIE)
@@ -105,9 +105,54 @@ fn client_ip(req: &Request) -> String {
 pub async fn authenticate(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
     let config = &state.config;
 
-    // ALB token and session cookie sign-in are added with the auth module.
-    let set_cookie: Option<String> = None;
-    let mut user: Option<CurrentUser> = None;
+    let mut set_cookie = None;
+    let mut user = None;
+
+    if let Some(alb) = &state.alb
+        && let Some(token) = header_str(req.headers(), ALB_HEADER)
+    {
+        // Every token verification is a sign-in attempt: limited per client IP.
+        if let Err(e) = state
+            .login_limiter
+            .check(&format!("ip:{}", client_ip(&req)))
+        {
+            return e.into_response();
+        }
+        match alb.verify(token).await {
+            Ok(id) => {
+                tracing::info!(user = %id.email, "signed in through the ALB");
+                if config.auth.set_auth_cookie {
+                    set_cookie = session_cookie(&state, &id.email, &id.groups);
+                }
+                user = Some(CurrentUser::new(
+                    config,
+                    id.email,
+                    id.groups,
+                    AuthMethod::Alb,
+                ));
+            }
+            Err(e) => {
+                tracing::warn!(reason = %e, "ALB token rejected");
+                return auth_failed(&e).into_response();
+            }
+        }
+    }
+    if user.is_none()
+        && let Some(token) = cookie(req.headers(), &config.auth.cookie_name)
+    {
+        match state.sessions.verify(token) {
+            Ok(claims) => {
+                user = Some(CurrentUser::new(
+                    config,
+                    claims.sub,
+                    claims.groups,
+                    AuthMethod::Cookie,
+                ));
+            }
+            // A stale or forged cookie is ignored, not fatal: the next sign-in replaces it.
+            Err(e) => tracing::info!(reason = %e, "session cookie rejected"),
+        }
+    }
     if user.is_none()
         && config.auth.get_user_by_header
         && let Some(email) = header_str(req.headers(), &config.auth.user_header_name)
@@ -150,6 +195,58 @@ pub async fn authenticate(State(state): State<AppState>, mut req: Request, next:
         resp.headers_mut().append(header::SET_COOKIE, c);
     }
     resp
+}
+
+/// `Set-Cookie` for a new session, or `None` (logged) when it cannot be made or would not fit.
+fn session_cookie(state: &AppState, email: &str, groups: &[String]) -> Option<String> {
+    let config = &state.config;
+    let minutes = config.auth.session_minutes.max(1);
+    let token =
+        match state
+            .sessions
+            .issue(email, groups, std::time::Duration::from_secs(minutes * 60))
+        {
+            Ok(t) => t,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot issue a session cookie");
+                return None;
+            }
+        };
+    // Browsers drop cookies over 4 KiB (users in hundreds of groups): keep using the ALB token.
+    if token.len() > 3800 {
+        tracing::warn!(user = %email, "session too large for a cookie; relying on the ALB token");
+        return None;
+    }
+    let secure = if config.is_dev() { "" } else { "; Secure" };
+    Some(format!(
+        "{}={token}; Path=/; HttpOnly; SameSite=Lax; Max-Age={}{secure}",
+        config.auth.cookie_name,
+        minutes * 60
+    ))
+}
+
+/// `Set-Cookie` that removes the session cookie.
+pub fn clear_session_cookie(state: &AppState) -> String {
+    let secure = if state.config.is_dev() {
+        ""
+    } else {
+        "; Secure"
+    };
+    format!(
+        "{}=; Path=/; HttpOnly; SameSite=Lax; Max-Age=0{secure}",
+        state.config.auth.cookie_name
+    )
+}
+
+fn auth_failed(e: &AuthError) -> AppError {
+    match e {
+        AuthError::KeyUnavailable => AppError::Unavailable(
+            "the sign-in keys of the load balancer cannot be fetched right now".into(),
+        ),
+        other => AppError::Unauthorized(format!(
+            "Your sign-in could not be verified ({other}). Reload the page to sign in again."
+        )),
+    }
 }
 
 fn sign_in_hint(parts: &Parts, state: &AppState) -> AppError {

@@ -67,6 +67,7 @@ pub fn router(state: AppState) -> Router {
         .route("/healthcheck", get(api::healthcheck))
         .route("/static/{*path}", get(assets::serve))
         .route("/api/v2/user", get(api::current_user))
+        .route("/logout", get(pages::logout))
         // Only on matched routes: unknown paths and methods get their 404/405 first.
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),

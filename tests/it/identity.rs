@@ -131,3 +131,290 @@ async fn api_is_rate_limited_per_user_with_retry_after() {
     let resp = get_as(&app, "/api/v2/user", Some(("calm@example.com", ""))).await;
     assert_eq!(resp.status(), 200);
 }
+
+mod alb {
+    //! ALB sign-in end to end: a local key server on a free port, tokens signed like the ALB.
+
+    use base64::Engine;
+    use base64::engine::general_purpose::URL_SAFE;
+    use p256::ecdsa::signature::Signer;
+    use p256::ecdsa::{Signature, SigningKey};
+    use p256::elliptic_curve::rand_core::OsRng;
+    use p256::pkcs8::{EncodePublicKey, LineEnding};
+    use serde_json::{Value, json};
+
+    use crate::support::TestApp;
+
+    const ARN: &str = "arn:aws:elasticloadbalancing:us-east-1:123456789012:loadbalancer/app/iamdesk/0123456789abcdef";
+    const KID: &str = "5e8a0c1d-2b3c-4d5e-8f90-123456789abc";
+
+    pub struct Alb {
+        pub app: TestApp,
+        key: SigningKey,
+    }
+
+    impl Alb {
+        pub async fn start(set_cookie: bool) -> Alb {
+            let key = SigningKey::random(&mut OsRng);
+            let pem = key
+                .verifying_key()
+                .to_public_key_pem(LineEnding::LF)
+                .expect("pem");
+            let keys = axum::Router::new().route(
+                "/{kid}",
+                axum::routing::get(
+                    move |axum::extract::Path(kid): axum::extract::Path<String>| {
+                        let pem = pem.clone();
+                        async move {
+                            if kid == KID {
+                                (axum::http::StatusCode::OK, pem)
+                            } else {
+                                (axum::http::StatusCode::NOT_FOUND, String::new())
+                            }
+                        }
+                    },
+                ),
+            );
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+                .await
+                .expect("bind");
+            let port = listener.local_addr().expect("addr").port();
+            tokio::spawn(async move {
+                let _ = axum::serve(listener, keys).await;
+            });
+            let (mut config, dir) = TestApp::demo_config();
+            config.environment = iamdesk::config::Environment::Prod;
+            config.jwt_secret = Some("an-integration-test-secret-of-decent-length".into());
+            config.auth.get_user_by_aws_alb_auth = true;
+            config.auth.set_auth_cookie = set_cookie;
+            config.auth.alb.arns = vec![ARN.into()];
+            config.auth.alb.public_key_url = format!("http://127.0.0.1:{port}/{{kid}}");
+            config.groups.can_admin = vec!["iam-admins".into()];
+            let mut app = TestApp::spawn(config).await;
+            app.keep(dir);
+            Alb { app, key }
+        }
+
+        pub fn token(&self, email: &str, groups: &[&str], exp_in: i64) -> String {
+            let header = json!({"typ": "JWT", "kid": KID, "alg": "ES256", "iss": "https://idp.example.com",
+                                "client": "iamdesk", "signer": ARN,
+                                "exp": chrono::Utc::now().timestamp() + exp_in});
+            let payload = json!({"sub": "00u123", "email": email, "groups": groups});
+            let input = format!(
+                "{}.{}",
+                URL_SAFE.encode(serde_json::to_vec(&header).expect("json")),
+                URL_SAFE.encode(serde_json::to_vec(&payload).expect("json"))
+            );
+            let sig: Signature = self.key.sign(input.as_bytes());
+            format!("{input}.{}", URL_SAFE.encode(sig.to_bytes()))
+        }
+    }
+
+    #[tokio::test]
+    async fn alb_token_signs_in_and_sets_a_session_cookie() {
+        let alb = Alb::start(true).await;
+        let app = &alb.app;
+        let token = alb.token("alice@example.com", &["engineering", "iam-admins"], 120);
+        let resp = app
+            .client
+            .get(app.url("/api/v2/user"))
+            .header("x-amzn-oidc-data", &token)
+            .send()
+            .await
+            .expect("GET");
+        assert_eq!(resp.status(), 200);
+        let cookie = resp
+            .headers()
+            .get_all("set-cookie")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .find(|c| c.starts_with("iamdesk_auth="))
+            .map(str::to_string)
+            .expect("session cookie set");
+        for flag in [
+            "HttpOnly",
+            "SameSite=Lax",
+            "Path=/",
+            "Secure",
+            "Max-Age=3600",
+        ] {
+            assert!(cookie.contains(flag), "cookie flag {flag}: {cookie}");
+        }
+        let me: Value = resp.json().await.expect("json");
+        assert_eq!(me["user"], "alice@example.com");
+        assert_eq!(me["is_admin"], true);
+
+        // The cookie alone signs in afterwards.
+        let session = cookie.split(';').next().unwrap_or_default().to_string();
+        let me: Value = app
+            .client
+            .get(app.url("/api/v2/user"))
+            .header("cookie", &session)
+            .send()
+            .await
+            .expect("GET")
+            .json()
+            .await
+            .expect("json");
+        assert_eq!(me["user"], "alice@example.com");
+        assert_eq!(me["groups"], json!(["engineering", "iam-admins"]));
+
+        // /logout clears it.
+        let resp = app
+            .client
+            .get(app.url("/logout"))
+            .header("cookie", &session)
+            .send()
+            .await
+            .expect("GET");
+        let cleared = resp.headers()["set-cookie"]
+            .to_str()
+            .unwrap_or_default()
+            .to_string();
+        assert!(
+            cleared.starts_with("iamdesk_auth=;") && cleared.contains("Max-Age=0"),
+            "{cleared}"
+        );
+    }
+
+    #[tokio::test]
+    async fn bad_alb_tokens_and_forged_cookies_are_refused() {
+        let alb = Alb::start(true).await;
+        let app = &alb.app;
+        let expired = alb.token("alice@example.com", &[], -600);
+        let mut tampered = alb.token("alice@example.com", &[], 120);
+        let other = URL_SAFE
+            .encode(br#"{"sub":"x","email":"mallory@example.com","groups":["iam-admins"]}"#);
+        let parts: Vec<&str> = tampered.split('.').collect();
+        tampered = format!("{}.{other}.{}", parts[0], parts[2]);
+        for (what, token) in [
+            ("expired", expired),
+            ("tampered", tampered),
+            ("garbage", "a.b.c".to_string()),
+        ] {
+            let resp = app
+                .client
+                .get(app.url("/api/v2/user"))
+                .header("x-amzn-oidc-data", &token)
+                .send()
+                .await
+                .expect("GET");
+            assert_eq!(resp.status(), 401, "{what}");
+            let body: Value = resp.json().await.expect("json");
+            let msg = body["message"].as_str().unwrap_or_default();
+            assert!(msg.contains("could not be verified"), "{what}: {msg}");
+            assert!(!msg.contains(&token), "the token is never echoed");
+        }
+
+        // A session cookie signed with another secret is ignored: not signed in.
+        let forged = iamdesk::auth::SessionKeys::new(b"some-other-secret-entirely")
+            .expect("keys")
+            .issue(
+                "mallory@example.com",
+                &["iam-admins".to_string()],
+                std::time::Duration::from_secs(600),
+            )
+            .expect("issue");
+        let resp = app
+            .client
+            .get(app.url("/api/v2/user"))
+            .header("cookie", format!("iamdesk_auth={forged}"))
+            .send()
+            .await
+            .expect("GET");
+        assert_eq!(resp.status(), 401);
+    }
+
+    #[tokio::test]
+    async fn sign_in_attempts_are_rate_limited_per_ip() {
+        let alb = Alb::start(false).await;
+        let app = &alb.app;
+        let limit = app.state.config.rate_limit.login_per_minute;
+        let mut limited = false;
+        for _ in 0..=limit {
+            let resp = app
+                .client
+                .get(app.url("/"))
+                .header("x-amzn-oidc-data", "a.b.c")
+                .send()
+                .await
+                .expect("GET");
+            if resp.status() == 429 {
+                assert!(resp.headers().contains_key("retry-after"));
+                limited = true;
+                break;
+            }
+        }
+        assert!(limited, "sign-in attempts beyond login_per_minute get 429");
+    }
+}
+
+#[tokio::test]
+async fn header_sign_in_in_a_real_browser_shows_the_user() {
+    let Some(browser) = crate::browser::Browser::start().await else {
+        return;
+    };
+    // A trusted proxy sets the identity headers; here a tiny proxy on loopback does it.
+    let app = header_app(600).await;
+    let upstream = app.base.clone();
+    let proxy = axum::Router::new().fallback(move |req: axum::extract::Request| {
+        let upstream = upstream.clone();
+        async move {
+            let client = reqwest::Client::new();
+            let url = format!(
+                "{upstream}{}",
+                req.uri()
+                    .path_and_query()
+                    .map(|p| p.as_str())
+                    .unwrap_or("/")
+            );
+            match client
+                .get(url)
+                .header("x-user", "grace@example.com")
+                .header("x-groups", "engineering")
+                .send()
+                .await
+            {
+                Ok(r) => {
+                    let status = r.status().as_u16();
+                    let ctype = r
+                        .headers()
+                        .get("content-type")
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or("text/html")
+                        .to_string();
+                    let body = r.bytes().await.unwrap_or_default();
+                    axum::response::Response::builder()
+                        .status(status)
+                        .header("content-type", ctype)
+                        .body(axum::body::Body::from(body))
+                        .unwrap_or_default()
+                }
+                Err(_) => axum::response::Response::default(),
+            }
+        }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let proxy_url = format!("http://{}", listener.local_addr().expect("addr"));
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, proxy).await;
+    });
+    browser
+        .client
+        .goto(&format!("{proxy_url}/"))
+        .await
+        .expect("open home");
+    let who = browser
+        .client
+        .find(fantoccini::Locator::Css(".who"))
+        .await
+        .expect("user name in the header")
+        .text()
+        .await
+        .expect("text");
+    assert_eq!(who, "grace@example.com");
+    browser.screenshot("signed-in-home").await;
+    browser.close().await;
+}
