@@ -1,0 +1,5 @@
+//! Policy requests: validation of proposed changes and the diff shown to reviewers.
+//! (Lifecycle, apply and pages come with the policy-request issue.)
+
+pub mod diff;
+pub mod validate;
