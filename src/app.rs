@@ -8,7 +8,7 @@ use crate::cache::{Cache, CachedStore};
 use crate::cloud::Cloud;
 use crate::config::{AwsMode, Config, StorageBackend};
 use crate::resources::service::Resources;
-use crate::store::{Store, embedded::EmbeddedStore};
+use crate::store::{Store, dynamo::DynamoStore, embedded::EmbeddedStore};
 
 /// Everything a handler needs. Built once at startup; cheap to clone through [`AppState`].
 pub struct App {
@@ -53,7 +53,13 @@ impl App {
     pub async fn build(config: Config) -> anyhow::Result<Arc<App>> {
         let store: Arc<dyn Store> = match config.storage.backend {
             StorageBackend::Embedded => Arc::new(EmbeddedStore::open(&config.storage.path)?),
-            StorageBackend::Dynamodb => anyhow::bail!("dynamodb backend not wired yet"),
+            StorageBackend::Dynamodb => {
+                let client = crate::aws::dynamodb_client(&config).await;
+                Arc::new(DynamoStore::new(
+                    client,
+                    &config.storage.dynamodb.table_prefix,
+                ))
+            }
         };
         let cache: Arc<dyn Cache> = match &config.redis.url {
             Some(url) => Arc::new(crate::cache::redis::RedisCache::connect(url, "iamdesk:").await?),

@@ -1,13 +1,324 @@
-//! `iamdesk migrate`: DynamoDB tables from `migrations/` (being written; this stub keeps the
-//! tree compiling — replace it whole).
+//! `iamdesk migrate`: create the DynamoDB tables described in `migrations/` (embedded in the
+//! binary, so it works from any directory). Idempotent: existing tables with all their indexes
+//! are left alone, missing indexes are added, missing tables created and awaited until ACTIVE.
+
+use std::time::{Duration, Instant};
+
+use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata};
+use aws_sdk_dynamodb::types::{
+    AttributeDefinition, BillingMode, CreateGlobalSecondaryIndexAction, GlobalSecondaryIndex,
+    GlobalSecondaryIndexUpdate, KeySchemaElement, KeyType, Projection, ProjectionType,
+    ScalarAttributeType, TableStatus,
+};
+use serde::Deserialize;
+
+/// The table definitions, one file per table.
+pub const MIGRATIONS: &[(&str, &str)] = &[
+    ("requests.json", include_str!("../migrations/requests.json")),
+    ("audit.json", include_str!("../migrations/audit.json")),
+    ("outbox.json", include_str!("../migrations/outbox.json")),
+];
+
+/// How long to wait for a new table or index to become ACTIVE.
+const ACTIVE_TIMEOUT: Duration = Duration::from_secs(120);
 
 #[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct MigrateError(String);
+pub enum MigrateError {
+    #[error("migrations/{file}: {message}")]
+    Definition { file: String, message: String },
+    #[error("table {table}: {message}")]
+    Aws { table: String, message: String },
+    #[error("table {table} did not become ACTIVE within {secs} s")]
+    Timeout { table: String, secs: u64 },
+}
 
-pub async fn run(
-    _client: &aws_sdk_dynamodb::Client,
-    _table_prefix: &str,
-) -> Result<Vec<String>, MigrateError> {
-    Err(MigrateError("migrate is not implemented yet".into()))
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TableDef {
+    pub table: String,
+    #[serde(default)]
+    pub comment: String,
+    pub hash_key: String,
+    #[serde(default)]
+    pub range_key: Option<String>,
+    /// Attribute name → `S` | `N` | `B`, for every key attribute (table and indexes).
+    pub attributes: std::collections::BTreeMap<String, String>,
+    #[serde(default)]
+    pub indexes: Vec<IndexDef>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IndexDef {
+    pub name: String,
+    pub hash_key: String,
+    #[serde(default)]
+    pub range_key: Option<String>,
+}
+
+/// The real table name: `storage.dynamodb.table_prefix` + the logical name.
+pub fn table_name(prefix: &str, logical: &str) -> String {
+    format!("{prefix}{logical}")
+}
+
+/// Parse every embedded definition, checking that each key attribute has a type.
+pub fn definitions() -> Result<Vec<TableDef>, MigrateError> {
+    MIGRATIONS
+        .iter()
+        .map(|(file, text)| {
+            let bad = |message: String| MigrateError::Definition {
+                file: file.to_string(),
+                message,
+            };
+            let def: TableDef = serde_json::from_str(text).map_err(|e| bad(e.to_string()))?;
+            let keys = std::iter::once(&def.hash_key)
+                .chain(def.range_key.iter())
+                .chain(
+                    def.indexes
+                        .iter()
+                        .flat_map(|i| std::iter::once(&i.hash_key).chain(i.range_key.iter())),
+                );
+            for k in keys {
+                match def.attributes.get(k).map(String::as_str) {
+                    Some("S" | "N" | "B") => {}
+                    Some(t) => {
+                        return Err(bad(format!("attribute {k} has type {t}, not S, N or B")));
+                    }
+                    None => {
+                        return Err(bad(format!(
+                            "key attribute {k} has no type in `attributes`"
+                        )));
+                    }
+                }
+            }
+            Ok(def)
+        })
+        .collect()
+}
+
+fn key_schema(hash: &str, range: Option<&str>) -> Result<Vec<KeySchemaElement>, String> {
+    let mut out = vec![
+        KeySchemaElement::builder()
+            .attribute_name(hash)
+            .key_type(KeyType::Hash)
+            .build()
+            .map_err(|e| e.to_string())?,
+    ];
+    if let Some(r) = range {
+        out.push(
+            KeySchemaElement::builder()
+                .attribute_name(r)
+                .key_type(KeyType::Range)
+                .build()
+                .map_err(|e| e.to_string())?,
+        );
+    }
+    Ok(out)
+}
+
+fn attribute_definitions(
+    def: &TableDef,
+    names: &[&str],
+) -> Result<Vec<AttributeDefinition>, String> {
+    let mut seen = std::collections::BTreeSet::new();
+    names
+        .iter()
+        .filter(|n| seen.insert(**n))
+        .map(|n| {
+            let t = match def.attributes.get(*n).map(String::as_str) {
+                Some("N") => ScalarAttributeType::N,
+                Some("B") => ScalarAttributeType::B,
+                _ => ScalarAttributeType::S,
+            };
+            AttributeDefinition::builder()
+                .attribute_name(*n)
+                .attribute_type(t)
+                .build()
+                .map_err(|e| e.to_string())
+        })
+        .collect()
+}
+
+fn gsi(index: &IndexDef) -> Result<GlobalSecondaryIndex, String> {
+    GlobalSecondaryIndex::builder()
+        .index_name(&index.name)
+        .set_key_schema(Some(key_schema(
+            &index.hash_key,
+            index.range_key.as_deref(),
+        )?))
+        .projection(
+            Projection::builder()
+                .projection_type(ProjectionType::All)
+                .build(),
+        )
+        .build()
+        .map_err(|e| e.to_string())
+}
+
+fn aws<E, R>(table: &str, e: aws_sdk_dynamodb::error::SdkError<E, R>) -> MigrateError
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    R: std::fmt::Debug,
+{
+    let message = match (e.code(), e.message()) {
+        (Some(c), Some(m)) => format!("{c}: {m}"),
+        _ => DisplayErrorContext(&e).to_string(),
+    };
+    MigrateError::Aws {
+        table: table.to_string(),
+        message,
+    }
+}
+
+/// Wait until the table and all its indexes are ACTIVE.
+async fn wait_active(client: &Client, table: &str) -> Result<(), MigrateError> {
+    let started = Instant::now();
+    loop {
+        let out = client
+            .describe_table()
+            .table_name(table)
+            .send()
+            .await
+            .map_err(|e| aws(table, e))?;
+        let t = out.table();
+        let table_ok = t.and_then(|t| t.table_status()) == Some(&TableStatus::Active);
+        let indexes_ok = t
+            .map(|t| {
+                t.global_secondary_indexes()
+                    .iter()
+                    .all(|i| i.index_status().is_none_or(|s| s.as_str() == "ACTIVE"))
+            })
+            .unwrap_or(true);
+        if table_ok && indexes_ok {
+            return Ok(());
+        }
+        if started.elapsed() > ACTIVE_TIMEOUT {
+            return Err(MigrateError::Timeout {
+                table: table.to_string(),
+                secs: ACTIVE_TIMEOUT.as_secs(),
+            });
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// Apply every definition; returns one line per table saying what was done.
+pub async fn run(client: &Client, table_prefix: &str) -> Result<Vec<String>, MigrateError> {
+    let mut report = vec![];
+    for def in definitions()? {
+        let table = table_name(table_prefix, &def.table);
+        let invalid = |message: String| MigrateError::Definition {
+            file: format!("{}.json", def.table),
+            message,
+        };
+        let existing = match client.describe_table().table_name(&table).send().await {
+            Ok(out) => out.table,
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_resource_not_found_exception()) =>
+            {
+                None
+            }
+            Err(e) => return Err(aws(&table, e)),
+        };
+        match existing {
+            None => {
+                let mut names: Vec<&str> = vec![&def.hash_key];
+                names.extend(def.range_key.as_deref());
+                for i in &def.indexes {
+                    names.push(&i.hash_key);
+                    names.extend(i.range_key.as_deref());
+                }
+                let indexes = def
+                    .indexes
+                    .iter()
+                    .map(gsi)
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(invalid)?;
+                client
+                    .create_table()
+                    .table_name(&table)
+                    .billing_mode(BillingMode::PayPerRequest)
+                    .set_key_schema(Some(
+                        key_schema(&def.hash_key, def.range_key.as_deref()).map_err(invalid)?,
+                    ))
+                    .set_attribute_definitions(Some(
+                        attribute_definitions(&def, &names).map_err(invalid)?,
+                    ))
+                    .set_global_secondary_indexes((!indexes.is_empty()).then_some(indexes))
+                    .send()
+                    .await
+                    .map_err(|e| aws(&table, e))?;
+                wait_active(client, &table).await?;
+                report.push(format!(
+                    "created table {table} with {} index(es)",
+                    def.indexes.len()
+                ));
+            }
+            Some(desc) => {
+                let present: Vec<&str> = desc
+                    .global_secondary_indexes()
+                    .iter()
+                    .filter_map(|i| i.index_name())
+                    .collect();
+                let missing: Vec<&IndexDef> = def
+                    .indexes
+                    .iter()
+                    .filter(|i| !present.contains(&i.name.as_str()))
+                    .collect();
+                if missing.is_empty() {
+                    report.push(format!("table {table} already up to date"));
+                    continue;
+                }
+                // DynamoDB adds one index per UpdateTable call.
+                for index in missing {
+                    let mut names: Vec<&str> = vec![&index.hash_key];
+                    names.extend(index.range_key.as_deref());
+                    let g = gsi(index).map_err(invalid)?;
+                    let create = CreateGlobalSecondaryIndexAction::builder()
+                        .index_name(&index.name)
+                        .set_key_schema(Some(g.key_schema().to_vec()))
+                        .projection(
+                            Projection::builder()
+                                .projection_type(ProjectionType::All)
+                                .build(),
+                        )
+                        .build()
+                        .map_err(|e| invalid(e.to_string()))?;
+                    client
+                        .update_table()
+                        .table_name(&table)
+                        .set_attribute_definitions(Some(
+                            attribute_definitions(&def, &names).map_err(invalid)?,
+                        ))
+                        .global_secondary_index_updates(
+                            GlobalSecondaryIndexUpdate::builder().create(create).build(),
+                        )
+                        .send()
+                        .await
+                        .map_err(|e| aws(&table, e))?;
+                    wait_active(client, &table).await?;
+                    report.push(format!("table {table}: added index {}", index.name));
+                }
+            }
+        }
+    }
+    Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn embedded_definitions_are_consistent() {
+        let defs = definitions().expect("valid definitions");
+        let names: Vec<&str> = defs.iter().map(|d| d.table.as_str()).collect();
+        assert_eq!(names, ["requests", "audit", "outbox"]);
+        assert!(
+            defs.iter().all(|d| !d.comment.is_empty()),
+            "each table says why it looks so"
+        );
+    }
 }

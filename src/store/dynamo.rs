@@ -1,1 +1,554 @@
-//! DynamoDB backend (being written).
+//! DynamoDB backend. Tables and indexes come from `migrations/` (`iamdesk migrate`).
+//!
+//! Items keep the key attributes each index needs plus the whole entity as a JSON string in
+//! `body`: lossless, and the schema stays small. Every listing is a Query on an index (never a
+//! Scan); every request write is one `TransactWriteItems` with the request (conditional on its
+//! version), its audit event and its outbox messages, so they commit or fail together.
+
+use std::collections::HashMap;
+
+use async_trait::async_trait;
+use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem};
+use chrono::{DateTime, Utc};
+
+use super::*;
+use crate::migrate::table_name;
+
+type Item = HashMap<String, AttributeValue>;
+
+pub struct DynamoStore {
+    client: Client,
+    requests: String,
+    audit: String,
+    outbox: String,
+}
+
+impl DynamoStore {
+    pub fn new(client: Client, table_prefix: &str) -> Self {
+        DynamoStore {
+            client,
+            requests: table_name(table_prefix, "requests"),
+            audit: table_name(table_prefix, "audit"),
+            outbox: table_name(table_prefix, "outbox"),
+        }
+    }
+}
+
+fn s(v: impl Into<String>) -> AttributeValue {
+    AttributeValue::S(v.into())
+}
+
+fn n(v: u64) -> AttributeValue {
+    AttributeValue::N(v.to_string())
+}
+
+fn ts(at: DateTime<Utc>) -> String {
+    at.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string()
+}
+
+fn backend<E, R>(what: &str, e: SdkError<E, R>) -> StoreError
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    R: std::fmt::Debug,
+{
+    let message = match (e.code(), e.message()) {
+        (Some(c), Some(m)) => format!("{c}: {m}"),
+        _ => DisplayErrorContext(&e).to_string(),
+    };
+    StoreError::Backend(format!("dynamodb {what}: {message}"))
+}
+
+fn encode<T: Serialize>(v: &T) -> StoreResult<String> {
+    serde_json::to_string(v).map_err(|e| StoreError::Backend(format!("encode: {e}")))
+}
+
+fn body_of<T: serde::de::DeserializeOwned>(item: &Item) -> StoreResult<T> {
+    match item.get("body") {
+        Some(AttributeValue::S(b)) => {
+            serde_json::from_str(b).map_err(|e| StoreError::Backend(format!("corrupt item: {e}")))
+        }
+        _ => Err(StoreError::Backend("corrupt item: no body".into())),
+    }
+}
+
+fn sk_of(item: &Item, attr: &str) -> String {
+    match item.get(attr) {
+        Some(AttributeValue::S(v)) => v.clone(),
+        _ => String::new(),
+    }
+}
+
+fn request_item(r: &PolicyRequest) -> StoreResult<Item> {
+    Ok(HashMap::from([
+        ("id".into(), s(&r.id)),
+        ("status".into(), s(r.status.as_str())),
+        ("requester".into(), s(&r.requester)),
+        ("sk".into(), s(r.sort_key())),
+        ("entity".into(), s("request")),
+        ("version".into(), n(r.version)),
+        ("body".into(), s(encode(r)?)),
+    ]))
+}
+
+fn audit_item(e: &AuditEvent) -> StoreResult<Item> {
+    let mut item = HashMap::from([
+        ("id".into(), s(&e.id)),
+        ("sk".into(), s(e.sort_key())),
+        ("entity".into(), s("audit")),
+        ("body".into(), s(encode(e)?)),
+    ]);
+    if let Some(rid) = &e.request_id {
+        item.insert("request_id".into(), s(rid));
+    }
+    Ok(item)
+}
+
+fn due_key(m: &OutboxMessage) -> String {
+    format!("{}#{}", ts(m.next_attempt_at), m.id)
+}
+
+fn outbox_item(m: &OutboxMessage) -> StoreResult<Item> {
+    Ok(HashMap::from([
+        ("id".into(), s(&m.id)),
+        ("status".into(), s(m.status.as_str())),
+        ("sk".into(), s(m.sort_key())),
+        ("due".into(), s(due_key(m))),
+        ("version".into(), n(m.version)),
+        ("body".into(), s(encode(m)?)),
+    ]))
+}
+
+fn put_new(table: &str, item: Item) -> StoreResult<TransactWriteItem> {
+    let put = Put::builder()
+        .table_name(table)
+        .set_item(Some(item))
+        .condition_expression("attribute_not_exists(id)")
+        .build()
+        .map_err(|e| StoreError::Backend(e.to_string()))?;
+    Ok(TransactWriteItem::builder().put(put).build())
+}
+
+/// Cancellation reason codes of a failed transaction, in item order.
+fn cancellation_codes<R>(
+    e: &SdkError<aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError, R>,
+) -> Option<Vec<String>> {
+    match e.as_service_error() {
+        Some(aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError::TransactionCanceledException(t)) => Some(
+            t.cancellation_reasons()
+                .iter()
+                .map(|r| r.code().unwrap_or("None").to_string())
+                .collect(),
+        ),
+        _ => None,
+    }
+}
+
+/// One newest-first (or oldest-first) page from an index, following DynamoDB's own pages until
+/// `limit + 1` items are in hand (the extra one tells whether there is a next page).
+struct IndexQuery<'a> {
+    table: &'a str,
+    index: &'a str,
+    hash: (&'a str, String),
+    range_attr: &'a str,
+    /// Exclusive bound on the range key (`<` when newest first, `<=` when oldest first).
+    bound: String,
+    newest_first: bool,
+    filter: Option<(&'a str, String)>,
+    limit: usize,
+}
+
+impl DynamoStore {
+    async fn query(&self, q: IndexQuery<'_>) -> StoreResult<Vec<Item>> {
+        let mut out: Vec<Item> = vec![];
+        let mut start: Option<Item> = None;
+        let op = if q.newest_first { "<" } else { "<=" };
+        loop {
+            let mut req = self
+                .client
+                .query()
+                .table_name(q.table)
+                .index_name(q.index)
+                .key_condition_expression(format!("#h = :h AND #r {op} :r"))
+                .expression_attribute_names("#h", q.hash.0)
+                .expression_attribute_names("#r", q.range_attr)
+                .expression_attribute_values(":h", s(&q.hash.1))
+                .expression_attribute_values(":r", s(&q.bound))
+                .scan_index_forward(!q.newest_first)
+                .set_exclusive_start_key(start.take());
+            req = match &q.filter {
+                Some((attr, value)) => req
+                    .filter_expression("#f = :f")
+                    .expression_attribute_names("#f", *attr)
+                    .expression_attribute_values(":f", s(value))
+                    .limit(100),
+                None => req.limit(i32::try_from(q.limit + 1 - out.len()).unwrap_or(i32::MAX)),
+            };
+            let page = req.send().await.map_err(|e| backend("query", e))?;
+            out.extend(page.items().iter().cloned());
+            if out.len() > q.limit {
+                out.truncate(q.limit + 1);
+                return Ok(out);
+            }
+            match page.last_evaluated_key() {
+                Some(k) if !k.is_empty() => start = Some(k.clone()),
+                _ => return Ok(out),
+            }
+        }
+    }
+
+    async fn page<T: serde::de::DeserializeOwned>(
+        &self,
+        table: &str,
+        index: &str,
+        hash: (&str, String),
+        filter: Option<(&str, String)>,
+        page: &PageRequest,
+    ) -> StoreResult<Page<T>> {
+        let limit = page.limit.clamp(1, PageRequest::MAX_LIMIT);
+        let bound = match &page.cursor {
+            Some(c) => decode_cursor(c)?,
+            None => "~".to_string(),
+        };
+        let mut items = self
+            .query(IndexQuery {
+                table,
+                index,
+                hash,
+                range_attr: "sk",
+                bound,
+                newest_first: true,
+                filter,
+                limit,
+            })
+            .await?;
+        let next_cursor = if items.len() > limit {
+            items.truncate(limit);
+            items.last().map(|i| encode_cursor(&sk_of(i, "sk")))
+        } else {
+            None
+        };
+        let items = items.iter().map(body_of).collect::<StoreResult<Vec<T>>>()?;
+        Ok(Page { items, next_cursor })
+    }
+
+    async fn transact(&self, items: Vec<TransactWriteItem>) -> Result<(), StoreError> {
+        self.client
+            .transact_write_items()
+            .set_transact_items(Some(items))
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| match cancellation_codes(&e) {
+                Some(codes) => {
+                    StoreError::Conflict(format!("transaction cancelled ({})", codes.join(", ")))
+                }
+                None => backend("transact_write_items", e),
+            })
+    }
+
+    fn write_items(
+        &self,
+        first: TransactWriteItem,
+        event: &AuditEvent,
+        outbox: &[OutboxMessage],
+    ) -> StoreResult<Vec<TransactWriteItem>> {
+        let mut items = vec![first, put_new(&self.audit, audit_item(event)?)?];
+        for m in outbox {
+            items.push(put_new(&self.outbox, outbox_item(m)?)?);
+        }
+        if items.len() > 100 {
+            return Err(StoreError::Invalid(
+                "too many outbox messages for one write".into(),
+            ));
+        }
+        Ok(items)
+    }
+}
+
+#[async_trait]
+impl Store for DynamoStore {
+    async fn ping(&self) -> StoreResult<()> {
+        self.client
+            .describe_table()
+            .table_name(&self.requests)
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| backend("describe_table", e))
+    }
+
+    fn backend_name(&self) -> &'static str {
+        "dynamodb"
+    }
+
+    async fn create_request(
+        &self,
+        request: &PolicyRequest,
+        event: &AuditEvent,
+        outbox: &[OutboxMessage],
+    ) -> StoreResult<()> {
+        if request.version != 1 {
+            return Err(StoreError::Invalid(
+                "a new request starts at version 1".into(),
+            ));
+        }
+        let first = put_new(&self.requests, request_item(request)?)?;
+        let items = self.write_items(first, event, outbox)?;
+        match self.transact(items).await {
+            Err(StoreError::Conflict(_)) => Err(StoreError::Conflict(format!(
+                "request {} (or its audit event) already exists",
+                request.id
+            ))),
+            other => other,
+        }
+    }
+
+    async fn update_request(
+        &self,
+        request: &PolicyRequest,
+        event: &AuditEvent,
+        outbox: &[OutboxMessage],
+    ) -> StoreResult<()> {
+        let expected = request.version.saturating_sub(1);
+        let put = Put::builder()
+            .table_name(&self.requests)
+            .set_item(Some(request_item(request)?))
+            .condition_expression("attribute_exists(id) AND #v = :expected")
+            .expression_attribute_names("#v", "version")
+            .expression_attribute_values(":expected", n(expected))
+            .build()
+            .map_err(|e| StoreError::Backend(e.to_string()))?;
+        let items =
+            self.write_items(TransactWriteItem::builder().put(put).build(), event, outbox)?;
+        match self.transact(items).await {
+            Err(StoreError::Conflict(reason)) => match self.get_request(&request.id).await? {
+                None => Err(StoreError::NotFound(format!("request {}", request.id))),
+                Some(current) if current.version != expected => Err(StoreError::Conflict(format!(
+                    "request {} is at version {}, not {expected}",
+                    request.id, current.version
+                ))),
+                Some(_) => Err(StoreError::Conflict(reason)),
+            },
+            other => other,
+        }
+    }
+
+    async fn get_request(&self, id: &str) -> StoreResult<Option<PolicyRequest>> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.requests)
+            .key("id", s(id))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| backend("get_item", e))?;
+        out.item().map(body_of).transpose()
+    }
+
+    async fn list_requests(
+        &self,
+        filter: &RequestFilter,
+        page: &PageRequest,
+    ) -> StoreResult<Page<PolicyRequest>> {
+        match (&filter.requester, filter.status) {
+            (Some(who), status) => {
+                self.page(
+                    &self.requests,
+                    "by_requester",
+                    ("requester", who.clone()),
+                    status.map(|st| ("status", st.as_str().to_string())),
+                    page,
+                )
+                .await
+            }
+            (None, Some(st)) => {
+                self.page(
+                    &self.requests,
+                    "by_status",
+                    ("status", st.as_str().to_string()),
+                    None,
+                    page,
+                )
+                .await
+            }
+            (None, None) => {
+                self.page(
+                    &self.requests,
+                    "by_created",
+                    ("entity", "request".into()),
+                    None,
+                    page,
+                )
+                .await
+            }
+        }
+    }
+
+    async fn append_audit(&self, event: &AuditEvent) -> StoreResult<()> {
+        self.client
+            .put_item()
+            .table_name(&self.audit)
+            .set_item(Some(audit_item(event)?))
+            .condition_expression("attribute_not_exists(id)")
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| {
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_conditional_check_failed_exception())
+                {
+                    StoreError::Conflict(format!("audit event {} already exists", event.id))
+                } else {
+                    backend("put_item", e)
+                }
+            })
+    }
+
+    async fn list_audit(
+        &self,
+        request_id: Option<&str>,
+        page: &PageRequest,
+    ) -> StoreResult<Page<AuditEvent>> {
+        match request_id {
+            Some(id) => {
+                self.page(
+                    &self.audit,
+                    "by_request",
+                    ("request_id", id.to_string()),
+                    None,
+                    page,
+                )
+                .await
+            }
+            None => {
+                self.page(
+                    &self.audit,
+                    "by_time",
+                    ("entity", "audit".into()),
+                    None,
+                    page,
+                )
+                .await
+            }
+        }
+    }
+
+    async fn get_outbox(&self, id: &str) -> StoreResult<Option<OutboxMessage>> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.outbox)
+            .key("id", s(id))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| backend("get_item", e))?;
+        out.item().map(body_of).transpose()
+    }
+
+    async fn list_outbox(
+        &self,
+        status: Option<OutboxStatus>,
+        page: &PageRequest,
+    ) -> StoreResult<Page<OutboxMessage>> {
+        match status {
+            Some(st) => {
+                self.page(
+                    &self.outbox,
+                    "by_status",
+                    ("status", st.as_str().to_string()),
+                    None,
+                    page,
+                )
+                .await
+            }
+            None => {
+                // Three statuses: merge their newest-first pages.
+                let mut all: Vec<OutboxMessage> = vec![];
+                let mut more = false;
+                for st in [
+                    OutboxStatus::Pending,
+                    OutboxStatus::Sent,
+                    OutboxStatus::Dead,
+                ] {
+                    let p: Page<OutboxMessage> = self
+                        .page(
+                            &self.outbox,
+                            "by_status",
+                            ("status", st.as_str().to_string()),
+                            None,
+                            page,
+                        )
+                        .await?;
+                    more |= p.next_cursor.is_some();
+                    all.extend(p.items);
+                }
+                all.sort_by_key(|m| std::cmp::Reverse(m.sort_key()));
+                let limit = page.limit.clamp(1, PageRequest::MAX_LIMIT);
+                more |= all.len() > limit;
+                all.truncate(limit);
+                let next_cursor = if more {
+                    all.last().map(|m| encode_cursor(&m.sort_key()))
+                } else {
+                    None
+                };
+                Ok(Page {
+                    items: all,
+                    next_cursor,
+                })
+            }
+        }
+    }
+
+    async fn due_outbox(
+        &self,
+        now: DateTime<Utc>,
+        limit: usize,
+    ) -> StoreResult<Vec<OutboxMessage>> {
+        let limit = limit.clamp(1, PageRequest::MAX_LIMIT);
+        let mut items = self
+            .query(IndexQuery {
+                table: &self.outbox,
+                index: "by_due",
+                hash: ("status", OutboxStatus::Pending.as_str().to_string()),
+                range_attr: "due",
+                // Everything due at or before `now`, whatever its id.
+                bound: format!("{}#~", ts(now)),
+                newest_first: false,
+                filter: None,
+                limit,
+            })
+            .await?;
+        items.truncate(limit);
+        items.iter().map(body_of).collect()
+    }
+
+    async fn update_outbox(&self, message: &OutboxMessage) -> StoreResult<()> {
+        let expected = message.version.saturating_sub(1);
+        self.client
+            .put_item()
+            .table_name(&self.outbox)
+            .set_item(Some(outbox_item(message)?))
+            .condition_expression("attribute_exists(id) AND #v = :expected")
+            .expression_attribute_names("#v", "version")
+            .expression_attribute_values(":expected", n(expected))
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| {
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_conditional_check_failed_exception())
+                {
+                    StoreError::Conflict(format!(
+                        "outbox message {} changed since it was read",
+                        message.id
+                    ))
+                } else {
+                    backend("put_item", e)
+                }
+            })
+    }
+}

@@ -83,10 +83,15 @@ pub async fn render(State(state): State<AppState>, req: Request, next: Next) -> 
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.starts_with("text/html"));
+    let is_json = resp
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
     let marker = resp.extensions().get::<ErrorMarker>().map(|m| m.0.clone());
     if is_api(&path) {
-        if marker.is_some() {
-            return resp; // Already `{"status":"error",...}` from AppError.
+        if marker.is_some() || is_json {
+            return resp; // Already JSON (an AppError, or a handler's own shape).
         }
         let message = default_message(status, &method, &path);
         return rebuild(
