@@ -18,6 +18,10 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
     ("requests.json", include_str!("../migrations/requests.json")),
     ("audit.json", include_str!("../migrations/audit.json")),
     ("outbox.json", include_str!("../migrations/outbox.json")),
+    (
+        "resources.json",
+        include_str!("../migrations/resources.json"),
+    ),
 ];
 
 /// How long to wait for a new table or index to become ACTIVE.
@@ -315,7 +319,7 @@ mod tests {
     fn embedded_definitions_are_consistent() {
         let defs = definitions().expect("valid definitions");
         let names: Vec<&str> = defs.iter().map(|d| d.table.as_str()).collect();
-        assert_eq!(names, ["requests", "audit", "outbox"]);
+        assert_eq!(names, ["requests", "audit", "outbox", "resources"]);
         assert!(
             defs.iter().all(|d| !d.comment.is_empty()),
             "each table says why it looks so"

@@ -24,6 +24,7 @@ pub async fn run_all(store: Arc<dyn Store>) {
     bad_cursor_is_invalid(store.as_ref()).await;
     audit_is_listed_newest_first(store.as_ref()).await;
     outbox_lifecycle(store.as_ref()).await;
+    snapshots_round_trip(store.as_ref()).await;
 }
 
 fn uniq(prefix: &str) -> String {
@@ -465,4 +466,58 @@ pub async fn outbox_lifecycle(store: &dyn Store) {
         .expect("list_outbox");
     assert!(p.items.iter().any(|m| m.id == later.id));
     assert!(!p.items.iter().any(|m| m.id == due.id));
+}
+
+pub async fn snapshots_round_trip(store: &dyn Store) {
+    use crate::resources::demo;
+    use crate::resources::sync::AccountStatus;
+
+    let before = store.resource_generation().await.expect("generation");
+    let mut snap = demo::account("123412341234", "conformance");
+    // Make it big enough to need several items in backends with an item size limit.
+    let filler = "x".repeat(2000);
+    for p in snap.principals.iter_mut() {
+        p.description = Some(filler.clone());
+    }
+    for i in 0..400 {
+        let mut extra = snap.principals[0].clone();
+        extra.name = format!("extra-{i}");
+        extra.arn = format!("arn:aws:iam::123412341234:role/extra-{i}");
+        snap.principals.push(extra);
+    }
+    let g1 = store.put_snapshot(&snap).await.expect("put_snapshot");
+    assert!(g1 > before, "each snapshot write bumps the generation");
+    let stored = store.list_snapshots().await.expect("list_snapshots");
+    let got = stored
+        .iter()
+        .find(|s| s.account_id == "123412341234")
+        .expect("stored");
+    assert_eq!(got, &snap, "snapshot round-trips exactly");
+
+    // Replacing drops what is gone.
+    snap.principals.truncate(3);
+    let g2 = store.put_snapshot(&snap).await.expect("replace");
+    assert!(g2 > g1);
+    assert_eq!(store.resource_generation().await.expect("generation"), g2);
+    let stored = store.list_snapshots().await.expect("list_snapshots");
+    let got = stored
+        .iter()
+        .find(|s| s.account_id == "123412341234")
+        .expect("stored");
+    assert_eq!(got.principals.len(), 3);
+
+    let status = AccountStatus {
+        account_id: "123412341234".into(),
+        account_name: "conformance".into(),
+        last_attempt_at: Utc::now(),
+        last_success_at: None,
+        last_error: Some("AccessDenied: not authorized to perform sts:AssumeRole".into()),
+        roles: 3,
+        users: 0,
+        policies: 2,
+        duration_ms: 12,
+    };
+    store.put_account_status(&status).await.expect("put status");
+    let all = store.list_account_status().await.expect("list status");
+    assert!(all.iter().any(|s| s == &status));
 }

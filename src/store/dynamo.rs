@@ -15,6 +15,8 @@ use chrono::{DateTime, Utc};
 
 use super::*;
 use crate::migrate::table_name;
+use crate::resources::model::AccountSnapshot;
+use crate::resources::sync::AccountStatus;
 
 type Item = HashMap<String, AttributeValue>;
 
@@ -23,7 +25,12 @@ pub struct DynamoStore {
     requests: String,
     audit: String,
     outbox: String,
+    resources: String,
 }
+
+/// Snapshot bytes per item: well under DynamoDB's 400 KB item limit.
+const CHUNK_BYTES: usize = 300_000;
+const META: &str = "_meta";
 
 impl DynamoStore {
     pub fn new(client: Client, table_prefix: &str) -> Self {
@@ -32,6 +39,7 @@ impl DynamoStore {
             requests: table_name(table_prefix, "requests"),
             audit: table_name(table_prefix, "audit"),
             outbox: table_name(table_prefix, "outbox"),
+            resources: table_name(table_prefix, "resources"),
         }
     }
 }
@@ -264,6 +272,67 @@ impl DynamoStore {
             ));
         }
         Ok(items)
+    }
+}
+
+/// Split a string into pieces of at most `max` bytes, on character boundaries.
+fn chunks(text: &str, max: usize) -> Vec<&str> {
+    let mut out = vec![];
+    let mut rest = text;
+    while !rest.is_empty() {
+        let mut cut = rest.len().min(max);
+        while !rest.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        let (head, tail) = rest.split_at(cut);
+        out.push(head);
+        rest = tail;
+    }
+    out
+}
+
+fn num(item: &Item, attr: &str) -> u64 {
+    match item.get(attr) {
+        Some(AttributeValue::N(v)) => v.parse().unwrap_or(0),
+        _ => 0,
+    }
+}
+
+impl DynamoStore {
+    async fn put_resource(&self, item: Item) -> StoreResult<()> {
+        self.client
+            .put_item()
+            .table_name(&self.resources)
+            .set_item(Some(item))
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| backend("put_item", e))
+    }
+
+    /// Every item of one partition whose sort key starts with `prefix`.
+    async fn items_with_prefix(&self, partition: &str, prefix: &str) -> StoreResult<Vec<Item>> {
+        let mut out = vec![];
+        let mut start: Option<Item> = None;
+        loop {
+            let page = self
+                .client
+                .query()
+                .table_name(&self.resources)
+                .key_condition_expression("account_id = :a AND begins_with(sk, :p)")
+                .expression_attribute_values(":a", s(partition))
+                .expression_attribute_values(":p", s(prefix))
+                .consistent_read(true)
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(|e| backend("query", e))?;
+            out.extend(page.items().iter().cloned());
+            match page.last_evaluated_key() {
+                Some(k) if !k.is_empty() => start = Some(k.clone()),
+                _ => return Ok(out),
+            }
+        }
     }
 }
 
@@ -550,5 +619,137 @@ impl Store for DynamoStore {
                     backend("put_item", e)
                 }
             })
+    }
+
+    async fn put_snapshot(&self, snapshot: &AccountSnapshot) -> StoreResult<u64> {
+        let account = snapshot.account_id.clone();
+        let generation = self
+            .client
+            .update_item()
+            .table_name(&self.resources)
+            .key("account_id", s(META))
+            .key("sk", s("generation"))
+            .update_expression("ADD #v :one")
+            .expression_attribute_names("#v", "value")
+            .expression_attribute_values(":one", n(1))
+            .return_values(aws_sdk_dynamodb::types::ReturnValue::UpdatedNew)
+            .send()
+            .await
+            .map_err(|e| backend("update_item", e))?
+            .attributes()
+            .map(|a| num(a, "value"))
+            .unwrap_or(0);
+        let json = encode(snapshot)?;
+        let parts = chunks(&json, CHUNK_BYTES);
+        for (i, part) in parts.iter().enumerate() {
+            self.put_resource(HashMap::from([
+                ("account_id".into(), s(&account)),
+                ("sk".into(), s(format!("snapshot#{generation:020}#{i:05}"))),
+                ("body".into(), s(*part)),
+            ]))
+            .await?;
+        }
+        // Readers follow this pointer: the new generation becomes visible only once complete.
+        self.put_resource(HashMap::from([
+            ("account_id".into(), s(META)),
+            ("sk".into(), s(format!("account#{account}"))),
+            ("generation".into(), n(generation)),
+            ("chunks".into(), n(parts.len() as u64)),
+        ]))
+        .await?;
+        // Drop older generations; a failure here only leaves garbage behind.
+        let current = format!("snapshot#{generation:020}#");
+        for old in self.items_with_prefix(&account, "snapshot#").await? {
+            let sk = sk_of(&old, "sk");
+            if !sk.starts_with(&current)
+                && let Err(e) = self
+                    .client
+                    .delete_item()
+                    .table_name(&self.resources)
+                    .key("account_id", s(&account))
+                    .key("sk", s(&sk))
+                    .send()
+                    .await
+            {
+                tracing::warn!(error = %DisplayErrorContext(&e), "cannot delete an old snapshot chunk");
+            }
+        }
+        Ok(generation)
+    }
+
+    async fn list_snapshots(&self) -> StoreResult<Vec<AccountSnapshot>> {
+        let mut out = vec![];
+        for pointer in self.items_with_prefix(META, "account#").await? {
+            let account = sk_of(&pointer, "sk")
+                .trim_start_matches("account#")
+                .to_string();
+            let generation = num(&pointer, "generation");
+            let prefix = format!("snapshot#{generation:020}#");
+            let mut parts = self.items_with_prefix(&account, &prefix).await?;
+            parts.sort_by_key(|p| sk_of(p, "sk"));
+            if parts.len() as u64 != num(&pointer, "chunks") {
+                return Err(StoreError::Backend(format!(
+                    "snapshot of account {account} is incomplete"
+                )));
+            }
+            let json: String = parts
+                .iter()
+                .map(|p| match p.get("body") {
+                    Some(AttributeValue::S(b)) => b.as_str(),
+                    _ => "",
+                })
+                .collect();
+            out.push(
+                serde_json::from_str(&json)
+                    .map_err(|e| StoreError::Backend(format!("corrupt snapshot: {e}")))?,
+            );
+        }
+        out.sort_by(|a: &AccountSnapshot, b| a.account_id.cmp(&b.account_id));
+        Ok(out)
+    }
+
+    async fn resource_generation(&self) -> StoreResult<u64> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.resources)
+            .key("account_id", s(META))
+            .key("sk", s("generation"))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| backend("get_item", e))?;
+        Ok(out.item().map(|i| num(i, "value")).unwrap_or(0))
+    }
+
+    async fn put_account_status(&self, status: &AccountStatus) -> StoreResult<()> {
+        self.put_resource(HashMap::from([
+            ("account_id".into(), s(META)),
+            ("sk".into(), s(format!("status#{}", status.account_id))),
+            ("body".into(), s(encode(status)?)),
+        ]))
+        .await
+    }
+
+    async fn list_account_status(&self) -> StoreResult<Vec<AccountStatus>> {
+        self.items_with_prefix(META, "status#")
+            .await?
+            .iter()
+            .map(body_of)
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::chunks;
+
+    #[test]
+    fn chunks_split_on_character_boundaries() {
+        let text = "ab€cd€";
+        let parts = chunks(text, 4);
+        assert!(parts.iter().all(|p| p.len() <= 4));
+        assert_eq!(parts.concat(), text);
+        assert!(chunks("", 4).is_empty());
     }
 }
