@@ -75,6 +75,11 @@ impl Cache for MemoryCache {
     async fn ping(&self) -> CacheResult<()> {
         Ok(())
     }
+
+    /// One process, one replica: the lock is always ours.
+    async fn try_lock(&self, _key: &str, _owner: &str, _ttl: Duration) -> CacheResult<bool> {
+        Ok(true)
+    }
 }
 
 #[cfg(test)]

@@ -26,4 +26,8 @@ pub trait Cache: Send + Sync + 'static {
     async fn set(&self, key: &str, value: &[u8], ttl: Duration) -> CacheResult<()>;
     async fn delete(&self, key: &str) -> CacheResult<()>;
     async fn ping(&self) -> CacheResult<()>;
+
+    /// Take (or renew) a lock held by `owner` for `ttl`; `true` when `owner` holds it now.
+    /// Used so that with several replicas only one runs the resource sync.
+    async fn try_lock(&self, key: &str, owner: &str, ttl: Duration) -> CacheResult<bool>;
 }

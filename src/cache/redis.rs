@@ -226,6 +226,19 @@ impl Cache for RedisCache {
     async fn ping(&self) -> CacheResult<()> {
         self.run::<()>(redis::cmd("PING")).await
     }
+
+    async fn try_lock(&self, key: &str, owner: &str, ttl: Duration) -> CacheResult<bool> {
+        // Renew when we already hold it, else take it only if free: atomically, in one script.
+        const SCRIPT: &str = "if redis.call('GET', KEYS[1]) == ARGV[1] then \
+                                return redis.call('PEXPIRE', KEYS[1], ARGV[2]) \
+                              elseif redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then \
+                                return 1 \
+                              else return 0 end";
+        let ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
+        let mut cmd = redis::cmd("EVAL");
+        cmd.arg(SCRIPT).arg(1).arg(self.key(key)).arg(owner).arg(ms);
+        self.run::<i64>(cmd).await.map(|held| held == 1)
+    }
 }
 
 #[cfg(test)]

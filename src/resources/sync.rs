@@ -215,16 +215,37 @@ pub async fn reload(app: &crate::app::App) -> Result<u64, crate::store::StoreErr
     Ok(generation)
 }
 
-/// Background job: a sync every `sync.interval_seconds`, and a cheap generation check every few
-/// seconds so a replica that did not sync picks up another replica's results.
+/// Key of the sync leader lock in the cache (Redis with several replicas).
+pub const LEADER_LOCK: &str = "sync-leader";
+
+/// Background job: a sync every `sync.interval_seconds` by whichever replica holds the leader
+/// lock, and a cheap generation check every few seconds so the other replicas pick up its
+/// results.
 pub async fn background(app: std::sync::Arc<crate::app::App>) {
     let every = Duration::from_secs(app.config.sync.interval_seconds.max(60));
+    let replica = uuid::Uuid::new_v4().to_string();
     let mut next_sync = tokio::time::Instant::now() + every;
     let mut tick = tokio::time::interval(Duration::from_secs(10));
     loop {
         tick.tick().await;
         if tokio::time::Instant::now() >= next_sync {
             next_sync = tokio::time::Instant::now() + every;
+            // Held a little longer than the interval, renewed by the leader at each sync.
+            match app
+                .cache
+                .try_lock(LEADER_LOCK, &replica, every + Duration::from_secs(60))
+                .await
+            {
+                Ok(true) => {}
+                Ok(false) => {
+                    tracing::debug!("another replica leads the sync");
+                    continue;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot reach the cache for the sync lock; skipping");
+                    continue;
+                }
+            }
             match run(&app).await {
                 Ok(o) => tracing::info!(
                     generation = o.generation,

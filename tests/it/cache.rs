@@ -194,6 +194,11 @@ impl Cache for SwitchCache {
     async fn ping(&self) -> CacheResult<()> {
         self.check()
     }
+
+    async fn try_lock(&self, key: &str, owner: &str, ttl: Duration) -> CacheResult<bool> {
+        self.check()?;
+        self.inner.try_lock(key, owner, ttl).await
+    }
 }
 
 /// A private redis-server on a fixed port, killed when dropped.
@@ -806,4 +811,48 @@ async fn a_hung_redis_costs_bounded_time_never_a_hang() {
 
     signal(child, "-CONT");
     wait_for_cache_hits(&store, &inner, &r.id, &r).await;
+}
+
+#[tokio::test]
+async fn redis_sync_lock_has_one_holder_until_it_expires() {
+    let Some(url) = redis_url() else {
+        return;
+    };
+    let prefix = format!("{}:", unique("lock"));
+    let cache = RedisCache::connect(&url, &prefix).await.expect("connect");
+    let ttl = Duration::from_millis(300);
+    assert!(
+        cache
+            .try_lock("sync", "replica-a", ttl)
+            .await
+            .expect("lock")
+    );
+    assert!(
+        !cache
+            .try_lock("sync", "replica-b", ttl)
+            .await
+            .expect("lock"),
+        "b must wait"
+    );
+    assert!(
+        cache
+            .try_lock("sync", "replica-a", ttl)
+            .await
+            .expect("renew"),
+        "a renews"
+    );
+    tokio::time::sleep(Duration::from_millis(450)).await;
+    assert!(
+        cache
+            .try_lock("sync", "replica-b", ttl)
+            .await
+            .expect("lock"),
+        "expired: b takes over"
+    );
+    assert!(
+        !cache
+            .try_lock("sync", "replica-a", ttl)
+            .await
+            .expect("lock")
+    );
 }
