@@ -160,3 +160,174 @@ async fn sync_reads_every_account_decodes_policies_and_reuses_credentials() {
         "credentials reused within their lifetime"
     );
 }
+
+/// A moto_server of this test's own that enforces IAM authorization after the first
+/// `free_actions` requests (the test's setup), so an account without the spoke role really fails.
+struct AuthMoto {
+    child: std::process::Child,
+    endpoint: String,
+}
+
+impl AuthMoto {
+    fn start(free_actions: u32) -> Option<AuthMoto> {
+        let bin = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/moto_server");
+        if !bin.exists() {
+            assert!(
+                !crate::support::strict(),
+                "{} missing: run scripts/test",
+                bin.display()
+            );
+            return None;
+        }
+        let port = crate::support::free_port();
+        let child = std::process::Command::new(bin)
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .env("INITIAL_NO_AUTH_ACTION_COUNT", free_actions.to_string())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .ok()?;
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            if std::time::Instant::now() > deadline {
+                return None;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        Some(AuthMoto {
+            child,
+            endpoint: format!("http://127.0.0.1:{port}"),
+        })
+    }
+}
+
+impl Drop for AuthMoto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test]
+async fn a_failing_account_is_marked_failed_and_the_others_still_sync() {
+    if moto_endpoint().is_none() {
+        return;
+    }
+    // Exactly the setup below runs unauthenticated; everything after is checked by moto's IAM.
+    let Some(moto) = AuthMoto::start(8) else {
+        return;
+    };
+    let (good, bad) = (account_id(), account_id());
+    let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .endpoint_url(&moto.endpoint)
+        .load()
+        .await;
+    let central = Iam::new(&sdk);
+    let allow_all =
+        r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"*","Resource":"*"}]}"#;
+    central
+        .create_user()
+        .user_name("iamdesk-central")
+        .send()
+        .await
+        .expect("user"); // 1
+    central
+        .put_user_policy()
+        .user_name("iamdesk-central")
+        .policy_name("all")
+        .policy_document(allow_all)
+        .send()
+        .await
+        .expect("user policy"); // 2
+    let key = central
+        .create_access_key()
+        .user_name("iamdesk-central")
+        .send()
+        .await
+        .expect("key") // 3
+        .access_key
+        .expect("access key");
+    let provider =
+        aws_config::sts::AssumeRoleProvider::builder(format!("arn:aws:iam::{good}:role/setup"))
+            .session_name("test-setup")
+            .configure(&sdk)
+            .build()
+            .await;
+    let spoke = Iam::from_conf(
+        aws_sdk_iam::config::Builder::from(&sdk)
+            .credentials_provider(provider)
+            .build(),
+    );
+    let trust = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"AWS":"arn:aws:iam::123456789012:root"},"Action":"sts:AssumeRole"}]}"#;
+    // 4 (AssumeRole) + 5
+    spoke
+        .create_role()
+        .role_name("iamdesk-spoke")
+        .assume_role_policy_document(trust)
+        .send()
+        .await
+        .expect("spoke role");
+    spoke
+        .put_role_policy()
+        .role_name("iamdesk-spoke")
+        .policy_name("all")
+        .policy_document(allow_all)
+        .send()
+        .await
+        .expect("spoke policy"); // 6
+    create_role(&spoke, "payments-api", Some(allow_all)).await; // 7, 8
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = dir.path().join("iamdesk.yaml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "environment: dev\naccount_ids_to_name:\n  {good}: good\n  {bad}: bad\npolicies:\n  role_name: iamdesk-spoke\nstorage:\n  path: {}/iamdesk.db\n",
+            dir.path().display()
+        ),
+    )
+    .expect("config");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_iamdesk"))
+        .args(["--config", cfg.to_str().unwrap_or_default(), "sync"])
+        .env_remove("CONFIG_LOCATION")
+        .env("AWS_ENDPOINT_URL", &moto.endpoint)
+        .env("AWS_ACCESS_KEY_ID", key.access_key_id())
+        .env("AWS_SECRET_ACCESS_KEY", key.secret_access_key())
+        .env("AWS_MAX_ATTEMPTS", "1")
+        .output()
+        .expect("run sync");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "partial failure exit code; stdout: {stdout}"
+    );
+    assert!(
+        stdout.contains(&format!("ok      {good} (good): 2 roles")),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains(&format!("FAILED  {bad} (bad): ")),
+        "{stdout}"
+    );
+    assert!(stdout.contains("synced 1 of 2 accounts"), "{stdout}");
+
+    // The good account's roles and the bad account's error are in the store.
+    let mut config = iamdesk::config::load_file(&cfg).expect("config").config;
+    config.aws.mode = AwsMode::Aws;
+    let store = iamdesk::store::embedded::EmbeddedStore::open(&config.storage.path).expect("store");
+    let snaps = iamdesk::store::Store::list_snapshots(&store)
+        .await
+        .expect("snapshots");
+    assert_eq!(snaps.len(), 1);
+    assert!(snaps[0].principals.iter().any(|p| p.name == "payments-api"));
+    let statuses = iamdesk::store::Store::list_account_status(&store)
+        .await
+        .expect("statuses");
+    let failed = statuses
+        .iter()
+        .find(|s| s.account_id == bad)
+        .expect("bad account status");
+    assert!(failed.last_error.as_deref().is_some_and(|e| !e.is_empty()));
+    assert!(statuses.iter().any(|s| s.account_id == good && s.ok()));
+}
