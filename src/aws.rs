@@ -23,3 +23,18 @@ pub async fn dynamodb_client(config: &Config) -> aws_sdk_dynamodb::Client {
     }
     aws_sdk_dynamodb::Client::from_conf(builder.build())
 }
+
+/// AWS's own words for a failed call: `Code: message` when the service said so, else the whole
+/// error chain (connection refused, timeout, ...). Shared by every AWS-backed component.
+pub fn error_text<E, R>(e: &aws_sdk_dynamodb::error::SdkError<E, R>) -> String
+where
+    E: aws_sdk_dynamodb::error::ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    R: std::fmt::Debug,
+{
+    use aws_sdk_dynamodb::error::ProvideErrorMetadata as _;
+    match (e.code(), e.message()) {
+        (Some(c), Some(m)) => format!("{c}: {m}"),
+        (Some(c), None) => c.to_string(),
+        _ => aws_sdk_dynamodb::error::DisplayErrorContext(e).to_string(),
+    }
+}

@@ -109,16 +109,9 @@ where
     E: std::error::Error + aws_sdk_iam::error::ProvideErrorMetadata + Send + Sync + 'static,
 {
     use aws_sdk_iam::error::ProvideErrorMetadata as _;
-    let code = e.code().map(str::to_string);
-    let message = e.message().map(str::to_string);
-    let text = match (&code, &message) {
-        (Some(c), Some(m)) => format!("{c}: {m}"),
-        (Some(c), None) => c.clone(),
-        _ => aws_sdk_iam::error::DisplayErrorContext(&e).to_string(),
-    };
     CloudError::Aws {
-        code,
-        message: text,
+        code: e.code().map(str::to_string),
+        message: crate::aws::error_text(&e),
     }
 }
 

@@ -61,11 +61,7 @@ where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
     R: std::fmt::Debug,
 {
-    let message = match (e.code(), e.message()) {
-        (Some(c), Some(m)) => format!("{c}: {m}"),
-        _ => DisplayErrorContext(&e).to_string(),
-    };
-    StoreError::Backend(format!("dynamodb {what}: {message}"))
+    StoreError::Backend(format!("dynamodb {what}: {}", crate::aws::error_text(&e)))
 }
 
 fn encode<T: Serialize>(v: &T) -> StoreResult<String> {
@@ -168,6 +164,24 @@ struct IndexQuery<'a> {
 }
 
 impl DynamoStore {
+    /// The entity stored under `id` in `table`, read consistently.
+    async fn get_by_id<T: serde::de::DeserializeOwned>(
+        &self,
+        table: &str,
+        id: &str,
+    ) -> StoreResult<Option<T>> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(table)
+            .key("id", s(id))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| backend("get_item", e))?;
+        out.item().map(body_of).transpose()
+    }
+
     async fn query(&self, q: IndexQuery<'_>) -> StoreResult<Vec<Item>> {
         let mut out: Vec<Item> = vec![];
         let mut start: Option<Item> = None;
@@ -405,16 +419,7 @@ impl Store for DynamoStore {
     }
 
     async fn get_request(&self, id: &str) -> StoreResult<Option<PolicyRequest>> {
-        let out = self
-            .client
-            .get_item()
-            .table_name(&self.requests)
-            .key("id", s(id))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|e| backend("get_item", e))?;
-        out.item().map(body_of).transpose()
+        self.get_by_id(&self.requests, id).await
     }
 
     async fn list_requests(
@@ -506,16 +511,7 @@ impl Store for DynamoStore {
     }
 
     async fn get_outbox(&self, id: &str) -> StoreResult<Option<OutboxMessage>> {
-        let out = self
-            .client
-            .get_item()
-            .table_name(&self.outbox)
-            .key("id", s(id))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|e| backend("get_item", e))?;
-        out.item().map(body_of).transpose()
+        self.get_by_id(&self.outbox, id).await
     }
 
     async fn list_outbox(

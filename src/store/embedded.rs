@@ -105,6 +105,27 @@ impl EmbeddedStore {
         })
     }
 
+    /// The entity stored under `id` in `table` (a name from [`SCHEMA`], never user input).
+    async fn get_by_id<T: serde::de::DeserializeOwned + Send + 'static>(
+        &self,
+        table: &'static str,
+        id: &str,
+    ) -> StoreResult<Option<T>> {
+        let id = id.to_string();
+        self.with_conn(move |c| {
+            let body: Option<String> = c
+                .query_row(
+                    &format!("SELECT body FROM {table} WHERE id = ?1"),
+                    [&id],
+                    |r| r.get(0),
+                )
+                .optional()
+                .map_err(backend)?;
+            body.as_deref().map(from_json).transpose()
+        })
+        .await
+    }
+
     async fn with_conn<T, F>(&self, f: F) -> StoreResult<T>
     where
         T: Send + 'static,
@@ -325,17 +346,7 @@ impl Store for EmbeddedStore {
     }
 
     async fn get_request(&self, id: &str) -> StoreResult<Option<PolicyRequest>> {
-        let id = id.to_string();
-        self.with_conn(move |c| {
-            let body: Option<String> = c
-                .query_row("SELECT body FROM requests WHERE id = ?1", [&id], |r| {
-                    r.get(0)
-                })
-                .optional()
-                .map_err(backend)?;
-            body.as_deref().map(from_json).transpose()
-        })
-        .await
+        self.get_by_id("requests", id).await
     }
 
     async fn list_requests(
@@ -402,15 +413,7 @@ impl Store for EmbeddedStore {
     }
 
     async fn get_outbox(&self, id: &str) -> StoreResult<Option<OutboxMessage>> {
-        let id = id.to_string();
-        self.with_conn(move |c| {
-            let body: Option<String> = c
-                .query_row("SELECT body FROM outbox WHERE id = ?1", [&id], |r| r.get(0))
-                .optional()
-                .map_err(backend)?;
-            body.as_deref().map(from_json).transpose()
-        })
-        .await
+        self.get_by_id("outbox", id).await
     }
 
     async fn list_outbox(
