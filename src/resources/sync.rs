@@ -187,20 +187,58 @@ pub async fn run(app: &crate::app::App) -> Result<SyncOutcome, crate::store::Sto
         statuses.push(r.status);
     }
     let generation = reload(app).await?;
+    cache_snapshots(app, generation).await;
     Ok(SyncOutcome {
         statuses,
         generation,
     })
 }
 
-/// Rebuild the in-memory index from the Store's snapshots of the configured accounts.
+/// Cache key of one account's snapshot at one generation.
+pub fn snapshot_key(account_id: &str, generation: u64) -> String {
+    format!("snapshot:{generation}:{account_id}")
+}
+
+/// Keep a copy of this generation in the cache so other replicas rebuild their index without
+/// reading every snapshot from the Store. Best effort: the Store stays the truth.
+async fn cache_snapshots(app: &crate::app::App, generation: u64) {
+    let ttl = Duration::from_secs(app.config.sync.interval_seconds.max(60) * 2);
+    for snapshot in app.resources.snapshots().iter() {
+        let Ok(bytes) = serde_json::to_vec(snapshot.as_ref()) else {
+            continue;
+        };
+        let key = snapshot_key(&snapshot.account_id, generation);
+        if let Err(e) = app.cache.set(&key, &bytes, ttl).await {
+            tracing::debug!(error = %e, "snapshot not cached");
+            return;
+        }
+    }
+}
+
+/// The snapshots of `wanted` accounts at `generation` from the cache, if every one is there.
+async fn cached_snapshots(
+    app: &crate::app::App,
+    wanted: &[(String, String)],
+    generation: u64,
+) -> Option<Vec<AccountSnapshot>> {
+    let mut out = Vec::with_capacity(wanted.len());
+    for (id, _) in wanted {
+        let bytes = app.cache.get(&snapshot_key(id, generation)).await.ok()??;
+        out.push(serde_json::from_slice(&bytes).ok()?);
+    }
+    Some(out)
+}
+
+/// Rebuild the in-memory index: from the cache when it holds this generation of every account,
+/// else from the Store's snapshots of the configured accounts.
 pub async fn reload(app: &crate::app::App) -> Result<u64, crate::store::StoreError> {
     let generation = app.store.resource_generation().await?;
     let wanted = configured_accounts(&app.config);
-    let snapshots = app
-        .store
-        .list_snapshots()
-        .await?
+    let snapshots = match cached_snapshots(app, &wanted, generation).await {
+        Some(s) => s,
+        None => app.store.list_snapshots().await?,
+    };
+    let snapshots = snapshots
         .into_iter()
         .filter(|s| wanted.iter().any(|(id, _)| *id == s.account_id))
         .map(|mut s| {

@@ -111,6 +111,12 @@ async fn sync_reads_every_account_decodes_policies_and_reuses_credentials() {
     assert!(app.resources.role(&b, "queue-worker").is_some());
     let stored = app.store.list_snapshots().await.expect("snapshots");
     assert_eq!(stored.len(), 2, "both snapshots are in the store");
+    let cached = app
+        .cache
+        .get(&sync::snapshot_key(&a, outcome.generation))
+        .await
+        .expect("cache");
+    assert!(cached.is_some(), "and in the cache, for other replicas");
 
     // Search sees them too.
     let found = app
