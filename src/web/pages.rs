@@ -53,7 +53,7 @@ pub async fn home(
     };
     Ok(HomePage {
         layout: layout.nav("home"),
-        accounts: state.config.account_ids_to_name.len(),
+        accounts: state.resources.snapshots().len(),
         cloud_mode,
         pending_count: pending.items.len(),
         pending_more: pending.next_cursor.is_some(),

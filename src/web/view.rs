@@ -16,6 +16,8 @@ pub struct Layout {
     pub nav: &'static str,
     pub demo_mode: bool,
     pub user: Option<String>,
+    /// Shows the admin pages in the navigation.
+    pub is_admin: bool,
     pub version: &'static str,
     pub request_id: Option<String>,
     /// CSRF token for this page's forms (`csrf_token` field).
@@ -31,6 +33,7 @@ impl Layout {
             user: state
                 .demo_mode
                 .then(|| "demo-admin@iamdesk.local".to_string()),
+            is_admin: state.demo_mode,
             version: VERSION,
             request_id,
         }
@@ -58,10 +61,10 @@ impl FromRequestParts<AppState> for Page {
             .and_then(|v| v.to_str().ok())
             .map(str::to_string);
         let mut layout = Layout::new(state, request_id);
-        layout.user = parts
-            .extensions
-            .get::<super::identity::CurrentUser>()
-            .map(|u| u.email.clone());
+        if let Some(u) = parts.extensions.get::<super::identity::CurrentUser>() {
+            layout.user = Some(u.email.clone());
+            layout.is_admin = u.is_admin;
+        }
         if let Some(t) = parts.extensions.get::<super::csrf::CsrfToken>() {
             layout.csrf_token = t.0.clone();
         }
