@@ -17,7 +17,7 @@ use chrono::{DateTime, Utc};
 use serde_json::Value;
 use tokio::sync::Mutex;
 
-use super::{Cloud, CloudError};
+use super::{Cloud, CloudError, IamOp};
 use crate::config::Config;
 use crate::resources::model::{
     AccountSnapshot, AttachedPolicy, InlinePolicy, ManagedPolicy, Principal, ResourceKind, Tag,
@@ -346,5 +346,119 @@ impl Cloud for AwsCloud {
                 .map(str::to_string),
             tags: tags(role.tags()),
         }))
+    }
+
+    async fn apply(&self, account_id: &str, op: &IamOp) -> Result<(), CloudError> {
+        let iam = self.iam(account_id).await?;
+        let doc = |v: &Value| v.to_string();
+        let tag = |t: &Tag| {
+            aws_sdk_iam::types::Tag::builder()
+                .key(&t.key)
+                .value(&t.value)
+                .build()
+                .map_err(|e| CloudError::Aws {
+                    code: None,
+                    message: format!("invalid tag: {e}"),
+                })
+        };
+        match op {
+            IamOp::PutRolePolicy {
+                role,
+                policy_name,
+                document,
+            } => iam
+                .put_role_policy()
+                .role_name(role)
+                .policy_name(policy_name)
+                .policy_document(doc(document))
+                .send()
+                .await
+                .map(|_| ())
+                .map_err(aws_error),
+            IamOp::DeleteRolePolicy { role, policy_name } => iam
+                .delete_role_policy()
+                .role_name(role)
+                .policy_name(policy_name)
+                .send()
+                .await
+                .map(|_| ())
+                .map_err(aws_error),
+            IamOp::AttachRolePolicy { role, policy_arn } => iam
+                .attach_role_policy()
+                .role_name(role)
+                .policy_arn(policy_arn)
+                .send()
+                .await
+                .map(|_| ())
+                .map_err(aws_error),
+            IamOp::DetachRolePolicy { role, policy_arn } => iam
+                .detach_role_policy()
+                .role_name(role)
+                .policy_arn(policy_arn)
+                .send()
+                .await
+                .map(|_| ())
+                .map_err(aws_error),
+            IamOp::PutRolePermissionsBoundary { role, policy_arn } => iam
+                .put_role_permissions_boundary()
+                .role_name(role)
+                .permissions_boundary(policy_arn)
+                .send()
+                .await
+                .map(|_| ())
+                .map_err(aws_error),
+            IamOp::DeleteRolePermissionsBoundary { role } => iam
+                .delete_role_permissions_boundary()
+                .role_name(role)
+                .send()
+                .await
+                .map(|_| ())
+                .map_err(aws_error),
+            IamOp::UpdateAssumeRolePolicy { role, document } => iam
+                .update_assume_role_policy()
+                .role_name(role)
+                .policy_document(doc(document))
+                .send()
+                .await
+                .map(|_| ())
+                .map_err(aws_error),
+            IamOp::TagRole { role, tags } => iam
+                .tag_role()
+                .role_name(role)
+                .set_tags(Some(tags.iter().map(tag).collect::<Result<Vec<_>, _>>()?))
+                .send()
+                .await
+                .map(|_| ())
+                .map_err(aws_error),
+            IamOp::UntagRole { role, keys } => iam
+                .untag_role()
+                .role_name(role)
+                .set_tag_keys(Some(keys.clone()))
+                .send()
+                .await
+                .map(|_| ())
+                .map_err(aws_error),
+            IamOp::CreateRole {
+                role,
+                path,
+                description,
+                trust,
+                tags,
+            } => iam
+                .create_role()
+                .role_name(role)
+                .path(path)
+                .set_description(description.clone())
+                .assume_role_policy_document(doc(trust))
+                .set_tags(
+                    (!tags.is_empty())
+                        .then(|| tags.iter().map(tag).collect::<Result<Vec<_>, _>>())
+                        .transpose()?,
+                )
+                .send()
+                .await
+                .map(|_| ())
+                .map_err(aws_error),
+        }
     }
 }

@@ -6,7 +6,7 @@ pub mod sandbox;
 
 use async_trait::async_trait;
 
-use crate::resources::model::{AccountSnapshot, Principal};
+use crate::resources::model::{AccountSnapshot, Principal, Tag};
 
 #[derive(Debug, thiserror::Error)]
 pub enum CloudError {
@@ -38,6 +38,89 @@ impl CloudError {
     }
 }
 
+/// One IAM write, as approved changes are applied through the spoke role. A request's change
+/// becomes one or more of these; each is applied and reported on its own.
+#[derive(Debug, Clone, PartialEq)]
+pub enum IamOp {
+    PutRolePolicy {
+        role: String,
+        policy_name: String,
+        document: serde_json::Value,
+    },
+    DeleteRolePolicy {
+        role: String,
+        policy_name: String,
+    },
+    AttachRolePolicy {
+        role: String,
+        policy_arn: String,
+    },
+    DetachRolePolicy {
+        role: String,
+        policy_arn: String,
+    },
+    PutRolePermissionsBoundary {
+        role: String,
+        policy_arn: String,
+    },
+    DeleteRolePermissionsBoundary {
+        role: String,
+    },
+    UpdateAssumeRolePolicy {
+        role: String,
+        document: serde_json::Value,
+    },
+    TagRole {
+        role: String,
+        tags: Vec<Tag>,
+    },
+    UntagRole {
+        role: String,
+        keys: Vec<String>,
+    },
+    CreateRole {
+        role: String,
+        path: String,
+        description: Option<String>,
+        trust: serde_json::Value,
+        tags: Vec<Tag>,
+    },
+}
+
+impl IamOp {
+    /// The role the operation changes.
+    pub fn role(&self) -> &str {
+        match self {
+            IamOp::PutRolePolicy { role, .. }
+            | IamOp::DeleteRolePolicy { role, .. }
+            | IamOp::AttachRolePolicy { role, .. }
+            | IamOp::DetachRolePolicy { role, .. }
+            | IamOp::PutRolePermissionsBoundary { role, .. }
+            | IamOp::DeleteRolePermissionsBoundary { role }
+            | IamOp::UpdateAssumeRolePolicy { role, .. }
+            | IamOp::TagRole { role, .. }
+            | IamOp::UntagRole { role, .. }
+            | IamOp::CreateRole { role, .. } => role,
+        }
+    }
+
+    /// The IAM API action, for results and the audit log.
+    pub fn action(&self) -> &'static str {
+        match self {
+            IamOp::PutRolePolicy { .. } => "iam:PutRolePolicy",
+            IamOp::DeleteRolePolicy { .. } => "iam:DeleteRolePolicy",
+            IamOp::AttachRolePolicy { .. } => "iam:AttachRolePolicy",
+            IamOp::DetachRolePolicy { .. } => "iam:DetachRolePolicy",
+            IamOp::PutRolePermissionsBoundary { .. } => "iam:PutRolePermissionsBoundary",
+            IamOp::DeleteRolePermissionsBoundary { .. } => "iam:DeleteRolePermissionsBoundary",
+            IamOp::UpdateAssumeRolePolicy { .. } => "iam:UpdateAssumeRolePolicy",
+            IamOp::TagRole { .. } => "iam:TagRole",
+            IamOp::UntagRole { .. } => "iam:UntagRole",
+            IamOp::CreateRole { .. } => "iam:CreateRole",
+        }
+    }
+}
+
 #[async_trait]
 pub trait Cloud: Send + Sync + 'static {
     fn name(&self) -> &'static str;
@@ -58,4 +141,7 @@ pub trait Cloud: Send + Sync + 'static {
         account_id: &str,
         role_name: &str,
     ) -> Result<Option<Principal>, CloudError>;
+
+    /// Apply one IAM write in a spoke account.
+    async fn apply(&self, account_id: &str, op: &IamOp) -> Result<(), CloudError>;
 }

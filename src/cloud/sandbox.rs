@@ -3,7 +3,7 @@
 
 use async_trait::async_trait;
 
-use super::{Cloud, CloudError};
+use super::{Cloud, CloudError, IamOp};
 use crate::resources::demo;
 use crate::resources::model::{AccountSnapshot, Principal, ResourceKind};
 
@@ -45,5 +45,18 @@ impl Cloud for SandboxCloud {
             .principals
             .into_iter()
             .find(|p| p.kind == ResourceKind::Role && p.name == role_name))
+    }
+
+    /// The sandbox's demo data is regenerated on every read, so writes are refused with a
+    /// message that says so (changes are applied for real only against AWS).
+    async fn apply(&self, account_id: &str, op: &IamOp) -> Result<(), CloudError> {
+        Err(CloudError::Aws {
+            code: Some("SandboxReadOnly".into()),
+            message: format!(
+                "the sandbox cloud cannot apply {} to {} in {account_id} yet",
+                op.action(),
+                op.role()
+            ),
+        })
     }
 }

@@ -337,3 +337,145 @@ async fn a_failing_account_is_marked_failed_and_the_others_still_sync() {
     assert!(failed.last_error.as_deref().is_some_and(|e| !e.is_empty()));
     assert!(statuses.iter().any(|s| s.account_id == good && s.ok()));
 }
+
+#[tokio::test]
+async fn every_iam_write_is_applied_through_the_spoke_role() {
+    use iamdesk::cloud::{Cloud, IamOp};
+    use iamdesk::resources::model::Tag;
+    use serde_json::json;
+
+    if moto_endpoint().is_none() {
+        return;
+    }
+    let acct = account_id();
+    let setup = iam_in(&acct).await;
+    create_role(&setup, "app", None).await;
+    let managed = setup
+        .create_policy()
+        .policy_name("read-logs")
+        .policy_document(r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"logs:Get*","Resource":"*"}]}"#)
+        .send()
+        .await
+        .expect("managed policy")
+        .policy
+        .and_then(|p| p.arn)
+        .expect("arn");
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = config(&[&acct], &dir);
+    let cloud = iamdesk::cloud::aws::AwsCloud::new(&config).await;
+    let doc = json!({"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": ["s3:GetObject"], "Resource": "arn:aws:s3:::reports/*"}]});
+    let trust = json!({"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"}, "Action": "sts:AssumeRole"}]});
+    let role = "app".to_string();
+    for op in [
+        IamOp::PutRolePolicy {
+            role: role.clone(),
+            policy_name: "reports".into(),
+            document: doc.clone(),
+        },
+        IamOp::AttachRolePolicy {
+            role: role.clone(),
+            policy_arn: managed.clone(),
+        },
+        IamOp::PutRolePermissionsBoundary {
+            role: role.clone(),
+            policy_arn: managed.clone(),
+        },
+        IamOp::UpdateAssumeRolePolicy {
+            role: role.clone(),
+            document: trust.clone(),
+        },
+        IamOp::TagRole {
+            role: role.clone(),
+            tags: vec![Tag {
+                key: "owner".into(),
+                value: "team-a".into(),
+            }],
+        },
+        IamOp::CreateRole {
+            role: "brand-new".into(),
+            path: "/apps/".into(),
+            description: Some("made by iamdesk".into()),
+            trust: trust.clone(),
+            tags: vec![Tag {
+                key: "created-by".into(),
+                value: "iamdesk".into(),
+            }],
+        },
+    ] {
+        cloud
+            .apply(&acct, &op)
+            .await
+            .unwrap_or_else(|e| panic!("{}: {e}", op.action()));
+    }
+    let r = cloud
+        .fetch_role(&acct, "app")
+        .await
+        .expect("fetch")
+        .expect("role");
+    assert_eq!(r.inline_policies[0].name, "reports");
+    assert_eq!(
+        r.inline_policies[0].document["Statement"][0]["Action"][0],
+        "s3:GetObject"
+    );
+    assert_eq!(r.managed_policies[0].arn, managed);
+    assert_eq!(r.permissions_boundary.as_deref(), Some(managed.as_str()));
+    assert_eq!(
+        r.trust_policy
+            .as_ref()
+            .map(|t| t["Statement"][0]["Principal"]["Service"].clone()),
+        Some(json!("lambda.amazonaws.com"))
+    );
+    assert_eq!(r.tag("owner"), Some("team-a"));
+    let created = cloud
+        .fetch_role(&acct, "brand-new")
+        .await
+        .expect("fetch")
+        .expect("created role");
+    assert_eq!(created.path, "/apps/");
+    assert_eq!(created.tag("created-by"), Some("iamdesk"));
+
+    // And back out again.
+    for op in [
+        IamOp::DeleteRolePolicy {
+            role: role.clone(),
+            policy_name: "reports".into(),
+        },
+        IamOp::DetachRolePolicy {
+            role: role.clone(),
+            policy_arn: managed.clone(),
+        },
+        IamOp::DeleteRolePermissionsBoundary { role: role.clone() },
+        IamOp::UntagRole {
+            role: role.clone(),
+            keys: vec!["owner".into()],
+        },
+    ] {
+        cloud
+            .apply(&acct, &op)
+            .await
+            .unwrap_or_else(|e| panic!("{}: {e}", op.action()));
+    }
+    let r = cloud
+        .fetch_role(&acct, "app")
+        .await
+        .expect("fetch")
+        .expect("role");
+    assert!(r.inline_policies.is_empty() && r.managed_policies.is_empty());
+    assert!(r.permissions_boundary.is_none());
+    assert_eq!(r.tag("owner"), None);
+
+    // A failing call reports AWS's own error.
+    let err = cloud
+        .apply(
+            &acct,
+            &IamOp::DeleteRolePolicy {
+                role: role.clone(),
+                policy_name: "nope".into(),
+            },
+        )
+        .await
+        .expect_err("no such policy");
+    assert!(err.to_string().contains("NoSuchEntity"), "{err}");
+    assert_eq!(cloud.fetch_role(&acct, "ghost").await.expect("fetch"), None);
+}
