@@ -2,4 +2,6 @@
 //! (Lifecycle, apply and pages come with the policy-request issue.)
 
 pub mod diff;
+pub mod lifecycle;
+pub mod ops;
 pub mod validate;

@@ -305,3 +305,35 @@ pub async fn background(app: std::sync::Arc<crate::app::App>) {
         }
     }
 }
+
+/// Re-read one role from the Cloud into its account's stored snapshot and the index (after an
+/// approved change, or "refresh this role"). `Ok(false)` when the role no longer exists.
+pub async fn refresh_role(
+    app: &crate::app::App,
+    account_id: &str,
+    name: &str,
+) -> Result<bool, crate::error::AppError> {
+    let fresh = app.cloud.fetch_role(account_id, name).await?;
+    let snapshots = app.resources.snapshots();
+    let mut updated = match snapshots.iter().find(|s| s.account_id == account_id) {
+        Some(s) => (**s).clone(),
+        None => AccountSnapshot {
+            account_id: account_id.to_string(),
+            account_name: app
+                .config
+                .account_ids_to_name
+                .get(account_id)
+                .cloned()
+                .unwrap_or_default(),
+            ..Default::default()
+        },
+    };
+    updated
+        .principals
+        .retain(|p| !(p.kind == ResourceKind::Role && p.name.eq_ignore_ascii_case(name)));
+    let exists = fresh.is_some();
+    updated.principals.extend(fresh);
+    app.store.put_snapshot(&updated).await?;
+    reload(app).await?;
+    Ok(exists)
+}

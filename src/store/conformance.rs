@@ -51,6 +51,8 @@ pub fn sample_request(requester: &str, age_secs: i64) -> PolicyRequest {
         created_at: at,
         updated_at: at,
         version: 1,
+        results: vec![],
+        applying: None,
     }
 }
 

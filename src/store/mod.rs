@@ -89,6 +89,34 @@ pub struct PolicyRequest {
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     pub version: u64,
+    /// Per change (same index as in `changes`): what applying it in AWS did.
+    #[serde(default)]
+    pub results: Vec<ChangeResult>,
+    /// Set while an approver applies the changes, so a concurrent approval cannot apply twice.
+    #[serde(default)]
+    pub applying: Option<ApplyClaim>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ChangeStatus {
+    Pending,
+    Applied,
+    Failed,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ChangeResult {
+    pub status: ChangeStatus,
+    /// AWS's error for a failed change.
+    pub message: Option<String>,
+    pub at: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ApplyClaim {
+    pub by: String,
+    pub since: DateTime<Utc>,
 }
 
 impl PolicyRequest {

@@ -115,3 +115,19 @@ pub async fn get_request(
 pub async fn current_user(user: super::identity::CurrentUser) -> Json<serde_json::Value> {
     Json(json!({"user": user.email, "groups": user.groups, "is_admin": user.is_admin}))
 }
+
+/// `PUT /api/v2/requests/{id}` — `{"modification_model": {"command": ...}}`.
+pub async fn modify_request(
+    user: super::identity::CurrentUser,
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    super::extract::Json(body): super::extract::Json<serde_json::Value>,
+) -> Result<Json<serde_json::Value>, AppError> {
+    let command = crate::requests::lifecycle::parse_command(&body)?;
+    let actor = crate::requests::lifecycle::Actor {
+        email: user.email,
+        is_admin: user.is_admin,
+    };
+    let request = crate::requests::lifecycle::modify(&state, &id, &actor, command).await?;
+    Ok(Json(json!({"status": "success", "request": request})))
+}

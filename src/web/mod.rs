@@ -57,7 +57,11 @@ pub fn router(state: AppState) -> Router {
         .route("/admin/accounts", get(resources::accounts_page))
         // JSON API (ConsoleMe v2 shapes)
         .route("/api/v2/requests", get(api::list_requests))
-        .route("/api/v2/requests/{id}", get(api::get_request))
+        .route(
+            "/api/v2/requests/{id}",
+            get(api::get_request).put(api::modify_request),
+        )
+        .route("/policies/request/{id}/act", post(pages::act_on_request))
         .route("/api/v2/policies", get(resources::api_policies))
         .route(
             "/api/v2/roles/{account_id}/{role_name}",

@@ -12,6 +12,7 @@ use super::view::{AuditRow, Layout, OutboxRow, Page, RequestRow, human_time};
 use crate::app::AppState;
 use crate::config::AwsMode;
 use crate::error::AppError;
+use crate::requests::lifecycle::{self, Actor, Command};
 use crate::store::{Comment, OutboxStatus, PageRequest, RequestFilter, RequestStatus};
 
 #[derive(Template, WebTemplate)]
@@ -158,10 +159,26 @@ impl From<&Comment> for CommentView {
     }
 }
 
+pub struct ChangeView {
+    index: usize,
+    summary: String,
+    document: String,
+    status: &'static str,
+    message: String,
+}
+
 #[derive(Template, WebTemplate)]
 #[template(path = "request.html")]
 pub struct RequestPage {
     layout: Layout,
+    id: String,
+    changes: Vec<ChangeView>,
+    can_approve: bool,
+    can_reject: bool,
+    can_cancel: bool,
+    can_reopen: bool,
+    self_request: bool,
+    applying: Option<String>,
     short_id: String,
     status: &'static str,
     requester: String,
@@ -174,8 +191,43 @@ pub struct RequestPage {
     comments: Vec<CommentView>,
 }
 
+/// One line saying what a change does, for people.
+fn change_summary(c: &serde_json::Value) -> String {
+    let get = |k: &str| c.get(k).and_then(|v| v.as_str()).unwrap_or("");
+    let arn = c
+        .pointer("/principal/principal_arn")
+        .and_then(|v| v.as_str())
+        .unwrap_or("");
+    match get("change_type") {
+        "inline_policy" => format!(
+            "{} inline policy '{}' on {arn}",
+            get("action"),
+            get("policy_name")
+        ),
+        "managed_policy" => format!("{} managed policy {} on {arn}", get("action"), get("arn")),
+        "permissions_boundary" => format!(
+            "{} permissions boundary {} on {arn}",
+            get("action"),
+            get("arn")
+        ),
+        "assume_role_policy" => format!("replace the trust policy of {arn}"),
+        "resource_tag" => format!(
+            "{} tag '{}' = '{}' on {arn}",
+            get("tag_action"),
+            get("key"),
+            get("value")
+        ),
+        "create_role" => format!(
+            "create role {} in account {}",
+            get("role_name"),
+            get("account_id")
+        ),
+        other => format!("{other} on {arn}"),
+    }
+}
+
 pub async fn request_detail(
-    _user: CurrentUser,
+    user: CurrentUser,
     State(state): State<AppState>,
     Page(layout): Page,
     Path(id): Path<String>,
@@ -184,8 +236,48 @@ pub async fn request_detail(
         state.store.get_request(&id).await?.ok_or_else(|| {
             AppError::NotFound(format!("There is no policy request with id '{id}'."))
         })?;
+    let pending = r.status == RequestStatus::Pending;
+    let own = r.requester == user.email;
+    let changes = r
+        .changes
+        .get("changes")
+        .and_then(|c| c.as_array())
+        .map(|list| {
+            list.iter()
+                .enumerate()
+                .map(|(i, c)| {
+                    let result = r.results.get(i);
+                    ChangeView {
+                        index: i + 1,
+                        summary: change_summary(c),
+                        document: c
+                            .pointer("/policy/policy_document")
+                            .map(|d| serde_json::to_string_pretty(d).unwrap_or_default())
+                            .unwrap_or_default(),
+                        status: match result.map(|x| x.status) {
+                            Some(crate::store::ChangeStatus::Applied) => "applied",
+                            Some(crate::store::ChangeStatus::Failed) => "failed",
+                            _ => "not applied",
+                        },
+                        message: result.and_then(|x| x.message.clone()).unwrap_or_default(),
+                    }
+                })
+                .collect()
+        })
+        .unwrap_or_default();
     Ok(RequestPage {
         layout: layout.nav("requests"),
+        id: r.id.clone(),
+        changes,
+        can_approve: pending
+            && user.is_admin
+            && (!own || state.config.policies.allow_self_approval),
+        can_reject: pending && user.is_admin,
+        can_cancel: pending && own,
+        can_reopen: user.is_admin
+            && matches!(r.status, RequestStatus::Rejected | RequestStatus::Cancelled),
+        self_request: own && pending && user.is_admin && !state.config.policies.allow_self_approval,
+        applying: r.applying.as_ref().map(|c| c.by.clone()),
         short_id: r.id.chars().take(8).collect(),
         status: r.status.as_str(),
         requester: r.requester.clone(),
@@ -285,6 +377,40 @@ pub async fn outbox(
             )
         }),
     })
+}
+
+#[derive(Debug, Deserialize)]
+pub struct ActForm {
+    command: String,
+    comment_text: Option<String>,
+    confirm: Option<String>,
+}
+
+/// The request page's forms: one POST per action, then back to the page.
+pub async fn act_on_request(
+    user: CurrentUser,
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    axum::Form(form): axum::Form<ActForm>,
+) -> Result<axum::response::Redirect, AppError> {
+    let command = lifecycle::parse_command(&serde_json::json!({"modification_model": {
+        "command": form.command, "comment_text": form.comment_text}}))?;
+    if matches!(command, Command::Approve | Command::Reject)
+        && form.confirm.as_deref() != Some("yes")
+    {
+        return Err(AppError::BadRequest(
+            "Tick the confirmation box to approve or reject: it says you reviewed the changes."
+                .into(),
+        ));
+    }
+    let actor = Actor {
+        email: user.email,
+        is_admin: user.is_admin,
+    };
+    lifecycle::modify(&state, &id, &actor, command).await?;
+    Ok(axum::response::Redirect::to(&format!(
+        "/policies/request/{id}"
+    )))
 }
 
 /// Clear the session cookie. With ALB sign-in the load balancer's own session signs the user in

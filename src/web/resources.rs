@@ -322,22 +322,12 @@ pub async fn refresh_role(
 ) -> Result<axum::response::Redirect, AppError> {
     // Every refresh costs AWS calls: count it against the user's API budget.
     state.api_limiter.check(&format!("user:{}", user.email))?;
-    let (snap, _) = state.resources.role(&account_id, &name).ok_or_else(|| {
+    state.resources.role(&account_id, &name).ok_or_else(|| {
         AppError::NotFound(format!(
             "There is no role '{name}' in account {account_id}."
         ))
     })?;
-    let fresh = state.cloud.fetch_role(&account_id, &name).await?;
-    let mut updated = (*snap).clone();
-    updated
-        .principals
-        .retain(|p| !(p.kind == ResourceKind::Role && p.name.eq_ignore_ascii_case(&name)));
-    let still_there = fresh.is_some();
-    if let Some(role) = fresh {
-        updated.principals.push(role);
-    }
-    state.store.put_snapshot(&updated).await?;
-    crate::resources::sync::reload(&state).await?;
+    let still_there = crate::resources::sync::refresh_role(&state, &account_id, &name).await?;
     tracing::info!(account = %account_id, role = %name, still_there, "role refreshed");
     if still_there {
         Ok(axum::response::Redirect::to(&format!(

@@ -5,6 +5,7 @@ mod browser;
 mod cache;
 mod config;
 mod identity;
+mod requests;
 mod resources;
 mod server;
 mod store;

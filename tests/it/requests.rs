@@ -1,0 +1,474 @@
+//! The request lifecycle against moto: approve applies in the spoke account, reject/cancel,
+//! self-approval, illegal transitions, failed applies, concurrent approvals.
+
+use std::collections::BTreeMap;
+
+use iamdesk::store::{AuditEvent, PageRequest, PolicyRequest, RequestStatus};
+use serde_json::{Value, json};
+
+use crate::support::{TestApp, moto_endpoint};
+
+const ADMIN: &str = "admin@example.com";
+const OTHER_ADMIN: &str = "admin2@example.com";
+const DEV: &str = "dev@example.com";
+
+fn account_id() -> String {
+    let n = uuid::Uuid::new_v4().as_u128() % 900_000_000_000 + 100_000_000_000;
+    n.to_string()
+}
+
+async fn iam_in(account: &str) -> aws_sdk_iam::Client {
+    let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .load()
+        .await;
+    let provider = aws_config::sts::AssumeRoleProvider::builder(format!(
+        "arn:aws:iam::{account}:role/test-setup"
+    ))
+    .session_name("test-setup")
+    .configure(&sdk)
+    .build()
+    .await;
+    aws_sdk_iam::Client::from_conf(
+        aws_sdk_iam::config::Builder::from(&sdk)
+            .credentials_provider(provider)
+            .build(),
+    )
+}
+
+struct World {
+    app: TestApp,
+    account: String,
+    iam: aws_sdk_iam::Client,
+    /// CSRF cookie and token for API calls.
+    csrf: (String, String),
+}
+
+async fn world() -> Option<World> {
+    moto_endpoint()?;
+    let account = account_id();
+    let iam = iam_in(&account).await;
+    iam.create_role()
+        .role_name("app")
+        .assume_role_policy_document(r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"Service":"ec2.amazonaws.com"},"Action":"sts:AssumeRole"}]}"#)
+        .send()
+        .await
+        .expect("role");
+    let (mut config, dir) = TestApp::demo_config();
+    config.aws.mode = iamdesk::config::AwsMode::Aws;
+    config.account_ids_to_name = BTreeMap::from([(account.clone(), "spoke".to_string())]);
+    config.policies.role_name = "iamdesk-spoke".into();
+    config.auth.get_user_by_header = true;
+    config.auth.get_groups_by_header = true;
+    config.groups.can_admin = vec!["admins".into()];
+    let mut app = TestApp::spawn(config).await;
+    app.keep(dir);
+    iamdesk::resources::sync::run(&app.state)
+        .await
+        .expect("sync");
+    let csrf = csrf_for(&app).await;
+    Some(World {
+        app,
+        account,
+        iam,
+        csrf,
+    })
+}
+
+/// A CSRF cookie and its token, from a page's form.
+async fn csrf_for(app: &TestApp) -> (String, String) {
+    let resp = app
+        .client
+        .get(app.url("/requests"))
+        .header("x-user", DEV)
+        .send()
+        .await
+        .expect("GET");
+    let cookie = resp
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|c| c.starts_with("iamdesk_csrf="))
+        .and_then(|c| c.split(';').next())
+        .expect("csrf cookie")
+        .to_string();
+    let value = cookie.trim_start_matches("iamdesk_csrf=").to_string();
+    let key = app.state.secret.clone();
+    (cookie, iamdesk_csrf_token(&key, &value))
+}
+
+fn iamdesk_csrf_token(key: &[u8], cookie: &str) -> String {
+    use hmac::{Hmac, KeyInit, Mac};
+    let mut mac = <Hmac<sha2::Sha256> as KeyInit>::new_from_slice(key).expect("key");
+    mac.update(b"iamdesk-csrf:");
+    mac.update(cookie.as_bytes());
+    hex::encode(mac.finalize().into_bytes())
+}
+
+impl World {
+    async fn seed(&self, requester: &str, changes: Vec<Value>) -> String {
+        let now = chrono::Utc::now();
+        let r = PolicyRequest {
+            id: uuid::Uuid::new_v4().to_string(),
+            status: RequestStatus::Pending,
+            requester: requester.into(),
+            justification: "the export job reads reports".into(),
+            changes: json!({"changes": changes}),
+            comments: vec![],
+            created_at: now,
+            updated_at: now,
+            version: 1,
+            results: vec![],
+            applying: None,
+        };
+        let ev = AuditEvent::new(requester, "request.created", Some(&r.id), json!({}));
+        self.app
+            .state
+            .store
+            .create_request(&r, &ev, &[])
+            .await
+            .expect("seed");
+        r.id
+    }
+
+    fn arn(&self) -> String {
+        format!("arn:aws:iam::{}:role/app", self.account)
+    }
+
+    fn inline(&self, name: &str, action: &str) -> Value {
+        json!({"change_type": "inline_policy",
+               "principal": {"principal_type": "AwsResource", "principal_arn": self.arn()},
+               "policy_name": name, "action": action,
+               "policy": {"policy_document": {"Version": "2012-10-17", "Statement": [
+                   {"Effect": "Allow", "Action": ["s3:GetObject"], "Resource": "arn:aws:s3:::reports/*"}]}}})
+    }
+
+    async fn act(&self, who: &str, groups: &str, id: &str, model: Value) -> reqwest::Response {
+        self.app
+            .client
+            .put(self.app.url(&format!("/api/v2/requests/{id}")))
+            .header("x-user", who)
+            .header("x-groups", groups)
+            .header("cookie", &self.csrf.0)
+            .header("x-csrf-token", &self.csrf.1)
+            .json(&json!({"modification_model": model}))
+            .send()
+            .await
+            .expect("PUT")
+    }
+
+    async fn request(&self, id: &str) -> PolicyRequest {
+        self.app
+            .state
+            .store
+            .get_request(id)
+            .await
+            .expect("get")
+            .expect("request")
+    }
+}
+
+#[tokio::test]
+async fn comment_then_approve_applies_the_change_in_the_spoke_account() {
+    let Some(w) = world().await else { return };
+    let id = w.seed(DEV, vec![w.inline("reports-read", "attach")]).await;
+
+    let resp = w
+        .act(
+            ADMIN,
+            "admins",
+            &id,
+            json!({"command": "add_comment", "comment_text": "Only reports/*? fine."}),
+        )
+        .await;
+    assert_eq!(resp.status(), 200);
+    let resp = w
+        .act(ADMIN, "admins", &id, json!({"command": "approve_request"}))
+        .await;
+    assert_eq!(resp.status(), 200, "{:?}", resp.text().await);
+
+    let r = w.request(&id).await;
+    assert_eq!(r.status, RequestStatus::Approved);
+    assert_eq!(r.comments.len(), 1);
+    assert!(r.applying.is_none());
+    let doc = w
+        .iam
+        .get_role_policy()
+        .role_name("app")
+        .policy_name("reports-read")
+        .send()
+        .await
+        .expect("the inline policy exists in AWS");
+    assert!(
+        doc.policy_document().contains("s3:GetObject")
+            || doc.policy_document().contains("s3%3AGetObject")
+    );
+    // The Policies page shows the new state at once.
+    let (_, role) = w.app.state.resources.role(&w.account, "app").expect("role");
+    assert!(
+        role.inline_policies
+            .iter()
+            .any(|p| p.name == "reports-read")
+    );
+    // Audit: created, commented, approval started, approved.
+    let trail = w
+        .app
+        .state
+        .store
+        .list_audit(Some(&id), &PageRequest::first(50))
+        .await
+        .expect("audit");
+    let actions: Vec<&str> = trail
+        .items
+        .iter()
+        .rev()
+        .map(|e| e.action.as_str())
+        .collect();
+    assert_eq!(
+        actions,
+        [
+            "request.created",
+            "request.commented",
+            "request.approval_started",
+            "request.approved"
+        ]
+    );
+    // Approving again is an illegal transition.
+    let resp = w
+        .act(
+            OTHER_ADMIN,
+            "admins",
+            &id,
+            json!({"command": "approve_request"}),
+        )
+        .await;
+    assert_eq!(resp.status(), 409);
+}
+
+#[tokio::test]
+async fn who_may_do_what() {
+    let Some(w) = world().await else { return };
+    let own = w.seed(ADMIN, vec![w.inline("mine", "attach")]).await;
+    let resp = w
+        .act(ADMIN, "admins", &own, json!({"command": "approve_request"}))
+        .await;
+    assert_eq!(resp.status(), 403, "no self-approval");
+    let body: Value = resp.json().await.expect("json");
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("own request")
+    );
+
+    let id = w.seed(DEV, vec![w.inline("theirs", "attach")]).await;
+    assert_eq!(
+        w.act(DEV, "dev", &id, json!({"command": "approve_request"}))
+            .await
+            .status(),
+        403,
+        "not an admin"
+    );
+    assert_eq!(
+        w.act(
+            "x@example.com",
+            "admins-not",
+            &id,
+            json!({"command": "reject_request"})
+        )
+        .await
+        .status(),
+        403
+    );
+    assert_eq!(
+        w.act(
+            OTHER_ADMIN,
+            "admins",
+            &id,
+            json!({"command": "cancel_request"})
+        )
+        .await
+        .status(),
+        403,
+        "only the requester cancels"
+    );
+    assert_eq!(
+        w.act(DEV, "dev", &id, json!({"command": "cancel_request"}))
+            .await
+            .status(),
+        200
+    );
+    assert_eq!(w.request(&id).await.status, RequestStatus::Cancelled);
+    assert_eq!(
+        w.act(ADMIN, "admins", &id, json!({"command": "reject_request"}))
+            .await
+            .status(),
+        409,
+        "cancelled cannot be rejected"
+    );
+    assert_eq!(
+        w.act(
+            ADMIN,
+            "admins",
+            &id,
+            json!({"command": "move_back_to_pending"})
+        )
+        .await
+        .status(),
+        200
+    );
+    assert_eq!(
+        w.act(ADMIN, "admins", &id, json!({"command": "reject_request"}))
+            .await
+            .status(),
+        200
+    );
+    assert_eq!(w.request(&id).await.status, RequestStatus::Rejected);
+    assert!(
+        w.iam
+            .get_role_policy()
+            .role_name("app")
+            .policy_name("theirs")
+            .send()
+            .await
+            .is_err(),
+        "nothing applied"
+    );
+
+    for (model, needle) in [
+        (json!({"command": "launch_rockets"}), "is not one of"),
+        (
+            json!({"command": "add_comment", "comment_text": "  "}),
+            "must not be empty",
+        ),
+        (json!({}), "command is required"),
+    ] {
+        let resp = w.act(DEV, "dev", &id, model).await;
+        assert_eq!(resp.status(), 400);
+        let body: Value = resp.json().await.expect("json");
+        assert!(
+            body["message"].as_str().unwrap_or("").contains(needle),
+            "{body}"
+        );
+    }
+    let resp = w
+        .act(
+            DEV,
+            "dev",
+            "no-such-request",
+            json!({"command": "cancel_request"}),
+        )
+        .await;
+    assert_eq!(resp.status(), 404);
+}
+
+#[tokio::test]
+async fn a_failing_aws_call_leaves_the_request_pending_with_the_error() {
+    let Some(w) = world().await else { return };
+    // First change works, second fails (no such inline policy to delete).
+    let id = w
+        .seed(
+            DEV,
+            vec![
+                w.inline("ok-one", "attach"),
+                w.inline("does-not-exist", "detach"),
+            ],
+        )
+        .await;
+    let resp = w
+        .act(ADMIN, "admins", &id, json!({"command": "approve_request"}))
+        .await;
+    assert_eq!(resp.status(), 200);
+    let r = w.request(&id).await;
+    assert_eq!(
+        r.status,
+        RequestStatus::Pending,
+        "not approved while a change failed"
+    );
+    assert_eq!(r.results[0].status, iamdesk::store::ChangeStatus::Applied);
+    assert_eq!(r.results[1].status, iamdesk::store::ChangeStatus::Failed);
+    assert!(
+        r.results[1]
+            .message
+            .as_deref()
+            .unwrap_or("")
+            .contains("NoSuchEntity"),
+        "{:?}",
+        r.results[1]
+    );
+    assert!(r.applying.is_none(), "the claim is released");
+    let html = w
+        .app
+        .client
+        .get(w.app.url(&format!("/policies/request/{id}")))
+        .header("x-user", ADMIN)
+        .header("x-groups", "admins")
+        .send()
+        .await
+        .expect("GET")
+        .text()
+        .await
+        .expect("html");
+    assert!(
+        html.contains("NoSuchEntity"),
+        "the page shows the AWS error"
+    );
+
+    // Fix the world, retry: only the failed change is applied now.
+    w.iam
+        .put_role_policy()
+        .role_name("app")
+        .policy_name("does-not-exist")
+        .policy_document(r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"s3:ListBucket","Resource":"*"}]}"#)
+        .send()
+        .await
+        .expect("create it");
+    let resp = w
+        .act(ADMIN, "admins", &id, json!({"command": "approve_request"}))
+        .await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(w.request(&id).await.status, RequestStatus::Approved);
+}
+
+#[tokio::test]
+async fn ten_concurrent_approvals_apply_once() {
+    let Some(w) = world().await else { return };
+    let id = w.seed(DEV, vec![w.inline("race", "attach")]).await;
+    let w = std::sync::Arc::new(w);
+    let mut tasks = vec![];
+    for i in 0..10 {
+        let w = w.clone();
+        let id = id.clone();
+        tasks.push(tokio::spawn(async move {
+            w.act(
+                &format!("admin{i}@example.com"),
+                "admins",
+                &id,
+                json!({"command": "approve_request"}),
+            )
+            .await
+            .status()
+            .as_u16()
+        }));
+    }
+    let mut codes = vec![];
+    for t in tasks {
+        codes.push(t.await.expect("task"));
+    }
+    assert_eq!(codes.iter().filter(|c| **c == 200).count(), 1, "{codes:?}");
+    assert!(codes.iter().all(|c| *c == 200 || *c == 409), "{codes:?}");
+    let trail = w
+        .app
+        .state
+        .store
+        .list_audit(Some(&id), &PageRequest::first(50))
+        .await
+        .expect("audit");
+    let starts = trail
+        .items
+        .iter()
+        .filter(|e| e.action == "request.approval_started")
+        .count();
+    assert_eq!(starts, 1, "exactly one apply");
+    assert_eq!(w.request(&id).await.status, RequestStatus::Approved);
+}
