@@ -26,17 +26,24 @@ pub struct HomePage {
     store_backend: &'static str,
     cache_backend: &'static str,
     recent: Vec<RequestRow>,
+    my_requests_url: String,
 }
 
 pub async fn home(
-    _user: CurrentUser,
+    user: CurrentUser,
     State(state): State<AppState>,
     Page(layout): Page,
 ) -> Result<HomePage, AppError> {
     const PENDING_SHOWN: usize = 99;
     let recent = state
         .store
-        .list_requests(&RequestFilter::default(), &PageRequest::first(10))
+        .list_requests(
+            &RequestFilter {
+                status: None,
+                requester: Some(user.email.clone()),
+            },
+            &PageRequest::first(10),
+        )
         .await?;
     let pending = state
         .store
@@ -61,6 +68,10 @@ pub async fn home(
         store_backend: state.store.backend_name(),
         cache_backend: state.cache.backend_name(),
         recent: recent.items.iter().map(RequestRow::from).collect(),
+        my_requests_url: format!(
+            "/requests?{}",
+            url_encode_pairs(&[("requester", user.email.as_str())])
+        ),
     })
 }
 

@@ -493,3 +493,18 @@ async fn portal_keeps_answering_from_the_store_when_redis_stops() {
     assert_eq!(app.get("/").await.status(), 200);
     drop(dir);
 }
+
+#[tokio::test]
+async fn home_lists_my_requests_only() {
+    let app = TestApp::demo().await;
+    let mine = seed(&app, "demo-admin@iamdesk.local", 5, RequestStatus::Pending).await;
+    let theirs = seed(&app, "someone-else@example.com", 1, RequestStatus::Pending).await;
+    let html = app.get("/").await.text().await.expect("html");
+    assert!(html.contains("My requests"));
+    assert!(html.contains(&format!("/policies/request/{mine}")));
+    assert!(!html.contains(&format!("/policies/request/{theirs}")));
+    assert!(
+        html.contains("2</p>") || html.contains(">2<"),
+        "pending count covers everybody's"
+    );
+}
