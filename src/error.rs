@@ -10,6 +10,9 @@ use crate::store::StoreError;
 pub enum AppError {
     #[error("{0}")]
     BadRequest(String),
+    /// Input with several problems, each `(field, message)`; nothing was changed.
+    #[error("{} problem(s) in the request: {}", .0.len(), .0.iter().map(|(f, m)| format!("{f}: {m}")).collect::<Vec<_>>().join("; "))]
+    Invalid(Vec<(String, String)>),
     #[error("{0}")]
     Unauthorized(String),
     #[error("{0}")]
@@ -35,7 +38,7 @@ pub enum AppError {
 impl AppError {
     pub fn status(&self) -> StatusCode {
         match self {
-            AppError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            AppError::BadRequest(_) | AppError::Invalid(_) => StatusCode::BAD_REQUEST,
             AppError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             AppError::Forbidden(_) => StatusCode::FORBIDDEN,
             AppError::NotFound(_) => StatusCode::NOT_FOUND,
@@ -86,7 +89,13 @@ impl IntoResponse for AppError {
         } else {
             tracing::info!(status = status.as_u16(), error = %self, "request rejected");
         }
-        let body = serde_json::json!({"status": "error", "message": self.public_message()});
+        let mut body = serde_json::json!({"status": "error", "message": self.public_message()});
+        if let AppError::Invalid(problems) = &self {
+            body["errors"] = problems
+                .iter()
+                .map(|(field, message)| serde_json::json!({"field": field, "message": message}))
+                .collect();
+        }
         let mut resp = (status, axum::Json(body)).into_response();
         if let AppError::TooManyRequests(_, secs) = &self {
             resp.headers_mut()

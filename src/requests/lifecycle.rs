@@ -190,8 +190,15 @@ pub async fn modify(
             )
             .await
         }
-        Command::Approve => approve(app, current, actor).await,
+        Command::Approve => approve(app, current, actor, false).await,
     }
+}
+
+/// An admin's `admin_auto_approve` at creation: apply at once, own request included; the audit
+/// log records that no second person reviewed it.
+pub async fn approve_now(app: &App, id: &str, actor: &Actor) -> Result<PolicyRequest, AppError> {
+    let current = load(app, id).await?;
+    approve(app, current, actor, true).await
 }
 
 fn require_admin(actor: &Actor, what: &str) -> Result<(), AppError> {
@@ -228,9 +235,10 @@ async fn approve(
     app: &App,
     current: PolicyRequest,
     actor: &Actor,
+    auto: bool,
 ) -> Result<PolicyRequest, AppError> {
     require_admin(actor, "approve")?;
-    if current.requester == actor.email && !app.config.policies.allow_self_approval {
+    if !auto && current.requester == actor.email && !app.config.policies.allow_self_approval {
         return Err(AppError::Forbidden(
             "You cannot approve your own request: another administrator must review it \
              (policies.allow_self_approval is off)."
@@ -246,7 +254,14 @@ async fn approve(
         by: actor.email.clone(),
         since: Utc::now(),
     });
-    let mut claimed = save(app, claimed, actor, "request.approval_started", json!({})).await?;
+    let mut claimed = save(
+        app,
+        claimed,
+        actor,
+        "request.approval_started",
+        json!({"admin_auto_approve": auto}),
+    )
+    .await?;
 
     // 2. Apply each change not applied yet, in order; stop at the first failure.
     let changes: Vec<Value> = claimed

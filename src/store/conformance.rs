@@ -53,6 +53,7 @@ pub fn sample_request(requester: &str, age_secs: i64) -> PolicyRequest {
         version: 1,
         results: vec![],
         applying: None,
+        warnings: vec![],
     }
 }
 

@@ -95,6 +95,9 @@ pub struct PolicyRequest {
     /// Set while an approver applies the changes, so a concurrent approval cannot apply twice.
     #[serde(default)]
     pub applying: Option<ApplyClaim>,
+    /// Risky grants found at validation, shown to requester and reviewers.
+    #[serde(default)]
+    pub warnings: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -120,6 +120,7 @@ impl World {
             version: 1,
             results: vec![],
             applying: None,
+            warnings: vec![],
         };
         let ev = AuditEvent::new(requester, "request.created", Some(&r.id), json!({}));
         self.app
