@@ -4,4 +4,5 @@
 pub mod diff;
 pub mod lifecycle;
 pub mod ops;
+pub mod review;
 pub mod validate;

@@ -173,7 +173,8 @@ impl From<&Comment> for CommentView {
 pub struct ChangeView {
     index: usize,
     summary: String,
-    document: String,
+    /// Current vs proposed, escaped HTML from `requests::diff`.
+    diff_html: String,
     status: &'static str,
     message: String,
 }
@@ -262,10 +263,11 @@ pub async fn request_detail(
                     ChangeView {
                         index: i + 1,
                         summary: change_summary(c),
-                        document: c
-                            .pointer("/policy/policy_document")
-                            .map(|d| serde_json::to_string_pretty(d).unwrap_or_default())
-                            .unwrap_or_default(),
+                        diff_html: crate::requests::review::change_diff(
+                            c,
+                            crate::requests::review::current_role(&state.resources, c).as_ref(),
+                        )
+                        .to_html(),
                         status: match result.map(|x| x.status) {
                             Some(crate::store::ChangeStatus::Applied) => "applied",
                             Some(crate::store::ChangeStatus::Failed) => "failed",

@@ -173,6 +173,27 @@ impl World {
 async fn comment_then_approve_applies_the_change_in_the_spoke_account() {
     let Some(w) = world().await else { return };
     let id = w.seed(DEV, vec![w.inline("reports-read", "attach")]).await;
+    let html = w
+        .app
+        .client
+        .get(w.app.url(&format!("/policies/request/{id}")))
+        .header("x-user", ADMIN)
+        .header("x-groups", "admins")
+        .send()
+        .await
+        .expect("GET")
+        .text()
+        .await
+        .expect("html");
+    assert!(
+        html.contains("<table class=\"diff\""),
+        "the reviewer sees a diff"
+    );
+    assert!(
+        html.contains("class=\"add\""),
+        "with the proposed lines added"
+    );
+    assert!(html.contains("Approve and apply") && html.contains("name=\"confirm\""));
 
     let resp = w
         .act(
