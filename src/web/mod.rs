@@ -53,6 +53,7 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/selfservice", get(pages::selfservice))
         .route("/admin/audit", get(pages::audit))
+        .route("/admin/audit.jsonl", get(pages::audit_export))
         .route("/admin/outbox", get(pages::outbox))
         .route("/admin/accounts", get(resources::accounts_page))
         // JSON API (ConsoleMe v2 shapes)

@@ -328,12 +328,15 @@ pub struct AuditPage {
     layout: Layout,
     events: Vec<AuditRow>,
     next_url: Option<String>,
+    request_id: String,
+    export_url: String,
 }
 
 #[derive(Debug, Deserialize)]
 pub struct CursorQuery {
     cursor: Option<String>,
     status: Option<String>,
+    request_id: Option<String>,
 }
 
 pub async fn audit(
@@ -346,14 +349,56 @@ pub async fn audit(
         limit: DEFAULT_PAGE,
         cursor: q.cursor.filter(|c| !c.is_empty()),
     };
-    let result = state.store.list_audit(None, &page).await?;
+    let request_id = q.request_id.filter(|r| !r.trim().is_empty());
+    let result = state.store.list_audit(request_id.as_deref(), &page).await?;
+    let rid = request_id.clone().unwrap_or_default();
     Ok(AuditPage {
         layout: layout.nav("audit"),
         events: result.items.iter().map(AuditRow::from).collect(),
-        next_url: result
-            .next_cursor
-            .map(|c| format!("/admin/audit?{}", url_encode_pairs(&[("cursor", &c)]))),
+        next_url: result.next_cursor.map(|c| {
+            format!(
+                "/admin/audit?{}",
+                url_encode_pairs(&[("request_id", rid.as_str()), ("cursor", &c)])
+            )
+        }),
+        export_url: format!(
+            "/admin/audit.jsonl?{}",
+            url_encode_pairs(&[("request_id", rid.as_str())])
+        ),
+        request_id: rid,
     })
+}
+
+/// Every audit event (optionally of one request), newest first, one JSON object per line.
+pub async fn audit_export(
+    _admin: AdminUser,
+    State(state): State<AppState>,
+    Query(q): Query<CursorQuery>,
+) -> Result<impl axum::response::IntoResponse, AppError> {
+    let request_id = q.request_id.filter(|r| !r.trim().is_empty());
+    let mut out = String::new();
+    let mut page = PageRequest::first(PageRequest::MAX_LIMIT);
+    loop {
+        let result = state.store.list_audit(request_id.as_deref(), &page).await?;
+        for e in &result.items {
+            out.push_str(&serde_json::to_string(e).unwrap_or_default());
+            out.push('\n');
+        }
+        match result.next_cursor {
+            Some(c) => page.cursor = Some(c),
+            None => break,
+        }
+    }
+    Ok((
+        [
+            (axum::http::header::CONTENT_TYPE, "application/x-ndjson"),
+            (
+                axum::http::header::CONTENT_DISPOSITION,
+                "attachment; filename=\"iamdesk-audit.jsonl\"",
+            ),
+        ],
+        out,
+    ))
 }
 
 #[derive(Template, WebTemplate)]

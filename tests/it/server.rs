@@ -508,3 +508,38 @@ async fn home_lists_my_requests_only() {
         "pending count covers everybody's"
     );
 }
+
+#[tokio::test]
+async fn audit_log_filters_by_request_and_exports_json_lines() {
+    let app = TestApp::demo().await;
+    let a = seed(&app, "a@example.com", 2, RequestStatus::Pending).await;
+    let b = seed(&app, "b@example.com", 1, RequestStatus::Pending).await;
+    let html = app
+        .get(&format!("/admin/audit?request_id={a}"))
+        .await
+        .text()
+        .await
+        .expect("html");
+    assert!(
+        html.contains(&a) && !html.contains(&b),
+        "filtered to one request"
+    );
+
+    let resp = app.get("/admin/audit.jsonl").await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.headers()["content-type"], "application/x-ndjson");
+    let body = resp.text().await.expect("body");
+    let events: Vec<Value> = body
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("one JSON object per line"))
+        .collect();
+    assert!(events.len() >= 2);
+    assert!(events.iter().any(|e| e["request_id"] == a.as_str()));
+    let only_b = app
+        .get(&format!("/admin/audit.jsonl?request_id={b}"))
+        .await
+        .text()
+        .await
+        .expect("body");
+    assert_eq!(only_b.lines().count(), 1);
+}
