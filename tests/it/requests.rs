@@ -494,3 +494,64 @@ async fn ten_concurrent_approvals_apply_once() {
     assert_eq!(starts, 1, "exactly one apply");
     assert_eq!(w.request(&id).await.status, RequestStatus::Approved);
 }
+
+#[tokio::test]
+async fn admin_reviews_the_diff_and_approves_in_a_real_browser() {
+    let Some(browser) = crate::browser::Browser::start().await else {
+        return;
+    };
+    let Some(w) = world().await else { return };
+    // Demo sign-in for the browser: no proxy needed to be the admin.
+    let (mut config, dir) = TestApp::demo_config();
+    config.aws.mode = iamdesk::config::AwsMode::Aws;
+    config.account_ids_to_name = BTreeMap::from([(w.account.clone(), "spoke".to_string())]);
+    config.policies.role_name = "iamdesk-spoke".into();
+    let mut app = TestApp::spawn(config).await;
+    app.keep(dir);
+    iamdesk::resources::sync::run(&app.state)
+        .await
+        .expect("sync");
+    let w = World { app, ..w };
+    let id = w
+        .seed(DEV, vec![w.inline("browser-approved", "attach")])
+        .await;
+
+    let c = &browser.client;
+    c.goto(&w.app.url(&format!("/policies/request/{id}")))
+        .await
+        .expect("open request");
+    c.find(fantoccini::Locator::Css("table.diff tr.add"))
+        .await
+        .expect("the diff is shown");
+    browser.screenshot("request-before-approval").await;
+    c.find(fantoccini::Locator::Css("form input[name=confirm]"))
+        .await
+        .expect("confirmation box")
+        .click()
+        .await
+        .expect("tick");
+    c.find(fantoccini::Locator::Css("button.approve"))
+        .await
+        .expect("approve button")
+        .click()
+        .await
+        .expect("approve");
+    c.wait()
+        .for_element(fantoccini::Locator::XPath(
+            "//h1/span[contains(., 'approved')]",
+        ))
+        .await
+        .expect("the request is approved");
+    browser.screenshot("request-after-approval").await;
+    browser.close().await;
+    assert!(
+        w.iam
+            .get_role_policy()
+            .role_name("app")
+            .policy_name("browser-approved")
+            .send()
+            .await
+            .is_ok(),
+        "applied in the spoke account"
+    );
+}
