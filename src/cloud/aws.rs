@@ -349,6 +349,12 @@ impl Cloud for AwsCloud {
     }
 
     async fn apply(&self, account_id: &str, op: &IamOp) -> Result<(), CloudError> {
+        // Every arm is one IAM call whose output we do not need.
+        macro_rules! send {
+            ($call:expr) => {
+                $call.send().await.map(drop).map_err(aws_error)
+            };
+        }
         let iam = self.iam(account_id).await?;
         let doc = |v: &Value| v.to_string();
         let tag = |t: &Tag| {
@@ -366,99 +372,68 @@ impl Cloud for AwsCloud {
                 role,
                 policy_name,
                 document,
-            } => iam
-                .put_role_policy()
-                .role_name(role)
-                .policy_name(policy_name)
-                .policy_document(doc(document))
-                .send()
-                .await
-                .map(|_| ())
-                .map_err(aws_error),
-            IamOp::DeleteRolePolicy { role, policy_name } => iam
-                .delete_role_policy()
-                .role_name(role)
-                .policy_name(policy_name)
-                .send()
-                .await
-                .map(|_| ())
-                .map_err(aws_error),
-            IamOp::AttachRolePolicy { role, policy_arn } => iam
-                .attach_role_policy()
-                .role_name(role)
-                .policy_arn(policy_arn)
-                .send()
-                .await
-                .map(|_| ())
-                .map_err(aws_error),
-            IamOp::DetachRolePolicy { role, policy_arn } => iam
-                .detach_role_policy()
-                .role_name(role)
-                .policy_arn(policy_arn)
-                .send()
-                .await
-                .map(|_| ())
-                .map_err(aws_error),
-            IamOp::PutRolePermissionsBoundary { role, policy_arn } => iam
-                .put_role_permissions_boundary()
-                .role_name(role)
-                .permissions_boundary(policy_arn)
-                .send()
-                .await
-                .map(|_| ())
-                .map_err(aws_error),
-            IamOp::DeleteRolePermissionsBoundary { role } => iam
-                .delete_role_permissions_boundary()
-                .role_name(role)
-                .send()
-                .await
-                .map(|_| ())
-                .map_err(aws_error),
-            IamOp::UpdateAssumeRolePolicy { role, document } => iam
-                .update_assume_role_policy()
-                .role_name(role)
-                .policy_document(doc(document))
-                .send()
-                .await
-                .map(|_| ())
-                .map_err(aws_error),
-            IamOp::TagRole { role, tags } => iam
-                .tag_role()
-                .role_name(role)
-                .set_tags(Some(tags.iter().map(tag).collect::<Result<Vec<_>, _>>()?))
-                .send()
-                .await
-                .map(|_| ())
-                .map_err(aws_error),
-            IamOp::UntagRole { role, keys } => iam
-                .untag_role()
-                .role_name(role)
-                .set_tag_keys(Some(keys.clone()))
-                .send()
-                .await
-                .map(|_| ())
-                .map_err(aws_error),
+            } => send!(
+                iam.put_role_policy()
+                    .role_name(role)
+                    .policy_name(policy_name)
+                    .policy_document(doc(document))
+            ),
+            IamOp::DeleteRolePolicy { role, policy_name } => send!(
+                iam.delete_role_policy()
+                    .role_name(role)
+                    .policy_name(policy_name)
+            ),
+            IamOp::AttachRolePolicy { role, policy_arn } => send!(
+                iam.attach_role_policy()
+                    .role_name(role)
+                    .policy_arn(policy_arn)
+            ),
+            IamOp::DetachRolePolicy { role, policy_arn } => send!(
+                iam.detach_role_policy()
+                    .role_name(role)
+                    .policy_arn(policy_arn)
+            ),
+            IamOp::PutRolePermissionsBoundary { role, policy_arn } => send!(
+                iam.put_role_permissions_boundary()
+                    .role_name(role)
+                    .permissions_boundary(policy_arn)
+            ),
+            IamOp::DeleteRolePermissionsBoundary { role } => {
+                send!(iam.delete_role_permissions_boundary().role_name(role))
+            }
+            IamOp::UpdateAssumeRolePolicy { role, document } => send!(
+                iam.update_assume_role_policy()
+                    .role_name(role)
+                    .policy_document(doc(document))
+            ),
+            IamOp::TagRole { role, tags } => send!(
+                iam.tag_role()
+                    .role_name(role)
+                    .set_tags(Some(tags.iter().map(tag).collect::<Result<Vec<_>, _>>()?))
+            ),
+            IamOp::UntagRole { role, keys } => send!(
+                iam.untag_role()
+                    .role_name(role)
+                    .set_tag_keys(Some(keys.clone()))
+            ),
             IamOp::CreateRole {
                 role,
                 path,
                 description,
                 trust,
                 tags,
-            } => iam
-                .create_role()
-                .role_name(role)
-                .path(path)
-                .set_description(description.clone())
-                .assume_role_policy_document(doc(trust))
-                .set_tags(
-                    (!tags.is_empty())
-                        .then(|| tags.iter().map(tag).collect::<Result<Vec<_>, _>>())
-                        .transpose()?,
-                )
-                .send()
-                .await
-                .map(|_| ())
-                .map_err(aws_error),
+            } => send!(
+                iam.create_role()
+                    .role_name(role)
+                    .path(path)
+                    .set_description(description.clone())
+                    .assume_role_policy_document(doc(trust))
+                    .set_tags(
+                        (!tags.is_empty())
+                            .then(|| tags.iter().map(tag).collect::<Result<Vec<_>, _>>())
+                            .transpose()?,
+                    )
+            ),
         }
     }
 }

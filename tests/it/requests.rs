@@ -6,34 +6,11 @@ use std::collections::BTreeMap;
 use iamdesk::store::{AuditEvent, PageRequest, PolicyRequest, RequestStatus};
 use serde_json::{Value, json};
 
-use crate::support::{TestApp, moto_endpoint};
+use crate::support::{TestApp, account_id, iam_in, moto_endpoint};
 
 const ADMIN: &str = "admin@example.com";
 const OTHER_ADMIN: &str = "admin2@example.com";
 const DEV: &str = "dev@example.com";
-
-fn account_id() -> String {
-    let n = uuid::Uuid::new_v4().as_u128() % 900_000_000_000 + 100_000_000_000;
-    n.to_string()
-}
-
-async fn iam_in(account: &str) -> aws_sdk_iam::Client {
-    let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .load()
-        .await;
-    let provider = aws_config::sts::AssumeRoleProvider::builder(format!(
-        "arn:aws:iam::{account}:role/test-setup"
-    ))
-    .session_name("test-setup")
-    .configure(&sdk)
-    .build()
-    .await;
-    aws_sdk_iam::Client::from_conf(
-        aws_sdk_iam::config::Builder::from(&sdk)
-            .credentials_provider(provider)
-            .build(),
-    )
-}
 
 struct World {
     app: TestApp,
@@ -158,6 +135,21 @@ impl World {
             .expect("PUT")
     }
 
+    /// The request page as `who` sees it.
+    async fn page(&self, who: &str, groups: &str, id: &str) -> String {
+        self.app
+            .client
+            .get(self.app.url(&format!("/policies/request/{id}")))
+            .header("x-user", who)
+            .header("x-groups", groups)
+            .send()
+            .await
+            .expect("GET")
+            .text()
+            .await
+            .expect("html")
+    }
+
     async fn request(&self, id: &str) -> PolicyRequest {
         self.app
             .state
@@ -173,18 +165,7 @@ impl World {
 async fn comment_then_approve_applies_the_change_in_the_spoke_account() {
     let Some(w) = world().await else { return };
     let id = w.seed(DEV, vec![w.inline("reports-read", "attach")]).await;
-    let html = w
-        .app
-        .client
-        .get(w.app.url(&format!("/policies/request/{id}")))
-        .header("x-user", ADMIN)
-        .header("x-groups", "admins")
-        .send()
-        .await
-        .expect("GET")
-        .text()
-        .await
-        .expect("html");
+    let html = w.page(ADMIN, "admins", &id).await;
     assert!(
         html.contains("<table class=\"diff\""),
         "the reviewer sees a diff"
@@ -419,18 +400,7 @@ async fn a_failing_aws_call_leaves_the_request_pending_with_the_error() {
         r.results[1]
     );
     assert!(r.applying.is_none(), "the claim is released");
-    let html = w
-        .app
-        .client
-        .get(w.app.url(&format!("/policies/request/{id}")))
-        .header("x-user", ADMIN)
-        .header("x-groups", "admins")
-        .send()
-        .await
-        .expect("GET")
-        .text()
-        .await
-        .expect("html");
+    let html = w.page(ADMIN, "admins", &id).await;
     assert!(
         html.contains("NoSuchEntity"),
         "the page shows the AWS error"

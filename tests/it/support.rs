@@ -155,3 +155,29 @@ pub async fn form_token(app: &TestApp, path: &str) -> (String, String) {
         .to_string();
     (cookie, token)
 }
+
+/// A fresh random 12-digit AWS account id, so tests sharing one moto never see each other.
+pub fn account_id() -> String {
+    let n = uuid::Uuid::new_v4().as_u128() % 900_000_000_000 + 100_000_000_000;
+    n.to_string()
+}
+
+/// An IAM client acting inside `account` on moto (moto maps assumed-role credentials to the
+/// role's account).
+pub async fn iam_in(account: &str) -> aws_sdk_iam::Client {
+    let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .load()
+        .await;
+    let provider = aws_config::sts::AssumeRoleProvider::builder(format!(
+        "arn:aws:iam::{account}:role/test-setup"
+    ))
+    .session_name("test-setup")
+    .configure(&sdk)
+    .build()
+    .await;
+    aws_sdk_iam::Client::from_conf(
+        aws_sdk_iam::config::Builder::from(&sdk)
+            .credentials_provider(provider)
+            .build(),
+    )
+}

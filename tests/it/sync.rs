@@ -9,32 +9,7 @@ use iamdesk::config::{AwsMode, Config};
 use iamdesk::resources::model::ResourceKind;
 use iamdesk::resources::sync;
 
-use crate::support::moto_endpoint;
-
-/// A fresh random 12-digit account id, so tests sharing one moto never see each other.
-fn account_id() -> String {
-    let n = uuid::Uuid::new_v4().as_u128() % 900_000_000_000 + 100_000_000_000;
-    n.to_string()
-}
-
-/// An IAM client acting inside `account` (moto maps assumed-role credentials to the role's
-/// account).
-async fn iam_in(account: &str) -> Iam {
-    let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .load()
-        .await;
-    let provider = aws_config::sts::AssumeRoleProvider::builder(format!(
-        "arn:aws:iam::{account}:role/test-setup"
-    ))
-    .session_name("test-setup")
-    .configure(&sdk)
-    .build()
-    .await;
-    let conf = aws_sdk_iam::config::Builder::from(&sdk)
-        .credentials_provider(provider)
-        .build();
-    Iam::from_conf(conf)
-}
+use crate::support::{account_id, iam_in, moto_endpoint};
 
 async fn create_role(iam: &Iam, name: &str, inline: Option<&str>) {
     iam.create_role()
