@@ -131,3 +131,19 @@ pub async fn modify_request(
     let request = crate::requests::lifecycle::modify(&state, &id, &actor, command).await?;
     Ok(Json(json!({"status": "success", "request": request})))
 }
+
+/// `POST /api/v2/request` (ConsoleMe v2): validate, store, and for admins with
+/// `admin_auto_approve` apply at once.
+pub async fn create_request(
+    user: super::identity::CurrentUser,
+    State(state): State<AppState>,
+    super::extract::Json(body): super::extract::Json<serde_json::Value>,
+) -> Result<Json<crate::requests::create::Created>, AppError> {
+    let actor = crate::requests::lifecycle::Actor {
+        email: user.email,
+        is_admin: user.is_admin,
+    };
+    crate::requests::create::create(&state, &actor, &body)
+        .await
+        .map(Json)
+}

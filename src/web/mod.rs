@@ -51,6 +51,10 @@ pub fn router(state: AppState) -> Router {
             "/policies/edit/{account_id}/iamrole/{role_name}/refresh",
             post(resources::refresh_role),
         )
+        .route(
+            "/policies/edit/{account_id}/iamrole/{role_name}/request",
+            post(resources::request_change),
+        )
         .route("/selfservice", get(pages::selfservice))
         .route("/admin/audit", get(pages::audit))
         .route("/admin/audit.jsonl", get(pages::audit_export))
@@ -58,6 +62,7 @@ pub fn router(state: AppState) -> Router {
         .route("/admin/accounts", get(resources::accounts_page))
         // JSON API (ConsoleMe v2 shapes)
         .route("/api/v2/requests", get(api::list_requests))
+        .route("/api/v2/request", post(api::create_request))
         .route(
             "/api/v2/requests/{id}",
             get(api::get_request).put(api::modify_request),

@@ -213,6 +213,9 @@ pub async fn api_role(
 pub struct RolePage {
     layout: Layout,
     flash: Option<&'static str>,
+    /// The "request a change" form, refilled with the problems after a failed submit.
+    form: ChangeForm,
+    form_errors: Vec<String>,
     role: Principal,
     account_name: String,
     synced_at: String,
@@ -233,13 +236,28 @@ pub async fn role_page(
     Query(rq): Query<RoleQuery>,
 ) -> Result<RolePage, AppError> {
     let found = find_role(&state, &account_id, &name)?;
+    Ok(render_role_page(
+        layout,
+        found,
+        rq.refreshed.is_some(),
+        ChangeForm::default(),
+        vec![],
+    ))
+}
+
+fn render_role_page(
+    layout: Layout,
+    found: RoleResponse,
+    refreshed: bool,
+    form: ChangeForm,
+    form_errors: Vec<String>,
+) -> RolePage {
     let pretty = |v: &serde_json::Value| serde_json::to_string_pretty(v).unwrap_or_default();
-    Ok(RolePage {
+    RolePage {
         layout: layout.nav("policies"),
-        flash: rq
-            .refreshed
-            .is_some()
-            .then_some("Refreshed from AWS just now."),
+        form,
+        form_errors,
+        flash: refreshed.then_some("Refreshed from AWS just now."),
         trust_pretty: found
             .role
             .trust_policy
@@ -258,7 +276,99 @@ pub async fn role_page(
             .unwrap_or_else(|| "demo data (sandbox)".into()),
         account_name: found.account_name,
         role: found.role,
-    })
+    }
+}
+
+/// The role page's "request a change" form (no JavaScript needed).
+#[derive(Debug, Default, Clone, Deserialize)]
+pub struct ChangeForm {
+    /// `inline_policy:attach`, `inline_policy:detach`, `managed_policy:attach`, ...
+    #[serde(default)]
+    pub kind: String,
+    #[serde(default)]
+    pub policy_name: String,
+    #[serde(default)]
+    pub policy_document: String,
+    #[serde(default)]
+    pub arn: String,
+    #[serde(default)]
+    pub tag_key: String,
+    #[serde(default)]
+    pub tag_value: String,
+    #[serde(default)]
+    pub justification: String,
+}
+
+impl ChangeForm {
+    /// The ConsoleMe v2 request body for this form, or what is wrong with the form itself.
+    fn to_request(&self, role_arn: &str) -> Result<serde_json::Value, Vec<String>> {
+        use serde_json::json;
+        let (kind, action) = self
+            .kind
+            .split_once(':')
+            .unwrap_or((self.kind.as_str(), ""));
+        let principal = json!({"principal_type": "AwsResource", "principal_arn": role_arn});
+        let document = || -> Result<serde_json::Value, Vec<String>> {
+            serde_json::from_str(&self.policy_document)
+                .map_err(|e| vec![format!("policy document: not valid JSON ({e})")])
+        };
+        let change = match kind {
+            "inline_policy" if action == "detach" => {
+                json!({"change_type": kind, "principal": principal,
+                "action": "detach", "policy_name": self.policy_name.trim()})
+            }
+            "inline_policy" => {
+                json!({"change_type": kind, "principal": principal, "action": "attach",
+                "policy_name": self.policy_name.trim(), "policy": {"policy_document": document()?}})
+            }
+            "managed_policy" | "permissions_boundary" => {
+                json!({"change_type": kind, "principal": principal,
+                "action": if action == "detach" { "detach" } else { "attach" }, "arn": self.arn.trim()})
+            }
+            "assume_role_policy" => json!({"change_type": kind, "principal": principal,
+                "policy": {"policy_document": document()?}}),
+            "resource_tag" => json!({"change_type": kind, "principal": principal,
+                "tag_action": if action.is_empty() { "create" } else { action },
+                "key": self.tag_key.trim(), "value": self.tag_value}),
+            _ => return Err(vec!["choose what to change".into()]),
+        };
+        Ok(json!({"justification": self.justification, "changes": {"changes": [change]}}))
+    }
+}
+
+/// Submit the role page's form: a new request, or the form again with what to fix.
+pub async fn request_change(
+    user: CurrentUser,
+    State(state): State<AppState>,
+    Page(layout): Page,
+    Path((account_id, name)): Path<(String, String)>,
+    axum::Form(form): axum::Form<ChangeForm>,
+) -> Result<axum::response::Response, AppError> {
+    use axum::response::IntoResponse;
+    let found = find_role(&state, &account_id, &name)?;
+    let body = match form.to_request(&found.role.arn) {
+        Ok(b) => b,
+        Err(errors) => {
+            let page = render_role_page(layout, found, false, form, errors);
+            return Ok((axum::http::StatusCode::BAD_REQUEST, page).into_response());
+        }
+    };
+    let actor = crate::requests::lifecycle::Actor {
+        email: user.email,
+        is_admin: user.is_admin,
+    };
+    match crate::requests::create::create(&state, &actor, &body).await {
+        Ok(created) => Ok(axum::response::Redirect::to(&created.request_url).into_response()),
+        Err(AppError::Invalid(problems)) => {
+            let errors = problems
+                .into_iter()
+                .map(|(f, m)| format!("{f}: {m}"))
+                .collect();
+            let page = render_role_page(layout, found, false, form, errors);
+            Ok((axum::http::StatusCode::BAD_REQUEST, page).into_response())
+        }
+        Err(e) => Err(e),
+    }
 }
 
 pub struct AccountRow {

@@ -525,3 +525,107 @@ async fn admin_reviews_the_diff_and_approves_in_a_real_browser() {
         "applied in the spoke account"
     );
 }
+
+async fn post_request(w: &World, who: &str, groups: &str, body: Value) -> reqwest::Response {
+    w.app
+        .client
+        .post(w.app.url("/api/v2/request"))
+        .header("x-user", who)
+        .header("x-groups", groups)
+        .header("cookie", &w.csrf.0)
+        .header("x-csrf-token", &w.csrf.1)
+        .json(&body)
+        .send()
+        .await
+        .expect("POST")
+}
+
+async fn count_requests(w: &World) -> usize {
+    w.app
+        .state
+        .store
+        .list_requests(&Default::default(), &PageRequest::first(500))
+        .await
+        .expect("list")
+        .items
+        .len()
+}
+
+#[tokio::test]
+async fn create_validates_stores_and_can_auto_approve() {
+    let Some(w) = world().await else { return };
+    let body = json!({"justification": "reports for the finance close",
+                      "changes": {"changes": [w.inline("finance-reports", "attach")]}});
+    let resp = post_request(&w, DEV, "dev", body.clone()).await;
+    assert_eq!(resp.status(), 200, "{:?}", resp.text().await);
+    let created: Value = post_request(&w, DEV, "dev", body.clone())
+        .await
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(created["request_created"], true);
+    assert_eq!(created["errors"], 0);
+    let id = created["request_id"].as_str().expect("id").to_string();
+    assert_eq!(created["request_url"], format!("/policies/request/{id}"));
+    let stored = w.request(&id).await;
+    assert_eq!(stored.status, RequestStatus::Pending);
+    assert_eq!(stored.requester, DEV);
+
+    // Bad input: 400 naming each field, and nothing stored.
+    let before = count_requests(&w).await;
+    let mut bad = w.inline("broken", "attach");
+    bad["policy"]["policy_document"]["Statement"][0]["Effect"] = json!("Maybe");
+    let resp = post_request(
+        &w,
+        DEV,
+        "dev",
+        json!({"justification": " ", "changes": {"changes": [bad]}}),
+    )
+    .await;
+    assert_eq!(resp.status(), 400);
+    let body: Value = resp.json().await.expect("json");
+    let fields: Vec<String> = body["errors"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|e| e["field"].as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default();
+    assert!(fields.iter().any(|f| f.contains("justification")), "{body}");
+    assert!(fields.iter().any(|f| f.contains("Effect")), "{body}");
+    assert_eq!(count_requests(&w).await, before, "nothing stored");
+
+    // Unknown principal.
+    let mut ghost = w.inline("x", "attach");
+    ghost["principal"]["principal_arn"] = json!(format!("arn:aws:iam::{}:role/ghost", w.account));
+    let resp = post_request(
+        &w,
+        DEV,
+        "dev",
+        json!({"justification": "j", "changes": {"changes": [ghost]}}),
+    )
+    .await;
+    assert_eq!(resp.status(), 400);
+
+    // Only admins may auto-approve; for them it applies at once.
+    let auto = json!({"justification": "hotfix", "admin_auto_approve": true,
+                      "changes": {"changes": [w.inline("hotfix", "attach")]}});
+    assert_eq!(
+        post_request(&w, DEV, "dev", auto.clone()).await.status(),
+        403
+    );
+    let resp = post_request(&w, ADMIN, "admins", auto).await;
+    assert_eq!(resp.status(), 200);
+    let created: Value = resp.json().await.expect("json");
+    assert_eq!(created["status"], "approved");
+    assert!(
+        w.iam
+            .get_role_policy()
+            .role_name("app")
+            .policy_name("hotfix")
+            .send()
+            .await
+            .is_ok()
+    );
+}

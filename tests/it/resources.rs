@@ -251,3 +251,52 @@ async fn refresh_role_requires_csrf_and_rereads_the_role() {
         .expect("html");
     assert!(html.contains("Refreshed from AWS just now."));
 }
+
+#[tokio::test]
+async fn role_page_form_creates_a_request_or_says_what_to_fix() {
+    let app = TestApp::demo().await;
+    let page = "/policies/edit/111122223333/iamrole/payments-api";
+    let (cookie, token) = form_token(&app, page).await;
+    let post = |fields: Vec<(&'static str, String)>| {
+        let mut fields = fields;
+        fields.push(("csrf_token", token.clone()));
+        app.client
+            .post(app.url(&format!("{page}/request")))
+            .header("cookie", &cookie)
+            .form(&fields)
+            .send()
+    };
+    // Broken JSON: the form comes back with the problem and the input kept.
+    let resp = post(vec![
+        ("kind", "inline_policy:attach".into()),
+        ("policy_name", "reports".into()),
+        ("policy_document", "{not json".into()),
+        ("justification", "keep me".into()),
+    ])
+    .await
+    .expect("POST");
+    assert_eq!(resp.status(), 400);
+    let html = resp.text().await.expect("html");
+    assert!(
+        html.contains("not valid JSON") && html.contains("keep me"),
+        "{html}"
+    );
+
+    let doc = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"s3:GetObject","Resource":"arn:aws:s3:::reports/*"}]}"#;
+    let resp = post(vec![
+        ("kind", "inline_policy:attach".into()),
+        ("policy_name", "reports".into()),
+        ("policy_document", doc.into()),
+        ("justification", "monthly reports".into()),
+    ])
+    .await
+    .expect("POST");
+    assert_eq!(resp.status(), 303);
+    let location = resp.headers()["location"]
+        .to_str()
+        .unwrap_or("")
+        .to_string();
+    assert!(location.starts_with("/policies/request/"), "{location}");
+    let html = app.get(&location).await.text().await.expect("html");
+    assert!(html.contains("monthly reports") && html.contains("table class=\"diff\""));
+}
