@@ -1996,3 +1996,1898 @@ fn normalize(change: &mut Change) {
         ChangeType::AssumeRolePolicy | ChangeType::ResourceTag => {}
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::resources::model::{AttachedPolicy, InlinePolicy, Tag};
+    use serde_json::json;
+
+    const ACCT: &str = "123456789012";
+
+    fn role_arn(name: &str) -> String {
+        format!("arn:aws:iam::{ACCT}:role/{name}")
+    }
+
+    fn principal_of(name: &str) -> Value {
+        json!({"principal_type": "AwsResource", "principal_arn": role_arn(name)})
+    }
+
+    fn trust() -> Value {
+        json!({"Version": "2012-10-17", "Statement": [{"Effect": "Allow",
+               "Principal": {"Service": "ec2.amazonaws.com"}, "Action": "sts:AssumeRole"}]})
+    }
+
+    fn s3_read() -> Value {
+        json!({"Version": "2012-10-17", "Statement": [{"Sid": "Read", "Effect": "Allow",
+               "Action": ["s3:GetObject", "s3:ListBucket"],
+               "Resource": ["arn:aws:s3:::data", "arn:aws:s3:::data/*"]}]})
+    }
+
+    fn role(name: &str) -> Principal {
+        Principal {
+            kind: ResourceKind::Role,
+            account_id: ACCT.into(),
+            name: name.into(),
+            arn: role_arn(name),
+            path: "/".into(),
+            id: "AROAEXAMPLE".into(),
+            description: None,
+            created_at: None,
+            last_used_at: None,
+            max_session_duration: None,
+            trust_policy: Some(trust()),
+            inline_policies: vec![],
+            managed_policies: vec![],
+            permissions_boundary: None,
+            tags: vec![],
+        }
+    }
+
+    /// The synced role `app`: one inline policy `read`, one managed policy, one tag `team`.
+    fn app() -> Principal {
+        let mut p = role("app");
+        p.inline_policies = vec![InlinePolicy {
+            name: "read".into(),
+            document: s3_read(),
+        }];
+        p.managed_policies = vec![AttachedPolicy {
+            name: "ReadOnlyAccess".into(),
+            arn: "arn:aws:iam::aws:policy/ReadOnlyAccess".into(),
+        }];
+        p.tags = vec![Tag {
+            key: "team".into(),
+            value: "data".into(),
+        }];
+        p
+    }
+
+    fn body_of(changes: Vec<Value>) -> Value {
+        json!({"justification": "ticket DATA-42: nightly export", "admin_auto_approve": false,
+               "changes": {"changes": changes}})
+    }
+
+    fn run_with(
+        body: &Value,
+        principals: Vec<Principal>,
+        limits: &Limits,
+    ) -> Result<Validated, Vec<Problem>> {
+        let lookup = move |arn: &str| principals.iter().find(|p| p.arn == arn).cloned();
+        validate_request(body, &lookup, limits)
+    }
+
+    fn run(changes: Vec<Value>, principals: Vec<Principal>) -> Result<Validated, Vec<Problem>> {
+        run_with(&body_of(changes), principals, &Limits::default())
+    }
+
+    #[track_caller]
+    fn ok(r: Result<Validated, Vec<Problem>>) -> Validated {
+        match r {
+            Ok(v) => v,
+            Err(p) => panic!("expected success, got {p:#?}"),
+        }
+    }
+
+    /// The problems, asserting there is one at `field` whose message contains `needle`.
+    #[track_caller]
+    fn fails(r: Result<Validated, Vec<Problem>>, field: &str, needle: &str) -> Vec<Problem> {
+        match r {
+            Ok(v) => panic!("expected a problem at {field}, got success {v:#?}"),
+            Err(p) => {
+                assert!(
+                    p.iter()
+                        .any(|x| x.field == field && x.message.contains(needle)),
+                    "no problem at {field} containing {needle:?} in {p:#?}"
+                );
+                p
+            }
+        }
+    }
+
+    #[track_caller]
+    fn doc_fails(doc: Value, kind: DocKind, field: &str, needle: &str) {
+        let p = validate_policy_document(&doc, kind, "doc");
+        assert!(
+            p.iter()
+                .any(|x| x.field == field && x.message.contains(needle)),
+            "no problem at {field} containing {needle:?} in {p:#?}"
+        );
+    }
+
+    #[track_caller]
+    fn doc_ok(doc: Value, kind: DocKind) {
+        let p = validate_policy_document(&doc, kind, "doc");
+        assert!(p.is_empty(), "unexpected problems {p:#?}");
+    }
+
+    fn inline_attach(role: &str, name: &str, doc: Value) -> Value {
+        json!({"change_type": "inline_policy", "principal": principal_of(role), "policy_name": name,
+               "action": "attach", "policy": {"policy_document": doc}})
+    }
+
+    fn managed(role: &str, arn: &str, action: &str) -> Value {
+        json!({"change_type": "managed_policy", "principal": principal_of(role), "arn": arn,
+               "action": action})
+    }
+
+    fn tag(role: &str, key: &str, value: &str, action: &str) -> Value {
+        json!({"change_type": "resource_tag", "principal": principal_of(role), "key": key,
+               "value": value, "tag_action": action})
+    }
+
+    fn identity(statement: Value) -> Value {
+        json!({"Version": "2012-10-17", "Statement": [statement]})
+    }
+
+    fn allow(action: Value, resource: Value) -> Value {
+        identity(json!({"Effect": "Allow", "Action": action, "Resource": resource}))
+    }
+
+    /// An identity document of exactly `len` characters without whitespace.
+    fn identity_doc_of(len: usize) -> Value {
+        let make = |pad: usize| {
+            allow(
+                json!("s3:GetObject"),
+                json!(format!("arn:aws:s3:::b/{}", "a".repeat(pad))),
+            )
+        };
+        let doc = make(len - doc_chars(&make(0)));
+        assert_eq!(doc_chars(&doc), len);
+        doc
+    }
+
+    /// A trust document of exactly `len` characters without whitespace.
+    fn trust_doc_of(len: usize) -> Value {
+        let make = |pad: usize| {
+            json!({"Version": "2012-10-17", "Statement": [{"Effect": "Allow",
+                   "Principal": {"AWS": format!("arn:aws:iam::{ACCT}:role/{}", "r".repeat(pad))},
+                   "Action": "sts:AssumeRole"}]})
+        };
+        let doc = make(len - doc_chars(&make(0)));
+        assert_eq!(doc_chars(&doc), len);
+        doc
+    }
+
+    // ---------------------------------------------------------------- valid requests
+
+    #[test]
+    fn a_realistic_request_of_every_change_type_passes() {
+        let mut bounded = role("bounded");
+        bounded.permissions_boundary = Some(format!("arn:aws:iam::{ACCT}:policy/boundary"));
+        let changes = vec![
+            inline_attach(
+                "app",
+                "export",
+                identity(json!({"Sid": "Export1", "Effect": "Allow",
+                "Action": ["s3:PutObject", "s3:AbortMultipartUpload"],
+                "Resource": "arn:aws:s3:::exports/${aws:username}/*",
+                "Condition": {"StringEquals": {"aws:RequestedRegion": ["us-east-1", "eu-west-1"]},
+                              "Bool": {"aws:SecureTransport": true}}})),
+            ),
+            json!({"change_type": "inline_policy", "principal": principal_of("app"),
+                   "policy_name": "read", "action": "detach"}),
+            managed(
+                "app",
+                "arn:aws:iam::aws:policy/service-role/AWSGlueServiceRole",
+                "attach",
+            ),
+            managed("app", "arn:aws:iam::aws:policy/ReadOnlyAccess", "detach"),
+            json!({"change_type": "permissions_boundary", "principal": principal_of("app"),
+                   "arn": format!("arn:aws:iam::{ACCT}:policy/org/boundary"), "action": "attach"}),
+            json!({"change_type": "permissions_boundary", "principal": principal_of("bounded"),
+                   "action": "detach"}),
+            json!({"change_type": "assume_role_policy", "principal": principal_of("app"),
+                   "policy": {"policy_document": {"Version": "2012-10-17", "Statement": [
+                       {"Effect": "Allow", "Principal": {"Service": ["ec2.amazonaws.com", "glue.amazonaws.com"]},
+                        "Action": "sts:AssumeRole"},
+                       {"Effect": "Allow", "Principal": {"AWS": format!("arn:aws:iam::{ACCT}:role/ci")},
+                        "Action": ["sts:AssumeRole", "sts:TagSession"],
+                        "Condition": {"StringEquals": {"sts:ExternalId": "x1"}}}]}}}),
+            tag("app", "owner", "data-eng@example.com", "create"),
+            tag("app", "team", "data platform", "update"),
+            json!({"change_type": "resource_tag", "principal": principal_of("bounded"), "key": "cost",
+                   "tag_action": "create", "value": ""}),
+            json!({"change_type": "create_role", "account_id": ACCT, "role_name": "export-worker",
+                   "path": "/service/", "description": "Runs the nightly export",
+                   "policy": {"policy_document": trust()},
+                   "inline_policies": [{"policy_name": "s3", "policy_document": s3_read()}]}),
+            json!({"change_type": "create_role", "account_id": ACCT, "role_name": "app2",
+                   "clone_from": role_arn("app"), "copy_trust": true, "copy_inline": true,
+                   "copy_managed": true, "copy_tags": true}),
+        ];
+        let v = ok(run(changes, vec![app(), bounded]));
+        assert_eq!(v.changes.len(), 12);
+        assert!(v.warnings.is_empty(), "{:#?}", v.warnings);
+        assert_eq!(v.changes[0].change_type, ChangeType::InlinePolicy);
+        assert_eq!(v.changes[0].policy_name.as_deref(), Some("export"));
+        assert_eq!(v.changes[7].tag_action, Some(TagAction::Create));
+        assert_eq!(
+            v.changes[10].target_arn().as_deref(),
+            Some("arn:aws:iam::123456789012:role/service/export-worker")
+        );
+        assert!(v.changes[11].copy_inline && v.changes[11].copy_tags);
+        assert_eq!(v.changes[11].path.as_deref(), Some("/"));
+    }
+
+    #[test]
+    fn defaults_are_filled_and_the_change_round_trips() {
+        let change = json!({"change_type": "managed_policy", "principal": principal_of("app"),
+                            "arn": "arn:aws:iam::aws:policy/AmazonS3ReadOnlyAccess",
+                            "id": "c1", "status": "not_applied"});
+        let v = ok(run(vec![change], vec![app()]));
+        let c = &v.changes[0];
+        assert_eq!(c.action, Some(AttachAction::Attach));
+        assert_eq!(c.target_arn(), Some(role_arn("app")));
+        let wire = serde_json::to_value(c).unwrap();
+        assert_eq!(wire["change_type"], "managed_policy");
+        assert_eq!(wire["action"], "attach");
+        assert!(wire.get("copy_trust").is_none() && wire.get("key").is_none());
+        assert_eq!(Change::deserialize(&wire).unwrap(), *c);
+    }
+
+    #[test]
+    fn a_new_role_can_be_changed_later_in_the_same_request() {
+        let create = json!({"change_type": "create_role", "account_id": ACCT, "role_name": "fresh",
+                            "policy": {"policy_document": trust()}});
+        let tagged = tag("fresh", "team", "x", "create");
+        ok(run(vec![create, tagged], vec![]));
+    }
+
+    // ---------------------------------------------------------------- body
+
+    #[test]
+    fn justification_is_required_non_blank_and_bounded() {
+        let change = tag("app", "k", "v", "create");
+        let mut body = body_of(vec![change.clone()]);
+        body.as_object_mut().unwrap().remove("justification");
+        fails(
+            run_with(&body, vec![app()], &Limits::default()),
+            "justification",
+            "required",
+        );
+        body["justification"] = json!("   \n");
+        fails(
+            run_with(&body, vec![app()], &Limits::default()),
+            "justification",
+            "blank",
+        );
+        body["justification"] = json!(42);
+        fails(
+            run_with(&body, vec![app()], &Limits::default()),
+            "justification",
+            "string",
+        );
+        body["justification"] = json!("é".repeat(MAX_JUSTIFICATION_CHARS));
+        ok(run_with(&body, vec![app()], &Limits::default()));
+        body["justification"] = json!("é".repeat(MAX_JUSTIFICATION_CHARS + 1));
+        fails(
+            run_with(&body, vec![app()], &Limits::default()),
+            "justification",
+            "2001 characters",
+        );
+    }
+
+    #[test]
+    fn changes_must_be_a_non_empty_list_of_at_most_25() {
+        fails(run(vec![], vec![]), "changes.changes", "no changes");
+        let many = |n: usize| {
+            (0..n)
+                .map(|k| tag("app", &format!("k{k}"), "v", "create"))
+                .collect::<Vec<_>>()
+        };
+        ok(run(many(MAX_CHANGES), vec![app()]));
+        fails(
+            run(many(MAX_CHANGES + 1), vec![app()]),
+            "changes.changes",
+            "26 changes",
+        );
+        let lim = Limits::default();
+        fails(
+            run_with(&json!({"justification": "x"}), vec![], &lim),
+            "changes",
+            "required",
+        );
+        fails(
+            run_with(&json!({"justification": "x", "changes": []}), vec![], &lim),
+            "changes",
+            "object",
+        );
+        fails(
+            run_with(&json!({"justification": "x", "changes": {}}), vec![], &lim),
+            "changes.changes",
+            "required",
+        );
+        fails(
+            run_with(
+                &json!({"justification": "x", "changes": {"changes": {}}}),
+                vec![],
+                &lim,
+            ),
+            "changes.changes",
+            "list",
+        );
+        fails(
+            run_with(&json!([1, 2]), vec![], &lim),
+            "body",
+            "JSON object",
+        );
+        let mut body = body_of(vec![tag("app", "k", "v", "create")]);
+        body["admin_auto_approve"] = json!("yes");
+        fails(
+            run_with(&body, vec![app()], &lim),
+            "admin_auto_approve",
+            "true or false",
+        );
+    }
+
+    #[test]
+    fn every_problem_is_collected_not_just_the_first() {
+        let mut body = body_of(vec![
+            json!({"change_type": "nope"}),
+            json!(7),
+            inline_attach(
+                "app",
+                "bad name!",
+                json!({"Statement": {"Effect": "Maybe"}}),
+            ),
+        ]);
+        body["justification"] = json!("");
+        let p = fails(
+            run_with(&body, vec![app()], &Limits::default()),
+            "justification",
+            "blank",
+        );
+        let fields: Vec<&str> = p.iter().map(|x| x.field.as_str()).collect();
+        for f in [
+            "changes[0].change_type",
+            "changes[1]",
+            "changes[2].policy_name",
+            "changes[2].policy.policy_document.Statement.Effect",
+            "changes[2].policy.policy_document.Statement.Action",
+            "changes[2].policy.policy_document.Statement.Resource",
+        ] {
+            assert!(fields.contains(&f), "{f} missing from {fields:?}");
+        }
+    }
+
+    // ---------------------------------------------------------------- policy grammar
+
+    #[test]
+    fn problems_name_the_exact_field_path() {
+        let doc = json!({"Version": "2012-10-17", "Statement": [
+            {"Effect": "Allow", "Action": "s3:GetObject", "Resource": "*"},
+            {"Effect": "allow", "Action": "s3:GetObject", "Resource": "*"}]});
+        let p = fails(
+            run(vec![inline_attach("app", "p", doc)], vec![app()]),
+            "changes[0].policy.policy_document.Statement[1].Effect",
+            "\"Allow\" or \"Deny\"",
+        );
+        assert_eq!(p.len(), 1, "{p:#?}");
+        assert_eq!(
+            p[0].to_string(),
+            format!(
+                "changes[0].policy.policy_document.Statement[1].Effect: {}",
+                p[0].message
+            )
+        );
+    }
+
+    #[test]
+    fn document_shape_version_and_statement() {
+        use DocKind::Identity as I;
+        doc_fails(json!([]), I, "doc", "JSON object");
+        doc_fails(json!("{\"Statement\": []}"), I, "doc", "JSON object");
+        doc_fails(
+            json!({"Version": "2020-01-01", "Statement": []}),
+            I,
+            "doc.Version",
+            "2012-10-17",
+        );
+        doc_fails(json!({"Version": 2012}), I, "doc.Version", "2012-10-17");
+        doc_fails(
+            json!({"Version": "2012-10-17"}),
+            I,
+            "doc.Statement",
+            "required",
+        );
+        doc_fails(json!({"Statement": []}), I, "doc.Statement", "empty");
+        doc_fails(
+            json!({"Statement": "x"}),
+            I,
+            "doc.Statement",
+            "object or a list",
+        );
+        doc_fails(
+            json!({"Statement": [1]}),
+            I,
+            "doc.Statement[0]",
+            "must be an object",
+        );
+        doc_fails(json!({"Statement": [], "Id": 3}), I, "doc.Id", "string");
+        doc_fails(
+            json!({"Statement": [], "statement": []}),
+            I,
+            "doc.statement",
+            "did you mean `Statement`",
+        );
+        doc_ok(
+            json!({"Version": "2008-10-17", "Id": "x",
+                      "Statement": {"Effect": "Deny", "NotAction": "iam:*", "NotResource": "*"}}),
+            I,
+        );
+        doc_ok(
+            json!({"Statement": [{"Effect": "Allow", "Action": "ec2:Describe*", "Resource": "*"}]}),
+            I,
+        );
+    }
+
+    #[test]
+    fn statement_keys_sid_and_effect() {
+        use DocKind::Identity as I;
+        let st = |extra: Value| {
+            let mut s = json!({"Effect": "Allow", "Action": "s3:GetObject", "Resource": "*"});
+            for (k, v) in extra.as_object().unwrap() {
+                s[k] = v.clone();
+            }
+            identity(s)
+        };
+        doc_fails(
+            st(json!({"Sid": "read-bucket"})),
+            I,
+            "doc.Statement[0].Sid",
+            "letters",
+        );
+        doc_fails(
+            st(json!({"Sid": ""})),
+            I,
+            "doc.Statement[0].Sid",
+            "non-empty",
+        );
+        doc_fails(st(json!({"Sid": 1})), I, "doc.Statement[0].Sid", "string");
+        doc_ok(st(json!({"Sid": "ReadBucket2"})), I);
+        let dup = json!({"Statement": [
+            {"Sid": "A", "Effect": "Allow", "Action": "s3:GetObject", "Resource": "*"},
+            {"Sid": "A", "Effect": "Deny", "Action": "s3:PutObject", "Resource": "*"}]});
+        doc_fails(dup, I, "doc.Statement[1].Sid", "unique");
+        doc_fails(
+            st(json!({"Effect": "ALLOW"})),
+            I,
+            "doc.Statement[0].Effect",
+            "exactly",
+        );
+        doc_fails(
+            identity(json!({"Action": "s3:GetObject", "Resource": "*"})),
+            I,
+            "doc.Statement[0].Effect",
+            "required",
+        );
+        doc_fails(
+            st(json!({"Effects": "Allow"})),
+            I,
+            "doc.Statement[0].Effects",
+            "unknown statement key",
+        );
+        doc_fails(
+            st(json!({"effect": "Allow"})),
+            I,
+            "doc.Statement[0].effect",
+            "did you mean `Effect`",
+        );
+        doc_fails(
+            st(json!({"Principal": "*"})),
+            I,
+            "doc.Statement[0].Principal",
+            "not allowed in an identity policy",
+        );
+    }
+
+    #[test]
+    fn action_rules() {
+        use DocKind::Identity as I;
+        let with = |a: Value| identity(json!({"Effect": "Allow", "Action": a, "Resource": "*"}));
+        for good in [
+            "*",
+            "*:*",
+            "s3:GetObject",
+            "s3:Get*",
+            "ec2:Describe?nstances",
+            "aws-portal:ViewBilling",
+            "s3:*",
+        ] {
+            doc_ok(with(json!(good)), I);
+        }
+        for bad in [
+            "",
+            "s3",
+            "S3:GetObject",
+            "s3:",
+            ":GetObject",
+            "s3:Get-Object",
+            "s3 :Get",
+            "s3:Get:Object",
+            "s_3:Get",
+        ] {
+            doc_fails(
+                with(json!(bad)),
+                I,
+                "doc.Statement[0].Action",
+                "service:Action",
+            );
+        }
+        doc_fails(
+            with(json!(["s3:GetObject", "nope"])),
+            I,
+            "doc.Statement[0].Action[1]",
+            "service:Action",
+        );
+        doc_fails(
+            with(json!(["s3:GetObject", 5])),
+            I,
+            "doc.Statement[0].Action[1]",
+            "must be a string",
+        );
+        doc_fails(with(json!([])), I, "doc.Statement[0].Action", "empty");
+        doc_fails(
+            with(json!({"s3": "Get"})),
+            I,
+            "doc.Statement[0].Action",
+            "string or a list",
+        );
+        doc_fails(
+            identity(json!({"Effect": "Allow", "Resource": "*"})),
+            I,
+            "doc.Statement[0].Action",
+            "required",
+        );
+        doc_fails(
+            identity(
+                json!({"Effect": "Allow", "Action": "s3:GetObject", "NotAction": "s3:PutObject", "Resource": "*"}),
+            ),
+            I,
+            "doc.Statement[0].NotAction",
+            "not both",
+        );
+    }
+
+    #[test]
+    fn resource_rules() {
+        use DocKind::Identity as I;
+        let with = |r: Value| {
+            identity(json!({"Effect": "Allow", "Action": "s3:GetObject", "Resource": r}))
+        };
+        for good in [
+            "*",
+            "arn:aws:s3:::bucket",
+            "arn:aws:s3:::bucket/*",
+            "arn:*:ec2:*:*:instance/*",
+            "arn:aws:iam::123456789012:role/a/b",
+            "arn:aws:s3:::b/${aws:username}/*",
+            "arn:aws-cn:sqs:cn-north-1:123456789012:q",
+        ] {
+            doc_ok(with(json!(good)), I);
+        }
+        for bad in [
+            "bucket",
+            "arn:aws:s3::bucket",
+            "arn::s3:::b",
+            "arn:aws::::b",
+            "ARN:aws:s3:::b",
+            "s3://bucket",
+        ] {
+            doc_fails(with(json!(bad)), I, "doc.Statement[0].Resource", "ARN");
+        }
+        doc_fails(
+            with(json!(["*", "x"])),
+            I,
+            "doc.Statement[0].Resource[1]",
+            "ARN",
+        );
+        doc_fails(with(json!([])), I, "doc.Statement[0].Resource", "empty");
+        doc_fails(
+            with(json!(null)),
+            I,
+            "doc.Statement[0].Resource",
+            "string or a list",
+        );
+        doc_fails(
+            identity(json!({"Effect": "Allow", "Action": "s3:GetObject"})),
+            I,
+            "doc.Statement[0].Resource",
+            "required",
+        );
+        doc_fails(
+            identity(
+                json!({"Effect": "Allow", "Action": "s3:GetObject", "Resource": "*", "NotResource": "*"}),
+            ),
+            I,
+            "doc.Statement[0].NotResource",
+            "not both",
+        );
+    }
+
+    #[test]
+    fn trust_policy_principal_rules() {
+        use DocKind::Trust as T;
+        let with = |p: Value| json!({"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Principal": p, "Action": "sts:AssumeRole"}]});
+        doc_ok(trust(), T);
+        doc_ok(with(json!("*")), T);
+        doc_ok(
+            with(json!({"AWS": ["123456789012", "arn:aws:iam::123456789012:root", "*"]})),
+            T,
+        );
+        doc_ok(
+            with(json!({"Federated": "cognito-identity.amazonaws.com"})),
+            T,
+        );
+        doc_ok(
+            with(
+                json!({"CanonicalUser": "79a59df900b949e55d96a1e698fbacedfd6e09d98eacf8f8d5218e7cd47ef2be"}),
+            ),
+            T,
+        );
+        doc_fails(
+            with(json!("ec2.amazonaws.com")),
+            T,
+            "doc.Statement[0].Principal",
+            "\"*\" or an object",
+        );
+        doc_fails(
+            with(json!({})),
+            T,
+            "doc.Statement[0].Principal",
+            "names no principal",
+        );
+        doc_fails(
+            with(json!({"User": "bob"})),
+            T,
+            "doc.Statement[0].Principal.User",
+            "unknown principal type",
+        );
+        doc_fails(
+            with(json!({"AWS": "bob"})),
+            T,
+            "doc.Statement[0].Principal.AWS",
+            "12-digit account",
+        );
+        doc_fails(
+            with(json!({"Service": []})),
+            T,
+            "doc.Statement[0].Principal.Service",
+            "empty",
+        );
+        doc_fails(
+            with(json!({"Service": [""]})),
+            T,
+            "doc.Statement[0].Principal.Service[0]",
+            "empty",
+        );
+        doc_fails(
+            with(json!(7)),
+            T,
+            "doc.Statement[0].Principal",
+            "\"*\" or an object",
+        );
+        let no_principal = json!({"Statement": [{"Effect": "Allow", "Action": "sts:AssumeRole"}]});
+        doc_fails(no_principal, T, "doc.Statement[0].Principal", "required");
+        let both = json!({"Statement": [{"Effect": "Allow", "Principal": "*", "NotPrincipal": {"AWS": "*"}, "Action": "sts:AssumeRole"}]});
+        doc_fails(both, T, "doc.Statement[0].NotPrincipal", "not both");
+        let resource = json!({"Statement": [{"Effect": "Allow", "Principal": "*", "Action": "sts:AssumeRole", "Resource": "*"}]});
+        doc_fails(
+            resource,
+            T,
+            "doc.Statement[0].Resource",
+            "not allowed in a trust policy",
+        );
+    }
+
+    #[test]
+    fn condition_rules() {
+        use DocKind::Identity as I;
+        let with = |c: Value| {
+            identity(
+                json!({"Effect": "Allow", "Action": "s3:GetObject", "Resource": "*", "Condition": c}),
+            )
+        };
+        for op in [
+            "StringEquals",
+            "ForAllValues:StringLike",
+            "ForAnyValue:StringNotEqualsIgnoreCase",
+            "StringEqualsIfExists",
+            "ForAnyValue:ArnLikeIfExists",
+            "NumericLessThanEquals",
+            "DateGreaterThan",
+            "Bool",
+            "BinaryEquals",
+            "NotIpAddress",
+            "Null",
+            "ForAllValues:Null",
+        ] {
+            doc_ok(with(json!({op: {"aws:SomeKey": "v"}})), I);
+        }
+        doc_ok(
+            with(
+                json!({"IpAddress": {"aws:SourceIp": ["10.0.0.0/8", "192.168.0.0/16"]},
+                           "NumericLessThan": {"s3:max-keys": 10}, "Bool": {"aws:MultiFactorAuthPresent": false}}),
+            ),
+            I,
+        );
+        for bad in [
+            "StringEqual",
+            "stringequals",
+            "NullIfExists",
+            "ForEveryValue:StringLike",
+            "IfExists",
+            "ForAllValues:",
+        ] {
+            doc_fails(
+                with(json!({bad: {"k": "v"}})),
+                I,
+                &format!("doc.Statement[0].Condition.{bad}"),
+                "unknown condition operator",
+            );
+        }
+        doc_fails(
+            with(json!("aws:SecureTransport")),
+            I,
+            "doc.Statement[0].Condition",
+            "must be an object",
+        );
+        doc_fails(
+            with(json!({"Bool": true})),
+            I,
+            "doc.Statement[0].Condition.Bool",
+            "maps condition keys",
+        );
+        doc_fails(
+            with(json!({"Bool": {}})),
+            I,
+            "doc.Statement[0].Condition.Bool",
+            "at least one",
+        );
+        doc_fails(
+            with(json!({"StringEquals": {"aws:x": null}})),
+            I,
+            "doc.Statement[0].Condition.StringEquals.aws:x",
+            "condition value",
+        );
+        doc_fails(
+            with(json!({"StringEquals": {"aws:x": []}})),
+            I,
+            "doc.Statement[0].Condition.StringEquals.aws:x",
+            "non-empty",
+        );
+        doc_fails(
+            with(json!({"StringEquals": {"aws:x": [{"a": 1}]}})),
+            I,
+            "doc.Statement[0].Condition.StringEquals.aws:x",
+            "condition value",
+        );
+        doc_fails(
+            with(json!({"StringEquals": {"": "v"}})),
+            I,
+            "doc.Statement[0].Condition.StringEquals.",
+            "empty",
+        );
+    }
+
+    #[test]
+    fn document_problems_in_a_change_are_prefixed_with_the_change_path() {
+        let doc = json!({"Statement": [{"Effect": "Allow", "Action": "s3:GetObject", "Resource": "bucket"}]});
+        fails(
+            run(vec![inline_attach("app", "p", doc)], vec![app()]),
+            "changes[0].policy.policy_document.Statement[0].Resource",
+            "ARN",
+        );
+        let no_doc = json!({"change_type": "inline_policy", "principal": principal_of("app"), "policy_name": "p", "action": "attach"});
+        fails(
+            run(vec![no_doc], vec![app()]),
+            "changes[0].policy.policy_document",
+            "required",
+        );
+        let bad_policy = json!({"change_type": "inline_policy", "principal": principal_of("app"), "policy_name": "p", "policy": "x"});
+        fails(
+            run(vec![bad_policy], vec![app()]),
+            "changes[0].policy",
+            "must be an object",
+        );
+        let trust_in_identity = json!({"change_type": "assume_role_policy", "principal": principal_of("app"),
+                                       "policy": {"policy_document": s3_read()}});
+        fails(
+            run(vec![trust_in_identity], vec![app()]),
+            "changes[0].policy.policy_document.Statement[0].Resource",
+            "trust policy",
+        );
+        let create = json!({"change_type": "create_role", "account_id": ACCT, "role_name": "n",
+                            "policy": {"policy_document": trust()},
+                            "inline_policies": [{"policy_name": "p", "policy_document": {"Statement": {"Effect": "Allow"}}}]});
+        fails(
+            run(vec![create], vec![]),
+            "changes[0].inline_policies[0].policy_document.Statement.Action",
+            "required",
+        );
+    }
+
+    // ---------------------------------------------------------------- ARNs and names
+
+    #[test]
+    fn principal_arn_rules() {
+        let with = |arn: &str| {
+            json!({"change_type": "resource_tag", "key": "k", "value": "v", "tag_action": "create",
+                                      "principal": {"principal_type": "AwsResource", "principal_arn": arn}})
+        };
+        for bad in [
+            "arn:aws:iam::12345678901:role/app",
+            "arn:aws:iam::12345678901a:role/app",
+            "arn:aws:iam::123456789012:group/app",
+            "arn:aws:s3:::app",
+            "role/app",
+            "arn:aws:iam::123456789012:role/",
+            "arn:aws:iam::123456789012:role//app",
+            "arn:aws:iam::123456789012:role/a pp",
+            "arn:aws-cn:iam::123456789012:role/app",
+        ] {
+            fails(
+                run(vec![with(bad)], vec![app()]),
+                "changes[0].principal.principal_arn",
+                "arn:aws:iam::123456789012:role/",
+            );
+        }
+        let long = format!("arn:aws:iam::{ACCT}:role/{}", "r".repeat(65));
+        fails(
+            run(vec![with(&long)], vec![]),
+            "changes[0].principal.principal_arn",
+            "at most 64",
+        );
+        let mut pathed = role("svc");
+        pathed.arn = format!("arn:aws:iam::{ACCT}:role/team/data/svc");
+        let mut user = role("bob");
+        user.kind = ResourceKind::User;
+        user.arn = format!("arn:aws:iam::{ACCT}:user/bob");
+        ok(run(
+            vec![with(&pathed.arn.clone()), with(&user.arn.clone())],
+            vec![pathed, user],
+        ));
+        let wrong_type = json!({"change_type": "resource_tag", "key": "k", "value": "v", "tag_action": "create",
+                                "principal": {"principal_type": "HoneybeeAwsResourceTemplate", "principal_arn": role_arn("app")}});
+        fails(
+            run(vec![wrong_type], vec![app()]),
+            "changes[0].principal.principal_type",
+            "AwsResource",
+        );
+        let no_principal = json!({"change_type": "resource_tag", "key": "k", "value": "v", "tag_action": "create"});
+        fails(
+            run(vec![no_principal], vec![app()]),
+            "changes[0].principal",
+            "required",
+        );
+        let no_arn = json!({"change_type": "resource_tag", "key": "k", "value": "v", "tag_action": "create",
+                            "principal": {"principal_type": "AwsResource"}});
+        fails(
+            run(vec![no_arn], vec![app()]),
+            "changes[0].principal.principal_arn",
+            "required",
+        );
+    }
+
+    #[test]
+    fn managed_policy_arn_rules() {
+        for good in [
+            "arn:aws:iam::aws:policy/ReadOnlyAccess",
+            "arn:aws:iam::aws:policy/service-role/AWSGlueServiceRole",
+            "arn:aws:iam::123456789012:policy/team/x.y@z",
+        ] {
+            ok(run(vec![managed("app", good, "attach")], vec![app()]));
+        }
+        for bad in [
+            "arn:aws:iam::amazon:policy/X",
+            "arn:aws:iam::123:policy/X",
+            "arn:aws:iam::aws:role/X",
+            "arn:aws:iam::aws:policy/",
+            "arn:aws:iam::aws:policy/bad name",
+            "ReadOnlyAccess",
+        ] {
+            fails(
+                run(vec![managed("app", bad, "attach")], vec![app()]),
+                "changes[0].arn",
+                "managed policy ARN",
+            );
+        }
+        let name129 = format!("arn:aws:iam::aws:policy/{}", "p".repeat(129));
+        fails(
+            run(vec![managed("app", &name129, "attach")], vec![app()]),
+            "changes[0].arn",
+            "at most 128",
+        );
+        fails(
+            run(
+                vec![managed(
+                    "app",
+                    "arn:aws:iam::999999999999:policy/X",
+                    "attach",
+                )],
+                vec![app()],
+            ),
+            "changes[0].arn",
+            "same account",
+        );
+        let no_arn = json!({"change_type": "managed_policy", "principal": principal_of("app"), "action": "attach"});
+        fails(run(vec![no_arn], vec![app()]), "changes[0].arn", "required");
+        fails(
+            run(
+                vec![managed("app", "arn:aws:iam::aws:policy/X", "remove")],
+                vec![app()],
+            ),
+            "changes[0].action",
+            "\"attach\" or \"detach\"",
+        );
+    }
+
+    #[test]
+    fn name_and_path_rules() {
+        assert_eq!(
+            name_problem(&"a".repeat(64), "role name", ROLE_NAME_CHARS),
+            None
+        );
+        assert!(
+            name_problem(&"a".repeat(65), "role name", ROLE_NAME_CHARS)
+                .is_some_and(|m| m.contains("at most 64"))
+        );
+        assert_eq!(
+            name_problem("a+b=c,d.e@f_g-h", "role name", ROLE_NAME_CHARS),
+            None
+        );
+        for bad in ["", "a b", "a/b", "é", "a:b", "a*"] {
+            assert!(
+                name_problem(bad, "role name", ROLE_NAME_CHARS).is_some(),
+                "{bad}"
+            );
+        }
+        for good in ["/", "/a/", "/a/b-c/", "/a.b@c/"] {
+            assert_eq!(path_problem(good), None, "{good}");
+        }
+        for bad in ["", "a", "/a", "a/", "//", "/a//b/", "/a b/", "/é/"] {
+            assert!(path_problem(bad).is_some(), "{bad}");
+        }
+        assert!(path_problem(&format!("/{}/", "p".repeat(511))).is_some());
+
+        let create = |name: &str, path: Value| {
+            json!({"change_type": "create_role", "account_id": ACCT,
+            "role_name": name, "path": path, "policy": {"policy_document": trust()}})
+        };
+        ok(run(vec![create(&"r".repeat(64), json!("/x/"))], vec![]));
+        fails(
+            run(vec![create(&"r".repeat(65), json!("/"))], vec![]),
+            "changes[0].role_name",
+            "at most 64",
+        );
+        fails(
+            run(vec![create("r r", json!("/"))], vec![]),
+            "changes[0].role_name",
+            "contains ` `",
+        );
+        fails(
+            run(vec![create("r", json!("x"))], vec![]),
+            "changes[0].path",
+            "path",
+        );
+        fails(
+            run(vec![create("r", json!(1))], vec![]),
+            "changes[0].path",
+            "string",
+        );
+
+        ok(run(
+            vec![inline_attach("app", &"p".repeat(128), s3_read())],
+            vec![app()],
+        ));
+        fails(
+            run(
+                vec![inline_attach("app", &"p".repeat(129), s3_read())],
+                vec![app()],
+            ),
+            "changes[0].policy_name",
+            "at most 128",
+        );
+        fails(
+            run(vec![inline_attach("app", "p/q", s3_read())], vec![app()]),
+            "changes[0].policy_name",
+            "contains `/`",
+        );
+    }
+
+    // ---------------------------------------------------------------- quotas
+
+    #[test]
+    fn inline_policies_of_a_role_sum_to_at_most_10240_after_the_change() {
+        let existing = doc_chars(&s3_read());
+        let at_limit = identity_doc_of(ROLE_INLINE_POLICY_CHARS - existing);
+        ok(run(
+            vec![inline_attach("app", "big", at_limit)],
+            vec![app()],
+        ));
+        let over = identity_doc_of(ROLE_INLINE_POLICY_CHARS - existing + 1);
+        fails(
+            run(vec![inline_attach("app", "big", over.clone())], vec![app()]),
+            "changes[0].policy.policy_document",
+            "10241 characters",
+        );
+        // Replacing the existing policy counts the new size only.
+        ok(run(
+            vec![inline_attach(
+                "app",
+                "read",
+                identity_doc_of(ROLE_INLINE_POLICY_CHARS),
+            )],
+            vec![app()],
+        ));
+        fails(
+            run(
+                vec![inline_attach(
+                    "app",
+                    "read",
+                    identity_doc_of(ROLE_INLINE_POLICY_CHARS + 1),
+                )],
+                vec![app()],
+            ),
+            "changes[0].policy.policy_document",
+            "10241",
+        );
+        // Detaching in the same request makes room.
+        let detach = json!({"change_type": "inline_policy", "principal": principal_of("app"), "policy_name": "read", "action": "detach"});
+        ok(run(
+            vec![
+                detach,
+                inline_attach("app", "big", identity_doc_of(ROLE_INLINE_POLICY_CHARS)),
+            ],
+            vec![app()],
+        ));
+        // Two new policies on the same role add up; the last one is named.
+        let half = ROLE_INLINE_POLICY_CHARS / 2;
+        let p = fails(
+            run(
+                vec![
+                    inline_attach("app", "a", identity_doc_of(half)),
+                    inline_attach("app", "b", identity_doc_of(half)),
+                ],
+                vec![app()],
+            ),
+            "changes[1].policy.policy_document",
+            "AWS allows 10240",
+        );
+        assert_eq!(p.len(), 1);
+        // Whitespace does not count: the document is measured compact.
+        let pretty: Value =
+            serde_json::from_str(&serde_json::to_string_pretty(&identity_doc_of(300)).unwrap())
+                .unwrap();
+        assert_eq!(doc_chars(&pretty), 300);
+    }
+
+    #[test]
+    fn inline_policies_of_a_user_sum_to_at_most_2048() {
+        let mut user = role("bob");
+        user.kind = ResourceKind::User;
+        user.arn = format!("arn:aws:iam::{ACCT}:user/bob");
+        let change = |doc: Value| {
+            json!({"change_type": "inline_policy", "policy_name": "p", "action": "attach",
+            "principal": {"principal_type": "AwsResource", "principal_arn": format!("arn:aws:iam::{ACCT}:user/bob")},
+            "policy": {"policy_document": doc}})
+        };
+        ok(run(
+            vec![change(identity_doc_of(USER_INLINE_POLICY_CHARS))],
+            vec![user.clone()],
+        ));
+        fails(
+            run(
+                vec![change(identity_doc_of(USER_INLINE_POLICY_CHARS + 1))],
+                vec![user],
+            ),
+            "changes[0].policy.policy_document",
+            "2048 per user",
+        );
+    }
+
+    #[test]
+    fn a_role_already_over_the_inline_quota_may_shrink() {
+        let mut fat = app();
+        fat.inline_policies.push(InlinePolicy {
+            name: "huge".into(),
+            document: identity_doc_of(ROLE_INLINE_POLICY_CHARS),
+        });
+        ok(run(
+            vec![inline_attach("app", "huge", identity_doc_of(5000))],
+            vec![fat.clone()],
+        ));
+        fails(
+            run(vec![inline_attach("app", "more", s3_read())], vec![fat]),
+            "changes[0].policy.policy_document",
+            "would total",
+        );
+    }
+
+    #[test]
+    fn trust_policy_is_at_most_2048_characters() {
+        let change = |doc: Value| {
+            json!({"change_type": "assume_role_policy", "principal": principal_of("app"),
+                                         "policy": {"policy_document": doc}})
+        };
+        ok(run(
+            vec![change(trust_doc_of(TRUST_POLICY_CHARS))],
+            vec![app()],
+        ));
+        fails(
+            run(
+                vec![change(trust_doc_of(TRUST_POLICY_CHARS + 1))],
+                vec![app()],
+            ),
+            "changes[0].policy.policy_document",
+            "2049 characters",
+        );
+        let create = |doc: Value| {
+            json!({"change_type": "create_role", "account_id": ACCT, "role_name": "n",
+                                         "policy": {"policy_document": doc}})
+        };
+        ok(run(vec![create(trust_doc_of(TRUST_POLICY_CHARS))], vec![]));
+        fails(
+            run(vec![create(trust_doc_of(TRUST_POLICY_CHARS + 1))], vec![]),
+            "changes[0].policy.policy_document",
+            "AWS allows 2048",
+        );
+    }
+
+    #[test]
+    fn managed_policies_attached_are_at_most_the_limit_after_the_change() {
+        let arn = |k: usize| format!("arn:aws:iam::{ACCT}:policy/p{k}");
+        let mut full = role("app");
+        full.managed_policies = (0..9)
+            .map(|k| AttachedPolicy {
+                name: format!("p{k}"),
+                arn: arn(k),
+            })
+            .collect();
+        ok(run(
+            vec![managed("app", &arn(9), "attach")],
+            vec![full.clone()],
+        ));
+        fails(
+            run(
+                vec![
+                    managed("app", &arn(9), "attach"),
+                    managed("app", &arn(10), "attach"),
+                ],
+                vec![full.clone()],
+            ),
+            "changes[1].arn",
+            "11 managed policies",
+        );
+        ok(run(
+            vec![
+                managed("app", &arn(0), "detach"),
+                managed("app", &arn(9), "attach"),
+                managed("app", &arn(10), "attach"),
+            ],
+            vec![full.clone()],
+        ));
+        let lim = Limits {
+            max_managed_policies: 20,
+            ..Limits::default()
+        };
+        ok(run_with(
+            &body_of(vec![
+                managed("app", &arn(9), "attach"),
+                managed("app", &arn(10), "attach"),
+            ]),
+            vec![full],
+            &lim,
+        ));
+    }
+
+    #[test]
+    fn tags_are_at_most_the_limit_after_the_change() {
+        let mut tagged = role("app");
+        tagged.tags = (0..49)
+            .map(|k| Tag {
+                key: format!("k{k}"),
+                value: "v".into(),
+            })
+            .collect();
+        ok(run(
+            vec![tag("app", "new", "v", "create")],
+            vec![tagged.clone()],
+        ));
+        fails(
+            run(
+                vec![
+                    tag("app", "new", "v", "create"),
+                    tag("app", "new2", "v", "create"),
+                ],
+                vec![tagged.clone()],
+            ),
+            "changes[1].key",
+            "51 tags",
+        );
+        ok(run(
+            vec![
+                tag("app", "k0", "", "delete"),
+                tag("app", "new", "v", "create"),
+                tag("app", "new2", "v", "create"),
+            ],
+            vec![tagged.clone()],
+        ));
+        let lim = Limits {
+            max_tags: 49,
+            ..Limits::default()
+        };
+        fails(
+            run_with(
+                &body_of(vec![tag("app", "new", "v", "create")]),
+                vec![tagged.clone()],
+                &lim,
+            ),
+            "changes[0].key",
+            "limit is 49",
+        );
+        // Updating an existing tag does not add one.
+        ok(run_with(
+            &body_of(vec![tag("app", "k1", "w", "update")]),
+            vec![tagged],
+            &lim,
+        ));
+    }
+
+    #[test]
+    fn tag_key_and_value_lengths_and_characters() {
+        ok(run(
+            vec![tag("app", &"k".repeat(128), &"v".repeat(256), "create")],
+            vec![app()],
+        ));
+        fails(
+            run(
+                vec![tag("app", &"k".repeat(129), "v", "create")],
+                vec![app()],
+            ),
+            "changes[0].key",
+            "129 characters",
+        );
+        fails(
+            run(vec![tag("app", "", "v", "create")], vec![app()]),
+            "changes[0].key",
+            "1 to 128",
+        );
+        fails(
+            run(
+                vec![tag("app", "k", &"v".repeat(257), "create")],
+                vec![app()],
+            ),
+            "changes[0].value",
+            "257 characters",
+        );
+        fails(
+            run(
+                vec![tag("app", "aws:cloudformation", "v", "create")],
+                vec![app()],
+            ),
+            "changes[0].key",
+            "reserved",
+        );
+        fails(
+            run(vec![tag("app", "a#b", "v", "create")], vec![app()]),
+            "changes[0].key",
+            "contains `#`",
+        );
+        fails(
+            run(vec![tag("app", "k", "a;b", "create")], vec![app()]),
+            "changes[0].value",
+            "contains `;`",
+        );
+        ok(run(
+            vec![tag("app", "Équipe 1/2", "dönüş-x@y.z:+=", "create")],
+            vec![app()],
+        ));
+        let no_value = json!({"change_type": "resource_tag", "principal": principal_of("app"), "key": "k", "tag_action": "create"});
+        fails(
+            run(vec![no_value], vec![app()]),
+            "changes[0].value",
+            "required",
+        );
+        let bad_action = json!({"change_type": "resource_tag", "principal": principal_of("app"), "key": "k", "value": "v", "tag_action": "upsert"});
+        fails(
+            run(vec![bad_action], vec![app()]),
+            "changes[0].tag_action",
+            "create, update or delete",
+        );
+        let no_action = json!({"change_type": "resource_tag", "principal": principal_of("app"), "key": "k", "value": "v"});
+        fails(
+            run(vec![no_action], vec![app()]),
+            "changes[0].tag_action",
+            "required",
+        );
+    }
+
+    // ---------------------------------------------------------------- current state
+
+    #[test]
+    fn the_principal_must_be_synced() {
+        let p = fails(
+            run(vec![tag("ghost", "k", "v", "create")], vec![app()]),
+            "changes[0].principal.principal_arn",
+            "not a synced role",
+        );
+        assert_eq!(p.len(), 1);
+        fails(
+            run(vec![inline_attach("ghost", "p", s3_read())], vec![]),
+            "changes[0].principal.principal_arn",
+            "not a synced",
+        );
+        fails(
+            run(
+                vec![managed("ghost", "arn:aws:iam::aws:policy/X", "attach")],
+                vec![],
+            ),
+            "changes[0].principal.principal_arn",
+            "not a synced",
+        );
+    }
+
+    #[test]
+    fn detaching_what_is_not_there_is_a_problem() {
+        let detach = |name: &str| {
+            json!({"change_type": "inline_policy", "principal": principal_of("app"),
+                                         "policy_name": name, "action": "detach"})
+        };
+        ok(run(vec![detach("read")], vec![app()]));
+        fails(
+            run(vec![detach("Read")], vec![app()]),
+            "changes[0].policy_name",
+            "no inline policy named `Read`",
+        );
+        fails(
+            run(vec![detach("read"), detach("read")], vec![app()]),
+            "changes[1].policy_name",
+            "nothing to detach",
+        );
+        fails(
+            run(
+                vec![managed(
+                    "app",
+                    "arn:aws:iam::aws:policy/AdministratorAccess",
+                    "detach",
+                )],
+                vec![app()],
+            ),
+            "changes[0].arn",
+            "not attached",
+        );
+        let v = ok(run(
+            vec![managed(
+                "app",
+                "arn:aws:iam::aws:policy/ReadOnlyAccess",
+                "attach",
+            )],
+            vec![app()],
+        ));
+        assert!(v.warnings[0].message.contains("already attached"));
+        let boundary = json!({"change_type": "permissions_boundary", "principal": principal_of("app"), "action": "detach"});
+        fails(
+            run(vec![boundary], vec![app()]),
+            "changes[0].action",
+            "no permissions boundary",
+        );
+        let mut bounded = app();
+        bounded.permissions_boundary = Some(format!("arn:aws:iam::{ACCT}:policy/b1"));
+        let other = json!({"change_type": "permissions_boundary", "principal": principal_of("app"), "action": "detach",
+                           "arn": format!("arn:aws:iam::{ACCT}:policy/b2")});
+        fails(
+            run(vec![other], vec![bounded]),
+            "changes[0].arn",
+            "not arn:aws:iam::123456789012:policy/b2",
+        );
+        let attach_no_arn = json!({"change_type": "permissions_boundary", "principal": principal_of("app"), "action": "attach"});
+        fails(
+            run(vec![attach_no_arn], vec![app()]),
+            "changes[0].arn",
+            "required",
+        );
+    }
+
+    #[test]
+    fn tag_actions_must_match_existing_tags() {
+        fails(
+            run(vec![tag("app", "team", "x", "create")], vec![app()]),
+            "changes[0].key",
+            "use tag_action \"update\"",
+        );
+        fails(
+            run(vec![tag("app", "owner", "x", "update")], vec![app()]),
+            "changes[0].key",
+            "use tag_action \"create\"",
+        );
+        fails(
+            run(vec![tag("app", "owner", "", "delete")], vec![app()]),
+            "changes[0].key",
+            "nothing to delete",
+        );
+        ok(run(
+            vec![
+                tag("app", "team", "", "delete"),
+                tag("app", "team", "new", "create"),
+            ],
+            vec![app()],
+        ));
+        let delete_without_value = json!({"change_type": "resource_tag", "principal": principal_of("app"), "key": "team", "tag_action": "delete"});
+        ok(run(vec![delete_without_value], vec![app()]));
+    }
+
+    #[test]
+    fn trust_policies_are_for_roles_only() {
+        let mut user = role("bob");
+        user.kind = ResourceKind::User;
+        user.arn = format!("arn:aws:iam::{ACCT}:user/bob");
+        let change = json!({"change_type": "assume_role_policy", "policy": {"policy_document": trust()},
+            "principal": {"principal_type": "AwsResource", "principal_arn": format!("arn:aws:iam::{ACCT}:user/bob")}});
+        fails(
+            run(vec![change], vec![user]),
+            "changes[0].principal.principal_arn",
+            "not a role",
+        );
+        let no_doc = json!({"change_type": "assume_role_policy", "principal": principal_of("app")});
+        fails(
+            run(vec![no_doc], vec![app()]),
+            "changes[0].policy.policy_document",
+            "required",
+        );
+    }
+
+    #[test]
+    fn create_role_rules() {
+        let base = || {
+            json!({"change_type": "create_role", "account_id": ACCT, "role_name": "new",
+                             "policy": {"policy_document": trust()}})
+        };
+        ok(run(vec![base()], vec![app()]));
+        let with = |k: &str, v: Value| {
+            let mut c = base();
+            c[k] = v;
+            c
+        };
+        let without = |k: &str| {
+            let mut c = base();
+            c.as_object_mut().unwrap().remove(k);
+            c
+        };
+        fails(
+            run(vec![with("role_name", json!("app"))], vec![app()]),
+            "changes[0].role_name",
+            "already exists",
+        );
+        fails(
+            run(vec![base(), base()], vec![]),
+            "changes[1].role_name",
+            "already creates it",
+        );
+        fails(
+            run(vec![without("account_id")], vec![]),
+            "changes[0].account_id",
+            "required",
+        );
+        fails(
+            run(vec![with("account_id", json!("1234"))], vec![]),
+            "changes[0].account_id",
+            "12 digits",
+        );
+        fails(
+            run(vec![with("account_id", json!(123456789012u64))], vec![]),
+            "changes[0].account_id",
+            "string",
+        );
+        fails(
+            run(vec![without("role_name")], vec![]),
+            "changes[0].role_name",
+            "required",
+        );
+        fails(
+            run(vec![without("policy")], vec![]),
+            "changes[0].policy.policy_document",
+            "required",
+        );
+        fails(
+            run(vec![with("description", json!("d".repeat(1001)))], vec![]),
+            "changes[0].description",
+            "1000",
+        );
+        fails(
+            run(vec![with("copy_tags", json!(true))], vec![]),
+            "changes[0].copy_tags",
+            "needs clone_from",
+        );
+        fails(
+            run(vec![with("copy_trust", json!("yes"))], vec![]),
+            "changes[0].copy_trust",
+            "true or false",
+        );
+        fails(
+            run(vec![with("clone_from", json!(role_arn("ghost")))], vec![]),
+            "changes[0].clone_from",
+            "not a synced role",
+        );
+        fails(
+            run(vec![with("clone_from", json!("app"))], vec![]),
+            "changes[0].clone_from",
+            "clone_from must look like",
+        );
+        let mut both = with("clone_from", json!(role_arn("app")));
+        both["copy_trust"] = json!(true);
+        fails(
+            run(vec![both], vec![app()]),
+            "changes[0].policy.policy_document",
+            "not both",
+        );
+        fails(
+            run(vec![with("principal", principal_of("other"))], vec![]),
+            "changes[0].principal.principal_arn",
+            "new role's ARN",
+        );
+        ok(run(vec![with("principal", principal_of("new"))], vec![]));
+        let dup = with(
+            "inline_policies",
+            json!([{"policy_name": "a", "policy_document": s3_read()},
+                                                 {"policy_name": "a", "policy_document": s3_read()}]),
+        );
+        fails(
+            run(vec![dup], vec![]),
+            "changes[0].inline_policies[1].policy_name",
+            "twice",
+        );
+        fails(
+            run(vec![with("inline_policies", json!({}))], vec![]),
+            "changes[0].inline_policies",
+            "list",
+        );
+        fails(
+            run(
+                vec![with("inline_policies", json!([{"policy_name": "a"}]))],
+                vec![],
+            ),
+            "changes[0].inline_policies[0].policy_document",
+            "required",
+        );
+    }
+
+    #[test]
+    fn create_role_name_must_be_free_whatever_the_path() {
+        let mut svc = role("svc");
+        svc.arn = format!("arn:aws:iam::{ACCT}:role/team/svc");
+        let create = json!({"change_type": "create_role", "account_id": ACCT, "role_name": "svc", "path": "/team/",
+                            "policy": {"policy_document": trust()}});
+        fails(
+            run(vec![create], vec![svc.clone()]),
+            "changes[0].role_name",
+            "already exists",
+        );
+        let create_plain = json!({"change_type": "create_role", "account_id": ACCT, "role_name": "svc",
+                                  "policy": {"policy_document": trust()}});
+        // The path-less ARN is what lookup is asked for; a differently pathed role is found too
+        // when lookup resolves by name, which the sync store does.
+        let by_name = move |arn: &str| (arn == role_arn("svc")).then(|| svc.clone());
+        let r = validate_request(&body_of(vec![create_plain]), &by_name, &Limits::default());
+        fails(r, "changes[0].role_name", "already exists");
+    }
+
+    #[test]
+    fn create_role_quotas_count_copied_and_new_policies() {
+        let mut src = app();
+        src.inline_policies = vec![InlinePolicy {
+            name: "big".into(),
+            document: identity_doc_of(ROLE_INLINE_POLICY_CHARS - 300),
+        }];
+        src.managed_policies = (0..10)
+            .map(|k| AttachedPolicy {
+                name: format!("p{k}"),
+                arn: format!("arn:aws:iam::{ACCT}:policy/p{k}"),
+            })
+            .collect();
+        src.tags = (0..50)
+            .map(|k| Tag {
+                key: format!("k{k}"),
+                value: "v".into(),
+            })
+            .collect();
+        let clone = |extra: Value| {
+            let mut c = json!({"change_type": "create_role", "account_id": ACCT, "role_name": "copy",
+                               "clone_from": role_arn("app"), "copy_trust": true, "copy_inline": true,
+                               "copy_managed": true, "copy_tags": true});
+            if !extra.is_null() {
+                c["inline_policies"] = extra;
+            }
+            c
+        };
+        ok(run(vec![clone(Value::Null)], vec![src.clone()]));
+        ok(run(
+            vec![clone(
+                json!([{"policy_name": "small", "policy_document": identity_doc_of(300)}]),
+            )],
+            vec![src.clone()],
+        ));
+        fails(
+            run(
+                vec![clone(
+                    json!([{"policy_name": "small", "policy_document": identity_doc_of(301)}]),
+                )],
+                vec![src.clone()],
+            ),
+            "changes[0].inline_policies",
+            "10241",
+        );
+        let then_attach = managed("copy", &format!("arn:aws:iam::{ACCT}:policy/p10"), "attach");
+        fails(
+            run(vec![clone(Value::Null), then_attach], vec![src.clone()]),
+            "changes[1].arn",
+            "11 managed",
+        );
+        let then_tag = tag("copy", "extra", "v", "create");
+        fails(
+            run(vec![clone(Value::Null), then_tag], vec![src.clone()]),
+            "changes[1].key",
+            "51 tags",
+        );
+        let mut no_trust = src;
+        no_trust.trust_policy = None;
+        fails(
+            run(vec![clone(Value::Null)], vec![no_trust]),
+            "changes[0].copy_trust",
+            "no trust policy",
+        );
+    }
+
+    // ---------------------------------------------------------------- warnings
+
+    fn warnings_for(doc: Value) -> Vec<Warning> {
+        ok(run(vec![inline_attach("app", "p", doc)], vec![app()])).warnings
+    }
+
+    #[test]
+    fn risky_grants_are_warned_about() {
+        let w = warnings_for(allow(json!("*"), json!("*")));
+        assert_eq!(w.len(), 1, "{w:#?}");
+        assert_eq!(w[0].change, 0);
+        assert!(w[0].message.contains("full administrator"));
+        assert!(
+            w[0].message
+                .starts_with("changes[0].policy.policy_document.Statement[0]")
+        );
+        assert!(
+            warnings_for(allow(json!("*:*"), json!(["*"])))[0]
+                .message
+                .contains("full administrator")
+        );
+        let w = warnings_for(allow(json!("iam:PassRole"), json!("*")));
+        assert!(
+            w.len() == 1 && w[0].message.contains("privilege escalation"),
+            "{w:#?}"
+        );
+        let w = warnings_for(allow(json!(["iam:*"]), json!("*")));
+        assert!(
+            w.iter().any(|w| w.message.contains("iam:PassRole"))
+                && w.iter().any(|w| w.message.contains("`iam:*`")),
+            "{w:#?}"
+        );
+        let w = warnings_for(allow(json!("sts:AssumeRole"), json!("*")));
+        assert!(
+            w.len() == 1 && w[0].message.contains("sts:AssumeRole"),
+            "{w:#?}"
+        );
+        let w = warnings_for(allow(json!(["s3:*", "ec2:DescribeInstances"]), json!("*")));
+        assert!(w.len() == 1 && w[0].message.contains("`s3:*`"), "{w:#?}");
+        // Scoped or denied: no warning.
+        assert!(warnings_for(allow(json!("s3:*"), json!("arn:aws:s3:::b/*"))).is_empty());
+        assert!(warnings_for(allow(json!("iam:PassRole"), json!(role_arn("worker")))).is_empty());
+        assert!(
+            warnings_for(identity(
+                json!({"Effect": "Deny", "Action": "*", "Resource": "*"})
+            ))
+            .is_empty()
+        );
+        assert!(warnings_for(allow(json!("ec2:Describe*"), json!("*"))).is_empty());
+    }
+
+    #[test]
+    fn open_trust_policies_are_warned_about() {
+        let trust_change = |p: Value, cond: Option<Value>| {
+            let mut st = json!({"Effect": "Allow", "Principal": p, "Action": "sts:AssumeRole"});
+            if let Some(c) = cond {
+                st["Condition"] = c;
+            }
+            json!({"change_type": "assume_role_policy", "principal": principal_of("app"),
+                   "policy": {"policy_document": {"Version": "2012-10-17", "Statement": [st]}}})
+        };
+        for p in [
+            json!("*"),
+            json!({"AWS": "*"}),
+            json!({"AWS": ["123456789012", "*"]}),
+        ] {
+            let w = ok(run(vec![trust_change(p, None)], vec![app()])).warnings;
+            assert!(
+                w.len() == 1 && w[0].message.contains("anyone in any AWS account"),
+                "{w:#?}"
+            );
+        }
+        let cond = json!({"StringEquals": {"aws:PrincipalOrgID": "o-abc123"}});
+        assert!(
+            ok(run(vec![trust_change(json!("*"), Some(cond))], vec![app()]))
+                .warnings
+                .is_empty()
+        );
+        assert!(
+            ok(run(
+                vec![trust_change(json!({"AWS": ACCT}), None)],
+                vec![app()]
+            ))
+            .warnings
+            .is_empty()
+        );
+        let create = json!({"change_type": "create_role", "account_id": ACCT, "role_name": "open",
+            "policy": {"policy_document": {"Statement": {"Effect": "Allow", "Principal": "*", "Action": "sts:AssumeRole"}}}});
+        let w = ok(run(
+            vec![tag("app", "k", "v", "create"), create],
+            vec![app()],
+        ))
+        .warnings;
+        assert_eq!(w.len(), 1);
+        assert_eq!(w[0].change, 1);
+        assert!(
+            w[0].message
+                .starts_with("changes[1].policy.policy_document.Statement:")
+        );
+    }
+
+    // ---------------------------------------------------------------- robustness
+
+    fn deep(depth: usize, array: bool) -> Value {
+        let mut v = json!("leaf");
+        for _ in 0..depth {
+            v = if array {
+                json!([v])
+            } else {
+                json!({"Statement": [v], "Effect": "Allow"})
+            };
+        }
+        v
+    }
+
+    #[test]
+    fn odd_json_shapes_never_panic() {
+        let odd = vec![
+            Value::Null,
+            json!(true),
+            json!(0),
+            json!(-1.5),
+            json!(u64::MAX),
+            json!(""),
+            json!("x"),
+            json!("*"),
+            json!([]),
+            json!({}),
+            json!([null]),
+            json!([[]]),
+            json!({"": null}),
+            json!([1, "a", {}]),
+            json!({"Effect": "Allow"}),
+            deep(300, true),
+            deep(300, false),
+        ];
+        let templates = vec![
+            inline_attach("app", "p", s3_read()),
+            json!({"change_type": "inline_policy", "principal": principal_of("app"), "policy_name": "read", "action": "detach"}),
+            managed("app", "arn:aws:iam::aws:policy/ReadOnlyAccess", "detach"),
+            json!({"change_type": "permissions_boundary", "principal": principal_of("app"), "arn": "arn:aws:iam::aws:policy/X", "action": "attach"}),
+            json!({"change_type": "assume_role_policy", "principal": principal_of("app"),
+                   "policy": {"policy_document": {"Statement": [{"Effect": "Allow", "Principal": {"AWS": "*"}, "Action": "sts:AssumeRole",
+                              "Condition": {"StringEquals": {"k": "v"}}}]}}}),
+            tag("app", "team", "v", "update"),
+            json!({"change_type": "create_role", "account_id": ACCT, "role_name": "n", "path": "/", "description": "d",
+                   "policy": {"policy_document": trust()}, "clone_from": role_arn("app"), "copy_inline": true,
+                   "inline_policies": [{"policy_name": "a", "policy_document": s3_read()}]}),
+        ];
+        let pointers = [
+            "",
+            "/change_type",
+            "/principal",
+            "/principal/principal_arn",
+            "/principal/principal_type",
+            "/policy_name",
+            "/action",
+            "/arn",
+            "/policy",
+            "/policy/policy_document",
+            "/policy/policy_document/Version",
+            "/policy/policy_document/Statement",
+            "/policy/policy_document/Statement/0",
+            "/policy/policy_document/Statement/0/Effect",
+            "/policy/policy_document/Statement/0/Action",
+            "/policy/policy_document/Statement/0/Resource",
+            "/policy/policy_document/Statement/0/Principal",
+            "/policy/policy_document/Statement/0/Principal/AWS",
+            "/policy/policy_document/Statement/0/Condition",
+            "/policy/policy_document/Statement/0/Condition/StringEquals",
+            "/policy/policy_document/Statement/0/Condition/StringEquals/k",
+            "/key",
+            "/value",
+            "/tag_action",
+            "/account_id",
+            "/role_name",
+            "/path",
+            "/description",
+            "/inline_policies",
+            "/inline_policies/0",
+            "/inline_policies/0/policy_document",
+            "/inline_policies/0/policy_document/Statement",
+            "/clone_from",
+            "/copy_inline",
+            "/copy_trust",
+        ];
+        let lookup = |arn: &str| (arn == role_arn("app")).then(app);
+        let limits = Limits::default();
+        let mut runs = 0;
+        for o in &odd {
+            // The whole body, the changes wrapper, the list and a change.
+            for body in [
+                o.clone(),
+                json!({"justification": o, "changes": o}),
+                json!({"justification": "j", "admin_auto_approve": o, "changes": {"changes": o}}),
+                body_of(vec![o.clone(), o.clone()]),
+            ] {
+                let _ = validate_request(&body, &lookup, &limits);
+                runs += 1;
+            }
+            for kind in [DocKind::Identity, DocKind::Trust] {
+                let _ = validate_policy_document(o, kind, "");
+                let _ = policy_warnings(o, kind, "");
+                let _ = validate_policy_document(&json!({"Statement": o}), kind, "");
+                let _ = validate_policy_document(
+                    &json!({"Statement": [{"Effect": "Allow", "Action": o, "Resource": o,
+                    "Principal": o, "Condition": o, "Sid": o}]}),
+                    kind,
+                    "",
+                );
+            }
+            for t in &templates {
+                for p in pointers {
+                    let mut change = t.clone();
+                    match change.pointer_mut(p) {
+                        Some(slot) => *slot = o.clone(),
+                        None => continue,
+                    }
+                    let r =
+                        validate_request(&body_of(vec![change.clone(), change]), &lookup, &limits);
+                    if let Err(problems) = r {
+                        assert!(problems.iter().all(|x| !x.message.is_empty()));
+                    }
+                    runs += 1;
+                }
+            }
+        }
+        assert!(runs > 1000, "{runs}");
+        // A deep document is reported, not recursed into.
+        let p = validate_policy_document(&deep(300, false), DocKind::Identity, "d");
+        assert!(!p.is_empty());
+    }
+}
