@@ -108,6 +108,10 @@ async fn role_api_and_page_show_policies_and_tags() {
     assert!(html.contains("ecs-tasks.amazonaws.com"), "trust policy");
     assert!(html.contains("ReadOnlyLogs"), "managed policy");
     assert!(html.contains("consoleme-authorized"), "tags");
+    assert!(
+        html.contains("<title>billing-reports · iamdesk</title>"),
+        "a plain page title"
+    );
 
     let html = app
         .get("/policies?q=search-indexer&type=role")
