@@ -21,7 +21,9 @@ pub struct Created {
     pub status: RequestStatus,
 }
 
-pub async fn create(app: &App, actor: &Actor, body: &Value) -> Result<Created, AppError> {
+/// Validate a request body against the synced roles: every problem with its field (400), or the
+/// warnings to show reviewers.
+pub fn validate(app: &App, body: &Value) -> Result<Vec<String>, AppError> {
     let resources = &app.resources;
     let lookup = |arn: &str| {
         super::ops::parse_role_arn(arn)
@@ -31,11 +33,95 @@ pub async fn create(app: &App, actor: &Actor, body: &Value) -> Result<Created, A
     let validated = validate_request(body, &lookup, &Limits::default()).map_err(|problems| {
         AppError::Invalid(problems.into_iter().map(|p| (p.field, p.message)).collect())
     })?;
-    let warnings: Vec<String> = validated
+    Ok(validated
         .warnings
         .iter()
         .map(|w| format!("change {}: {}", w.change + 1, w.message))
-        .collect();
+        .collect())
+}
+
+/// Give every change a stable `id` (for `update_change`) and pin what a clone copies: the source
+/// role's trust policy, inline and managed policies, boundary and tags as synced right now go
+/// under `resolved_clone`, so the reviewer approves exactly what will be created.
+pub fn prepare_changes(app: &App, changes: &mut Value) {
+    let Some(list) = changes.as_array_mut() else {
+        return;
+    };
+    for change in list {
+        let Some(obj) = change.as_object_mut() else {
+            continue;
+        };
+        if !obj.get("id").is_some_and(Value::is_string) {
+            obj.insert("id".into(), json!(uuid::Uuid::new_v4().to_string()));
+        }
+        if obj.get("change_type").and_then(Value::as_str) != Some("create_role") {
+            continue;
+        }
+        let Some(source) = obj
+            .get("clone_from")
+            .and_then(Value::as_str)
+            .and_then(super::ops::parse_role_arn)
+            .and_then(|(account, name)| app.resources.role(&account, &name))
+            .map(|(_, role)| role)
+        else {
+            continue;
+        };
+        let flag = |k: &str| obj.get(k).and_then(Value::as_bool).unwrap_or(false);
+        let mut resolved = serde_json::Map::new();
+        resolved.insert("from".into(), json!(source.arn));
+        if flag("copy_trust") {
+            resolved.insert("trust_policy".into(), json!(source.trust_policy));
+        }
+        if flag("copy_inline") {
+            let given: Vec<&str> = obj
+                .get("inline_policies")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .filter_map(|p| p.get("policy_name").and_then(Value::as_str))
+                .collect();
+            let copied: Vec<Value> = source
+                .inline_policies
+                .iter()
+                .filter(|p| !given.contains(&p.name.as_str()))
+                .map(|p| json!({"policy_name": p.name, "policy_document": p.document}))
+                .collect();
+            resolved.insert("inline_policies".into(), json!(copied));
+        }
+        if flag("copy_managed") {
+            let arns: Vec<&str> = source
+                .managed_policies
+                .iter()
+                .map(|m| m.arn.as_str())
+                .collect();
+            resolved.insert("managed_policies".into(), json!(arns));
+            if let Some(b) = &source.permissions_boundary {
+                resolved.insert("permissions_boundary".into(), json!(b));
+            }
+        }
+        if flag("copy_tags") {
+            let tags: Vec<Value> = source
+                .tags
+                .iter()
+                .map(|t| json!({"key": t.key, "value": t.value}))
+                .collect();
+            resolved.insert("tags".into(), json!(tags));
+        }
+        obj.insert("resolved_clone".into(), Value::Object(resolved));
+    }
+}
+
+pub async fn create(app: &App, actor: &Actor, body: &Value) -> Result<Created, AppError> {
+    let warnings = validate(app, body)?;
+    let change_count = body
+        .pointer("/changes/changes")
+        .and_then(Value::as_array)
+        .map_or(0, Vec::len);
+    let mut changes = body
+        .pointer("/changes/changes")
+        .cloned()
+        .unwrap_or(json!([]));
+    prepare_changes(app, &mut changes);
     let auto_approve = body
         .get("admin_auto_approve")
         .and_then(Value::as_bool)
@@ -57,7 +143,7 @@ pub async fn create(app: &App, actor: &Actor, body: &Value) -> Result<Created, A
             .unwrap_or_default()
             .trim()
             .to_string(),
-        changes: json!({"changes": body.pointer("/changes/changes").cloned().unwrap_or(json!([]))}),
+        changes: json!({ "changes": changes }),
         comments: vec![],
         created_at: now,
         updated_at: now,
@@ -70,7 +156,7 @@ pub async fn create(app: &App, actor: &Actor, body: &Value) -> Result<Created, A
         &actor.email,
         "request.created",
         Some(&request.id),
-        json!({"changes": validated.changes.len(), "warnings": warnings.len(),
+        json!({"changes": change_count, "warnings": warnings.len(),
                "admin_auto_approve": auto_approve}),
     );
     app.store.create_request(&request, &event, &[]).await?;

@@ -25,11 +25,18 @@ const MAX_COMMENT_CHARS: usize = 5000;
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Command {
-    AddComment { text: String },
+    AddComment {
+        text: String,
+    },
     Approve,
     Reject,
     Cancel,
     MoveBackToPending,
+    /// Replace the policy document of one pending change (re-validated like a new request).
+    UpdateChange {
+        change_id: String,
+        document: Value,
+    },
 }
 
 /// Who acts.
@@ -73,10 +80,42 @@ pub fn parse_command(body: &Value) -> Result<Command, AppError> {
         "reject_request" => Command::Reject,
         "cancel_request" => Command::Cancel,
         "move_back_to_pending" => Command::MoveBackToPending,
+        "update_change" => {
+            let change_id = model
+                .get("change_id")
+                .and_then(Value::as_str)
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .ok_or_else(|| {
+                    AppError::BadRequest(
+                        "modification_model.change_id is required: the id of the change to edit"
+                            .into(),
+                    )
+                })?;
+            let document = match model.get("policy_document") {
+                Some(Value::String(text)) => serde_json::from_str(text).map_err(|e| {
+                    AppError::BadRequest(format!(
+                        "modification_model.policy_document is not valid JSON: {e}"
+                    ))
+                })?,
+                Some(v @ Value::Object(_)) => v.clone(),
+                _ => {
+                    return Err(AppError::BadRequest(
+                        "modification_model.policy_document is required: the new policy document \
+                         (a JSON object)"
+                            .into(),
+                    ));
+                }
+            };
+            Command::UpdateChange {
+                change_id: change_id.to_string(),
+                document,
+            }
+        }
         other => {
             return Err(AppError::BadRequest(format!(
                 "modification_model.command '{other}' is not one of add_comment, approve_request, \
-                 reject_request, cancel_request, move_back_to_pending"
+                 reject_request, cancel_request, move_back_to_pending, update_change"
             )));
         }
     })
@@ -191,7 +230,87 @@ pub async fn modify(
             .await
         }
         Command::Approve => approve(app, current, actor, false).await,
+        Command::UpdateChange {
+            change_id,
+            document,
+        } => update_change(app, current, actor, &change_id, document).await,
     }
+}
+
+/// The change types whose `policy.policy_document` a reviewer or requester may edit.
+const EDITABLE: &[&str] = &["inline_policy", "assume_role_policy", "create_role"];
+
+async fn update_change(
+    app: &App,
+    current: PolicyRequest,
+    actor: &Actor,
+    change_id: &str,
+    document: Value,
+) -> Result<PolicyRequest, AppError> {
+    if current.requester != actor.email && !actor.is_admin {
+        return Err(AppError::Forbidden(
+            "Only the requester or an administrator can edit a request's changes.".into(),
+        ));
+    }
+    expect_status(&current, RequestStatus::Pending, "edited")?;
+    not_while_applying(&current)?;
+    let mut changes: Vec<Value> = current
+        .changes
+        .get("changes")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    let index = changes
+        .iter()
+        .position(|c| c.get("id").and_then(Value::as_str) == Some(change_id))
+        .ok_or_else(|| {
+            AppError::NotFound(format!("this request has no change with id '{change_id}'"))
+        })?;
+    if current
+        .results
+        .get(index)
+        .is_some_and(|r| r.status == ChangeStatus::Applied)
+    {
+        return Err(conflict(
+            "This change is already applied in AWS; it can no longer be edited.".into(),
+        ));
+    }
+    let kind = changes[index]
+        .get("change_type")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string();
+    if !EDITABLE.contains(&kind.as_str()) {
+        return Err(AppError::BadRequest(format!(
+            "a {kind} change has no policy document to edit; cancel the request and ask again"
+        )));
+    }
+    if let Some(obj) = changes[index].as_object_mut() {
+        obj.insert("policy".into(), json!({ "policy_document": document }));
+    }
+    let body = json!({
+        "justification": current.justification,
+        "changes": {"changes": changes},
+    });
+    let warnings = super::create::validate(app, &body)?;
+    let mut next = current.clone();
+    next.changes = json!({ "changes": changes });
+    next.warnings = warnings;
+    if let Some(r) = next.results.get_mut(index) {
+        *r = ChangeResult {
+            status: ChangeStatus::Pending,
+            message: None,
+            at: None,
+        };
+    }
+    save(
+        app,
+        next,
+        actor,
+        "request.change_updated",
+        json!({"change_id": change_id, "change": index}),
+    )
+    .await
 }
 
 /// An admin's `admin_auto_approve` at creation: apply at once, own request included; the audit

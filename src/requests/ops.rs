@@ -85,17 +85,43 @@ pub fn ops_for(change: &Value) -> Result<Vec<IamOp>, String> {
             }
         }
         ("create_role", _) => {
+            // What a clone copies was pinned at creation (`resolved_clone`); given values win.
+            let resolved = change.get("resolved_clone").cloned().unwrap_or(Value::Null);
+            let trust = document(change)
+                .or_else(|| {
+                    resolved
+                        .get("trust_policy")
+                        .filter(|v| !v.is_null())
+                        .cloned()
+                })
+                .ok_or_else(|| missing("a trust policy_document"))?;
+            let tags = resolved
+                .get("tags")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .filter_map(|t| {
+                    Some(Tag {
+                        key: text(t, "key")?,
+                        value: text(t, "value").unwrap_or_default(),
+                    })
+                })
+                .collect();
             let mut ops = vec![IamOp::CreateRole {
                 role: role.clone(),
                 path: text(change, "path").unwrap_or_else(|| "/".into()),
                 description: text(change, "description"),
-                trust: document(change).ok_or_else(|| missing("a trust policy_document"))?,
-                tags: vec![],
+                trust,
+                tags,
             }];
-            for p in change
-                .get("inline_policies")
-                .and_then(Value::as_array)
+            let inline = [
+                change.get("inline_policies"),
+                resolved.get("inline_policies"),
+            ];
+            for p in inline
                 .into_iter()
+                .flatten()
+                .filter_map(Value::as_array)
                 .flatten()
             {
                 ops.push(IamOp::PutRolePolicy {
@@ -105,6 +131,24 @@ pub fn ops_for(change: &Value) -> Result<Vec<IamOp>, String> {
                         .get("policy_document")
                         .cloned()
                         .ok_or_else(|| missing("policy_document"))?,
+                });
+            }
+            for arn in resolved
+                .get("managed_policies")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .filter_map(Value::as_str)
+            {
+                ops.push(IamOp::AttachRolePolicy {
+                    role: role.clone(),
+                    policy_arn: arn.to_string(),
+                });
+            }
+            if let Some(b) = resolved.get("permissions_boundary").and_then(Value::as_str) {
+                ops.push(IamOp::PutRolePermissionsBoundary {
+                    role: role.clone(),
+                    policy_arn: b.to_string(),
                 });
             }
             ops

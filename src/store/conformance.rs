@@ -21,10 +21,91 @@ pub async fn run_all(store: Arc<dyn Store>) {
     update_missing_is_not_found(store.as_ref()).await;
     concurrent_updates_exactly_one_wins(store.clone()).await;
     list_requests_paginates_and_filters(store.as_ref()).await;
+    search_by_account_and_text(store.as_ref()).await;
     bad_cursor_is_invalid(store.as_ref()).await;
     audit_is_listed_newest_first(store.as_ref()).await;
     outbox_lifecycle(store.as_ref()).await;
     snapshots_round_trip(store.as_ref()).await;
+}
+
+/// `account` and `text` filters (matched by `search_requests` on top of the indexed listing),
+/// across several pages of the underlying listing.
+async fn search_by_account_and_text(store: &dyn Store) {
+    let who = format!("{}@example.com", uniq("searcher"));
+    let mut made = vec![];
+    for i in 0..7i64 {
+        let mut r = sample_request(&who, 100 - i);
+        if i % 2 == 0 {
+            r.changes["changes"][0]["principal"]["principal_arn"] =
+                json!("arn:aws:iam::210987654321:role/billing-export");
+        }
+        if i == 5 {
+            r.justification = "Quarterly AUDIT of the ledger".into();
+        }
+        create(store, &r).await;
+        made.push(r);
+    }
+    let collect = |filter: RequestFilter, limit: usize| async move {
+        let mut ids = vec![];
+        let mut page = PageRequest::first(limit);
+        loop {
+            let p = crate::store::search_requests(store, &filter, &page)
+                .await
+                .expect("search");
+            assert!(p.items.len() <= limit);
+            ids.extend(p.items.into_iter().map(|r| r.id));
+            match p.next_cursor {
+                Some(c) => page.cursor = Some(c),
+                None => break ids,
+            }
+        }
+    };
+    let by_account = collect(
+        RequestFilter {
+            requester: Some(who.clone()),
+            account: Some("210987654321".into()),
+            ..Default::default()
+        },
+        2,
+    )
+    .await;
+    let want: Vec<String> = [6, 4, 2, 0].iter().map(|&i| made[i].id.clone()).collect();
+    assert_eq!(by_account, want, "account filter, newest first, each once");
+
+    let by_text = collect(
+        RequestFilter {
+            requester: Some(who.clone()),
+            text: Some("audit".into()),
+            ..Default::default()
+        },
+        10,
+    )
+    .await;
+    assert_eq!(by_text, [made[5].id.clone()], "text is case-insensitive");
+
+    let by_name = collect(
+        RequestFilter {
+            requester: Some(who.clone()),
+            account: Some("123456789012".into()),
+            text: Some("role/APP".into()),
+            ..Default::default()
+        },
+        10,
+    )
+    .await;
+    let want: Vec<String> = [5, 3, 1].iter().map(|&i| made[i].id.clone()).collect();
+    assert_eq!(by_name, want, "both filters together");
+
+    let none = collect(
+        RequestFilter {
+            requester: Some(who),
+            text: Some("no such thing".into()),
+            ..Default::default()
+        },
+        10,
+    )
+    .await;
+    assert!(none.is_empty());
 }
 
 fn uniq(prefix: &str) -> String {
@@ -311,6 +392,7 @@ pub async fn list_requests_paginates_and_filters(store: &dyn Store) {
     let filter = RequestFilter {
         status: Some(RequestStatus::Rejected),
         requester: Some(bob.clone()),
+        ..Default::default()
     };
     let p = store
         .list_requests(&filter, &PageRequest::first(50))

@@ -237,10 +237,128 @@ impl OutboxMessage {
 }
 
 /// Filters for listing requests. `None` = any.
+///
+/// `status` and `requester` are served by the backends' indexes; `account` and `text` are
+/// matched on the request itself by [`search_requests`], which reads the indexed listing page by
+/// page (bounded per call) and keeps what matches.
 #[derive(Debug, Clone, Default)]
 pub struct RequestFilter {
     pub status: Option<RequestStatus>,
     pub requester: Option<String>,
+    /// 12-digit account id any change targets.
+    pub account: Option<String>,
+    /// Case-insensitive text in the id, requester, justification, principal ARNs, role and
+    /// policy names, or comments.
+    pub text: Option<String>,
+}
+
+impl RequestFilter {
+    /// Whether the filters the backends do not index (`account`, `text`) accept `r`.
+    pub fn matches_unindexed(&self, r: &PolicyRequest) -> bool {
+        let changes = r
+            .changes
+            .get("changes")
+            .and_then(serde_json::Value::as_array)
+            .map(Vec::as_slice)
+            .unwrap_or_default();
+        let str_at = |c: &serde_json::Value, ptr: &str| {
+            c.pointer(ptr)
+                .and_then(serde_json::Value::as_str)
+                .unwrap_or_default()
+                .to_string()
+        };
+        if let Some(account) = &self.account {
+            let needle = format!(":{account}:");
+            let hit = changes.iter().any(|c| {
+                str_at(c, "/principal/principal_arn").contains(&needle)
+                    || str_at(c, "/account_id") == *account
+            });
+            if !hit {
+                return false;
+            }
+        }
+        if let Some(text) = &self.text {
+            let needle = text.to_lowercase();
+            let mut hay = vec![r.id.clone(), r.requester.clone(), r.justification.clone()];
+            for c in changes {
+                for ptr in [
+                    "/principal/principal_arn",
+                    "/role_name",
+                    "/policy_name",
+                    "/arn",
+                    "/clone_from",
+                    "/key",
+                ] {
+                    hay.push(str_at(c, ptr));
+                }
+            }
+            hay.extend(r.comments.iter().map(|c| c.text.clone()));
+            if !hay.iter().any(|h| h.to_lowercase().contains(&needle)) {
+                return false;
+            }
+        }
+        true
+    }
+}
+
+/// How many requests one [`search_requests`] call reads at most before answering with what it
+/// found and a cursor to go on from.
+pub const SEARCH_SCAN_BUDGET: usize = 5_000;
+
+/// List requests with every filter of [`RequestFilter`]: the indexed ones through the backend,
+/// `account` and `text` by reading on. A page may hold fewer than `limit` items when the scan
+/// budget ran out; `next_cursor` then continues the search where it stopped.
+pub async fn search_requests(
+    store: &dyn Store,
+    filter: &RequestFilter,
+    page: &PageRequest,
+) -> StoreResult<Page<PolicyRequest>> {
+    if filter.account.is_none() && filter.text.is_none() {
+        return store.list_requests(filter, page).await;
+    }
+    let limit = page.limit.clamp(1, PageRequest::MAX_LIMIT);
+    let mut cursor = page.cursor.clone();
+    let mut found = Vec::new();
+    let mut scanned = 0;
+    loop {
+        let batch = store
+            .list_requests(
+                filter,
+                &PageRequest {
+                    limit: PageRequest::MAX_LIMIT,
+                    cursor: cursor.clone(),
+                },
+            )
+            .await?;
+        for r in batch.items {
+            scanned += 1;
+            let key = r.sort_key();
+            if filter.matches_unindexed(&r) {
+                found.push(r);
+                if found.len() == limit {
+                    return Ok(Page {
+                        items: found,
+                        next_cursor: Some(encode_cursor(&key)),
+                    });
+                }
+            }
+            if scanned >= SEARCH_SCAN_BUDGET {
+                return Ok(Page {
+                    items: found,
+                    next_cursor: Some(encode_cursor(&key)),
+                });
+            }
+        }
+        match batch.next_cursor {
+            Some(c) => cursor = Some(c),
+            None => {
+                return Ok(Page {
+                    items: found,
+                    next_cursor: None,
+                });
+            }
+        }
+    }
 }
 
 /// Cursor pagination. `cursor` is opaque, taken from a previous [`Page::next_cursor`].

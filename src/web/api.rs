@@ -42,6 +42,9 @@ fn unhealthy(reason: &str) -> Response {
 pub struct ListQuery {
     pub status: Option<String>,
     pub requester: Option<String>,
+    pub account: Option<String>,
+    /// Free text: id, requester, justification, ARNs, names, comments.
+    pub q: Option<String>,
     pub cursor: Option<String>,
     pub limit: Option<usize>,
 }
@@ -71,6 +74,22 @@ pub fn parse_list_query(q: &ListQuery) -> Result<(RequestFilter, PageRequest), A
             PageRequest::MAX_LIMIT
         )));
     }
+    let account = match q
+        .account
+        .as_deref()
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+    {
+        None => None,
+        Some(a) => Some(crate::config::normalize_account_id(a).ok_or_else(|| {
+            AppError::BadRequest(format!("account '{a}' is not a 12-digit AWS account id"))
+        })?),
+    };
+    let text =
+        q.q.as_deref()
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(|s| s.chars().take(200).collect::<String>());
     let requester = q
         .requester
         .as_deref()
@@ -78,7 +97,12 @@ pub fn parse_list_query(q: &ListQuery) -> Result<(RequestFilter, PageRequest), A
         .filter(|s| !s.is_empty())
         .map(str::to_string);
     Ok((
-        RequestFilter { status, requester },
+        RequestFilter {
+            status,
+            requester,
+            account,
+            text,
+        },
         PageRequest {
             limit,
             cursor: q.cursor.clone().filter(|c| !c.is_empty()),
@@ -92,7 +116,7 @@ pub async fn list_requests(
     Query(q): Query<ListQuery>,
 ) -> Result<Json<ListResponse>, AppError> {
     let (filter, page) = parse_list_query(&q)?;
-    let page = state.store.list_requests(&filter, &page).await?;
+    let page = crate::store::search_requests(state.store.as_ref(), &filter, &page).await?;
     Ok(Json(ListResponse {
         requests: page.items,
         next_cursor: page.next_cursor,

@@ -41,6 +41,7 @@ pub async fn home(
             &RequestFilter {
                 status: None,
                 requester: Some(user.email.clone()),
+                ..Default::default()
             },
             &PageRequest::first(10),
         )
@@ -51,6 +52,7 @@ pub async fn home(
             &RequestFilter {
                 status: Some(RequestStatus::Pending),
                 requester: None,
+                ..Default::default()
             },
             &PageRequest::first(PENDING_SHOWN),
         )
@@ -81,22 +83,32 @@ pub struct RequestsPage {
     layout: Layout,
     recent: Vec<RequestRow>,
     statuses: Vec<&'static str>,
-    status_filter: String,
-    requester_filter: String,
+    filter: RequestsFilterView,
+    /// (id, name) of the synced accounts, for the account filter.
+    accounts: Vec<(String, String)>,
     next_url: Option<String>,
     has_cursor: bool,
     first_url: String,
 }
 
+/// The requests page's filters, as shown in its form and kept in its links.
+#[derive(Debug, Clone, Default)]
+pub struct RequestsFilterView {
+    pub status: String,
+    pub requester: String,
+    pub account: String,
+    pub q: String,
+}
+
 /// Query string for the requests page, keeping the filters and moving the cursor.
-fn requests_url(status: &str, requester: &str, cursor: Option<&str>) -> String {
-    let mut q = url_encode_pairs(&[("status", status), ("requester", requester)]);
-    if let Some(c) = cursor {
-        if !q.is_empty() {
-            q.push('&');
-        }
-        q.push_str(&url_encode_pairs(&[("cursor", c)]));
-    }
+fn requests_url(f: &RequestsFilterView, cursor: Option<&str>) -> String {
+    let q = url_encode_pairs(&[
+        ("status", f.status.as_str()),
+        ("requester", f.requester.as_str()),
+        ("account", f.account.as_str()),
+        ("q", f.q.as_str()),
+        ("cursor", cursor.unwrap_or_default()),
+    ]);
     if q.is_empty() {
         "/requests".into()
     } else {
@@ -136,9 +148,20 @@ pub async fn requests(
         ..q
     })?;
     let has_cursor = page.cursor.is_some();
-    let result = state.store.list_requests(&filter, &page).await?;
-    let status = filter.status.map(|s| s.as_str()).unwrap_or("").to_string();
-    let requester = filter.requester.clone().unwrap_or_default();
+    let result = crate::store::search_requests(state.store.as_ref(), &filter, &page).await?;
+    let view = RequestsFilterView {
+        status: filter.status.map(|s| s.as_str()).unwrap_or("").to_string(),
+        requester: filter.requester.clone().unwrap_or_default(),
+        account: filter.account.clone().unwrap_or_default(),
+        q: filter.text.clone().unwrap_or_default(),
+    };
+    let mut accounts: Vec<(String, String)> = state
+        .resources
+        .snapshots()
+        .iter()
+        .map(|s| (s.account_id.clone(), s.account_name.clone()))
+        .collect();
+    accounts.sort();
     Ok(RequestsPage {
         layout: layout.nav("requests"),
         recent: result.items.iter().map(RequestRow::from).collect(),
@@ -146,10 +169,10 @@ pub async fn requests(
         next_url: result
             .next_cursor
             .as_deref()
-            .map(|c| requests_url(&status, &requester, Some(c))),
-        first_url: requests_url(&status, &requester, None),
-        status_filter: status,
-        requester_filter: requester,
+            .map(|c| requests_url(&view, Some(c))),
+        first_url: requests_url(&view, None),
+        filter: view,
+        accounts,
         has_cursor,
     })
 }
@@ -177,6 +200,8 @@ pub struct ChangeView {
     diff_html: String,
     status: &'static str,
     message: String,
+    /// (change id, pretty document) when the viewer may edit this change's document.
+    edit: Option<(String, String)>,
 }
 
 #[derive(Template, WebTemplate)]
@@ -239,6 +264,28 @@ fn change_summary(c: &serde_json::Value) -> String {
     }
 }
 
+/// The edit form's content for a change the viewer may edit, if any.
+fn editable(
+    c: &serde_json::Value,
+    result: Option<&crate::store::ChangeResult>,
+    may_edit: bool,
+) -> Option<(String, String)> {
+    let kind = c.get("change_type").and_then(|v| v.as_str())?;
+    let applied = result.is_some_and(|r| r.status == crate::store::ChangeStatus::Applied);
+    if !may_edit
+        || applied
+        || !["inline_policy", "assume_role_policy", "create_role"].contains(&kind)
+    {
+        return None;
+    }
+    let doc = c.pointer("/policy/policy_document")?;
+    let id = c.get("id").and_then(|v| v.as_str())?;
+    Some((
+        id.to_string(),
+        serde_json::to_string_pretty(doc).unwrap_or_default(),
+    ))
+}
+
 pub async fn request_detail(
     user: CurrentUser,
     State(state): State<AppState>,
@@ -274,6 +321,7 @@ pub async fn request_detail(
                             _ => "not applied",
                         },
                         message: result.and_then(|x| x.message.clone()).unwrap_or_default(),
+                        edit: editable(c, result, pending && (own || user.is_admin)),
                     }
                 })
                 .collect()
@@ -444,6 +492,8 @@ pub struct ActForm {
     command: String,
     comment_text: Option<String>,
     confirm: Option<String>,
+    change_id: Option<String>,
+    policy_document: Option<String>,
 }
 
 /// The request page's forms: one POST per action, then back to the page.
@@ -454,7 +504,8 @@ pub async fn act_on_request(
     axum::Form(form): axum::Form<ActForm>,
 ) -> Result<axum::response::Redirect, AppError> {
     let command = lifecycle::parse_command(&serde_json::json!({"modification_model": {
-        "command": form.command, "comment_text": form.comment_text}}))?;
+        "command": form.command, "comment_text": form.comment_text,
+        "change_id": form.change_id, "policy_document": form.policy_document}}))?;
     if matches!(command, Command::Approve | Command::Reject)
         && form.confirm.as_deref() != Some("yes")
     {
@@ -504,9 +555,19 @@ mod tests {
 
     #[test]
     fn requests_url_keeps_filters_and_encodes() {
-        assert_eq!(requests_url("", "", None), "/requests");
         assert_eq!(
-            requests_url("pending", "a+b@x.com", Some("ab12")),
+            requests_url(&RequestsFilterView::default(), None),
+            "/requests"
+        );
+        assert_eq!(
+            requests_url(
+                &RequestsFilterView {
+                    status: "pending".into(),
+                    requester: "a+b@x.com".into(),
+                    ..Default::default()
+                },
+                Some("ab12")
+            ),
             "/requests?status=pending&requester=a%2Bb%40x.com&cursor=ab12"
         );
     }

@@ -629,3 +629,423 @@ async fn create_validates_stores_and_can_auto_approve() {
             .is_ok()
     );
 }
+
+async fn create_ok(w: &World, who: &str, groups: &str, body: Value) -> String {
+    let resp = post_request(w, who, groups, body).await;
+    assert_eq!(resp.status(), 200);
+    let created: Value = resp.json().await.expect("json");
+    created["request_id"].as_str().expect("id").to_string()
+}
+
+#[tokio::test]
+async fn update_change_is_revalidated_and_the_edit_is_what_gets_applied() {
+    let Some(w) = world().await else { return };
+    let id = create_ok(
+        &w,
+        DEV,
+        "dev",
+        json!({"justification": "reports", "changes": {"changes": [w.inline("edited", "attach")]}}),
+    )
+    .await;
+    let stored = w.request(&id).await;
+    let change_id = stored.changes["changes"][0]["id"]
+        .as_str()
+        .expect("every change gets an id")
+        .to_string();
+    let new_doc = json!({"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Action": "s3:ListBucket", "Resource": "arn:aws:s3:::reports"}]});
+    let edit = |doc: Value| json!({"command": "update_change", "change_id": change_id, "policy_document": doc});
+
+    // Somebody else: 403. Unknown change: 404. Invalid document: 400 naming the field.
+    let resp = w
+        .act("stranger@example.com", "dev", &id, edit(new_doc.clone()))
+        .await;
+    assert_eq!(resp.status(), 403);
+    let resp = w
+        .act(
+            DEV,
+            "dev",
+            &id,
+            json!({"command": "update_change", "change_id": "nope", "policy_document": new_doc}),
+        )
+        .await;
+    assert_eq!(resp.status(), 404);
+    let mut bad = new_doc.clone();
+    bad["Statement"][0]["Effect"] = json!("Perhaps");
+    let resp = w.act(DEV, "dev", &id, edit(bad)).await;
+    assert_eq!(resp.status(), 400);
+    let body = resp.text().await.unwrap_or_default();
+    assert!(body.contains("Effect"), "{body}");
+    let mut risky = new_doc.clone();
+    risky["Statement"][0]["Action"] = json!("*");
+    risky["Statement"][0]["Resource"] = json!("*");
+    assert_eq!(
+        w.request(&id).await.version,
+        stored.version,
+        "nothing changed"
+    );
+
+    // The requester edits: stored, version moves, warnings recomputed.
+    let resp = w.act(DEV, "dev", &id, edit(risky)).await;
+    assert_eq!(resp.status(), 200);
+    let after = w.request(&id).await;
+    assert_eq!(after.version, stored.version + 1);
+    assert!(!after.warnings.is_empty(), "a full-admin grant warns");
+    // An admin edits back to the narrow document, then another admin approves.
+    let resp = w.act(ADMIN, "admins", &id, edit(new_doc.clone())).await;
+    assert_eq!(resp.status(), 200);
+    assert!(w.request(&id).await.warnings.is_empty());
+    let resp = w
+        .act(
+            OTHER_ADMIN,
+            "admins",
+            &id,
+            json!({"command": "approve_request"}),
+        )
+        .await;
+    assert_eq!(resp.status(), 200);
+    let got = w
+        .iam
+        .get_role_policy()
+        .role_name("app")
+        .policy_name("edited")
+        .send()
+        .await
+        .expect("policy exists");
+    let doc: Value =
+        serde_json::from_str(&urlencoding::decode(got.policy_document()).expect("decode"))
+            .expect("json");
+    assert_eq!(doc["Statement"][0]["Action"], "s3:ListBucket");
+    // Approved: no more edits.
+    let resp = w.act(DEV, "dev", &id, edit(new_doc)).await;
+    assert_eq!(resp.status(), 409);
+    let audit = w
+        .app
+        .state
+        .store
+        .list_audit(Some(&id), &PageRequest::first(50))
+        .await
+        .expect("audit");
+    assert_eq!(
+        audit
+            .items
+            .iter()
+            .filter(|e| e.action == "request.change_updated")
+            .count(),
+        2
+    );
+}
+
+#[tokio::test]
+async fn a_clone_copies_trust_inline_managed_and_tags_into_the_new_role() {
+    let Some(w) = world().await else { return };
+    w.iam
+        .put_role_policy()
+        .role_name("app")
+        .policy_name("read-reports")
+        .policy_document(r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"s3:GetObject","Resource":"arn:aws:s3:::reports/*"}]}"#)
+        .send()
+        .await
+        .expect("inline");
+    let managed = w
+        .iam
+        .create_policy()
+        .policy_name("shared-read")
+        .policy_document(r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"s3:ListBucket","Resource":"*"}]}"#)
+        .send()
+        .await
+        .expect("managed");
+    let managed_arn = managed
+        .policy()
+        .and_then(|p| p.arn())
+        .expect("arn")
+        .to_string();
+    w.iam
+        .attach_role_policy()
+        .role_name("app")
+        .policy_arn(&managed_arn)
+        .send()
+        .await
+        .expect("attach");
+    w.iam
+        .tag_role()
+        .role_name("app")
+        .tags(
+            aws_sdk_iam::types::Tag::builder()
+                .key("team")
+                .value("finance")
+                .build()
+                .expect("tag"),
+        )
+        .send()
+        .await
+        .expect("tag");
+    iamdesk::resources::sync::run(&w.app.state)
+        .await
+        .expect("sync");
+
+    let body = json!({"justification": "a copy for the staging pipeline", "changes": {"changes": [{
+        "change_type": "create_role", "account_id": w.account, "role_name": "app-copy",
+        "description": "copy of app", "clone_from": w.arn(),
+        "copy_trust": true, "copy_inline": true, "copy_managed": true, "copy_tags": true}]}});
+    let id = create_ok(&w, DEV, "dev", body).await;
+    let stored = w.request(&id).await;
+    assert_eq!(
+        stored.changes["changes"][0]["resolved_clone"]["from"],
+        json!(w.arn()),
+        "what the clone copies is pinned at creation"
+    );
+    let resp = w
+        .act(ADMIN, "admins", &id, json!({"command": "approve_request"}))
+        .await;
+    assert_eq!(resp.status(), 200, "{:?}", resp.text().await);
+    assert_eq!(w.request(&id).await.status, RequestStatus::Approved);
+
+    let role = w
+        .iam
+        .get_role()
+        .role_name("app-copy")
+        .send()
+        .await
+        .expect("the new role exists");
+    let role = role.role().expect("role");
+    let trust = urlencoding::decode(role.assume_role_policy_document().unwrap_or_default())
+        .expect("decode")
+        .into_owned();
+    assert!(trust.contains("ec2.amazonaws.com"), "trust copied: {trust}");
+    assert!(
+        role.tags()
+            .iter()
+            .any(|t| t.key() == "team" && t.value() == "finance"),
+        "tags copied"
+    );
+    let inline = w
+        .iam
+        .list_role_policies()
+        .role_name("app-copy")
+        .send()
+        .await
+        .expect("inline");
+    assert_eq!(inline.policy_names(), ["read-reports"]);
+    let attached = w
+        .iam
+        .list_attached_role_policies()
+        .role_name("app-copy")
+        .send()
+        .await
+        .expect("managed");
+    assert_eq!(
+        attached
+            .attached_policies()
+            .iter()
+            .filter_map(|p| p.policy_arn())
+            .collect::<Vec<_>>(),
+        [managed_arn.as_str()]
+    );
+}
+
+#[tokio::test]
+async fn the_requests_page_filters_by_account_and_text() {
+    let Some(w) = world().await else { return };
+    let id = create_ok(
+        &w,
+        DEV,
+        "dev",
+        json!({"justification": "zebra migration", "changes": {"changes": [w.inline("zebra", "attach")]}}),
+    )
+    .await;
+    let other = create_ok(
+        &w,
+        DEV,
+        "dev",
+        json!({"justification": "yak shaving", "changes": {"changes": [w.inline("yak", "attach")]}}),
+    )
+    .await;
+    let get = |q: String| {
+        let app = &w.app;
+        async move {
+            app.client
+                .get(app.url(&format!("/requests?{q}")))
+                .header("x-user", DEV)
+                .send()
+                .await
+                .expect("GET")
+        }
+    };
+    let page = get("q=ZEBRA".into()).await.text().await.expect("body");
+    assert!(
+        page.contains(&id[..8]) && !page.contains(&other[..8]),
+        "text filter"
+    );
+    let page = get(format!("account={}&q=yak", w.account))
+        .await
+        .text()
+        .await
+        .expect("body");
+    assert!(page.contains(&other[..8]) && !page.contains(&id[..8]));
+    let page = get("account=000000000001".into())
+        .await
+        .text()
+        .await
+        .expect("body");
+    assert!(!page.contains(&other[..8]) && !page.contains(&id[..8]));
+    let resp = get("account=not-an-account".into()).await;
+    assert_eq!(resp.status(), 400);
+    // The API takes the same filters.
+    let api: Value = w
+        .app
+        .client
+        .get(w.app.url("/api/v2/requests?q=zebra"))
+        .header("x-user", DEV)
+        .send()
+        .await
+        .expect("GET")
+        .json()
+        .await
+        .expect("json");
+    let ids: Vec<&str> = api["requests"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|r| r["id"].as_str())
+        .collect();
+    assert_eq!(ids, [id.as_str()]);
+}
+
+/// Sign the browser in as `email` with a session cookie the server issued (as after an SSO
+/// sign-in), replacing whoever was signed in.
+async fn browser_sign_in(c: &fantoccini::Client, app: &TestApp, email: &str, groups: &[&str]) {
+    let groups: Vec<String> = groups.iter().map(|g| g.to_string()).collect();
+    let token = app
+        .state
+        .sessions
+        .issue(email, &groups, std::time::Duration::from_secs(3600))
+        .expect("session");
+    c.goto(&app.url("/healthcheck")).await.expect("open");
+    c.delete_all_cookies().await.expect("sign out");
+    // WebDriver's AddCookie refuses IP-address domains; set it from the page instead.
+    c.execute(
+        "document.cookie = arguments[0] + '=' + arguments[1] + '; path=/';",
+        vec![json!(app.state.config.auth.cookie_name), json!(token)],
+    )
+    .await
+    .expect("cookie");
+}
+
+#[tokio::test]
+async fn requester_fills_the_form_and_another_admin_approves_in_a_real_browser() {
+    let Some(browser) = crate::browser::Browser::start().await else {
+        return;
+    };
+    let Some(w) = world().await else { return };
+    let (mut config, dir) = TestApp::demo_config();
+    config.aws.mode = iamdesk::config::AwsMode::Aws;
+    config.account_ids_to_name = BTreeMap::from([(w.account.clone(), "spoke".to_string())]);
+    config.policies.role_name = "iamdesk-spoke".into();
+    config.groups.can_admin = vec!["admins".into()];
+    let mut app = TestApp::spawn(config).await;
+    app.keep(dir);
+    iamdesk::resources::sync::run(&app.state)
+        .await
+        .expect("sync");
+    let w = World { app, ..w };
+    let c = &browser.client;
+    use fantoccini::Locator::{Css, XPath};
+
+    // The requester fills the role page's form.
+    browser_sign_in(c, &w.app, DEV, &["dev"]).await;
+    c.goto(&w.app.url(&format!(
+        "/policies/edit/{}/iamrole/app#request-change",
+        w.account
+    )))
+    .await
+    .expect("role page");
+    c.find(Css("select[name=kind]"))
+        .await
+        .expect("kind")
+        .select_by_value("inline_policy:attach")
+        .await
+        .expect("select");
+    c.find(Css("input[name=policy_name]"))
+        .await
+        .expect("name")
+        .send_keys("browser-journey")
+        .await
+        .expect("type");
+    let doc = c
+        .find(Css("textarea[name=policy_document]"))
+        .await
+        .expect("document");
+    doc.clear().await.expect("clear");
+    doc.send_keys(r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"s3:GetObject","Resource":"arn:aws:s3:::journey/*"}]}"#)
+        .await
+        .expect("type");
+    c.find(Css("textarea[name=justification]"))
+        .await
+        .expect("justification")
+        .send_keys("the journey test reads its bucket")
+        .await
+        .expect("type");
+    c.find(XPath(
+        "//form[contains(@class,'change-form')]//button[@type='submit']",
+    ))
+    .await
+    .expect("submit")
+    .click()
+    .await
+    .expect("submit");
+    c.wait()
+        .for_element(XPath("//h1/span[contains(., 'pending')]"))
+        .await
+        .expect("the new request's page");
+    let url = c.current_url().await.expect("url").to_string();
+    let id = url
+        .rsplit('/')
+        .next()
+        .expect("id")
+        .split(['#', '?'])
+        .next()
+        .unwrap_or_default()
+        .to_string();
+    assert_eq!(w.request(&id).await.requester, DEV);
+    // The requester sees no approve button.
+    assert!(c.find(Css("button.approve")).await.is_err());
+
+    // An admin opens it, sees the diff, approves.
+    browser_sign_in(c, &w.app, ADMIN, &["admins"]).await;
+    c.goto(&w.app.url(&format!("/policies/request/{id}")))
+        .await
+        .expect("open request");
+    c.find(Css("table.diff tr.add"))
+        .await
+        .expect("the diff is shown");
+    browser.screenshot("journey-request-before-approval").await;
+    c.find(Css("form input[name=confirm]"))
+        .await
+        .expect("confirmation box")
+        .click()
+        .await
+        .expect("tick");
+    c.find(Css("button.approve"))
+        .await
+        .expect("approve button")
+        .click()
+        .await
+        .expect("approve");
+    c.wait()
+        .for_element(XPath("//h1/span[contains(., 'approved')]"))
+        .await
+        .expect("the request is approved");
+    browser.screenshot("journey-request-after-approval").await;
+    browser.close().await;
+    assert!(
+        w.iam
+            .get_role_policy()
+            .role_name("app")
+            .policy_name("browser-journey")
+            .send()
+            .await
+            .is_ok(),
+        "applied in the spoke account"
+    );
+}
