@@ -20,8 +20,25 @@ struct World {
     csrf: (String, String),
 }
 
+/// Where requests live in a test world.
+#[derive(Clone, Copy, PartialEq)]
+enum Backends {
+    /// The embedded store (SQLite) and the in-process cache: the defaults.
+    Embedded,
+    /// DynamoDB (moto) behind a real Redis cache: production's pair.
+    DynamoRedis,
+}
+
 async fn world() -> Option<World> {
+    world_on(Backends::Embedded).await
+}
+
+async fn world_on(backends: Backends) -> Option<World> {
     moto_endpoint()?;
+    let redis = match backends {
+        Backends::Embedded => None,
+        Backends::DynamoRedis => Some(crate::support::redis_url()?),
+    };
     let account = account_id();
     let iam = iam_in(&account).await;
     iam.create_role()
@@ -37,8 +54,25 @@ async fn world() -> Option<World> {
     config.auth.get_user_by_header = true;
     config.auth.get_groups_by_header = true;
     config.groups.can_admin = vec!["admins".into()];
+    if backends == Backends::DynamoRedis {
+        let prefix = crate::support::unique("rq");
+        let client = iamdesk::aws::dynamodb_client(&config).await;
+        iamdesk::migrate::run(&client, &prefix)
+            .await
+            .expect("migrate");
+        config.storage.backend = iamdesk::config::StorageBackend::Dynamodb;
+        config.storage.dynamodb.table_prefix = prefix;
+        config.redis.url = redis;
+    }
     let mut app = TestApp::spawn(config).await;
     app.keep(dir);
+    assert_eq!(
+        app.state.store.backend_name(),
+        match backends {
+            Backends::Embedded => "embedded",
+            Backends::DynamoRedis => "dynamodb",
+        }
+    );
     iamdesk::resources::sync::run(&app.state)
         .await
         .expect("sync");
@@ -164,6 +198,19 @@ impl World {
 #[tokio::test]
 async fn comment_then_approve_applies_the_change_in_the_spoke_account() {
     let Some(w) = world().await else { return };
+    comment_then_approve(w).await;
+}
+
+#[tokio::test]
+async fn comment_then_approve_on_dynamodb_and_redis() {
+    let Some(w) = world_on(Backends::DynamoRedis).await else {
+        return;
+    };
+    assert_eq!(w.app.state.cache.backend_name(), "redis");
+    comment_then_approve(w).await;
+}
+
+async fn comment_then_approve(w: World) {
     let id = w.seed(DEV, vec![w.inline("reports-read", "attach")]).await;
     let html = w.page(ADMIN, "admins", &id).await;
     assert!(
@@ -251,6 +298,18 @@ async fn comment_then_approve_applies_the_change_in_the_spoke_account() {
 #[tokio::test]
 async fn who_may_do_what() {
     let Some(w) = world().await else { return };
+    who_may_do_what_in(w).await;
+}
+
+#[tokio::test]
+async fn who_may_do_what_on_dynamodb_and_redis() {
+    let Some(w) = world_on(Backends::DynamoRedis).await else {
+        return;
+    };
+    who_may_do_what_in(w).await;
+}
+
+async fn who_may_do_what_in(w: World) {
     let own = w.seed(ADMIN, vec![w.inline("mine", "attach")]).await;
     let resp = w
         .act(ADMIN, "admins", &own, json!({"command": "approve_request"}))
@@ -368,6 +427,18 @@ async fn who_may_do_what() {
 #[tokio::test]
 async fn a_failing_aws_call_leaves_the_request_pending_with_the_error() {
     let Some(w) = world().await else { return };
+    a_failing_aws_call_leaves_the_request_pending_with_the_error_in(w).await;
+}
+
+#[tokio::test]
+async fn a_failing_aws_call_leaves_the_request_pending_with_the_error_on_dynamodb_and_redis() {
+    let Some(w) = world_on(Backends::DynamoRedis).await else {
+        return;
+    };
+    a_failing_aws_call_leaves_the_request_pending_with_the_error_in(w).await;
+}
+
+async fn a_failing_aws_call_leaves_the_request_pending_with_the_error_in(w: World) {
     // First change works, second fails (no such inline policy to delete).
     let id = w
         .seed(
@@ -425,6 +496,18 @@ async fn a_failing_aws_call_leaves_the_request_pending_with_the_error() {
 #[tokio::test]
 async fn ten_concurrent_approvals_apply_once() {
     let Some(w) = world().await else { return };
+    ten_concurrent_approvals_apply_once_in(w).await;
+}
+
+#[tokio::test]
+async fn ten_concurrent_approvals_apply_once_on_dynamodb_and_redis() {
+    let Some(w) = world_on(Backends::DynamoRedis).await else {
+        return;
+    };
+    ten_concurrent_approvals_apply_once_in(w).await;
+}
+
+async fn ten_concurrent_approvals_apply_once_in(w: World) {
     let id = w.seed(DEV, vec![w.inline("race", "attach")]).await;
     let w = std::sync::Arc::new(w);
     let mut tasks = vec![];
@@ -554,6 +637,18 @@ async fn count_requests(w: &World) -> usize {
 #[tokio::test]
 async fn create_validates_stores_and_can_auto_approve() {
     let Some(w) = world().await else { return };
+    create_validates_stores_and_can_auto_approve_in(w).await;
+}
+
+#[tokio::test]
+async fn create_validates_stores_and_can_auto_approve_on_dynamodb_and_redis() {
+    let Some(w) = world_on(Backends::DynamoRedis).await else {
+        return;
+    };
+    create_validates_stores_and_can_auto_approve_in(w).await;
+}
+
+async fn create_validates_stores_and_can_auto_approve_in(w: World) {
     let body = json!({"justification": "reports for the finance close",
                       "changes": {"changes": [w.inline("finance-reports", "attach")]}});
     let resp = post_request(&w, DEV, "dev", body.clone()).await;
