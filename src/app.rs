@@ -32,6 +32,10 @@ pub struct App {
     pub api_limiter: crate::web::ratelimit::Limiter,
     /// Per-IP limit on sign-in attempts (token verifications).
     pub login_limiter: crate::web::ratelimit::Limiter,
+    /// Wakes the outbox worker when new messages were written.
+    pub outbox_wake: tokio::sync::Notify,
+    /// The SESv2 client, made on first use (only when a sender is configured).
+    pub ses: tokio::sync::OnceCell<aws_sdk_sesv2::Client>,
 }
 
 #[derive(Clone)]
@@ -103,6 +107,8 @@ impl App {
             config,
             resources,
             cloud,
+            outbox_wake: tokio::sync::Notify::new(),
+            ses: tokio::sync::OnceCell::new(),
         });
         app.load_resources().await;
         Ok(app)

@@ -24,6 +24,15 @@ pub async fn dynamodb_client(config: &Config) -> aws_sdk_dynamodb::Client {
     aws_sdk_dynamodb::Client::from_conf(builder.build())
 }
 
+/// An SESv2 client in `ses.region` (ConsoleMe's default `us-west-2`), central-account credentials.
+pub async fn sesv2_client(config: &Config) -> aws_sdk_sesv2::Client {
+    let sdk = sdk_config(config).await;
+    let conf = aws_sdk_sesv2::config::Builder::from(&sdk)
+        .region(aws_config::Region::new(config.ses.region.clone()))
+        .build();
+    aws_sdk_sesv2::Client::from_conf(conf)
+}
+
 /// AWS's own words for a failed call: `Code: message` when the service said so, else the whole
 /// error chain (connection refused, timeout, ...). Shared by every AWS-backed component.
 pub fn error_text<E, R>(e: &aws_sdk_dynamodb::error::SdkError<E, R>) -> String

@@ -12,6 +12,7 @@ pub mod cloud;
 pub mod config;
 pub mod error;
 pub mod migrate;
+pub mod notify;
 pub mod requests;
 pub mod resources;
 pub mod store;

@@ -56,6 +56,29 @@ pub struct Config {
     pub cloud_credential_authorization_mapping: CredentialMapping,
     pub sync: SyncConfig,
     pub rate_limit: RateLimitConfig,
+    pub outbox: OutboxConfig,
+}
+
+/// Delivery of notifications from the outbox (email, Slack).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct OutboxConfig {
+    /// Attempts before a message is marked dead (an admin can still retry it).
+    pub max_attempts: u32,
+    /// Delay before the first retry; doubled on every further attempt, capped at one hour.
+    pub retry_seconds: u64,
+    /// How often the worker looks for due messages (it is also woken on every new message).
+    pub poll_seconds: u64,
+}
+
+impl Default for OutboxConfig {
+    fn default() -> Self {
+        OutboxConfig {
+            max_attempts: 6,
+            retry_seconds: 30,
+            poll_seconds: 10,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -231,6 +254,7 @@ impl Default for Config {
             cloud_credential_authorization_mapping: CredentialMapping::default(),
             sync: SyncConfig::default(),
             rate_limit: RateLimitConfig::default(),
+            outbox: OutboxConfig::default(),
         }
     }
 }

@@ -159,7 +159,16 @@ pub async fn create(app: &App, actor: &Actor, body: &Value) -> Result<Created, A
         json!({"changes": change_count, "warnings": warnings.len(),
                "admin_auto_approve": auto_approve}),
     );
-    app.store.create_request(&request, &event, &[]).await?;
+    let outbox = crate::notify::messages_for(
+        &app.config,
+        &request,
+        &crate::notify::Event::Created,
+        &actor.email,
+    );
+    app.store.create_request(&request, &event, &outbox).await?;
+    if !outbox.is_empty() {
+        app.outbox_wake.notify_one();
+    }
     let mut status = RequestStatus::Pending;
     if auto_approve {
         let done = lifecycle::approve_now(app, &request.id, actor).await?;

@@ -18,6 +18,7 @@ use crate::store::{
 };
 
 use super::ops;
+use crate::notify::Event;
 
 /// A claim older than this is considered abandoned (the approver's process died mid-apply).
 const CLAIM_TIMEOUT_MINUTES: i64 = 10;
@@ -139,12 +140,22 @@ async fn save(
     actor: &Actor,
     action: &str,
     detail: Value,
+    notify: Option<Event>,
 ) -> Result<PolicyRequest, AppError> {
     next.version += 1;
     next.updated_at = Utc::now();
     let event = AuditEvent::new(&actor.email, action, Some(&next.id), detail);
-    match app.store.update_request(&next, &event, &[]).await {
-        Ok(()) => Ok(next),
+    // Notifications go in the same transaction: committed with the event or not at all.
+    let outbox = notify
+        .map(|e| crate::notify::messages_for(&app.config, &next, &e, &actor.email))
+        .unwrap_or_default();
+    match app.store.update_request(&next, &event, &outbox).await {
+        Ok(()) => {
+            if !outbox.is_empty() {
+                app.outbox_wake.notify_one();
+            }
+            Ok(next)
+        }
         Err(StoreError::Conflict(_)) => Err(conflict(
             "The request changed while you were acting on it (somebody else acted first). \
              Reload it and try again."
@@ -172,7 +183,17 @@ pub async fn modify(
                 text,
                 created_at: Utc::now(),
             });
-            save(app, next, actor, "request.commented", json!({})).await
+            save(
+                app,
+                next,
+                actor,
+                "request.commented",
+                json!({}),
+                Some(Event::Commented {
+                    author: actor.email.clone(),
+                }),
+            )
+            .await
         }
         Command::Cancel => {
             if !is_requester {
@@ -189,6 +210,7 @@ pub async fn modify(
                 actor,
                 "request.cancelled",
                 json!({"status": "cancelled"}),
+                Some(Event::StatusChanged(RequestStatus::Cancelled)),
             )
             .await
         }
@@ -204,6 +226,7 @@ pub async fn modify(
                 actor,
                 "request.rejected",
                 json!({"status": "rejected"}),
+                Some(Event::StatusChanged(RequestStatus::Rejected)),
             )
             .await
         }
@@ -226,6 +249,7 @@ pub async fn modify(
                 actor,
                 "request.reopened",
                 json!({"status": "pending"}),
+                None,
             )
             .await
         }
@@ -309,6 +333,7 @@ async fn update_change(
         actor,
         "request.change_updated",
         json!({"change_id": change_id, "change": index}),
+        None,
     )
     .await
 }
@@ -379,6 +404,7 @@ async fn approve(
         actor,
         "request.approval_started",
         json!({"admin_auto_approve": auto}),
+        None,
     )
     .await?;
 
@@ -453,7 +479,8 @@ async fn approve(
             json!({"status": "pending", "failed_change": i, "error": message}),
         ),
     };
-    let saved = save(app, claimed, actor, action, detail).await?;
+    let notify = (failed.is_none()).then_some(Event::StatusChanged(RequestStatus::Approved));
+    let saved = save(app, claimed, actor, action, detail, notify).await?;
 
     // 4. Show the new state at once: re-read the touched roles into the snapshot.
     for (account, role) in touched {

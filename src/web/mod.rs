@@ -59,6 +59,7 @@ pub fn router(state: AppState) -> Router {
         .route("/admin/audit", get(pages::audit))
         .route("/admin/audit.jsonl", get(pages::audit_export))
         .route("/admin/outbox", get(pages::outbox))
+        .route("/admin/outbox/{id}/retry", post(pages::retry_outbox))
         .route("/admin/accounts", get(resources::accounts_page))
         // JSON API (ConsoleMe v2 shapes)
         .route("/api/v2/requests", get(api::list_requests))

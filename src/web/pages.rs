@@ -455,6 +455,29 @@ pub struct OutboxPage {
     layout: Layout,
     messages: Vec<OutboxRow>,
     next_url: Option<String>,
+    status_filter: String,
+    /// Why email is not being delivered, when it is not.
+    delivery_note: Option<String>,
+}
+
+/// Retry a dead or pending outbox message now (admins).
+pub async fn retry_outbox(
+    admin: AdminUser,
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<axum::response::Redirect, AppError> {
+    let m = crate::notify::worker::retry(&state, &id).await?;
+    state
+        .store
+        .append_audit(&crate::store::AuditEvent::new(
+            &admin.0.email,
+            "outbox.retried",
+            m.payload.get("request_id").and_then(|v| v.as_str()),
+            serde_json::json!({"outbox_id": m.id, "channel": m.channel,
+                               "status": m.status.as_str()}),
+        ))
+        .await?;
+    Ok(axum::response::Redirect::to("/admin/outbox"))
 }
 
 pub async fn outbox(
@@ -475,8 +498,14 @@ pub async fn outbox(
     };
     let result = state.store.list_outbox(status, &page).await?;
     let status_s = status.map(|s| s.as_str()).unwrap_or("");
+    let delivery_note = (!crate::notify::worker::can_deliver(&state, "email")).then(|| {
+        "No sender is configured (ses.consoleme.sender), so email stays here: nothing is sent."
+            .to_string()
+    });
     Ok(OutboxPage {
         layout: layout.nav("outbox"),
+        status_filter: status_s.to_string(),
+        delivery_note,
         messages: result.items.iter().map(OutboxRow::from).collect(),
         next_url: result.next_cursor.map(|c| {
             format!(

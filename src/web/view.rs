@@ -124,6 +124,12 @@ impl From<&AuditEvent> for AuditRow {
 }
 
 pub struct OutboxRow {
+    pub id: String,
+    pub request_id: String,
+    /// Email recipients, comma-separated (empty for Slack).
+    pub to: String,
+    pub next_attempt: String,
+    pub retryable: bool,
     pub created: String,
     pub channel: String,
     pub status: &'static str,
@@ -141,7 +147,32 @@ impl From<&OutboxMessage> for OutboxRow {
             .and_then(|v| v.as_str())
             .unwrap_or("")
             .to_string();
+        let to = m
+            .payload
+            .get("to")
+            .and_then(|v| v.as_array())
+            .map(|a| {
+                a.iter()
+                    .filter_map(|x| x.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            })
+            .unwrap_or_default();
         OutboxRow {
+            id: m.id.clone(),
+            request_id: m
+                .payload
+                .get("request_id")
+                .and_then(|v| v.as_str())
+                .unwrap_or_default()
+                .to_string(),
+            to,
+            next_attempt: if m.status == crate::store::OutboxStatus::Pending && m.attempts > 0 {
+                human_time(m.next_attempt_at)
+            } else {
+                String::new()
+            },
+            retryable: m.status != crate::store::OutboxStatus::Sent,
             created: human_time(m.created_at),
             channel: m.channel.clone(),
             status: m.status.as_str(),

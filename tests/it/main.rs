@@ -5,6 +5,7 @@ mod browser;
 mod cache;
 mod config;
 mod identity;
+mod notify;
 mod requests;
 mod resources;
 mod server;

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use iamdesk::store::{AuditEvent, PageRequest, PolicyRequest, RequestStatus};
 use serde_json::{Value, json};
 
-use crate::support::{TestApp, account_id, iam_in, moto_endpoint};
+use crate::support::{TestApp, account_id, csrf_for, iam_in, moto_endpoint};
 
 const ADMIN: &str = "admin@example.com";
 const OTHER_ADMIN: &str = "admin2@example.com";
@@ -83,37 +83,6 @@ async fn world_on(backends: Backends) -> Option<World> {
         iam,
         csrf,
     })
-}
-
-/// A CSRF cookie and its token, from a page's form.
-async fn csrf_for(app: &TestApp) -> (String, String) {
-    let resp = app
-        .client
-        .get(app.url("/requests"))
-        .header("x-user", DEV)
-        .send()
-        .await
-        .expect("GET");
-    let cookie = resp
-        .headers()
-        .get_all("set-cookie")
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .find(|c| c.starts_with("iamdesk_csrf="))
-        .and_then(|c| c.split(';').next())
-        .expect("csrf cookie")
-        .to_string();
-    let value = cookie.trim_start_matches("iamdesk_csrf=").to_string();
-    let key = app.state.secret.clone();
-    (cookie, iamdesk_csrf_token(&key, &value))
-}
-
-fn iamdesk_csrf_token(key: &[u8], cookie: &str) -> String {
-    use hmac::{Hmac, KeyInit, Mac};
-    let mut mac = <Hmac<sha2::Sha256> as KeyInit>::new_from_slice(key).expect("key");
-    mac.update(b"iamdesk-csrf:");
-    mac.update(cookie.as_bytes());
-    hex::encode(mac.finalize().into_bytes())
 }
 
 impl World {

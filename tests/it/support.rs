@@ -117,6 +117,11 @@ impl TestApp {
         self.db_dir = Some(dir);
     }
 
+    /// Take the database directory back (to restart on the same data after a drop).
+    pub fn take_dir(&mut self) -> Option<tempfile::TempDir> {
+        self.db_dir.take()
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
     }
@@ -180,4 +185,35 @@ pub async fn iam_in(account: &str) -> aws_sdk_iam::Client {
             .credentials_provider(provider)
             .build(),
     )
+}
+
+/// A CSRF cookie and its token, from a page's form.
+pub async fn csrf_for(app: &TestApp) -> (String, String) {
+    let resp = app
+        .client
+        .get(app.url("/requests"))
+        .header("x-user", "csrf@example.com")
+        .send()
+        .await
+        .expect("GET");
+    let cookie = resp
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|c| c.starts_with("iamdesk_csrf="))
+        .and_then(|c| c.split(';').next())
+        .expect("csrf cookie")
+        .to_string();
+    let value = cookie.trim_start_matches("iamdesk_csrf=").to_string();
+    let key = app.state.secret.clone();
+    (cookie, iamdesk_csrf_token(&key, &value))
+}
+
+pub fn iamdesk_csrf_token(key: &[u8], cookie: &str) -> String {
+    use hmac::{Hmac, KeyInit, Mac};
+    let mut mac = <Hmac<sha2::Sha256> as KeyInit>::new_from_slice(key).expect("key");
+    mac.update(b"iamdesk-csrf:");
+    mac.update(cookie.as_bytes());
+    hex::encode(mac.finalize().into_bytes())
 }

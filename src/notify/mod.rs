@@ -1,0 +1,512 @@
+//! Notifications (GUIDE §4): who hears about what, in ConsoleMe's exact words.
+//!
+//! Every message is built here and written to the outbox in the same Store transaction as the
+//! event that caused it ([`messages_for`]); [`worker`] delivers it later through SESv2 or a
+//! Slack webhook, with retries. Nothing here talks to the network.
+
+pub mod worker;
+
+use askama::Template;
+use serde_json::{Value, json};
+
+use crate::config::{Config, Environment};
+use crate::store::{OutboxMessage, PolicyRequest, RequestStatus};
+
+/// What happened to a request.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Event {
+    Created,
+    Commented { author: String },
+    StatusChanged(RequestStatus),
+}
+
+/// An email as stored in the outbox (`channel = "email"`).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Email {
+    pub request_id: String,
+    pub to: Vec<String>,
+    pub subject: String,
+    pub text: String,
+    pub html: String,
+}
+
+#[derive(Template)]
+#[template(path = "email.html")]
+struct EmailHtml<'a> {
+    subject: &'a str,
+    text: &'a str,
+    link: &'a str,
+}
+
+/// `{url}/policies/request/{id}`.
+pub fn request_link(config: &Config, id: &str) -> String {
+    format!("{}/policies/request/{id}", config.url.trim_end_matches('/'))
+}
+
+/// The principal ARN of the first change, with `and N more` when the request touches several.
+pub fn request_arn(r: &PolicyRequest) -> String {
+    let mut arns: Vec<String> = Vec::new();
+    for change in r
+        .changes
+        .get("changes")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        let arn = change
+            .pointer("/principal/principal_arn")
+            .and_then(Value::as_str)
+            .map(str::to_string)
+            .or_else(|| {
+                let (account, name) = crate::requests::ops::target(change)?;
+                let path = change.get("path").and_then(Value::as_str).unwrap_or("/");
+                Some(format!("arn:aws:iam::{account}:role{path}{name}"))
+            });
+        if let Some(arn) = arn
+            && !arns.contains(&arn)
+        {
+            arns.push(arn);
+        }
+    }
+    match arns.len() {
+        0 => "(no principal)".to_string(),
+        1 => arns.remove(0),
+        n => format!("{} and {} more", arns[0], n - 1),
+    }
+}
+
+/// Only things that look like email addresses: group names cannot be mailed.
+fn emails<'a>(list: impl IntoIterator<Item = &'a String>) -> Vec<String> {
+    list.into_iter()
+        .map(|s| s.trim())
+        .filter(|s| s.contains('@') && !s.contains(char::is_whitespace))
+        .map(str::to_string)
+        .collect()
+}
+
+/// `application_admin` and the addresses in `groups.can_admin_policies` / `groups.can_admin`;
+/// when there are none, `groups.fallback_policy_request_reviewers`.
+pub fn reviewers(config: &Config) -> Vec<String> {
+    let mut list = emails(config.application_admin.iter());
+    list.extend(emails(&config.groups.can_admin_policies));
+    list.extend(emails(&config.groups.can_admin));
+    if list.is_empty() {
+        list = emails(&config.groups.fallback_policy_request_reviewers);
+    }
+    list
+}
+
+/// De-duplicated (case-insensitively, first spelling kept), without `except`.
+fn dedup_without(list: Vec<String>, except: Option<&str>) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for a in list {
+        let lower = a.to_lowercase();
+        if except.is_some_and(|e| e.eq_ignore_ascii_case(&a)) {
+            continue;
+        }
+        if !out.iter().any(|o| o.to_lowercase() == lower) {
+            out.push(a);
+        }
+    }
+    out
+}
+
+/// Who is told about `event`: the requester and the reviewers (and, for comments, earlier
+/// commenters), never `actor` — except the requester's own receipt for a new request. When
+/// nobody is left, the fallback reviewers (still without the actor). In dev,
+/// `ses.override_receivers_for_dev` replaces everyone.
+pub fn recipients(config: &Config, r: &PolicyRequest, event: &Event, actor: &str) -> Vec<String> {
+    let mut list = vec![r.requester.clone()];
+    list.extend(reviewers(config));
+    let except = match event {
+        Event::Created => None,
+        Event::Commented { .. } => {
+            list.extend(r.comments.iter().map(|c| c.author.clone()));
+            Some(actor)
+        }
+        Event::StatusChanged(_) => Some(actor),
+    };
+    let mut to = dedup_without(emails(&list), except);
+    if to.is_empty() {
+        to = dedup_without(
+            emails(&config.groups.fallback_policy_request_reviewers),
+            except,
+        );
+    }
+    if config.environment == Environment::Dev
+        && !config.ses.override_receivers_for_dev.is_empty()
+        && !to.is_empty()
+    {
+        to = dedup_without(emails(&config.ses.override_receivers_for_dev), None);
+    }
+    to
+}
+
+/// `approved and committed`, `rejected`, `cancelled` (ConsoleMe's words).
+pub fn status_words(status: RequestStatus) -> &'static str {
+    match status {
+        RequestStatus::Approved => "approved and committed",
+        other => other.as_str(),
+    }
+}
+
+/// Subject and plain-text body, word for word as GUIDE §4 (ConsoleMe) has them.
+pub fn subject_and_text(config: &Config, r: &PolicyRequest, event: &Event) -> (String, String) {
+    let name = &config.ses.consoleme.name;
+    let arn = request_arn(r);
+    let link = request_link(config, &r.id);
+    let support = &config.ses.support_reference;
+    let see = format!("See the request here: {link}.\n\n\n{support}");
+    match event {
+        Event::Created => (
+            format!("{name}: Policy change request for {arn} has been created"),
+            format!("A policy change request for {arn} has been created.\n\n{see}"),
+        ),
+        Event::Commented { author } => (
+            format!("{name}: A new comment has been added to Policy Change request for {arn}"),
+            format!(
+                "A new comment has been added to the policy change request for {arn} by \
+                 {author}\n\n{see}"
+            ),
+        ),
+        Event::StatusChanged(status) => {
+            let words = status_words(*status);
+            (
+                format!("{name}: Policy change request for {arn} has been updated to {words}"),
+                format!("A policy change request for {arn} has been updated to {words}\n\n{see}"),
+            )
+        }
+    }
+}
+
+/// The email for `event`, or `None` when nobody is to be told.
+pub fn email_for(config: &Config, r: &PolicyRequest, event: &Event, actor: &str) -> Option<Email> {
+    let to = recipients(config, r, event, actor);
+    if to.is_empty() {
+        return None;
+    }
+    let (subject, text) = subject_and_text(config, r, event);
+    let link = request_link(config, &r.id);
+    let html = EmailHtml {
+        subject: &subject,
+        text: &text,
+        link: &link,
+    }
+    .render()
+    .unwrap_or_else(|_| format!("<pre>{}</pre>", askama_escape(&text)));
+    Some(Email {
+        request_id: r.id.clone(),
+        to,
+        subject,
+        text,
+        html,
+    })
+}
+
+fn askama_escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+}
+
+/// Slack attachment colour by status (seed 002's attachment style).
+fn slack_color(event: &Event) -> &'static str {
+    match event {
+        Event::Created | Event::Commented { .. } => "#1D9BD1",
+        Event::StatusChanged(RequestStatus::Approved) => "#2EB67D",
+        Event::StatusChanged(RequestStatus::Rejected) => "#D50200",
+        Event::StatusChanged(_) => "#9E9E9E",
+    }
+}
+
+/// The incoming-webhook body for a new request or a status change (not for comments).
+pub fn slack_for(config: &Config, r: &PolicyRequest, event: &Event) -> Option<Value> {
+    if !config.slack.notifications_enabled || config.slack.webhook_url.is_none() {
+        return None;
+    }
+    let status = match event {
+        Event::Created => "pending",
+        Event::StatusChanged(s) => status_words(*s),
+        Event::Commented { .. } => return None,
+    };
+    let (subject, _) = subject_and_text(config, r, event);
+    let link = request_link(config, &r.id);
+    Some(json!({
+        "text": format!("{subject} <{link}|Open the request>"),
+        "attachments": [{
+            "color": slack_color(event),
+            "title": subject,
+            "title_link": link,
+            "fields": [
+                {"title": "Principal", "value": request_arn(r), "short": false},
+                {"title": "Requester", "value": r.requester, "short": true},
+                {"title": "Status", "value": status, "short": true},
+            ],
+        }],
+    }))
+}
+
+/// The outbox messages for `event` on request `r` (as it is after the event), caused by `actor`.
+pub fn messages_for(
+    config: &Config,
+    r: &PolicyRequest,
+    event: &Event,
+    actor: &str,
+) -> Vec<OutboxMessage> {
+    let mut out = Vec::new();
+    if let Some(email) = email_for(config, r, event, actor)
+        && let Ok(payload) = serde_json::to_value(&email)
+    {
+        out.push(OutboxMessage::new("email", payload));
+    }
+    if let Some(body) = slack_for(config, r, event) {
+        out.push(OutboxMessage::new(
+            "slack",
+            json!({"request_id": r.id, "subject": subject_and_text(config, r, event).0,
+                   "body": body}),
+        ));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::Comment;
+    use chrono::Utc;
+
+    fn config() -> Config {
+        let mut c = Config {
+            url: "https://iamdesk.example.com/".into(),
+            ..Config::default()
+        };
+        c.ses.consoleme.name = "ConsoleMe".into();
+        c.ses.support_reference =
+            "Please contact us at consoleme@example.com if you have any questions or concerns."
+                .into();
+        c.groups.can_admin = vec!["admins".into(), "alice@example.com".into()];
+        c.groups.can_admin_policies = vec!["bob@example.com".into(), "Alice@example.com".into()];
+        c.groups.fallback_policy_request_reviewers = vec!["fallback@example.com".into()];
+        c
+    }
+
+    fn request(changes: Value) -> PolicyRequest {
+        let now = Utc::now();
+        PolicyRequest {
+            id: "1234567b-a10f-1234-a12a-1e2ece345678".into(),
+            status: RequestStatus::Pending,
+            requester: "dev@example.com".into(),
+            justification: "j".into(),
+            changes: json!({ "changes": changes }),
+            comments: vec![],
+            created_at: now,
+            updated_at: now,
+            version: 1,
+            results: vec![],
+            applying: None,
+            warnings: vec![],
+        }
+    }
+
+    fn on(arn: &str) -> Value {
+        json!({"change_type": "inline_policy", "principal": {"principal_arn": arn}})
+    }
+
+    #[test]
+    fn texts_match_consolemes_word_for_word() {
+        let c = config();
+        let r = request(vec![on("arn:aws:s3:::example-bucket")].into());
+        let (subject, text) =
+            subject_and_text(&c, &r, &Event::StatusChanged(RequestStatus::Approved));
+        assert_eq!(
+            subject,
+            "ConsoleMe: Policy change request for arn:aws:s3:::example-bucket has been updated \
+             to approved and committed"
+        );
+        assert_eq!(
+            text,
+            "A policy change request for arn:aws:s3:::example-bucket has been updated to \
+             approved and committed\n\nSee the request here: \
+             https://iamdesk.example.com/policies/request/1234567b-a10f-1234-a12a-1e2ece345678.\
+             \n\n\nPlease contact us at consoleme@example.com if you have any questions or \
+             concerns."
+        );
+        let (subject, text) = subject_and_text(
+            &c,
+            &r,
+            &Event::Commented {
+                author: "bob@company-name.com".into(),
+            },
+        );
+        assert_eq!(
+            subject,
+            "ConsoleMe: A new comment has been added to Policy Change request for \
+             arn:aws:s3:::example-bucket"
+        );
+        assert!(text.starts_with(
+            "A new comment has been added to the policy change request for \
+             arn:aws:s3:::example-bucket by bob@company-name.com\n\nSee the request here: "
+        ));
+        let (subject, text) = subject_and_text(&c, &r, &Event::Created);
+        assert_eq!(
+            subject,
+            "ConsoleMe: Policy change request for arn:aws:s3:::example-bucket has been created"
+        );
+        assert!(text.starts_with(
+            "A policy change request for arn:aws:s3:::example-bucket has been created.\n\n"
+        ));
+        for (status, words) in [
+            (RequestStatus::Rejected, "rejected"),
+            (RequestStatus::Cancelled, "cancelled"),
+        ] {
+            let (subject, _) = subject_and_text(&c, &r, &Event::StatusChanged(status));
+            assert!(subject.ends_with(&format!("has been updated to {words}")));
+        }
+    }
+
+    #[test]
+    fn several_principals_read_and_n_more() {
+        let r = request(
+            vec![
+                on("arn:aws:iam::111122223333:role/a"),
+                on("arn:aws:iam::111122223333:role/b"),
+                on("arn:aws:iam::111122223333:role/a"),
+                json!({"change_type": "create_role", "account_id": "111122223333",
+                       "role_name": "new", "path": "/svc/"}),
+            ]
+            .into(),
+        );
+        assert_eq!(
+            request_arn(&r),
+            "arn:aws:iam::111122223333:role/a and 2 more"
+        );
+        let r = request(
+            vec![
+                json!({"change_type": "create_role", "account_id": "111122223333",
+                        "role_name": "new"}),
+            ]
+            .into(),
+        );
+        assert_eq!(request_arn(&r), "arn:aws:iam::111122223333:role/new");
+    }
+
+    #[test]
+    fn recipients_are_requester_and_reviewers_without_the_actor() {
+        let c = config();
+        let mut r = request(vec![on("arn:aws:iam::111122223333:role/a")].into());
+        // A new request: the requester's receipt too.
+        assert_eq!(
+            recipients(&c, &r, &Event::Created, "dev@example.com"),
+            ["dev@example.com", "bob@example.com", "Alice@example.com"],
+            "de-duplicated ignoring case, first spelling kept"
+        );
+        // Approval by alice: not alice; group names are never addresses.
+        assert_eq!(
+            recipients(
+                &c,
+                &r,
+                &Event::StatusChanged(RequestStatus::Approved),
+                "ALICE@example.com"
+            ),
+            ["dev@example.com", "bob@example.com"]
+        );
+        // A comment by the requester reaches the reviewers and earlier commenters.
+        r.comments.push(Comment {
+            id: "c".into(),
+            author: "carol@example.com".into(),
+            text: "t".into(),
+            created_at: Utc::now(),
+        });
+        assert_eq!(
+            recipients(
+                &c,
+                &r,
+                &Event::Commented {
+                    author: "dev@example.com".into()
+                },
+                "dev@example.com"
+            ),
+            ["bob@example.com", "Alice@example.com", "carol@example.com"]
+        );
+    }
+
+    #[test]
+    fn no_reviewers_means_the_fallback_list() {
+        let mut c = config();
+        c.groups.can_admin = vec!["admins".into()];
+        c.groups.can_admin_policies = vec![];
+        let r = request(vec![on("arn:aws:iam::111122223333:role/a")].into());
+        assert_eq!(reviewers(&c), ["fallback@example.com"]);
+        let ev = Event::Commented {
+            author: "dev@example.com".into(),
+        };
+        assert_eq!(
+            recipients(&c, &r, &ev, "dev@example.com"),
+            ["fallback@example.com"]
+        );
+        // Nobody at all: no message.
+        c.groups.fallback_policy_request_reviewers = vec![];
+        assert!(email_for(&c, &r, &ev, "dev@example.com").is_none());
+    }
+
+    #[test]
+    fn dev_override_redirects_all_mail() {
+        let mut c = config();
+        c.environment = Environment::Dev;
+        c.ses.override_receivers_for_dev = vec!["me@example.com".into()];
+        let r = request(vec![on("arn:aws:iam::111122223333:role/a")].into());
+        assert_eq!(
+            recipients(&c, &r, &Event::Created, "dev@example.com"),
+            ["me@example.com"]
+        );
+    }
+
+    #[test]
+    fn html_carries_the_same_words_escaped_and_a_button() {
+        let c = config();
+        let mut r = request(vec![on("arn:aws:iam::111122223333:role/a<b>")].into());
+        r.requester = "dev@example.com".into();
+        let email = email_for(&c, &r, &Event::Created, "dev@example.com").expect("email");
+        assert!(email.html.contains("role/a&#60;b&#62;") || email.html.contains("role/a&lt;b&gt;"));
+        assert!(!email.html.contains("<b>"));
+        assert!(
+            email
+                .html
+                .contains(&format!("href=\"{}\"", request_link(&c, &r.id)))
+        );
+        let plain = request(vec![on("arn:aws:iam::111122223333:role/a")].into());
+        let email = email_for(&c, &plain, &Event::Created, "x@example.com").expect("email");
+        assert!(
+            email.html.contains(&email.text),
+            "the exact text is in the HTML part"
+        );
+    }
+
+    #[test]
+    fn slack_only_when_enabled_and_not_for_comments() {
+        let mut c = config();
+        let r = request(vec![on("arn:aws:iam::111122223333:role/a")].into());
+        assert!(slack_for(&c, &r, &Event::Created).is_none());
+        c.slack.notifications_enabled = true;
+        c.slack.webhook_url = Some("http://127.0.0.1:9/hook".into());
+        let body = slack_for(&c, &r, &Event::StatusChanged(RequestStatus::Rejected)).expect("on");
+        assert_eq!(body["attachments"][0]["color"], "#D50200");
+        assert_eq!(
+            body["attachments"][0]["fields"][0]["value"],
+            "arn:aws:iam::111122223333:role/a"
+        );
+        assert!(
+            slack_for(
+                &c,
+                &r,
+                &Event::Commented {
+                    author: "a@example.com".into()
+                }
+            )
+            .is_none()
+        );
+        let msgs = messages_for(&c, &r, &Event::Created, "dev@example.com");
+        let channels: Vec<&str> = msgs.iter().map(|m| m.channel.as_str()).collect();
+        assert_eq!(channels, ["email", "slack"]);
+    }
+}
