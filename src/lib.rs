@@ -10,6 +10,7 @@ pub mod cache;
 pub mod cli;
 pub mod cloud;
 pub mod config;
+pub mod credentials;
 pub mod error;
 pub mod migrate;
 pub mod notify;

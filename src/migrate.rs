@@ -22,6 +22,7 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
         "resources.json",
         include_str!("../migrations/resources.json"),
     ),
+    ("tokens.json", include_str!("../migrations/tokens.json")),
 ];
 
 /// How long to wait for a new table or index to become ACTIVE.
@@ -315,7 +316,10 @@ mod tests {
     fn embedded_definitions_are_consistent() {
         let defs = definitions().expect("valid definitions");
         let names: Vec<&str> = defs.iter().map(|d| d.table.as_str()).collect();
-        assert_eq!(names, ["requests", "audit", "outbox", "resources"]);
+        assert_eq!(
+            names,
+            ["requests", "audit", "outbox", "resources", "tokens"]
+        );
         assert!(
             defs.iter().all(|d| !d.comment.is_empty()),
             "each table says why it looks so"

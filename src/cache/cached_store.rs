@@ -279,4 +279,28 @@ impl Store for CachedStore {
     async fn list_account_status(&self) -> StoreResult<Vec<AccountStatus>> {
         self.store.list_account_status().await
     }
+
+    async fn create_api_token(
+        &self,
+        token: &crate::store::ApiToken,
+        event: &AuditEvent,
+    ) -> StoreResult<()> {
+        self.store.create_api_token(token, event).await
+    }
+
+    async fn get_api_token(&self, hash: &str) -> StoreResult<Option<crate::store::ApiToken>> {
+        self.store.get_api_token(hash).await
+    }
+
+    async fn list_api_tokens(&self, user: &str) -> StoreResult<Vec<crate::store::ApiToken>> {
+        self.store.list_api_tokens(user).await
+    }
+
+    async fn update_api_token(
+        &self,
+        token: &crate::store::ApiToken,
+        event: &AuditEvent,
+    ) -> StoreResult<()> {
+        self.store.update_api_token(token, event).await
+    }
 }

@@ -348,6 +348,38 @@ impl Cloud for AwsCloud {
         }))
     }
 
+    async fn assume_role(
+        &self,
+        role_arn: &str,
+        session_name: &str,
+        duration_seconds: i32,
+    ) -> Result<super::RoleCredentials, CloudError> {
+        let sts = aws_sdk_sts::Client::new(&self.sdk);
+        let out = sts
+            .assume_role()
+            .role_arn(role_arn)
+            .role_session_name(session_name)
+            .source_identity(session_name)
+            .duration_seconds(duration_seconds)
+            .send()
+            .await
+            .map_err(aws_error)?;
+        let c = out.credentials().ok_or_else(|| CloudError::Aws {
+            code: None,
+            message: "STS AssumeRole answered without credentials".into(),
+        })?;
+        let expiration = time(Some(c.expiration())).ok_or_else(|| CloudError::Aws {
+            code: None,
+            message: "STS AssumeRole answered without an expiration".into(),
+        })?;
+        Ok(super::RoleCredentials {
+            access_key_id: c.access_key_id().to_string(),
+            secret_access_key: c.secret_access_key().to_string(),
+            session_token: c.session_token().to_string(),
+            expiration,
+        })
+    }
+
     async fn apply(&self, account_id: &str, op: &IamOp) -> Result<(), CloudError> {
         // Every arm is one IAM call whose output we do not need.
         macro_rules! send {

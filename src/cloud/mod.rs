@@ -144,4 +144,38 @@ pub trait Cloud: Send + Sync + 'static {
 
     /// Apply one IAM write in a spoke account.
     async fn apply(&self, account_id: &str, op: &IamOp) -> Result<(), CloudError>;
+
+    /// Short-lived credentials for `role_arn`, assumed from the central account with
+    /// `RoleSessionName` and `SourceIdentity` = `session_name`.
+    async fn assume_role(
+        &self,
+        role_arn: &str,
+        session_name: &str,
+        duration_seconds: i32,
+    ) -> Result<RoleCredentials, CloudError>;
+}
+
+/// Temporary credentials of an assumed role. Always with a session token. `Debug` hides the
+/// secrets so they cannot reach a log by accident.
+#[derive(Clone, serde::Serialize)]
+pub struct RoleCredentials {
+    #[serde(rename = "AccessKeyId")]
+    pub access_key_id: String,
+    #[serde(rename = "SecretAccessKey")]
+    pub secret_access_key: String,
+    #[serde(rename = "SessionToken")]
+    pub session_token: String,
+    #[serde(rename = "Expiration")]
+    pub expiration: chrono::DateTime<chrono::Utc>,
+}
+
+impl std::fmt::Debug for RoleCredentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RoleCredentials")
+            .field("access_key_id", &self.access_key_id)
+            .field("secret_access_key", &"<redacted>")
+            .field("session_token", &"<redacted>")
+            .field("expiration", &self.expiration)
+            .finish()
+    }
 }

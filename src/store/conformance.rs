@@ -26,6 +26,66 @@ pub async fn run_all(store: Arc<dyn Store>) {
     audit_is_listed_newest_first(store.as_ref()).await;
     outbox_lifecycle(store.as_ref()).await;
     snapshots_round_trip(store.as_ref()).await;
+    api_tokens_round_trip(store.as_ref()).await;
+}
+
+async fn api_tokens_round_trip(store: &dyn Store) {
+    let user = format!("{}@example.com", uniq("tok"));
+    let mut made = vec![];
+    for i in 0..3i64 {
+        let hash = format!("{:0>64}", uniq("h").replace('-', ""));
+        let at = Utc::now() - Duration::seconds(100 - i);
+        let t = crate::store::ApiToken {
+            id: hash[..12].to_string(),
+            hash,
+            user: user.clone(),
+            groups: vec!["eng".into()],
+            name: format!("laptop {i}"),
+            created_at: at,
+            expires_at: at + Duration::days(30),
+            revoked_at: None,
+        };
+        let ev = AuditEvent::new(&user, "token.created", None, json!({"id": t.id}));
+        store.create_api_token(&t, &ev).await.expect("create token");
+        made.push(t);
+    }
+    let dup = AuditEvent::new(&user, "token.created", None, json!({}));
+    assert!(matches!(
+        store.create_api_token(&made[0], &dup).await,
+        Err(StoreError::Conflict(_))
+    ));
+    assert_eq!(
+        store.get_api_token(&made[1].hash).await.expect("get"),
+        Some(made[1].clone())
+    );
+    assert_eq!(store.get_api_token("nope").await.expect("get"), None);
+    let listed = store.list_api_tokens(&user).await.expect("list");
+    let names: Vec<&str> = listed.iter().map(|t| t.name.as_str()).collect();
+    assert_eq!(names, ["laptop 2", "laptop 1", "laptop 0"], "newest first");
+    let mut revoked = made[0].clone();
+    revoked.revoked_at = Some(Utc::now());
+    let ev = AuditEvent::new(&user, "token.revoked", None, json!({}));
+    store.update_api_token(&revoked, &ev).await.expect("revoke");
+    let got = store
+        .get_api_token(&revoked.hash)
+        .await
+        .expect("get")
+        .expect("token");
+    assert!(got.revoked_at.is_some() && !got.is_active(Utc::now()));
+    let mut ghost = revoked.clone();
+    ghost.hash = "0".repeat(64);
+    let ev = AuditEvent::new(&user, "token.revoked", None, json!({}));
+    assert!(matches!(
+        store.update_api_token(&ghost, &ev).await,
+        Err(StoreError::NotFound(_))
+    ));
+    assert!(
+        store
+            .list_api_tokens("nobody@example.com")
+            .await
+            .expect("list")
+            .is_empty()
+    );
 }
 
 /// `account` and `text` filters (matched by `search_requests` on top of the indexed listing),

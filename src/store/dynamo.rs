@@ -26,6 +26,7 @@ pub struct DynamoStore {
     audit: String,
     outbox: String,
     resources: String,
+    tokens: String,
 }
 
 /// Snapshot bytes per item: well under DynamoDB's 400 KB item limit.
@@ -40,6 +41,7 @@ impl DynamoStore {
             audit: table_name(table_prefix, "audit"),
             outbox: table_name(table_prefix, "outbox"),
             resources: table_name(table_prefix, "resources"),
+            tokens: table_name(table_prefix, "tokens"),
         }
     }
 }
@@ -107,6 +109,15 @@ fn audit_item(e: &AuditEvent) -> StoreResult<Item> {
         item.insert("request_id".into(), s(rid));
     }
     Ok(item)
+}
+
+fn token_item(t: &ApiToken) -> StoreResult<Item> {
+    Ok(HashMap::from([
+        ("id".into(), s(&t.hash)),
+        ("user".into(), s(&t.user)),
+        ("sk".into(), s(t.sort_key())),
+        ("body".into(), s(encode(t)?)),
+    ]))
 }
 
 fn due_key(m: &OutboxMessage) -> String {
@@ -725,6 +736,48 @@ impl Store for DynamoStore {
             ("body".into(), s(encode(status)?)),
         ]))
         .await
+    }
+
+    async fn create_api_token(&self, token: &ApiToken, event: &AuditEvent) -> StoreResult<()> {
+        let items = vec![
+            put_new(&self.tokens, token_item(token)?)?,
+            put_new(&self.audit, audit_item(event)?)?,
+        ];
+        self.transact(items).await
+    }
+
+    async fn get_api_token(&self, hash: &str) -> StoreResult<Option<ApiToken>> {
+        self.get_by_id(&self.tokens, hash).await
+    }
+
+    async fn list_api_tokens(&self, user: &str) -> StoreResult<Vec<ApiToken>> {
+        let page: Page<ApiToken> = self
+            .page(
+                &self.tokens,
+                "by_user",
+                ("user", user.to_string()),
+                None,
+                &PageRequest::first(PageRequest::MAX_LIMIT),
+            )
+            .await?;
+        Ok(page.items)
+    }
+
+    async fn update_api_token(&self, token: &ApiToken, event: &AuditEvent) -> StoreResult<()> {
+        let put = Put::builder()
+            .table_name(&self.tokens)
+            .set_item(Some(token_item(token)?))
+            .condition_expression("attribute_exists(id)")
+            .build()
+            .map_err(|e| StoreError::Backend(e.to_string()))?;
+        let items = vec![
+            TransactWriteItem::builder().put(put).build(),
+            put_new(&self.audit, audit_item(event)?)?,
+        ];
+        self.transact(items).await.map_err(|e| match e {
+            StoreError::Conflict(_) => StoreError::NotFound(format!("API token {}", token.id)),
+            other => other,
+        })
     }
 
     async fn list_account_status(&self) -> StoreResult<Vec<AccountStatus>> {

@@ -59,6 +59,13 @@ CREATE TABLE IF NOT EXISTS account_status (
     account_id TEXT PRIMARY KEY,
     body       TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS api_tokens (
+    hash     TEXT PRIMARY KEY,
+    user     TEXT NOT NULL,
+    sort_key TEXT NOT NULL,
+    body     TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS api_tokens_by_user ON api_tokens (user, sort_key);
 CREATE TABLE IF NOT EXISTS meta (
     key   TEXT PRIMARY KEY,
     value INTEGER NOT NULL
@@ -520,6 +527,86 @@ impl Store for EmbeddedStore {
     async fn list_account_status(&self) -> StoreResult<Vec<AccountStatus>> {
         self.with_conn(|c| all_bodies(c, "SELECT body FROM account_status ORDER BY account_id"))
             .await
+    }
+
+    async fn create_api_token(&self, token: &ApiToken, event: &AuditEvent) -> StoreResult<()> {
+        let (token, event) = (token.clone(), event.clone());
+        self.with_conn(move |c| {
+            let tx = c
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(backend)?;
+            tx.execute(
+                "INSERT INTO api_tokens (hash, user, sort_key, body) VALUES (?1, ?2, ?3, ?4)",
+                params![token.hash, token.user, token.sort_key(), to_json(&token)?],
+            )
+            .map_err(|e| {
+                if is_constraint(&e) {
+                    StoreError::Conflict("this API token already exists".into())
+                } else {
+                    backend(e)
+                }
+            })?;
+            insert_audit(&tx, &event)?;
+            tx.commit().map_err(backend)
+        })
+        .await
+    }
+
+    async fn get_api_token(&self, hash: &str) -> StoreResult<Option<ApiToken>> {
+        let hash = hash.to_string();
+        self.with_conn(move |c| {
+            let body: Option<String> = c
+                .query_row(
+                    "SELECT body FROM api_tokens WHERE hash = ?1",
+                    params![hash],
+                    |r| r.get(0),
+                )
+                .optional()
+                .map_err(backend)?;
+            body.map(|b| from_json(&b)).transpose()
+        })
+        .await
+    }
+
+    async fn list_api_tokens(&self, user: &str) -> StoreResult<Vec<ApiToken>> {
+        let user = user.to_string();
+        self.with_conn(move |c| {
+            let mut stmt = c
+                .prepare_cached(
+                    "SELECT body FROM api_tokens WHERE user = ?1 ORDER BY sort_key DESC LIMIT 500",
+                )
+                .map_err(backend)?;
+            let rows = stmt
+                .query_map(params![user], |r| r.get::<_, String>(0))
+                .map_err(backend)?;
+            let mut out = vec![];
+            for body in rows {
+                out.push(from_json(&body.map_err(backend)?)?);
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn update_api_token(&self, token: &ApiToken, event: &AuditEvent) -> StoreResult<()> {
+        let (token, event) = (token.clone(), event.clone());
+        self.with_conn(move |c| {
+            let tx = c
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(backend)?;
+            let changed = tx
+                .execute(
+                    "UPDATE api_tokens SET body = ?2 WHERE hash = ?1",
+                    params![token.hash, to_json(&token)?],
+                )
+                .map_err(backend)?;
+            if changed == 0 {
+                return Err(StoreError::NotFound(format!("API token {}", token.id)));
+            }
+            insert_audit(&tx, &event)?;
+            tx.commit().map_err(backend)
+        })
+        .await
     }
 
     async fn update_outbox(&self, message: &OutboxMessage) -> StoreResult<()> {

@@ -236,6 +236,33 @@ impl OutboxMessage {
     }
 }
 
+/// A personal API token (for `iamdesk credentials`). Only the SHA-256 of the token is stored.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ApiToken {
+    /// Hex SHA-256 of the token: the key.
+    pub hash: String,
+    /// Short public id (a prefix of the hash), shown and used to revoke.
+    pub id: String,
+    pub user: String,
+    /// The user's groups when the token was made (entitlements use them).
+    pub groups: Vec<String>,
+    pub name: String,
+    pub created_at: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+    pub revoked_at: Option<DateTime<Utc>>,
+}
+
+impl ApiToken {
+    pub fn sort_key(&self) -> String {
+        sort_key(self.created_at, &self.id)
+    }
+
+    /// Usable now: not revoked, not expired.
+    pub fn is_active(&self, now: DateTime<Utc>) -> bool {
+        self.revoked_at.is_none() && now < self.expires_at
+    }
+}
+
 /// Filters for listing requests. `None` = any.
 ///
 /// `status` and `requester` are served by the backends' indexes; `account` and `text` are
@@ -473,6 +500,31 @@ pub trait Store: Send + Sync + 'static {
 
     async fn list_account_status(&self) -> StoreResult<Vec<AccountStatus>> {
         Err(unsupported(self.backend_name(), "account sync status"))
+    }
+
+    // --- Personal API tokens. ---
+
+    /// Store a new token with its audit event, atomically (an existing hash is a `Conflict`).
+    async fn create_api_token(&self, token: &ApiToken, event: &AuditEvent) -> StoreResult<()> {
+        let _ = (token, event);
+        Err(unsupported(self.backend_name(), "API tokens"))
+    }
+
+    async fn get_api_token(&self, hash: &str) -> StoreResult<Option<ApiToken>> {
+        let _ = hash;
+        Err(unsupported(self.backend_name(), "API tokens"))
+    }
+
+    /// A user's tokens, newest first (revoked and expired ones included).
+    async fn list_api_tokens(&self, user: &str) -> StoreResult<Vec<ApiToken>> {
+        let _ = user;
+        Err(unsupported(self.backend_name(), "API tokens"))
+    }
+
+    /// Replace an existing token (to revoke it) with its audit event; missing is `NotFound`.
+    async fn update_api_token(&self, token: &ApiToken, event: &AuditEvent) -> StoreResult<()> {
+        let _ = (token, event);
+        Err(unsupported(self.backend_name(), "API tokens"))
     }
 }
 

@@ -1,0 +1,297 @@
+//! Credentials and console sign-in for the roles a user is entitled to (seeds 001 and 004).
+//!
+//! Entitlement comes from role tags in the synced snapshot, exactly as in ConsoleMe: a tag whose
+//! key is one of `authorized_groups_tags` lists (colon-separated) the users and groups who may
+//! use the role from the console and the CLI; `authorized_groups_cli_only_tags` grant CLI
+//! credentials only. Credentials always come from STS AssumeRole, so they always carry a session
+//! token (forgetting it is what gives "security token invalid").
+
+pub mod federation;
+pub mod tokens;
+
+use serde_json::json;
+
+use crate::app::App;
+use crate::cloud::RoleCredentials;
+use crate::config::Config;
+use crate::error::AppError;
+use crate::resources::model::{Principal, ResourceKind};
+use crate::store::AuditEvent;
+
+/// What a user may do with a role.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Access {
+    /// Credentials from the CLI or API only; no console, not listed in the UI.
+    CliOnly,
+    /// Console sign-in and credentials.
+    Console,
+}
+
+/// Whether `value` (a colon-separated tag value) names the user or one of their groups. Exact
+/// entries only, never substrings; addresses compare without regard to case.
+fn lists(value: &str, email: &str, groups: &[String]) -> bool {
+    value.split(':').map(str::trim).any(|entry| {
+        !entry.is_empty()
+            && (entry.eq_ignore_ascii_case(email) || groups.iter().any(|g| g == entry))
+    })
+}
+
+/// The user's access to `role`, if any.
+pub fn entitlement(
+    config: &Config,
+    role: &Principal,
+    email: &str,
+    groups: &[String],
+) -> Option<Access> {
+    let mapping = &config.cloud_credential_authorization_mapping.role_tags;
+    if !mapping.enabled || role.kind != ResourceKind::Role {
+        return None;
+    }
+    let granted_by = |keys: &[String]| {
+        role.tags
+            .iter()
+            .any(|t| keys.contains(&t.key) && lists(&t.value, email, groups))
+    };
+    if granted_by(&mapping.authorized_groups_tags) {
+        Some(Access::Console)
+    } else if granted_by(&mapping.authorized_groups_cli_only_tags) {
+        Some(Access::CliOnly)
+    } else {
+        None
+    }
+}
+
+/// A role the user may use.
+#[derive(Debug, Clone)]
+pub struct EntitledRole {
+    pub role: Principal,
+    pub account_name: String,
+    pub access: Access,
+}
+
+/// Every synced role the user may use, by account name then role name.
+pub fn entitled_roles(app: &App, email: &str, groups: &[String]) -> Vec<EntitledRole> {
+    let mut out = Vec::new();
+    for snap in app.resources.snapshots().iter() {
+        for p in &snap.principals {
+            if let Some(access) = entitlement(&app.config, p, email, groups) {
+                out.push(EntitledRole {
+                    role: p.clone(),
+                    account_name: snap.account_name.clone(),
+                    access,
+                });
+            }
+        }
+    }
+    out.sort_by(|a, b| {
+        (a.account_name.as_str(), a.role.name.as_str())
+            .cmp(&(b.account_name.as_str(), b.role.name.as_str()))
+    });
+    out
+}
+
+/// `RoleSessionName` / `SourceIdentity` from an email: `[\w+=,.@-]`, 2 to 64 characters.
+pub fn session_name(email: &str) -> String {
+    let mut s: String = email
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "_+=,.@-".contains(c) {
+                c
+            } else {
+                '-'
+            }
+        })
+        .take(64)
+        .collect();
+    while s.len() < 2 {
+        s.push('-');
+    }
+    s
+}
+
+/// The session length: at least 900 s, at most the role's maximum (default 3600 s).
+pub fn clamp_duration(requested: Option<i64>, role_max: Option<i32>) -> i32 {
+    let max = role_max.filter(|m| *m >= 900).unwrap_or(3600);
+    let want = requested.unwrap_or(i64::from(max.min(3600)));
+    i32::try_from(want.clamp(900, i64::from(max))).unwrap_or(900)
+}
+
+/// How credentials were asked for (audit log).
+#[derive(Debug, Clone, Copy)]
+pub enum Purpose {
+    Api,
+    Console,
+}
+
+/// The synced role behind `arn`, or a 404 that says how to find the right ARN.
+pub fn find_role(app: &App, arn: &str) -> Result<Principal, AppError> {
+    let (account, name) = crate::requests::ops::parse_role_arn(arn).ok_or_else(|| {
+        AppError::BadRequest(format!(
+            "'{arn}' is not a role ARN (arn:aws:iam::123456789012:role/name)"
+        ))
+    })?;
+    app.resources
+        .role(&account, &name)
+        .map(|(_, r)| r)
+        .ok_or_else(|| {
+            AppError::NotFound(format!(
+                "there is no synced role {arn}; check the ARN on the Policies page"
+            ))
+        })
+}
+
+/// Entitlement check, then AssumeRole; every issuance is an audit event (never the secret).
+pub async fn issue(
+    app: &App,
+    email: &str,
+    groups: &[String],
+    arn: &str,
+    duration: Option<i64>,
+    purpose: Purpose,
+) -> Result<(Principal, RoleCredentials), AppError> {
+    let role = find_role(app, arn)?;
+    match (entitlement(&app.config, &role, email, groups), purpose) {
+        (None, _) => {
+            let tags = app
+                .config
+                .cloud_credential_authorization_mapping
+                .role_tags
+                .authorized_groups_tags
+                .join(", ");
+            return Err(AppError::Forbidden(format!(
+                "You are not authorized to use {}: neither you nor one of your groups is listed \
+                 in its {tags} tag. Ask the role's owners to add you.",
+                role.arn
+            )));
+        }
+        (Some(Access::CliOnly), Purpose::Console) => {
+            return Err(AppError::Forbidden(format!(
+                "Your access to {} is for CLI credentials only; console sign-in needs a listing \
+                 in its {} tag.",
+                role.arn,
+                app.config
+                    .cloud_credential_authorization_mapping
+                    .role_tags
+                    .authorized_groups_tags
+                    .join(", ")
+            )));
+        }
+        _ => {}
+    }
+    let seconds = clamp_duration(duration, role.max_session_duration);
+    let name = session_name(email);
+    let result = app.cloud.assume_role(&role.arn, &name, seconds).await;
+    let purpose_s = match purpose {
+        Purpose::Api => "api",
+        Purpose::Console => "console",
+    };
+    let detail = match &result {
+        Ok(c) => json!({"role": role.arn, "purpose": purpose_s, "duration_seconds": seconds,
+                        "session_name": name, "access_key_id": c.access_key_id,
+                        "result": "issued"}),
+        Err(e) => json!({"role": role.arn, "purpose": purpose_s, "result": "failed",
+                         "error": e.to_string()}),
+    };
+    app.store
+        .append_audit(&AuditEvent::new(email, "credentials.issued", None, detail))
+        .await?;
+    let creds = result?;
+    tracing::info!(user = email, role = %role.arn, purpose = purpose_s, duration = seconds, "credentials issued");
+    Ok((role, creds))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::resources::model::Tag;
+
+    fn role(tags: &[(&str, &str)]) -> Principal {
+        Principal {
+            kind: ResourceKind::Role,
+            account_id: "111122223333".into(),
+            name: "app".into(),
+            arn: "arn:aws:iam::111122223333:role/app".into(),
+            path: "/".into(),
+            id: "AROA".into(),
+            description: None,
+            created_at: None,
+            last_used_at: None,
+            max_session_duration: None,
+            trust_policy: None,
+            inline_policies: vec![],
+            managed_policies: vec![],
+            permissions_boundary: None,
+            tags: tags
+                .iter()
+                .map(|(k, v)| Tag {
+                    key: k.to_string(),
+                    value: v.to_string(),
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn tags_grant_by_exact_user_or_group() {
+        let c = Config::default();
+        let groups = vec!["eng".to_string(), "data".to_string()];
+        let r = role(&[("consoleme-authorized", "ops:Dev@Example.com")]);
+        assert_eq!(
+            entitlement(&c, &r, "dev@example.com", &[]),
+            Some(Access::Console)
+        );
+        let r = role(&[("consoleme-authorized", "ops: eng :sec")]);
+        assert_eq!(
+            entitlement(&c, &r, "x@example.com", &groups),
+            Some(Access::Console)
+        );
+        // Never a substring: `engineering` is not `eng`, `data-admins` is not `data`.
+        let r = role(&[("consoleme-authorized", "engineering:data-admins")]);
+        assert_eq!(entitlement(&c, &r, "x@example.com", &groups), None);
+        let r = role(&[("consoleme-authorized", "other@example.com.evil")]);
+        assert_eq!(entitlement(&c, &r, "other@example.com", &[]), None);
+        // Another tag key grants nothing.
+        let r = role(&[("owner", "eng")]);
+        assert_eq!(entitlement(&c, &r, "x@example.com", &groups), None);
+    }
+
+    #[test]
+    fn cli_only_tags_and_console_wins() {
+        let c = Config::default();
+        let g = vec!["eng".to_string()];
+        let r = role(&[("consoleme-owner-dl", "eng")]);
+        assert_eq!(entitlement(&c, &r, "x@e.com", &g), Some(Access::CliOnly));
+        let r = role(&[("consoleme-authorized-cli-only", "x@e.com")]);
+        assert_eq!(entitlement(&c, &r, "x@e.com", &[]), Some(Access::CliOnly));
+        let r = role(&[
+            ("consoleme-authorized-cli-only", "eng"),
+            ("consoleme-authorized", "eng"),
+        ]);
+        assert_eq!(entitlement(&c, &r, "x@e.com", &g), Some(Access::Console));
+        let mut off = Config::default();
+        off.cloud_credential_authorization_mapping.role_tags.enabled = false;
+        assert_eq!(entitlement(&off, &r, "x@e.com", &g), None);
+    }
+
+    #[test]
+    fn session_names_are_sanitised() {
+        assert_eq!(session_name("dev@example.com"), "dev@example.com");
+        assert_eq!(session_name("a b/c!d@x.io"), "a-b-c-d@x.io");
+        assert_eq!(session_name("x"), "x-");
+        assert_eq!(session_name(""), "--");
+        assert_eq!(session_name(&"a".repeat(100)).len(), 64);
+        assert_eq!(session_name("jörg@x.de"), "j-rg@x.de");
+    }
+
+    #[test]
+    fn durations_are_clamped_to_the_role() {
+        assert_eq!(clamp_duration(None, None), 3600);
+        assert_eq!(clamp_duration(Some(60), None), 900);
+        assert_eq!(clamp_duration(Some(7200), None), 3600);
+        assert_eq!(clamp_duration(Some(7200), Some(43200)), 7200);
+        assert_eq!(clamp_duration(None, Some(43200)), 3600);
+        assert_eq!(clamp_duration(Some(99_999_999_999), Some(43200)), 43200);
+        assert_eq!(clamp_duration(Some(-5), Some(43200)), 900);
+    }
+}
