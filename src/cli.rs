@@ -1,4 +1,4 @@
-//! Command line: `serve` (default), `check-config`, `migrate`, `sync`.
+//! Command line: `serve` (default), `check-config`, `migrate`, `sync`, `credentials`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -34,6 +34,9 @@ pub enum Command {
     Migrate,
     /// Run one resource sync pass over every configured account, then exit.
     Sync,
+    /// Print short-lived credentials for a role as AWS `credential_process` JSON, from an iamdesk
+    /// server, authenticated by your API token (IAMDESK_API_TOKEN or ~/.config/iamdesk/token).
+    Credentials(crate::credentials::client::CredentialsArgs),
 }
 
 /// Exit code for configuration errors: distinct from runtime failures (1).
@@ -41,6 +44,10 @@ const EXIT_CONFIG: u8 = 2;
 
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
+    // The client command runs on a laptop: no server config, no logs on stdout.
+    if let Some(Command::Credentials(args)) = &cli.command {
+        return crate::credentials::client::run(args);
+    }
     let loaded = match config::load(cli.config.as_deref()) {
         Ok(l) => l,
         Err(e) => {
@@ -72,6 +79,7 @@ pub fn main() -> ExitCode {
             Command::CheckConfig => check_config(&loaded),
             Command::Migrate => migrate(&loaded).await,
             Command::Sync => sync(loaded).await,
+            Command::Credentials(_) => Ok(ExitCode::SUCCESS),
         }
     });
     match result {

@@ -6,6 +6,7 @@
 //! credentials only. Credentials always come from STS AssumeRole, so they always carry a session
 //! token (forgetting it is what gives "security token invalid").
 
+pub mod client;
 pub mod federation;
 pub mod tokens;
 

@@ -27,6 +27,8 @@ pub enum AuthMethod {
     Cookie,
     Header,
     Demo,
+    /// A personal API token (`Authorization: Bearer iamdesk_...`), for the credentials API only.
+    ApiToken,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -109,7 +111,46 @@ pub async fn authenticate(State(state): State<AppState>, mut req: Request, next:
     let mut set_cookie = None;
     let mut user = None;
 
-    if let Some(alb) = &state.alb
+    // A personal API token: checked first, and when presented it is the only method tried.
+    if let Some(presented) = header_str(req.headers(), header::AUTHORIZATION.as_str())
+        .and_then(|v| {
+            v.get(..7)
+                .filter(|p| p.eq_ignore_ascii_case("bearer "))
+                .map(|_| v[7..].trim())
+        })
+        .filter(|t| t.starts_with(crate::credentials::tokens::PREFIX))
+    {
+        if let Err(e) = state
+            .login_limiter
+            .check(&format!("ip:{}", client_ip(&req)))
+        {
+            return e.into_response();
+        }
+        if !crate::credentials::tokens::TOKEN_PATHS.contains(&req.uri().path()) {
+            return AppError::Forbidden(format!(
+                "API tokens only work for {}; sign in through the portal for everything else.",
+                crate::credentials::tokens::TOKEN_PATHS.join(" and ")
+            ))
+            .into_response();
+        }
+        match crate::credentials::tokens::authenticate(&state, presented).await {
+            Ok(t) => {
+                user = Some(CurrentUser::new(
+                    config,
+                    t.user,
+                    t.groups,
+                    AuthMethod::ApiToken,
+                ));
+            }
+            Err(e) => {
+                tracing::info!(reason = %e, "API token refused");
+                return e.into_response();
+            }
+        }
+    }
+
+    if user.is_none()
+        && let Some(alb) = &state.alb
         && let Some(token) = header_str(req.headers(), ALB_HEADER)
     {
         // Every token verification is a sign-in attempt: limited per client IP.

@@ -3,6 +3,7 @@
 
 mod api;
 mod assets;
+mod credentials;
 mod csrf;
 mod errors;
 mod extract;
@@ -56,6 +57,16 @@ pub fn router(state: AppState) -> Router {
             post(resources::request_change),
         )
         .route("/selfservice", get(pages::selfservice))
+        .route("/roles", get(credentials::roles_page))
+        .route("/roles/credentials", post(credentials::credentials_page))
+        .route("/role/{*arn}", get(credentials::console))
+        .route("/profile", get(credentials::profile))
+        .route("/profile/tokens", post(credentials::create_token))
+        .route(
+            "/profile/tokens/{id}/revoke",
+            post(credentials::revoke_token),
+        )
+        .route("/api/v2/credentials", post(credentials::api_credentials))
         .route("/admin/audit", get(pages::audit))
         .route("/admin/audit.jsonl", get(pages::audit_export))
         .route("/admin/outbox", get(pages::outbox))

@@ -27,6 +27,9 @@ pub struct HomePage {
     cache_backend: &'static str,
     recent: Vec<RequestRow>,
     my_requests_url: String,
+    /// The first of "My roles" (console roles).
+    my_roles: Vec<super::credentials::RoleRow>,
+    my_roles_total: usize,
 }
 
 pub async fn home(
@@ -61,7 +64,12 @@ pub async fn home(
         AwsMode::Aws => format!("AWS, region {}", state.config.aws.region),
         AwsMode::Sandbox => "sandbox (demo accounts)".to_string(),
     };
+    let (mut my_roles, _) = super::credentials::my_roles(&state, &user, "");
+    let my_roles_total = my_roles.len();
+    my_roles.truncate(10);
     Ok(HomePage {
+        my_roles,
+        my_roles_total,
         layout: layout.nav("home"),
         accounts: state.resources.snapshots().len(),
         cloud_mode,

@@ -4,6 +4,7 @@
 mod browser;
 mod cache;
 mod config;
+mod credentials;
 mod identity;
 mod notify;
 mod requests;

@@ -8,7 +8,9 @@ use iamdesk::notify::worker;
 use iamdesk::store::{OutboxMessage, OutboxStatus, PageRequest, RequestStatus};
 use serde_json::{Value, json};
 
-use crate::support::{TestApp, account_id, csrf_for, free_port, iam_in, moto_endpoint, unique};
+use crate::support::{
+    Captured, TestApp, account_id, csrf_for, free_port, iam_in, moto_endpoint, unique,
+};
 
 const DEV: &str = "dev@example.com";
 const REVIEWER: &str = "reviewer@example.com";
@@ -329,29 +331,6 @@ async fn no_reviewers_means_the_fallback_list() {
         ["fallback1@example.com", "fallback2@example.com"],
         "the commenting requester is not mailed; the fallback reviewers are"
     );
-}
-
-/// Collects what the `tracing` JSON formatter writes.
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl std::io::Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        if let Ok(mut v) = self.0.lock() {
-            v.extend_from_slice(buf);
-        }
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Captured {
-    type Writer = Captured;
-    fn make_writer(&'a self) -> Captured {
-        self.clone()
-    }
 }
 
 #[tokio::test]

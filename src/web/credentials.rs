@@ -1,0 +1,309 @@
+//! Credentials, console sign-in, "My roles" and the profile page (API tokens).
+
+use askama::Template;
+use askama_web::WebTemplate;
+use axum::extract::State;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use serde_json::json;
+
+use super::extract::{Json, Path, Query};
+use super::identity::CurrentUser;
+use super::view::{Layout, Page, human_time};
+use crate::app::AppState;
+use crate::credentials::{self, Access, Purpose, federation, tokens};
+use crate::error::AppError;
+
+#[derive(Debug, Deserialize)]
+pub struct CredentialsBody {
+    requested_role: Option<String>,
+    duration_seconds: Option<i64>,
+}
+
+/// `POST /api/v2/credentials {"requested_role": arn, "duration_seconds": n}`.
+pub async fn api_credentials(
+    user: CurrentUser,
+    State(state): State<AppState>,
+    Json(body): Json<CredentialsBody>,
+) -> Result<Response, AppError> {
+    let arn = body
+        .requested_role
+        .as_deref()
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .ok_or_else(|| {
+            AppError::BadRequest(
+                "requested_role is required: the ARN of the role you want credentials for".into(),
+            )
+        })?;
+    let (role, creds) = credentials::issue(
+        &state,
+        &user.email,
+        &user.groups,
+        arn,
+        body.duration_seconds,
+        Purpose::Api,
+    )
+    .await?;
+    Ok(no_store(
+        axum::Json(json!({
+            "Credentials": creds,
+            "RoleArn": role.arn,
+            "SessionName": credentials::session_name(&user.email),
+        }))
+        .into_response(),
+    ))
+}
+
+fn no_store(mut resp: Response) -> Response {
+    resp.headers_mut().insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("no-store, max-age=0"),
+    );
+    resp
+}
+
+#[derive(Debug, Deserialize)]
+pub struct ConsoleQuery {
+    redirect: Option<String>,
+}
+
+/// `GET /role/{arn}`: sign in to the AWS console as the role (302 to AWS, never cached).
+pub async fn console(
+    user: CurrentUser,
+    State(state): State<AppState>,
+    Path(arn): Path<String>,
+    Query(q): Query<ConsoleQuery>,
+) -> Result<Response, AppError> {
+    // Check the destination first: a bad redirect costs no AssumeRole.
+    let destination = federation::destination(q.redirect.as_deref())?;
+    let (_, creds) = credentials::issue(
+        &state,
+        &user.email,
+        &user.groups,
+        &arn,
+        None,
+        Purpose::Console,
+    )
+    .await?;
+    let url = federation::login_url(&state, &creds, &destination).await?;
+    let location = HeaderValue::from_str(&url)
+        .map_err(|_| AppError::Upstream("the console sign-in address is not usable".into()))?;
+    let mut resp = StatusCode::FOUND.into_response();
+    resp.headers_mut().insert(header::LOCATION, location);
+    Ok(no_store(resp))
+}
+
+pub struct RoleRow {
+    pub arn: String,
+    pub name: String,
+    pub account_id: String,
+    pub account_name: String,
+}
+
+#[derive(Template, WebTemplate)]
+#[template(path = "roles.html")]
+pub struct RolesPage {
+    layout: Layout,
+    q: String,
+    roles: Vec<RoleRow>,
+    total: usize,
+    cli_only: usize,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct RolesQuery {
+    q: Option<String>,
+}
+
+/// The user's roles matching `q` (name, ARN, account), console roles only (CLI-only roles are
+/// not listed in the UI); and how many CLI-only ones there are.
+pub fn my_roles(state: &AppState, user: &CurrentUser, q: &str) -> (Vec<RoleRow>, usize) {
+    let q = q.trim().to_lowercase();
+    let all = credentials::entitled_roles(state, &user.email, &user.groups);
+    let cli_only = all.iter().filter(|r| r.access == Access::CliOnly).count();
+    let rows = all
+        .into_iter()
+        .filter(|r| r.access == Access::Console)
+        .filter(|r| {
+            q.is_empty()
+                || r.role.arn.to_lowercase().contains(&q)
+                || r.account_name.to_lowercase().contains(&q)
+        })
+        .map(|r| RoleRow {
+            arn: r.role.arn.clone(),
+            name: r.role.name.clone(),
+            account_id: r.role.account_id.clone(),
+            account_name: r.account_name.clone(),
+        })
+        .collect();
+    (rows, cli_only)
+}
+
+/// `GET /roles`: "My roles" with search.
+pub async fn roles_page(
+    user: CurrentUser,
+    State(state): State<AppState>,
+    Page(layout): Page,
+    Query(q): Query<RolesQuery>,
+) -> RolesPage {
+    let q = q.q.unwrap_or_default();
+    let (roles, cli_only) = my_roles(&state, &user, &q);
+    RolesPage {
+        layout: layout.nav("roles"),
+        total: roles.len(),
+        roles,
+        cli_only,
+        q,
+    }
+}
+
+#[derive(Debug, Deserialize)]
+pub struct CredentialsForm {
+    role: String,
+    duration_seconds: Option<i64>,
+}
+
+#[derive(Template, WebTemplate)]
+#[template(path = "role_credentials.html")]
+pub struct CredentialsPage {
+    layout: Layout,
+    role_arn: String,
+    access_key_id: String,
+    secret_access_key: String,
+    session_token: String,
+    expiration: String,
+    server: String,
+    /// A profile name for `~/.aws/config`: the role's account and name.
+    profile_name: String,
+}
+
+/// `POST /roles/credentials`: credentials shown once on a page that is never cached.
+pub async fn credentials_page(
+    user: CurrentUser,
+    State(state): State<AppState>,
+    Page(layout): Page,
+    axum::Form(form): axum::Form<CredentialsForm>,
+) -> Result<Response, AppError> {
+    let (role, creds) = credentials::issue(
+        &state,
+        &user.email,
+        &user.groups,
+        &form.role,
+        form.duration_seconds,
+        Purpose::Api,
+    )
+    .await?;
+    let page = CredentialsPage {
+        profile_name: format!("{}-{}", role.account_id, role.name),
+        layout: layout.nav("roles"),
+        role_arn: role.arn,
+        access_key_id: creds.access_key_id,
+        secret_access_key: creds.secret_access_key,
+        session_token: creds.session_token,
+        expiration: creds.expiration.to_rfc3339(),
+        server: state.config.url.trim_end_matches('/').to_string(),
+    };
+    Ok(no_store(page.into_response()))
+}
+
+pub struct TokenRow {
+    id: String,
+    name: String,
+    created: String,
+    expires: String,
+    state: &'static str,
+}
+
+#[derive(Template, WebTemplate)]
+#[template(path = "profile.html")]
+pub struct ProfilePage {
+    layout: Layout,
+    email: String,
+    groups: Vec<String>,
+    is_admin: bool,
+    tokens: Vec<TokenRow>,
+    /// A token just made: shown this once.
+    new_token: Option<String>,
+    entitled: usize,
+    server: String,
+    max_days: i64,
+}
+
+async fn profile_page(
+    state: &AppState,
+    user: &CurrentUser,
+    layout: Layout,
+    new_token: Option<String>,
+) -> Result<ProfilePage, AppError> {
+    let now = chrono::Utc::now();
+    let tokens = state
+        .store
+        .list_api_tokens(&user.email)
+        .await?
+        .into_iter()
+        .map(|t| TokenRow {
+            state: if t.revoked_at.is_some() {
+                "revoked"
+            } else if t.is_active(now) {
+                "active"
+            } else {
+                "expired"
+            },
+            id: t.id,
+            name: t.name,
+            created: human_time(t.created_at),
+            expires: human_time(t.expires_at),
+        })
+        .collect();
+    Ok(ProfilePage {
+        layout: layout.nav("profile"),
+        email: user.email.clone(),
+        groups: user.groups.clone(),
+        is_admin: user.is_admin,
+        tokens,
+        new_token,
+        entitled: credentials::entitled_roles(state, &user.email, &user.groups).len(),
+        server: state.config.url.trim_end_matches('/').to_string(),
+        max_days: tokens::MAX_DAYS,
+    })
+}
+
+/// `GET /profile`: who you are, your API tokens.
+pub async fn profile(
+    user: CurrentUser,
+    State(state): State<AppState>,
+    Page(layout): Page,
+) -> Result<ProfilePage, AppError> {
+    profile_page(&state, &user, layout, None).await
+}
+
+#[derive(Debug, Deserialize)]
+pub struct TokenForm {
+    name: String,
+    days: Option<i64>,
+}
+
+/// `POST /profile/tokens`: make a token and show it once.
+pub async fn create_token(
+    user: CurrentUser,
+    State(state): State<AppState>,
+    Page(layout): Page,
+    axum::Form(form): axum::Form<TokenForm>,
+) -> Result<Response, AppError> {
+    let (token, _) =
+        tokens::create(&state, &user.email, &user.groups, &form.name, form.days).await?;
+    let page = profile_page(&state, &user, layout, Some(token)).await?;
+    Ok(no_store(page.into_response()))
+}
+
+/// `POST /profile/tokens/{id}/revoke`.
+pub async fn revoke_token(
+    user: CurrentUser,
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<axum::response::Redirect, AppError> {
+    tokens::revoke(&state, &user.email, &id).await?;
+    Ok(axum::response::Redirect::to("/profile"))
+}

@@ -1,0 +1,554 @@
+//! Credentials, console sign-in and the CLI against moto STS: entitlement by role tags,
+//! working credentials with a session token, CLI-only roles, federation through a local stub,
+//! API tokens and `credential_process` read by boto3.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+use serde_json::{Value, json};
+
+use crate::support::{Captured, TestApp, account_id, csrf_for, free_port, iam_in, moto_endpoint};
+
+const DEV: &str = "dev@example.com";
+
+struct World {
+    app: TestApp,
+    account: String,
+    csrf: (String, String),
+    /// `Session` parameters the federation stub received.
+    sessions: Arc<Mutex<Vec<Value>>>,
+}
+
+async fn tagged_role(iam: &aws_sdk_iam::Client, name: &str, tags: &[(&str, &str)]) {
+    let mut req = iam
+        .create_role()
+        .role_name(name)
+        .max_session_duration(7200)
+        .assume_role_policy_document(r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"AWS":"arn:aws:iam::123456789012:root"},"Action":["sts:AssumeRole","sts:SetSourceIdentity"]}]}"#);
+    for (k, v) in tags {
+        req = req.tags(
+            aws_sdk_iam::types::Tag::builder()
+                .key(*k)
+                .value(*v)
+                .build()
+                .expect("tag"),
+        );
+    }
+    req.send().await.expect("role");
+}
+
+/// A stub of `https://signin.aws.amazon.com/federation` on a free port.
+async fn federation_stub(sessions: Arc<Mutex<Vec<Value>>>) -> String {
+    let router = axum::Router::new().route(
+        "/federation",
+        axum::routing::get(
+            move |axum::extract::Query(q): axum::extract::Query<BTreeMap<String, String>>| {
+                let sessions = sessions.clone();
+                async move {
+                    if q.get("Action").map(String::as_str) != Some("getSigninToken") {
+                        return (
+                            axum::http::StatusCode::BAD_REQUEST,
+                            "bad action".to_string(),
+                        );
+                    }
+                    let session: Value = q
+                        .get("Session")
+                        .and_then(|s| serde_json::from_str(s).ok())
+                        .unwrap_or(Value::Null);
+                    if let Ok(mut v) = sessions.lock() {
+                        v.push(session);
+                    }
+                    (
+                        axum::http::StatusCode::OK,
+                        json!({"SigninToken": "stub-signin-token-123"}).to_string(),
+                    )
+                }
+            },
+        ),
+    );
+    let port = free_port();
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+        .await
+        .expect("bind");
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, router).await;
+    });
+    format!("http://127.0.0.1:{port}/federation")
+}
+
+async fn world() -> Option<World> {
+    moto_endpoint()?;
+    let account = account_id();
+    let iam = iam_in(&account).await;
+    tagged_role(
+        &iam,
+        "app",
+        &[("consoleme-authorized", "eng:someone@example.com")],
+    )
+    .await;
+    tagged_role(&iam, "cli", &[("consoleme-authorized-cli-only", DEV)]).await;
+    tagged_role(&iam, "other", &[("consoleme-authorized", "engineering")]).await;
+    let sessions: Arc<Mutex<Vec<Value>>> = Arc::default();
+    let federation = federation_stub(sessions.clone()).await;
+    let (mut config, dir) = TestApp::demo_config();
+    config.url = "https://iamdesk.example.com".into();
+    config.aws.mode = iamdesk::config::AwsMode::Aws;
+    config.aws.federation_url = federation;
+    config.account_ids_to_name = BTreeMap::from([(account.clone(), "spoke".to_string())]);
+    config.policies.role_name = "iamdesk-spoke".into();
+    config.auth.get_user_by_header = true;
+    config.auth.get_groups_by_header = true;
+    let mut app = TestApp::spawn(config).await;
+    app.keep(dir);
+    iamdesk::resources::sync::run(&app.state)
+        .await
+        .expect("sync");
+    let csrf = csrf_for(&app).await;
+    Some(World {
+        app,
+        account,
+        csrf,
+        sessions,
+    })
+}
+
+impl World {
+    fn arn(&self, role: &str) -> String {
+        format!("arn:aws:iam::{}:role/{role}", self.account)
+    }
+
+    async fn credentials(&self, who: &str, groups: &str, body: Value) -> reqwest::Response {
+        self.app
+            .client
+            .post(self.app.url("/api/v2/credentials"))
+            .header("x-user", who)
+            .header("x-groups", groups)
+            .header("cookie", &self.csrf.0)
+            .header("x-csrf-token", &self.csrf.1)
+            .json(&body)
+            .send()
+            .await
+            .expect("POST")
+    }
+
+    async fn console(&self, who: &str, groups: &str, path: &str) -> reqwest::Response {
+        self.app
+            .client
+            .get(self.app.url(path))
+            .header("x-user", who)
+            .header("x-groups", groups)
+            .send()
+            .await
+            .expect("GET")
+    }
+}
+
+/// The caller identity of a set of credentials, asked of moto STS.
+async fn caller_arn(c: &Value) -> String {
+    let creds = aws_credential_types::Credentials::new(
+        c["AccessKeyId"].as_str().unwrap_or_default(),
+        c["SecretAccessKey"].as_str().unwrap_or_default(),
+        c["SessionToken"].as_str().map(str::to_string),
+        None,
+        "iamdesk-test",
+    );
+    let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .credentials_provider(creds)
+        .load()
+        .await;
+    aws_sdk_sts::Client::new(&sdk)
+        .get_caller_identity()
+        .send()
+        .await
+        .expect("GetCallerIdentity")
+        .arn()
+        .unwrap_or_default()
+        .to_string()
+}
+
+#[tokio::test]
+async fn an_entitled_user_gets_working_credentials_with_a_session_token() {
+    let Some(w) = world().await else { return };
+    let resp = w
+        .credentials(
+            DEV,
+            "eng",
+            json!({"requested_role": w.arn("app"), "duration_seconds": 60}),
+        )
+        .await;
+    assert_eq!(resp.status(), 200);
+    assert!(
+        resp.headers()
+            .get("cache-control")
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.contains("no-store"))
+    );
+    let body: Value = resp.json().await.expect("json");
+    let c = &body["Credentials"];
+    assert!(
+        c["SessionToken"].as_str().is_some_and(|t| !t.is_empty()),
+        "role credentials always carry a session token"
+    );
+    assert_eq!(body["SessionName"], DEV);
+    let expires: chrono::DateTime<chrono::Utc> = c["Expiration"]
+        .as_str()
+        .and_then(|s| s.parse().ok())
+        .expect("expiration");
+    let lifetime = (expires - chrono::Utc::now()).num_seconds();
+    assert!(
+        (800..=960).contains(&lifetime),
+        "60 s is raised to 900: {lifetime}"
+    );
+    assert_eq!(
+        caller_arn(c).await,
+        format!("arn:aws:sts::{}:assumed-role/app/{DEV}", w.account),
+        "the credentials work and carry the user's session name"
+    );
+
+    // A CLI-only role gives API credentials too.
+    let resp = w
+        .credentials(DEV, "", json!({"requested_role": w.arn("cli")}))
+        .await;
+    assert_eq!(resp.status(), 200);
+
+    // Not entitled: 403 that says why; `engineering` is not `eng`.
+    for (who, groups, role) in [
+        ("stranger@example.com", "ops", "app"),
+        (DEV, "eng", "other"),
+        ("stranger@example.com", "", "cli"),
+    ] {
+        let resp = w
+            .credentials(who, groups, json!({"requested_role": w.arn(role)}))
+            .await;
+        assert_eq!(resp.status(), 403, "{who} on {role}");
+        let body: Value = resp.json().await.expect("json");
+        assert!(
+            body["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("consoleme-authorized")),
+            "{body}"
+        );
+    }
+    // Unknown role, bad ARN, missing field.
+    let resp = w
+        .credentials(DEV, "eng", json!({"requested_role": w.arn("ghost")}))
+        .await;
+    assert_eq!(resp.status(), 404);
+    let resp = w
+        .credentials(DEV, "eng", json!({"requested_role": "app"}))
+        .await;
+    assert_eq!(resp.status(), 400);
+    let resp = w.credentials(DEV, "eng", json!({})).await;
+    assert_eq!(resp.status(), 400);
+
+    // Every issuance is audited, never with the secret.
+    let audit = w
+        .app
+        .state
+        .store
+        .list_audit(None, &iamdesk::store::PageRequest::first(100))
+        .await
+        .expect("audit");
+    let issued: Vec<_> = audit
+        .items
+        .iter()
+        .filter(|e| e.action == "credentials.issued")
+        .collect();
+    assert_eq!(issued.len(), 2);
+    let all = serde_json::to_string(&audit.items).unwrap_or_default();
+    assert!(!all.contains(c["SecretAccessKey"].as_str().unwrap_or("???")));
+    assert!(!all.contains(c["SessionToken"].as_str().unwrap_or("???")));
+}
+
+#[tokio::test]
+async fn console_sign_in_goes_through_federation_and_cli_only_roles_are_refused() {
+    let Some(w) = world().await else { return };
+    let logs = Captured::default();
+    let subscriber = tracing_subscriber::fmt()
+        .json()
+        .with_max_level(tracing::Level::DEBUG)
+        .with_writer(logs.clone())
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+
+    let resp = w
+        .console(DEV, "eng", &format!("/role/{}", w.arn("app")))
+        .await;
+    assert_eq!(resp.status(), 302);
+    assert!(
+        resp.headers()
+            .get("cache-control")
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.contains("no-store"))
+    );
+    let location = resp
+        .headers()
+        .get("location")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string();
+    let url = reqwest::Url::parse(&location).expect("url");
+    assert!(location.starts_with(&w.app.state.config.aws.federation_url));
+    let q: BTreeMap<String, String> = url.query_pairs().into_owned().collect();
+    assert_eq!(q.get("Action").map(String::as_str), Some("login"));
+    assert_eq!(
+        q.get("SigninToken").map(String::as_str),
+        Some("stub-signin-token-123")
+    );
+    assert_eq!(
+        q.get("Destination").map(String::as_str),
+        Some("https://console.aws.amazon.com/")
+    );
+    assert_eq!(
+        q.get("Issuer").map(String::as_str),
+        Some("https://iamdesk.example.com")
+    );
+    let session = w.sessions.lock().map(|v| v[0].clone()).unwrap_or_default();
+    assert!(
+        session["sessionToken"]
+            .as_str()
+            .is_some_and(|t| !t.is_empty())
+    );
+
+    // A console region as redirect is kept; anything else is refused.
+    let resp = w
+        .console(
+            DEV,
+            "eng",
+            &format!(
+                "/role/{}?redirect=https%3A%2F%2Fus-west-2.console.aws.amazon.com%2Fs3%2Fhome",
+                w.arn("app")
+            ),
+        )
+        .await;
+    assert_eq!(resp.status(), 302);
+    let location = resp
+        .headers()
+        .get("location")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    assert!(
+        location.contains("Destination=https%3A%2F%2Fus-west-2.console.aws.amazon.com%2Fs3%2Fhome")
+    );
+    let resp = w
+        .console(
+            DEV,
+            "eng",
+            &format!(
+                "/role/{}?redirect=https%3A%2F%2Fevil.example.com%2F",
+                w.arn("app")
+            ),
+        )
+        .await;
+    assert_eq!(resp.status(), 400);
+
+    // CLI-only: no console. Not entitled: no console.
+    let resp = w.console(DEV, "", &format!("/role/{}", w.arn("cli"))).await;
+    assert_eq!(resp.status(), 403);
+    let page = resp.text().await.unwrap_or_default();
+    assert!(page.contains("CLI credentials only"), "{page}");
+    let resp = w
+        .console(
+            "stranger@example.com",
+            "",
+            &format!("/role/{}", w.arn("app")),
+        )
+        .await;
+    assert_eq!(resp.status(), 403);
+
+    // Neither the sign-in token nor the credentials ever reach the log.
+    let text = logs.text();
+    assert!(
+        text.contains("credentials issued"),
+        "the issuance is logged"
+    );
+    assert!(!text.contains("stub-signin-token-123"));
+    assert!(!text.contains(session["sessionKey"].as_str().unwrap_or("???")));
+
+    // My roles lists the console role, not the CLI-only one.
+    let html = w
+        .console(DEV, "eng", "/roles")
+        .await
+        .text()
+        .await
+        .unwrap_or_default();
+    assert!(html.contains(&w.arn("app")));
+    assert!(!html.contains(&w.arn("cli")));
+    assert!(html.contains("CLI-only access to 1 role"));
+    let html = w
+        .console(DEV, "eng", "/roles?q=nothing-matches")
+        .await
+        .text()
+        .await
+        .unwrap_or_default();
+    assert!(!html.contains(&w.arn("app")));
+}
+
+/// Create an API token through the profile page; returns (token, public id).
+async fn make_token(w: &World, who: &str, groups: &str) -> (String, String) {
+    let resp = w
+        .app
+        .client
+        .post(w.app.url("/profile/tokens"))
+        .header("x-user", who)
+        .header("x-groups", groups)
+        .header("cookie", &w.csrf.0)
+        .form(&[
+            ("csrf_token", w.csrf.1.as_str()),
+            ("name", "laptop"),
+            ("days", "7"),
+        ])
+        .send()
+        .await
+        .expect("POST");
+    assert_eq!(resp.status(), 200);
+    let html = resp.text().await.expect("html");
+    let token = html
+        .split("id=\"new-token\">")
+        .nth(1)
+        .and_then(|r| r.split('<').next())
+        .expect("the token is shown once")
+        .to_string();
+    let stored = w
+        .app
+        .state
+        .store
+        .list_api_tokens(who)
+        .await
+        .expect("tokens");
+    assert!(
+        !serde_json::to_string(&stored)
+            .unwrap_or_default()
+            .contains(&token),
+        "only the hash is stored"
+    );
+    (token, stored[0].id.clone())
+}
+
+#[tokio::test]
+async fn credential_process_output_is_read_by_boto3() {
+    let Some(w) = world().await else { return };
+    let Some(endpoint) = moto_endpoint() else {
+        return;
+    };
+    let (token, id) = make_token(&w, DEV, "eng").await;
+    // Without an entitlement there is no token.
+    let resp = w
+        .app
+        .client
+        .post(w.app.url("/profile/tokens"))
+        .header("x-user", "stranger@example.com")
+        .header("cookie", &w.csrf.0)
+        .form(&[("csrf_token", w.csrf.1.as_str()), ("name", "x")])
+        .send()
+        .await
+        .expect("POST");
+    assert_eq!(resp.status(), 403);
+
+    // The token authenticates the credentials API, and nothing else.
+    let resp = w
+        .app
+        .client
+        .get(w.app.url("/api/v2/requests"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .expect("GET");
+    assert_eq!(resp.status(), 403);
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let aws_config = dir.path().join("config");
+    std::fs::write(
+        &aws_config,
+        format!(
+            "[profile iamdesk]\nregion = us-east-1\ncredential_process = {} credentials --role {} --server {}\n",
+            env!("CARGO_BIN_EXE_iamdesk"),
+            w.arn("app"),
+            w.app.base
+        ),
+    )
+    .expect("write config");
+    let python = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python");
+    let none = dir.path().join("none");
+    let boto3 = move |token: &str| {
+        std::process::Command::new(&python)
+            .args([
+                "-c",
+                "import boto3; s = boto3.Session(profile_name='iamdesk'); \
+                 print(s.client('sts').get_caller_identity()['Arn'])",
+            ])
+            .env("AWS_CONFIG_FILE", &aws_config)
+            .env("AWS_SHARED_CREDENTIALS_FILE", &none)
+            .env("AWS_ENDPOINT_URL", &endpoint)
+            .env("IAMDESK_API_TOKEN", token)
+            .env_remove("AWS_ACCESS_KEY_ID")
+            .env_remove("AWS_SECRET_ACCESS_KEY")
+            .env_remove("AWS_SESSION_TOKEN")
+            .env_remove("AWS_PROFILE")
+            .output()
+            .expect("run python")
+    };
+    let out = tokio::task::spawn_blocking({
+        let token = token.clone();
+        move || boto3(&token)
+    })
+    .await
+    .expect("join");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        format!("arn:aws:sts::{}:assumed-role/app/{DEV}", w.account)
+    );
+
+    // The CLI's own output is the credential_process JSON.
+    let (arn, base) = (w.arn("app"), w.app.base.clone());
+    let cli = |token: &str| {
+        let (arn, base, token) = (arn.clone(), base.clone(), token.to_string());
+        tokio::task::spawn_blocking(move || {
+            std::process::Command::new(env!("CARGO_BIN_EXE_iamdesk"))
+                .args(["credentials", "--role", &arn, "--server", &base])
+                .env("IAMDESK_API_TOKEN", token)
+                .output()
+                .expect("run cli")
+        })
+    };
+    let out = cli(&token).await.expect("join");
+    let v: Value = serde_json::from_slice(&out.stdout).expect("json on stdout");
+    assert_eq!(v["Version"], 1);
+    for k in [
+        "AccessKeyId",
+        "SecretAccessKey",
+        "SessionToken",
+        "Expiration",
+    ] {
+        assert!(v[k].as_str().is_some_and(|s| !s.is_empty()), "{k}");
+    }
+
+    // Revoked: the CLI fails with a message on stderr and nothing on stdout.
+    let resp = w
+        .app
+        .client
+        .post(w.app.url(&format!("/profile/tokens/{id}/revoke")))
+        .header("x-user", DEV)
+        .header("x-groups", "eng")
+        .header("cookie", &w.csrf.0)
+        .form(&[("csrf_token", w.csrf.1.as_str())])
+        .send()
+        .await
+        .expect("POST");
+    assert_eq!(resp.status(), 303);
+    let out = cli(&token).await.expect("join");
+    assert!(!out.status.success());
+    assert!(out.stdout.is_empty());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("revoked"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = cli("iamdesk_not-a-token").await.expect("join");
+    assert!(!out.status.success());
+}
