@@ -16,6 +16,7 @@ pub mod migrate;
 pub mod notify;
 pub mod requests;
 pub mod resources;
+pub mod selfservice;
 pub mod store;
 pub mod telemetry;
 pub mod web;

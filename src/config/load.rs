@@ -169,6 +169,19 @@ pub fn load_file_with_env(
     compat::translate(&mut tree)?;
     let mut config: Config = de::from_node(&tree)?;
     compat::derived_defaults(&mut config, &tree);
+    if let Err(problems) =
+        crate::selfservice::templates::check_templates(&config.self_service.templates)
+    {
+        let at = tree
+            .lookup("self_service.templates")
+            .map(|n| n.at.clone())
+            .unwrap_or_else(|| SourcePos::file_only(Arc::from(path)));
+        return Err(ConfigError::Invalid {
+            at,
+            key: "self_service.templates".into(),
+            message: problems.join("; "),
+        });
+    }
     Ok(Loaded {
         config,
         source: Some(path.to_path_buf()),

@@ -57,6 +57,8 @@ pub struct Config {
     pub sync: SyncConfig,
     pub rate_limit: RateLimitConfig,
     pub outbox: OutboxConfig,
+    /// The self-service wizard's permission templates (default: the built-in set).
+    pub self_service: crate::selfservice::templates::SelfServiceConfig,
 }
 
 /// Delivery of notifications from the outbox (email, Slack).
@@ -255,6 +257,7 @@ impl Default for Config {
             sync: SyncConfig::default(),
             rate_limit: RateLimitConfig::default(),
             outbox: OutboxConfig::default(),
+            self_service: Default::default(),
         }
     }
 }

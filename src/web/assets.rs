@@ -6,11 +6,18 @@ use axum::response::{IntoResponse, Response};
 
 use crate::error::AppError;
 
-const ASSETS: &[(&str, &str, &str)] = &[(
-    "app.css",
-    "text/css; charset=utf-8",
-    include_str!("../../static/app.css"),
-)];
+const ASSETS: &[(&str, &str, &str)] = &[
+    (
+        "app.css",
+        "text/css; charset=utf-8",
+        include_str!("../../static/app.css"),
+    ),
+    (
+        "selfservice.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../../static/selfservice.js"),
+    ),
+];
 
 pub async fn serve(Path(path): Path<String>) -> Result<Response, AppError> {
     let (_, mime, body) = ASSETS

@@ -12,6 +12,7 @@ mod pages;
 pub mod ratelimit;
 mod resources;
 mod security;
+mod selfservice;
 mod view;
 
 use std::future::Future;
@@ -56,7 +57,15 @@ pub fn router(state: AppState) -> Router {
             "/policies/edit/{account_id}/iamrole/{role_name}/request",
             post(resources::request_change),
         )
-        .route("/selfservice", get(pages::selfservice))
+        .route(
+            "/selfservice",
+            get(selfservice::wizard).post(selfservice::wizard_post),
+        )
+        .route("/api/v2/selfservice/preview", post(selfservice::preview))
+        .route(
+            "/api/v2/selfservice/templates",
+            get(selfservice::template_list),
+        )
         .route("/roles", get(credentials::roles_page))
         .route("/roles/credentials", post(credentials::credentials_page))
         .route("/role/{*arn}", get(credentials::console))

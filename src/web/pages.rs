@@ -370,14 +370,6 @@ pub struct NoticePage {
     message: String,
 }
 
-pub async fn selfservice(_user: CurrentUser, Page(layout): Page) -> NoticePage {
-    NoticePage {
-        layout: layout.nav("selfservice"),
-        heading: "Self-service",
-        message: "The self-service wizard becomes available once roles are synced.".into(),
-    }
-}
-
 #[derive(Template, WebTemplate)]
 #[template(path = "audit.html")]
 pub struct AuditPage {

@@ -9,6 +9,7 @@ mod identity;
 mod notify;
 mod requests;
 mod resources;
+mod selfservice;
 mod server;
 mod store;
 mod support;

@@ -1,0 +1,3 @@
+//! Self-service wizard: permission templates.
+
+pub mod templates;

@@ -1,0 +1,487 @@
+//! The self-service wizard `/selfservice`: pick a role (or describe a new one), add permissions
+//! by intent from the configured templates, see the policy, submit one policy request.
+//!
+//! Server-rendered and usable without JavaScript: the permissions chosen so far travel in a
+//! hidden field; every button posts the whole form back. `static/selfservice.js` only adds a
+//! live preview through `POST /api/v2/selfservice/preview`.
+
+use std::collections::BTreeMap;
+
+use askama::Template;
+use askama_web::WebTemplate;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::extract::{Json, Query};
+use super::identity::CurrentUser;
+use super::view::{Layout, Page};
+use crate::app::AppState;
+use crate::error::AppError;
+use crate::requests::lifecycle::Actor;
+use crate::resources::index::Query as SearchQuery;
+use crate::resources::model::ResourceKind;
+use crate::selfservice::templates::{self, Choice, FieldProblem, Template as PermTemplate};
+
+/// Trust policies a new role can start with.
+const TRUSTS: &[(&str, &str)] = &[
+    ("ec2", "EC2 instances (ec2.amazonaws.com)"),
+    ("lambda", "Lambda functions (lambda.amazonaws.com)"),
+    ("ecs-tasks", "ECS tasks (ecs-tasks.amazonaws.com)"),
+    ("account", "Roles and users of the same account"),
+];
+
+pub struct RoleChoice {
+    arn: String,
+    name: String,
+    account_name: String,
+    mine: bool,
+}
+
+pub struct FieldView {
+    name: String,
+    label: String,
+    placeholder: String,
+    help: String,
+    required: bool,
+    multiline: bool,
+    value: String,
+}
+
+pub struct TemplateView {
+    id: String,
+    name: String,
+    description: String,
+}
+
+pub struct PermissionView {
+    index: usize,
+    summary: String,
+}
+
+/// The new role described in step 1, when not using an existing one.
+#[derive(Debug, Clone, Default)]
+pub struct NewRole {
+    account: String,
+    name: String,
+    trust: String,
+    description: String,
+}
+
+#[derive(Template, WebTemplate)]
+#[template(path = "selfservice.html")]
+pub struct WizardPage {
+    layout: Layout,
+    /// `pick` (choose a role) or `build` (add permissions).
+    step: &'static str,
+    q: String,
+    roles: Vec<RoleChoice>,
+    /// The chosen existing role's ARN ("" for a new role).
+    role: String,
+    new_role: Option<NewRole>,
+    accounts: Vec<(String, String)>,
+    trusts: Vec<(&'static str, &'static str)>,
+    templates: Vec<TemplateView>,
+    template: String,
+    fields: Vec<FieldView>,
+    permissions: Vec<PermissionView>,
+    permissions_json: String,
+    preview: String,
+    problems: Vec<(String, String)>,
+    justification: String,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct WizardQuery {
+    q: Option<String>,
+    role: Option<String>,
+    new: Option<String>,
+    template: Option<String>,
+}
+
+fn template_views(list: &[PermTemplate]) -> Vec<TemplateView> {
+    list.iter()
+        .map(|t| TemplateView {
+            id: t.id.clone(),
+            name: t.name.clone(),
+            description: t.description.clone(),
+        })
+        .collect()
+}
+
+fn field_views(t: Option<&PermTemplate>, values: &BTreeMap<String, String>) -> Vec<FieldView> {
+    t.map(|t| {
+        t.fields
+            .iter()
+            .map(|f| FieldView {
+                name: f.name.clone(),
+                label: f.label.clone(),
+                placeholder: f.placeholder.clone(),
+                help: f.help.clone(),
+                required: f.required,
+                multiline: f.kind == "json_statements",
+                value: values.get(&f.name).cloned().unwrap_or_default(),
+            })
+            .collect()
+    })
+    .unwrap_or_default()
+}
+
+fn summary(list: &[PermTemplate], c: &Choice) -> String {
+    let name = list
+        .iter()
+        .find(|t| t.id == c.template)
+        .map(|t| t.name.clone())
+        .unwrap_or_else(|| c.template.clone());
+    let values: Vec<String> = c
+        .values
+        .iter()
+        .filter(|(_, v)| !v.trim().is_empty())
+        .map(|(k, v)| {
+            let v: String = v.chars().take(80).collect();
+            format!("{k} = {v}")
+        })
+        .collect();
+    if values.is_empty() {
+        name
+    } else {
+        format!("{name}: {}", values.join(", "))
+    }
+}
+
+fn role_choices(state: &AppState, user: &CurrentUser, q: &str) -> Vec<RoleChoice> {
+    let mine: Vec<String> = crate::credentials::entitled_roles(state, &user.email, &user.groups)
+        .into_iter()
+        .map(|r| r.role.arn)
+        .collect();
+    let result = state.resources.index().search(&SearchQuery {
+        text: Some(q.to_string()).filter(|s| !s.trim().is_empty()),
+        kind: Some(ResourceKind::Role),
+        limit: 50,
+        ..Default::default()
+    });
+    let mut out: Vec<RoleChoice> = result
+        .items
+        .into_iter()
+        .map(|s| RoleChoice {
+            mine: mine.contains(&s.arn),
+            arn: s.arn,
+            name: s.name,
+            account_name: s.account_name,
+        })
+        .collect();
+    out.sort_by_key(|r| !r.mine);
+    out
+}
+
+fn accounts(state: &AppState) -> Vec<(String, String)> {
+    let mut v: Vec<(String, String)> = state
+        .resources
+        .snapshots()
+        .iter()
+        .map(|s| (s.account_id.clone(), s.account_name.clone()))
+        .collect();
+    v.sort();
+    v
+}
+
+impl WizardPage {
+    fn new(state: &AppState, layout: Layout) -> Self {
+        WizardPage {
+            layout: layout.nav("selfservice"),
+            step: "pick",
+            q: String::new(),
+            roles: vec![],
+            role: String::new(),
+            new_role: None,
+            accounts: accounts(state),
+            trusts: TRUSTS.to_vec(),
+            templates: template_views(&state.config.self_service.templates),
+            template: String::new(),
+            fields: vec![],
+            permissions: vec![],
+            permissions_json: "[]".into(),
+            preview: String::new(),
+            problems: vec![],
+            justification: String::new(),
+        }
+    }
+
+    fn set_template(&mut self, state: &AppState, id: &str, values: &BTreeMap<String, String>) {
+        let list = &state.config.self_service.templates;
+        let t = list.iter().find(|t| t.id == id).or_else(|| list.first());
+        self.template = t.map(|t| t.id.clone()).unwrap_or_default();
+        self.fields = field_views(t, values);
+    }
+
+    fn set_permissions(&mut self, state: &AppState, choices: &[Choice]) {
+        let list = &state.config.self_service.templates;
+        self.permissions = choices
+            .iter()
+            .enumerate()
+            .map(|(i, c)| PermissionView {
+                index: i,
+                summary: summary(list, c),
+            })
+            .collect();
+        self.permissions_json = serde_json::to_string(choices).unwrap_or_else(|_| "[]".into());
+        self.preview = if choices.is_empty() {
+            String::new()
+        } else {
+            match templates::policy_document(list, choices) {
+                Ok(doc) => serde_json::to_string_pretty(&doc).unwrap_or_default(),
+                Err(_) => String::new(),
+            }
+        };
+    }
+}
+
+/// `GET /selfservice`: step 1 (pick a role), or step 2 for `?role=ARN` / `?new=1`.
+pub async fn wizard(
+    user: CurrentUser,
+    State(state): State<AppState>,
+    Page(layout): Page,
+    Query(q): Query<WizardQuery>,
+) -> Result<WizardPage, AppError> {
+    let mut page = WizardPage::new(&state, layout);
+    let role = q.role.as_deref().map(str::trim).unwrap_or_default();
+    let values = BTreeMap::new();
+    if !role.is_empty() {
+        let found = crate::credentials::find_role(&state, role)?;
+        page.step = "build";
+        page.role = found.arn;
+        page.set_template(&state, q.template.as_deref().unwrap_or_default(), &values);
+    } else if q.new.is_some() {
+        page.step = "build";
+        page.new_role = Some(NewRole {
+            trust: "ec2".into(),
+            account: page
+                .accounts
+                .first()
+                .map(|a| a.0.clone())
+                .unwrap_or_default(),
+            ..Default::default()
+        });
+        page.set_template(&state, q.template.as_deref().unwrap_or_default(), &values);
+    } else {
+        page.q = q.q.unwrap_or_default();
+        page.roles = role_choices(&state, &user, &page.q);
+    }
+    Ok(page)
+}
+
+fn trust_document(kind: &str, account: &str) -> Option<Value> {
+    let principal = match kind {
+        "ec2" => json!({"Service": "ec2.amazonaws.com"}),
+        "lambda" => json!({"Service": "lambda.amazonaws.com"}),
+        "ecs-tasks" => json!({"Service": "ecs-tasks.amazonaws.com"}),
+        "account" => json!({"AWS": format!("arn:aws:iam::{account}:root")}),
+        _ => return None,
+    };
+    Some(json!({"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Principal": principal, "Action": "sts:AssumeRole"}]}))
+}
+
+/// A policy name for the wizard's inline policy: `selfservice-<user>-<time>`, IAM-safe.
+fn policy_name(email: &str) -> String {
+    let who: String = email
+        .split('@')
+        .next()
+        .unwrap_or("user")
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "+=,.@_-".contains(c) {
+                c
+            } else {
+                '-'
+            }
+        })
+        .take(40)
+        .collect();
+    format!(
+        "selfservice-{who}-{}",
+        chrono::Utc::now().format("%Y%m%d%H%M%S")
+    )
+}
+
+fn problems_of(list: Vec<FieldProblem>) -> Vec<(String, String)> {
+    list.into_iter().map(|p| (p.field, p.message)).collect()
+}
+
+/// `POST /selfservice`: every button of step 2.
+pub async fn wizard_post(
+    user: CurrentUser,
+    State(state): State<AppState>,
+    Page(layout): Page,
+    axum::Form(form): axum::Form<Vec<(String, String)>>,
+) -> Result<Response, AppError> {
+    let get = |k: &str| {
+        form.iter()
+            .find(|(key, _)| key == k)
+            .map(|(_, v)| v.trim().to_string())
+            .unwrap_or_default()
+    };
+    let list = &state.config.self_service.templates;
+    let mut page = WizardPage::new(&state, layout);
+    page.step = "build";
+    page.justification = get("justification");
+    let role = get("role");
+    if role.is_empty() {
+        page.new_role = Some(NewRole {
+            account: get("new_account"),
+            name: get("new_name"),
+            trust: get("new_trust"),
+            description: get("new_description"),
+        });
+    } else {
+        page.role = crate::credentials::find_role(&state, &role)?.arn;
+    }
+    let mut choices: Vec<Choice> = match get("permissions").as_str() {
+        "" => vec![],
+        raw => serde_json::from_str(raw).map_err(|_| {
+            AppError::BadRequest(
+                "the permissions field of the form is damaged; start the wizard again".into(),
+            )
+        })?,
+    };
+    if choices.len() > 50 {
+        return Err(AppError::BadRequest(
+            "at most 50 permissions in one request".into(),
+        ));
+    }
+    let template = get("template");
+    let values: BTreeMap<String, String> = form
+        .iter()
+        .filter_map(|(k, v)| {
+            k.strip_prefix("v_")
+                .map(|name| (name.to_string(), v.trim().to_string()))
+        })
+        .filter(|(_, v)| !v.is_empty())
+        .collect();
+    let action = get("action");
+    let mut keep_values = values.clone();
+    match action.as_str() {
+        "add" => {
+            let choice = Choice {
+                template: template.clone(),
+                values: values.clone(),
+            };
+            match templates::expand(list, &choice, choices.len()) {
+                Ok(_) => {
+                    choices.push(choice);
+                    keep_values.clear();
+                }
+                Err(p) => page.problems = problems_of(p),
+            }
+        }
+        a if a.starts_with("remove:") => {
+            if let Some(i) = a["remove:".len()..]
+                .parse::<usize>()
+                .ok()
+                .filter(|i| *i < choices.len())
+            {
+                choices.remove(i);
+            }
+        }
+        "submit" => {
+            let submitted = submit(&state, &user, &page, &choices).await;
+            match submitted {
+                Ok(url) => return Ok(axum::response::Redirect::to(&url).into_response()),
+                Err(problems) => page.problems = problems,
+            }
+        }
+        // "choose" (another template) and anything else just re-render.
+        _ => {}
+    }
+    page.set_template(&state, &template, &keep_values);
+    page.set_permissions(&state, &choices);
+    let status = if page.problems.is_empty() {
+        StatusCode::OK
+    } else {
+        StatusCode::BAD_REQUEST
+    };
+    Ok((status, page).into_response())
+}
+
+/// Build and create the policy request; the problems to show otherwise.
+async fn submit(
+    state: &AppState,
+    user: &CurrentUser,
+    page: &WizardPage,
+    choices: &[Choice],
+) -> Result<String, Vec<(String, String)>> {
+    let list = &state.config.self_service.templates;
+    let doc = templates::policy_document(list, choices).map_err(problems_of)?;
+    let name = policy_name(&user.email);
+    let change = match &page.new_role {
+        None => json!({
+            "change_type": "inline_policy",
+            "principal": {"principal_type": "AwsResource", "principal_arn": page.role},
+            "policy_name": name, "action": "attach",
+            "policy": {"policy_document": doc},
+        }),
+        Some(n) => {
+            let trust = trust_document(&n.trust, &n.account).ok_or_else(|| {
+                vec![(
+                    "new_trust".to_string(),
+                    "choose who may use the new role".to_string(),
+                )]
+            })?;
+            let mut c = json!({
+                "change_type": "create_role", "account_id": n.account, "role_name": n.name,
+                "policy": {"policy_document": trust},
+                "inline_policies": [{"policy_name": name, "policy_document": doc}],
+            });
+            if !n.description.is_empty() {
+                c["description"] = json!(n.description);
+            }
+            c
+        }
+    };
+    let body = json!({"justification": page.justification, "changes": {"changes": [change]}});
+    let actor = Actor {
+        email: user.email.clone(),
+        is_admin: user.is_admin,
+    };
+    match crate::requests::create::create(state, &actor, &body).await {
+        Ok(created) => Ok(created.request_url),
+        Err(AppError::Invalid(problems)) => Err(problems),
+        Err(e) => Err(vec![("request".to_string(), e.public_message())]),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+pub struct PreviewBody {
+    #[serde(default)]
+    permissions: Vec<Choice>,
+    /// The permission being filled in, not added yet.
+    pending: Option<Choice>,
+}
+
+/// `POST /api/v2/selfservice/preview`: the policy document the choices make, or every problem.
+pub async fn preview(
+    _user: CurrentUser,
+    State(state): State<AppState>,
+    Json(body): Json<PreviewBody>,
+) -> Result<axum::Json<Value>, AppError> {
+    let list = &state.config.self_service.templates;
+    let mut choices = body.permissions;
+    if choices.len() > 50 {
+        return Err(AppError::BadRequest(
+            "at most 50 permissions in one request".into(),
+        ));
+    }
+    if let Some(p) = body.pending {
+        choices.push(p);
+    }
+    let doc = templates::policy_document(list, &choices)
+        .map_err(|p| AppError::Invalid(problems_of(p)))?;
+    Ok(axum::Json(json!({ "policy_document": doc })))
+}
+
+/// `GET /api/v2/selfservice/templates`: the wizard's templates.
+pub async fn template_list(_user: CurrentUser, State(state): State<AppState>) -> axum::Json<Value> {
+    axum::Json(json!({ "templates": state.config.self_service.templates }))
+}
