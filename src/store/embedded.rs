@@ -502,7 +502,7 @@ impl Store for EmbeddedStore {
     }
 
     async fn list_snapshots(&self) -> StoreResult<Vec<AccountSnapshot>> {
-        self.with_conn(|c| all_bodies(c, "SELECT body FROM snapshots ORDER BY account_id"))
+        self.with_conn(|c| all_bodies(c, "SELECT body FROM snapshots ORDER BY account_id", []))
             .await
     }
 
@@ -525,7 +525,7 @@ impl Store for EmbeddedStore {
     }
 
     async fn list_account_status(&self) -> StoreResult<Vec<AccountStatus>> {
-        self.with_conn(|c| all_bodies(c, "SELECT body FROM account_status ORDER BY account_id"))
+        self.with_conn(|c| all_bodies(c, "SELECT body FROM account_status ORDER BY account_id", []))
             .await
     }
 
@@ -571,19 +571,11 @@ impl Store for EmbeddedStore {
     async fn list_api_tokens(&self, user: &str) -> StoreResult<Vec<ApiToken>> {
         let user = user.to_string();
         self.with_conn(move |c| {
-            let mut stmt = c
-                .prepare_cached(
-                    "SELECT body FROM api_tokens WHERE user = ?1 ORDER BY sort_key DESC LIMIT 500",
-                )
-                .map_err(backend)?;
-            let rows = stmt
-                .query_map(params![user], |r| r.get::<_, String>(0))
-                .map_err(backend)?;
-            let mut out = vec![];
-            for body in rows {
-                out.push(from_json(&body.map_err(backend)?)?);
-            }
-            Ok(out)
+            all_bodies(
+                c,
+                "SELECT body FROM api_tokens WHERE user = ?1 ORDER BY sort_key DESC LIMIT 500",
+                params![user],
+            )
         })
         .await
     }
@@ -651,10 +643,14 @@ fn generation(c: &Connection) -> StoreResult<u64> {
     Ok(g.unwrap_or(0).max(0) as u64)
 }
 
-fn all_bodies<T: serde::de::DeserializeOwned>(c: &Connection, sql: &str) -> StoreResult<Vec<T>> {
+fn all_bodies<T: serde::de::DeserializeOwned>(
+    c: &Connection,
+    sql: &str,
+    args: impl rusqlite::Params,
+) -> StoreResult<Vec<T>> {
     let mut stmt = c.prepare_cached(sql).map_err(backend)?;
     let rows = stmt
-        .query_map([], |r| r.get::<_, String>(0))
+        .query_map(args, |r| r.get::<_, String>(0))
         .map_err(backend)?;
     let mut out = vec![];
     for body in rows {

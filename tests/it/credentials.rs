@@ -7,7 +7,10 @@ use std::sync::{Arc, Mutex};
 
 use serde_json::{Value, json};
 
-use crate::support::{Captured, TestApp, account_id, csrf_for, free_port, iam_in, moto_endpoint};
+use crate::support::{
+    Captured, TestApp, account_id, create_role, csrf_for, free_port, iam_in, moto_endpoint,
+    spoke_app,
+};
 
 const DEV: &str = "dev@example.com";
 
@@ -17,24 +20,6 @@ struct World {
     csrf: (String, String),
     /// `Session` parameters the federation stub received.
     sessions: Arc<Mutex<Vec<Value>>>,
-}
-
-async fn tagged_role(iam: &aws_sdk_iam::Client, name: &str, tags: &[(&str, &str)]) {
-    let mut req = iam
-        .create_role()
-        .role_name(name)
-        .max_session_duration(7200)
-        .assume_role_policy_document(r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"AWS":"arn:aws:iam::123456789012:root"},"Action":["sts:AssumeRole","sts:SetSourceIdentity"]}]}"#);
-    for (k, v) in tags {
-        req = req.tags(
-            aws_sdk_iam::types::Tag::builder()
-                .key(*k)
-                .value(*v)
-                .build()
-                .expect("tag"),
-        );
-    }
-    req.send().await.expect("role");
 }
 
 /// A stub of `https://signin.aws.amazon.com/federation` on a free port.
@@ -80,29 +65,21 @@ async fn world() -> Option<World> {
     moto_endpoint()?;
     let account = account_id();
     let iam = iam_in(&account).await;
-    tagged_role(
+    create_role(
         &iam,
         "app",
         &[("consoleme-authorized", "eng:someone@example.com")],
     )
     .await;
-    tagged_role(&iam, "cli", &[("consoleme-authorized-cli-only", DEV)]).await;
-    tagged_role(&iam, "other", &[("consoleme-authorized", "engineering")]).await;
+    create_role(&iam, "cli", &[("consoleme-authorized-cli-only", DEV)]).await;
+    create_role(&iam, "other", &[("consoleme-authorized", "engineering")]).await;
     let sessions: Arc<Mutex<Vec<Value>>> = Arc::default();
     let federation = federation_stub(sessions.clone()).await;
-    let (mut config, dir) = TestApp::demo_config();
-    config.url = "https://iamdesk.example.com".into();
-    config.aws.mode = iamdesk::config::AwsMode::Aws;
-    config.aws.federation_url = federation;
-    config.account_ids_to_name = BTreeMap::from([(account.clone(), "spoke".to_string())]);
-    config.policies.role_name = "iamdesk-spoke".into();
-    config.auth.get_user_by_header = true;
-    config.auth.get_groups_by_header = true;
-    let mut app = TestApp::spawn(config).await;
-    app.keep(dir);
-    iamdesk::resources::sync::run(&app.state)
-        .await
-        .expect("sync");
+    let app = spoke_app(&account, |config| {
+        config.url = "https://iamdesk.example.com".into();
+        config.aws.federation_url = federation;
+    })
+    .await;
     let csrf = csrf_for(&app).await;
     Some(World {
         app,

@@ -1,7 +1,6 @@
 //! Notifications against moto SES and a local Slack receiver: exact texts, the right
 //! recipients, retries to dead, an admin's retry, and delivery after a restart.
 
-use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
 use iamdesk::notify::worker;
@@ -9,7 +8,8 @@ use iamdesk::store::{OutboxMessage, OutboxStatus, PageRequest, RequestStatus};
 use serde_json::{Value, json};
 
 use crate::support::{
-    Captured, TestApp, account_id, csrf_for, free_port, iam_in, moto_endpoint, unique,
+    Captured, TestApp, account_id, create_role, csrf_for, free_port, iam_in, moto_endpoint,
+    spoke_app, unique,
 };
 
 const DEV: &str = "dev@example.com";
@@ -30,37 +30,24 @@ struct World {
 async fn world(verified: bool, tune: impl FnOnce(&mut iamdesk::config::Config)) -> Option<World> {
     moto_endpoint()?;
     let account = account_id();
-    let iam = iam_in(&account).await;
-    iam.create_role()
-        .role_name("app")
-        .assume_role_policy_document(r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"Service":"ec2.amazonaws.com"},"Action":"sts:AssumeRole"}]}"#)
-        .send()
-        .await
-        .expect("role");
+    create_role(&iam_in(&account).await, "app", &[]).await;
     let domain = format!("{}.example.org", unique("mail"));
     if verified {
         verify(&domain).await;
     }
-    let (mut config, dir) = TestApp::demo_config();
-    config.url = "https://iamdesk.example.com".into();
-    config.aws.mode = iamdesk::config::AwsMode::Aws;
-    config.account_ids_to_name = BTreeMap::from([(account.clone(), "spoke".to_string())]);
-    config.policies.role_name = "iamdesk-spoke".into();
-    config.auth.get_user_by_header = true;
-    config.auth.get_groups_by_header = true;
-    config.application_admin = Some(APP_ADMIN.into());
-    config.groups.can_admin = vec!["admins".into(), REVIEWER.into()];
-    config.ses.consoleme.name = "ConsoleMe".into();
-    config.ses.consoleme.sender = Some(format!("iamdesk@{domain}"));
-    config.ses.region = "us-east-1".into();
-    config.ses.support_reference = SUPPORT.into();
-    config.outbox.max_attempts = 3;
-    tune(&mut config);
-    let mut app = TestApp::spawn(config).await;
-    app.keep(dir);
-    iamdesk::resources::sync::run(&app.state)
-        .await
-        .expect("sync");
+    let sender = format!("iamdesk@{domain}");
+    let app = spoke_app(&account, |config| {
+        config.url = "https://iamdesk.example.com".into();
+        config.application_admin = Some(APP_ADMIN.into());
+        config.groups.can_admin = vec!["admins".into(), REVIEWER.into()];
+        config.ses.consoleme.name = "ConsoleMe".into();
+        config.ses.consoleme.sender = Some(sender);
+        config.ses.region = "us-east-1".into();
+        config.ses.support_reference = SUPPORT.into();
+        config.outbox.max_attempts = 3;
+        tune(config);
+    })
+    .await;
     let csrf = csrf_for(&app).await;
     Some(World {
         app,

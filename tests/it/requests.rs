@@ -1,12 +1,12 @@
 //! The request lifecycle against moto: approve applies in the spoke account, reject/cancel,
 //! self-approval, illegal transitions, failed applies, concurrent approvals.
 
-use std::collections::BTreeMap;
-
 use iamdesk::store::{AuditEvent, PageRequest, PolicyRequest, RequestStatus};
 use serde_json::{Value, json};
 
-use crate::support::{TestApp, account_id, csrf_for, iam_in, moto_endpoint};
+use crate::support::{
+    TestApp, account_id, create_role, csrf_for, iam_in, moto_endpoint, spoke_app,
+};
 
 const ADMIN: &str = "admin@example.com";
 const OTHER_ADMIN: &str = "admin2@example.com";
@@ -41,31 +41,27 @@ async fn world_on(backends: Backends) -> Option<World> {
     };
     let account = account_id();
     let iam = iam_in(&account).await;
-    iam.create_role()
-        .role_name("app")
-        .assume_role_policy_document(r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"Service":"ec2.amazonaws.com"},"Action":"sts:AssumeRole"}]}"#)
-        .send()
-        .await
-        .expect("role");
-    let (mut config, dir) = TestApp::demo_config();
-    config.aws.mode = iamdesk::config::AwsMode::Aws;
-    config.account_ids_to_name = BTreeMap::from([(account.clone(), "spoke".to_string())]);
-    config.policies.role_name = "iamdesk-spoke".into();
-    config.auth.get_user_by_header = true;
-    config.auth.get_groups_by_header = true;
-    config.groups.can_admin = vec!["admins".into()];
-    if backends == Backends::DynamoRedis {
-        let prefix = crate::support::unique("rq");
-        let client = iamdesk::aws::dynamodb_client(&config).await;
-        iamdesk::migrate::run(&client, &prefix)
-            .await
-            .expect("migrate");
-        config.storage.backend = iamdesk::config::StorageBackend::Dynamodb;
-        config.storage.dynamodb.table_prefix = prefix;
-        config.redis.url = redis;
-    }
-    let mut app = TestApp::spawn(config).await;
-    app.keep(dir);
+    create_role(&iam, "app", &[]).await;
+    let prefix = match backends {
+        Backends::Embedded => None,
+        Backends::DynamoRedis => {
+            let prefix = crate::support::unique("rq");
+            let client = iamdesk::aws::dynamodb_client(&Default::default()).await;
+            iamdesk::migrate::run(&client, &prefix)
+                .await
+                .expect("migrate");
+            Some(prefix)
+        }
+    };
+    let app = spoke_app(&account, |config| {
+        config.groups.can_admin = vec!["admins".into()];
+        if let Some(prefix) = prefix {
+            config.storage.backend = iamdesk::config::StorageBackend::Dynamodb;
+            config.storage.dynamodb.table_prefix = prefix;
+            config.redis.url = redis;
+        }
+    })
+    .await;
     assert_eq!(
         app.state.store.backend_name(),
         match backends {
@@ -73,9 +69,6 @@ async fn world_on(backends: Backends) -> Option<World> {
             Backends::DynamoRedis => "dynamodb",
         }
     );
-    iamdesk::resources::sync::run(&app.state)
-        .await
-        .expect("sync");
     let csrf = csrf_for(&app).await;
     Some(World {
         app,
@@ -524,15 +517,11 @@ async fn admin_reviews_the_diff_and_approves_in_a_real_browser() {
     };
     let Some(w) = world().await else { return };
     // Demo sign-in for the browser: no proxy needed to be the admin.
-    let (mut config, dir) = TestApp::demo_config();
-    config.aws.mode = iamdesk::config::AwsMode::Aws;
-    config.account_ids_to_name = BTreeMap::from([(w.account.clone(), "spoke".to_string())]);
-    config.policies.role_name = "iamdesk-spoke".into();
-    let mut app = TestApp::spawn(config).await;
-    app.keep(dir);
-    iamdesk::resources::sync::run(&app.state)
-        .await
-        .expect("sync");
+    let app = spoke_app(&w.account, |config| {
+        config.auth.get_user_by_header = false;
+        config.auth.get_groups_by_header = false;
+    })
+    .await;
     let w = World { app, ..w };
     let id = w
         .seed(DEV, vec![w.inline("browser-approved", "attach")])
@@ -1002,16 +991,12 @@ async fn requester_fills_the_form_and_another_admin_approves_in_a_real_browser()
         return;
     };
     let Some(w) = world().await else { return };
-    let (mut config, dir) = TestApp::demo_config();
-    config.aws.mode = iamdesk::config::AwsMode::Aws;
-    config.account_ids_to_name = BTreeMap::from([(w.account.clone(), "spoke".to_string())]);
-    config.policies.role_name = "iamdesk-spoke".into();
-    config.groups.can_admin = vec!["admins".into()];
-    let mut app = TestApp::spawn(config).await;
-    app.keep(dir);
-    iamdesk::resources::sync::run(&app.state)
-        .await
-        .expect("sync");
+    let app = spoke_app(&w.account, |config| {
+        config.auth.get_user_by_header = false;
+        config.auth.get_groups_by_header = false;
+        config.groups.can_admin = vec!["admins".into()];
+    })
+    .await;
     let w = World { app, ..w };
     let c = &browser.client;
     use fantoccini::Locator::{Css, XPath};

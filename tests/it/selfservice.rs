@@ -2,12 +2,12 @@
 //! existing role and a new one; bad input re-renders with the problem and stores nothing; a
 //! browser drives it from "My roles".
 
-use std::collections::BTreeMap;
-
 use iamdesk::store::PageRequest;
 use serde_json::{Value, json};
 
-use crate::support::{TestApp, account_id, csrf_for, iam_in, moto_endpoint};
+use crate::support::{
+    TestApp, account_id, create_role, csrf_for, iam_in, moto_endpoint, spoke_app,
+};
 
 const DEV: &str = "dev@example.com";
 
@@ -20,31 +20,18 @@ struct World {
 async fn world(header_sign_in: bool) -> Option<World> {
     moto_endpoint()?;
     let account = account_id();
-    let iam = iam_in(&account).await;
-    iam.create_role()
-        .role_name("app")
-        .assume_role_policy_document(r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"Service":"ec2.amazonaws.com"},"Action":"sts:AssumeRole"}]}"#)
-        .tags(
-            aws_sdk_iam::types::Tag::builder()
-                .key("consoleme-authorized")
-                .value(format!("{DEV}:demo-admin@iamdesk.local"))
-                .build()
-                .expect("tag"),
-        )
-        .send()
-        .await
-        .expect("role");
-    let (mut config, dir) = TestApp::demo_config();
-    config.aws.mode = iamdesk::config::AwsMode::Aws;
-    config.account_ids_to_name = BTreeMap::from([(account.clone(), "spoke".to_string())]);
-    config.policies.role_name = "iamdesk-spoke".into();
-    config.auth.get_user_by_header = header_sign_in;
-    config.auth.get_groups_by_header = header_sign_in;
-    let mut app = TestApp::spawn(config).await;
-    app.keep(dir);
-    iamdesk::resources::sync::run(&app.state)
-        .await
-        .expect("sync");
+    let tag = format!("{DEV}:demo-admin@iamdesk.local");
+    create_role(
+        &iam_in(&account).await,
+        "app",
+        &[("consoleme-authorized", tag.as_str())],
+    )
+    .await;
+    let app = spoke_app(&account, |config| {
+        config.auth.get_user_by_header = header_sign_in;
+        config.auth.get_groups_by_header = header_sign_in;
+    })
+    .await;
     let csrf = csrf_for(&app).await;
     Some(World { app, account, csrf })
 }

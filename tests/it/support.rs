@@ -161,6 +161,45 @@ pub async fn form_token(app: &TestApp, path: &str) -> (String, String) {
     (cookie, token)
 }
 
+/// A portal in `aws` mode over one moto spoke account (named `spoke`, spoke role
+/// `iamdesk-spoke`), header sign-in on (`x-user`, `x-groups`), synced once. `tune` adjusts the
+/// config before the server starts.
+pub async fn spoke_app(account: &str, tune: impl FnOnce(&mut Config)) -> TestApp {
+    let (mut config, dir) = TestApp::demo_config();
+    config.aws.mode = iamdesk::config::AwsMode::Aws;
+    config.account_ids_to_name =
+        std::collections::BTreeMap::from([(account.to_string(), "spoke".to_string())]);
+    config.policies.role_name = "iamdesk-spoke".into();
+    config.auth.get_user_by_header = true;
+    config.auth.get_groups_by_header = true;
+    tune(&mut config);
+    let mut app = TestApp::spawn(config).await;
+    app.keep(dir);
+    iamdesk::resources::sync::run(&app.state)
+        .await
+        .expect("sync");
+    app
+}
+
+/// Create role `name` in a moto account, trusted by `ec2.amazonaws.com`, with `tags`.
+pub async fn create_role(iam: &aws_sdk_iam::Client, name: &str, tags: &[(&str, &str)]) {
+    let mut req = iam
+        .create_role()
+        .role_name(name)
+        .max_session_duration(7200)
+        .assume_role_policy_document(r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"Service":"ec2.amazonaws.com"},"Action":"sts:AssumeRole"}]}"#);
+    for (k, v) in tags {
+        req = req.tags(
+            aws_sdk_iam::types::Tag::builder()
+                .key(*k)
+                .value(*v)
+                .build()
+                .expect("tag"),
+        );
+    }
+    req.send().await.expect("create role");
+}
+
 /// A fresh random 12-digit AWS account id, so tests sharing one moto never see each other.
 pub fn account_id() -> String {
     let n = uuid::Uuid::new_v4().as_u128() % 900_000_000_000 + 100_000_000_000;
