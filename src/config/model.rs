@@ -130,6 +130,8 @@ pub struct AccountConfig {
 pub struct PoliciesConfig {
     pub role_name: String,
     pub allow_self_approval: bool,
+    /// Managed policies one role may have attached (AWS's default quota is 10; it can be raised).
+    pub max_managed_policies: usize,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -301,6 +303,7 @@ impl Default for PoliciesConfig {
         PoliciesConfig {
             role_name: "ConsoleMeRole".into(),
             allow_self_approval: false,
+            max_managed_policies: 10,
         }
     }
 }

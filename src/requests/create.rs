@@ -30,7 +30,11 @@ pub fn validate(app: &App, body: &Value) -> Result<Vec<String>, AppError> {
             .and_then(|(account, name)| resources.role(&account, &name))
             .map(|(_, role)| role)
     };
-    let validated = validate_request(body, &lookup, &Limits::default()).map_err(|problems| {
+    let limits = Limits {
+        max_managed_policies: app.config.policies.max_managed_policies.clamp(1, 1000),
+        ..Limits::default()
+    };
+    let validated = validate_request(body, &lookup, &limits).map_err(|problems| {
         AppError::Invalid(problems.into_iter().map(|p| (p.field, p.message)).collect())
     })?;
     Ok(validated

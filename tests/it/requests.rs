@@ -1098,3 +1098,30 @@ async fn requester_fills_the_form_and_another_admin_approves_in_a_real_browser()
         "applied in the spoke account"
     );
 }
+
+#[tokio::test]
+async fn the_managed_policy_quota_comes_from_the_config() {
+    let Some(w) = world().await else { return };
+    let app = spoke_app(&w.account, |config| {
+        config.policies.max_managed_policies = 1;
+    })
+    .await;
+    let csrf = csrf_for(&app).await;
+    let w = World { app, csrf, ..w };
+    let attach = |arn: &str| {
+        json!({"change_type": "managed_policy",
+               "principal": {"principal_type": "AwsResource", "principal_arn": w.arn()},
+               "action": "attach", "arn": arn})
+    };
+    let two = json!({"justification": "read everything", "changes": {"changes": [
+        attach("arn:aws:iam::aws:policy/ReadOnlyAccess"),
+        attach("arn:aws:iam::aws:policy/AmazonS3ReadOnlyAccess")]}});
+    let resp = post_request(&w, DEV, "dev", two).await;
+    assert_eq!(resp.status(), 400);
+    let body = resp.text().await.unwrap_or_default();
+    assert!(body.contains("the limit is 1"), "{body}");
+    assert_eq!(count_requests(&w).await, 0, "nothing stored");
+    let one = json!({"justification": "read everything", "changes": {"changes": [
+        attach("arn:aws:iam::aws:policy/ReadOnlyAccess")]}});
+    assert_eq!(post_request(&w, DEV, "dev", one).await.status(), 200);
+}
