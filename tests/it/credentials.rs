@@ -529,3 +529,19 @@ async fn credential_process_output_is_read_by_boto3() {
     let out = cli("iamdesk_not-a-token").await.expect("join");
     assert!(!out.status.success());
 }
+
+#[tokio::test]
+async fn the_demo_lists_my_roles_and_says_plainly_that_it_cannot_sign_in() {
+    let app = TestApp::demo().await;
+    let html = app.get("/roles").await.text().await.unwrap_or_default();
+    let arn = "arn:aws:iam::111122223333:role/billing-reports";
+    assert!(html.contains(arn), "the demo admin has demo roles");
+    let resp = app.get(&format!("/role/{arn}")).await;
+    assert_eq!(resp.status(), 502);
+    let page = resp.text().await.unwrap_or_default();
+    assert!(page.contains("sandbox cloud (demo accounts) cannot issue real AWS credentials"));
+    assert!(
+        !page.contains("AWS refused"),
+        "the sandbox's words are not AWS's"
+    );
+}
