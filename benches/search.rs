@@ -147,6 +147,46 @@ fn main() {
         println!("{name:45} matches {total:6}  p50 {p50:7.3} ms  p99 {p99:7.3} ms");
         results.push(json!({"query": name, "matches": total, "p50_ms": p50, "p99_ms": p99}));
     }
+    // "My roles" (home page, /roles, /profile): the per-generation index of tag entries, and
+    // the full scan it replaced.
+    let config = iamdesk::config::Config::default();
+    let t = Instant::now();
+    let entitlements = iamdesk::credentials::EntitlementIndex::build(&config, &snaps);
+    let entitlements_ms = t.elapsed().as_secs_f64() * 1000.0;
+    println!("entitlement index built in {entitlements_ms:.0} ms");
+    for (name, email, groups) in [
+        (
+            "my roles: a user on 12,500 roles",
+            "payments@example.com",
+            vec![],
+        ),
+        (
+            "my roles: a user on none, 20 groups",
+            "nobody@example.com",
+            (0..20)
+                .map(|g| format!("group-{g}"))
+                .collect::<Vec<String>>(),
+        ),
+    ] {
+        for (how, indexed) in [("index", true), ("scan", false)] {
+            let mut times = Vec::with_capacity(RUNS / 4);
+            let mut total = 0;
+            for _ in 0..RUNS / 4 {
+                let t = Instant::now();
+                total = if indexed {
+                    entitlements.lookup(&snaps, email, &groups).len()
+                } else {
+                    iamdesk::credentials::entitled_in(&config, &snaps, email, &groups).len()
+                };
+                times.push(t.elapsed().as_secs_f64() * 1000.0);
+            }
+            times.sort_by(f64::total_cmp);
+            let (p50, p99) = (percentile(&times, 0.5), percentile(&times, 0.99));
+            let name = format!("{name} ({how})");
+            println!("{name:45} matches {total:6}  p50 {p50:7.3} ms  p99 {p99:7.3} ms");
+            results.push(json!({"query": name, "matches": total, "p50_ms": p50, "p99_ms": p99}));
+        }
+    }
     let mem_mb = index.approx_bytes() as f64 / (1024.0 * 1024.0);
     println!(
         "index: {} entries, built in {build_ms:.0} ms, ~{mem_mb:.1} MiB",
@@ -154,7 +194,8 @@ fn main() {
     );
     let report = json!({
         "roles": ROLES, "accounts": ACCOUNTS, "runs_per_query": RUNS,
-        "build_ms": build_ms, "index_mib": mem_mb, "queries": results,
+        "build_ms": build_ms, "index_mib": mem_mb, "entitlement_index_build_ms": entitlements_ms,
+        "queries": results,
     });
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/bench");
     if let Err(e) = std::fs::create_dir_all(&dir)

@@ -10,13 +10,16 @@ pub mod client;
 pub mod federation;
 pub mod tokens;
 
+use std::collections::HashMap;
+use std::sync::Arc;
+
 use serde_json::json;
 
 use crate::app::App;
 use crate::cloud::RoleCredentials;
 use crate::config::Config;
 use crate::error::AppError;
-use crate::resources::model::{Principal, ResourceKind};
+use crate::resources::model::{AccountSnapshot, Principal, ResourceKind};
 use crate::store::AuditEvent;
 
 /// What a user may do with a role.
@@ -63,32 +66,143 @@ pub fn entitlement(
     }
 }
 
-/// A role the user may use.
+/// A role the user may use (what lists need; the full role stays in the snapshot).
 #[derive(Debug, Clone)]
 pub struct EntitledRole {
-    pub role: Principal,
+    pub arn: String,
+    pub name: String,
+    pub account_id: String,
     pub account_name: String,
     pub access: Access,
 }
 
-/// Every synced role the user may use, by account name then role name.
+/// Every synced role the user may use, by account name then role name. Looked up in an index
+/// of tag entries built once per sync generation (see [`EntitlementIndex`]).
 pub fn entitled_roles(app: &App, email: &str, groups: &[String]) -> Vec<EntitledRole> {
+    // The index and the snapshots it points into come from the same generation.
+    match app
+        .resources
+        .derived(|snaps| EntitlementIndex::build(&app.config, snaps))
+    {
+        Some((snapshots, index)) => index.lookup(&snapshots, email, groups),
+        None => entitled_in(&app.config, &app.resources.snapshots(), email, groups),
+    }
+}
+
+/// Roles by the entries of their authorization tags: `entry` → (account, principal, access).
+/// Entries are kept as written (groups match exactly) and lowercased (the user's email
+/// ignores case).
+#[derive(Debug, Default)]
+pub struct EntitlementIndex {
+    exact: HashMap<String, Vec<(u32, u32, Access)>>,
+    lower: HashMap<String, Vec<(u32, u32, Access)>>,
+}
+
+impl EntitlementIndex {
+    pub fn build(config: &Config, snapshots: &[Arc<AccountSnapshot>]) -> Self {
+        let mut index = EntitlementIndex::default();
+        let mapping = &config.cloud_credential_authorization_mapping.role_tags;
+        if !mapping.enabled {
+            return index;
+        }
+        for (si, snap) in snapshots.iter().enumerate() {
+            for (pi, p) in snap.principals.iter().enumerate() {
+                if p.kind != ResourceKind::Role {
+                    continue;
+                }
+                for t in &p.tags {
+                    let access = if mapping.authorized_groups_tags.contains(&t.key) {
+                        Access::Console
+                    } else if mapping.authorized_groups_cli_only_tags.contains(&t.key) {
+                        Access::CliOnly
+                    } else {
+                        continue;
+                    };
+                    let at = (
+                        u32::try_from(si).unwrap_or(u32::MAX),
+                        u32::try_from(pi).unwrap_or(u32::MAX),
+                        access,
+                    );
+                    for entry in t.value.split(':').map(str::trim).filter(|e| !e.is_empty()) {
+                        index.exact.entry(entry.to_string()).or_default().push(at);
+                        index
+                            .lower
+                            .entry(entry.to_ascii_lowercase())
+                            .or_default()
+                            .push(at);
+                    }
+                }
+            }
+        }
+        index
+    }
+
+    /// The same answer as [`entitled_in`], in time proportional to the matches.
+    pub fn lookup(
+        &self,
+        snapshots: &[Arc<AccountSnapshot>],
+        email: &str,
+        groups: &[String],
+    ) -> Vec<EntitledRole> {
+        let mut best: HashMap<(u32, u32), Access> = HashMap::new();
+        let hits = self
+            .lower
+            .get(&email.to_ascii_lowercase())
+            .into_iter()
+            .chain(groups.iter().filter_map(|g| self.exact.get(g)))
+            .flatten();
+        for &(si, pi, access) in hits {
+            let slot = best.entry((si, pi)).or_insert(access);
+            *slot = (*slot).max(access);
+        }
+        let mut out: Vec<EntitledRole> = best
+            .into_iter()
+            .filter_map(|((si, pi), access)| {
+                let snap = snapshots.get(si as usize)?;
+                let p = snap.principals.get(pi as usize)?;
+                Some(EntitledRole {
+                    arn: p.arn.clone(),
+                    name: p.name.clone(),
+                    account_id: p.account_id.clone(),
+                    account_name: snap.account_name.clone(),
+                    access,
+                })
+            })
+            .collect();
+        sort_roles(&mut out);
+        out
+    }
+}
+
+fn sort_roles(out: &mut [EntitledRole]) {
+    out.sort_unstable_by(|a, b| {
+        (a.account_name.as_str(), a.name.as_str()).cmp(&(b.account_name.as_str(), b.name.as_str()))
+    });
+}
+
+/// [`entitled_roles`] over given snapshots (a full scan of every principal's tags; measured by
+/// `scripts/bench-search`).
+pub fn entitled_in(
+    config: &Config,
+    snapshots: &[Arc<AccountSnapshot>],
+    email: &str,
+    groups: &[String],
+) -> Vec<EntitledRole> {
     let mut out = Vec::new();
-    for snap in app.resources.snapshots().iter() {
+    for snap in snapshots {
         for p in &snap.principals {
-            if let Some(access) = entitlement(&app.config, p, email, groups) {
+            if let Some(access) = entitlement(config, p, email, groups) {
                 out.push(EntitledRole {
-                    role: p.clone(),
+                    arn: p.arn.clone(),
+                    name: p.name.clone(),
+                    account_id: p.account_id.clone(),
                     account_name: snap.account_name.clone(),
                     access,
                 });
             }
         }
     }
-    out.sort_by(|a, b| {
-        (a.account_name.as_str(), a.role.name.as_str())
-            .cmp(&(b.account_name.as_str(), b.role.name.as_str()))
-    });
+    sort_roles(&mut out);
     out
 }
 
@@ -273,6 +387,82 @@ mod tests {
         let mut off = Config::default();
         off.cloud_credential_authorization_mapping.role_tags.enabled = false;
         assert_eq!(entitlement(&off, &r, "x@e.com", &g), None);
+    }
+
+    #[test]
+    fn the_index_answers_exactly_as_the_scan() {
+        let mut c = Config::default();
+        c.cloud_credential_authorization_mapping
+            .role_tags
+            .authorized_groups_tags
+            .push("team-access".into());
+        let values = [
+            "eng",
+            "Eng:ops",
+            "dev@example.com",
+            "DEV@Example.com:sec",
+            "engineering",
+            " eng : x@y.z ",
+            "",
+            "::",
+            "alice",
+        ];
+        let keys = [
+            "consoleme-authorized",
+            "consoleme-owner-dl",
+            "consoleme-authorized-cli-only",
+            "team-access",
+            "owner",
+        ];
+        let mut snaps = vec![];
+        for a in 0..3 {
+            let mut principals = vec![];
+            for i in 0..60usize {
+                let mut p = role(&[
+                    (keys[i % keys.len()], values[i % values.len()]),
+                    (keys[(i / 5) % keys.len()], values[(i / 3) % values.len()]),
+                ]);
+                p.name = format!("r{a}-{i}");
+                p.arn = format!("arn:aws:iam::11112222333{a}:role/{}", p.name);
+                if i % 17 == 0 {
+                    p.kind = ResourceKind::User;
+                }
+                principals.push(p);
+            }
+            snaps.push(Arc::new(AccountSnapshot {
+                account_id: format!("11112222333{a}"),
+                account_name: format!("acct-{a}"),
+                principals,
+                ..Default::default()
+            }));
+        }
+        let index = EntitlementIndex::build(&c, &snaps);
+        let users: Vec<(&str, Vec<String>)> = vec![
+            ("dev@example.com", vec![]),
+            ("Dev@EXAMPLE.com", vec!["eng".into()]),
+            ("x@y.z", vec!["Eng".into(), "sec".into()]),
+            ("ALICE", vec![]),
+            ("nobody@example.com", vec!["engineer".into()]),
+            ("", vec!["ops".into(), "eng".into()]),
+        ];
+        let key = |v: Vec<EntitledRole>| -> Vec<(String, Access)> {
+            v.into_iter().map(|r| (r.arn, r.access)).collect()
+        };
+        for (email, groups) in users {
+            let scan = key(entitled_in(&c, &snaps, email, &groups));
+            assert_eq!(
+                key(index.lookup(&snaps, email, &groups)),
+                scan,
+                "{email} {groups:?}"
+            );
+        }
+        let mut off = c.clone();
+        off.cloud_credential_authorization_mapping.role_tags.enabled = false;
+        assert!(
+            EntitlementIndex::build(&off, &snaps)
+                .lookup(&snaps, "dev@example.com", &[])
+                .is_empty()
+        );
     }
 
     #[test]

@@ -11,10 +11,17 @@ pub struct Resources {
     current: RwLock<Current>,
 }
 
+/// Something computed once per generation from the snapshots (e.g. who may use which role).
+type Derived = Arc<dyn std::any::Any + Send + Sync>;
+
+/// Every account's snapshot of one generation.
+pub type Snapshots = Arc<Vec<Arc<AccountSnapshot>>>;
+
 #[derive(Default, Clone)]
 struct Current {
     snapshots: Arc<Vec<Arc<AccountSnapshot>>>,
     index: Arc<SearchIndex>,
+    derived: Arc<std::sync::OnceLock<Derived>>,
 }
 
 impl Resources {
@@ -37,6 +44,7 @@ impl Resources {
         let next = Current {
             snapshots: Arc::new(snapshots),
             index: Arc::new(index),
+            derived: Arc::default(),
         };
         *self.current.write().unwrap_or_else(|p| p.into_inner()) = next;
     }
@@ -47,6 +55,23 @@ impl Resources {
 
     pub fn snapshots(&self) -> Arc<Vec<Arc<AccountSnapshot>>> {
         self.read().snapshots
+    }
+
+    /// A value built once per generation from the snapshots (the first caller builds it; a sync
+    /// starts afresh), with the very snapshots it was built from. One derived value per process:
+    /// its type is fixed by the first caller.
+    pub fn derived<T: Send + Sync + 'static>(
+        &self,
+        build: impl FnOnce(&[Arc<AccountSnapshot>]) -> T,
+    ) -> Option<(Snapshots, Arc<T>)> {
+        let current = self.read();
+        let value = current
+            .derived
+            .get_or_init(|| Arc::new(build(&current.snapshots)))
+            .clone()
+            .downcast::<T>()
+            .ok()?;
+        Some((current.snapshots, value))
     }
 
     pub fn generation(&self) -> u64 {

@@ -128,14 +128,14 @@ pub fn my_roles(state: &AppState, user: &CurrentUser, q: &str) -> (Vec<RoleRow>,
         .filter(|r| r.access == Access::Console)
         .filter(|r| {
             q.is_empty()
-                || r.role.arn.to_lowercase().contains(&q)
+                || r.arn.to_lowercase().contains(&q)
                 || r.account_name.to_lowercase().contains(&q)
         })
         .map(|r| RoleRow {
-            arn: r.role.arn.clone(),
-            name: r.role.name.clone(),
-            account_id: r.role.account_id.clone(),
-            account_name: r.account_name.clone(),
+            arn: r.arn,
+            name: r.name,
+            account_id: r.account_id,
+            account_name: r.account_name,
         })
         .collect();
     (rows, cli_only)

@@ -154,7 +154,7 @@ fn summary(list: &[PermTemplate], c: &Choice) -> String {
 fn role_choices(state: &AppState, user: &CurrentUser, q: &str) -> Vec<RoleChoice> {
     let mine: Vec<String> = crate::credentials::entitled_roles(state, &user.email, &user.groups)
         .into_iter()
-        .map(|r| r.role.arn)
+        .map(|r| r.arn)
         .collect();
     let result = state.resources.index().search(&SearchQuery {
         text: Some(q.to_string()).filter(|s| !s.trim().is_empty()),
