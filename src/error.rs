@@ -115,11 +115,8 @@ impl From<crate::cloud::CloudError> for AppError {
     fn from(e: crate::cloud::CloudError) -> Self {
         match e {
             crate::cloud::CloudError::UnknownAccount(_) => AppError::NotFound(e.to_string()),
-            // The sandbox's own refusals are not AWS's words.
-            crate::cloud::CloudError::Aws {
-                code: Some(code),
-                message,
-            } if code.starts_with("Sandbox") => AppError::Upstream(message),
+            // Not AWS's words: the cloud (the sandbox) cannot do this at all.
+            crate::cloud::CloudError::Unsupported(message) => AppError::Upstream(message),
             crate::cloud::CloudError::Aws { message, .. } => {
                 AppError::Upstream(format!("AWS refused the call: {message}"))
             }

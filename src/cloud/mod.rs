@@ -12,6 +12,9 @@ use crate::resources::model::{AccountSnapshot, Principal, Tag};
 pub enum CloudError {
     #[error("account {0} is not configured in account_ids_to_name")]
     UnknownAccount(String),
+    /// The cloud cannot do this at all (the sandbox has no real AWS behind it).
+    #[error("{0}")]
+    Unsupported(String),
     /// An AWS call failed; `message` carries AWS's own words (code: message).
     #[error("{message}")]
     Aws {

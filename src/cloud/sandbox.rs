@@ -47,31 +47,25 @@ impl Cloud for SandboxCloud {
             .find(|p| p.kind == ResourceKind::Role && p.name == role_name))
     }
 
-    /// The sandbox's demo data is regenerated on every read, so writes are refused with a
-    /// message that says so (changes are applied for real only against AWS).
     async fn assume_role(
         &self,
         role_arn: &str,
         _session_name: &str,
         _duration_seconds: i32,
     ) -> Result<super::RoleCredentials, CloudError> {
-        Err(CloudError::Aws {
-            code: Some("SandboxNoCredentials".into()),
-            message: format!(
-                "the sandbox cloud (demo accounts) cannot issue real AWS credentials for \
-                 {role_arn}; configure aws.mode: aws and account_ids_to_name"
-            ),
-        })
+        Err(CloudError::Unsupported(format!(
+            "the sandbox cloud (demo accounts) cannot issue real AWS credentials for {role_arn}; \
+             configure aws.mode: aws and account_ids_to_name"
+        )))
     }
 
+    /// The sandbox's demo data is regenerated on every read, so writes are refused with a
+    /// message that says so (changes are applied for real only against AWS).
     async fn apply(&self, account_id: &str, op: &IamOp) -> Result<(), CloudError> {
-        Err(CloudError::Aws {
-            code: Some("SandboxReadOnly".into()),
-            message: format!(
-                "the sandbox cloud cannot apply {} to {} in {account_id} yet",
-                op.action(),
-                op.role()
-            ),
-        })
+        Err(CloudError::Unsupported(format!(
+            "the sandbox cloud cannot apply {} to {} in {account_id} yet",
+            op.action(),
+            op.role()
+        )))
     }
 }

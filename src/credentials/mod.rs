@@ -35,10 +35,13 @@ pub enum Access {
 /// Whether `value` (a colon-separated tag value) names the user or one of their groups. Exact
 /// entries only, never substrings; addresses compare without regard to case.
 fn lists(value: &str, email: &str, groups: &[String]) -> bool {
-    value.split(':').map(str::trim).any(|entry| {
-        !entry.is_empty()
-            && (entry.eq_ignore_ascii_case(email) || groups.iter().any(|g| g == entry))
-    })
+    entries(value)
+        .any(|entry| entry.eq_ignore_ascii_case(email) || groups.iter().any(|g| g == entry))
+}
+
+/// The users and groups a tag value names: colon-separated, trimmed, blanks skipped.
+fn entries(value: &str) -> impl Iterator<Item = &str> {
+    value.split(':').map(str::trim).filter(|e| !e.is_empty())
 }
 
 /// The user's access to `role`, if any.
@@ -123,7 +126,7 @@ impl EntitlementIndex {
                         u32::try_from(pi).unwrap_or(u32::MAX),
                         access,
                     );
-                    for entry in t.value.split(':').map(str::trim).filter(|e| !e.is_empty()) {
+                    for entry in entries(&t.value) {
                         index.exact.entry(entry.to_string()).or_default().push(at);
                         index
                             .lower
@@ -211,7 +214,7 @@ pub fn session_name(email: &str) -> String {
     let mut s: String = email
         .chars()
         .map(|c| {
-            if c.is_ascii_alphanumeric() || "_+=,.@-".contains(c) {
+            if crate::requests::validate::is_name_char(c) {
                 c
             } else {
                 '-'

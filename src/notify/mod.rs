@@ -291,21 +291,10 @@ mod tests {
     }
 
     fn request(changes: Value) -> PolicyRequest {
-        let now = Utc::now();
-        PolicyRequest {
-            id: "1234567b-a10f-1234-a12a-1e2ece345678".into(),
-            status: RequestStatus::Pending,
-            requester: "dev@example.com".into(),
-            justification: "j".into(),
-            changes: json!({ "changes": changes }),
-            comments: vec![],
-            created_at: now,
-            updated_at: now,
-            version: 1,
-            results: vec![],
-            applying: None,
-            warnings: vec![],
-        }
+        let mut r = crate::store::conformance::sample_request("dev@example.com", 0);
+        r.id = "1234567b-a10f-1234-a12a-1e2ece345678".into();
+        r.changes = json!({ "changes": changes });
+        r
     }
 
     fn on(arn: &str) -> Value {

@@ -292,7 +292,8 @@ fn is_account_id(s: &str) -> bool {
     s.len() == 12 && s.bytes().all(|b| b.is_ascii_digit())
 }
 
-fn is_name_char(c: char) -> bool {
+/// A character IAM allows in role, policy and session names: `[\w+=,.@-]`.
+pub fn is_name_char(c: char) -> bool {
     c.is_ascii_alphanumeric() || "_+=,.@-".contains(c)
 }
 

@@ -74,6 +74,17 @@ impl Resources {
         Some((current.snapshots, value))
     }
 
+    /// (id, name) of every synced account, by id.
+    pub fn accounts(&self) -> Vec<(String, String)> {
+        let mut v: Vec<(String, String)> = self
+            .snapshots()
+            .iter()
+            .map(|s| (s.account_id.clone(), s.account_name.clone()))
+            .collect();
+        v.sort();
+        v
+    }
+
     pub fn generation(&self) -> u64 {
         self.read().index.generation
     }

@@ -26,6 +26,8 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
+use crate::requests::validate::is_name_char as is_iam_name_char;
+
 /// The IAM policy language version of every generated document.
 pub const POLICY_VERSION: &str = "2012-10-17";
 /// Most statements accepted in one free-form (`json_statements`) field.
@@ -1141,10 +1143,6 @@ fn check_sns_arn(value: &str) -> Result<(), String> {
         );
     }
     check_messaging_name(arn.resource, "topic", 256)
-}
-
-fn is_iam_name_char(c: char) -> bool {
-    c.is_ascii_alphanumeric() || matches!(c, '_' | '+' | '=' | ',' | '.' | '@' | '-')
 }
 
 fn check_role_arn(value: &str) -> Result<(), String> {

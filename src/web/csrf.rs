@@ -76,12 +76,7 @@ fn is_unsafe(method: &Method) -> bool {
 }
 
 fn uses_bearer_token(headers: &HeaderMap) -> bool {
-    let has_cookie = headers.contains_key(header::COOKIE);
-    let bearer = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.len() > 7 && v[..7].eq_ignore_ascii_case("bearer "));
-    bearer && !has_cookie
+    super::identity::bearer_token(headers).is_some() && !headers.contains_key(header::COOKIE)
 }
 
 /// `scheme://host[:port]` of a URL, lowercased.

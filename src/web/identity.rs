@@ -68,6 +68,15 @@ pub fn is_admin(config: &Config, email: &str, groups: &[String]) -> bool {
         .any(|a| a == email || groups.iter().any(|g| g == a))
 }
 
+/// The token of an `Authorization: Bearer <token>` header (scheme case-insensitive).
+pub(super) fn bearer_token(headers: &HeaderMap) -> Option<&str> {
+    let v = header_str(headers, header::AUTHORIZATION.as_str())?;
+    v.get(..7)
+        .filter(|scheme| scheme.eq_ignore_ascii_case("bearer "))
+        .map(|_| v[7..].trim())
+        .filter(|t| !t.is_empty())
+}
+
 fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     headers
         .get(name)
@@ -112,13 +121,8 @@ pub async fn authenticate(State(state): State<AppState>, mut req: Request, next:
     let mut user = None;
 
     // A personal API token: checked first, and when presented it is the only method tried.
-    if let Some(presented) = header_str(req.headers(), header::AUTHORIZATION.as_str())
-        .and_then(|v| {
-            v.get(..7)
-                .filter(|p| p.eq_ignore_ascii_case("bearer "))
-                .map(|_| v[7..].trim())
-        })
-        .filter(|t| t.starts_with(crate::credentials::tokens::PREFIX))
+    if let Some(presented) =
+        bearer_token(req.headers()).filter(|t| t.starts_with(crate::credentials::tokens::PREFIX))
     {
         if let Err(e) = state
             .login_limiter

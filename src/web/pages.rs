@@ -163,13 +163,7 @@ pub async fn requests(
         account: filter.account.clone().unwrap_or_default(),
         q: filter.text.clone().unwrap_or_default(),
     };
-    let mut accounts: Vec<(String, String)> = state
-        .resources
-        .snapshots()
-        .iter()
-        .map(|s| (s.account_id.clone(), s.account_name.clone()))
-        .collect();
-    accounts.sort();
+    let accounts = state.resources.accounts();
     Ok(RequestsPage {
         layout: layout.nav("requests"),
         recent: result.items.iter().map(RequestRow::from).collect(),

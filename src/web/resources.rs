@@ -140,12 +140,7 @@ pub async fn policies_page(
     let (search, page, _) = q.to_search()?;
     let index = state.resources.index();
     let result = index.search(&search);
-    let accounts = state
-        .resources
-        .snapshots()
-        .iter()
-        .map(|s| (s.account_id.clone(), s.account_name.clone()))
-        .collect();
+    let accounts = state.resources.accounts();
     let (qs, account, kind, sort) = (
         non_empty(&q.q).unwrap_or_default(),
         non_empty(&q.account).unwrap_or_default(),

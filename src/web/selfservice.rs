@@ -176,17 +176,6 @@ fn role_choices(state: &AppState, user: &CurrentUser, q: &str) -> Vec<RoleChoice
     out
 }
 
-fn accounts(state: &AppState) -> Vec<(String, String)> {
-    let mut v: Vec<(String, String)> = state
-        .resources
-        .snapshots()
-        .iter()
-        .map(|s| (s.account_id.clone(), s.account_name.clone()))
-        .collect();
-    v.sort();
-    v
-}
-
 impl WizardPage {
     fn new(state: &AppState, layout: Layout) -> Self {
         WizardPage {
@@ -196,7 +185,7 @@ impl WizardPage {
             roles: vec![],
             role: String::new(),
             new_role: None,
-            accounts: accounts(state),
+            accounts: state.resources.accounts(),
             trusts: TRUSTS.to_vec(),
             templates: template_views(&state.config.self_service.templates),
             template: String::new(),
@@ -292,7 +281,7 @@ fn policy_name(email: &str) -> String {
         .unwrap_or("user")
         .chars()
         .map(|c| {
-            if c.is_ascii_alphanumeric() || "+=,.@_-".contains(c) {
+            if crate::requests::validate::is_name_char(c) {
                 c
             } else {
                 '-'
