@@ -49,6 +49,16 @@ pub struct AwsCloud {
     roles: HashMap<String, String>,
     clients: Mutex<HashMap<String, aws_sdk_iam::Client>>,
     assume_role_calls: Arc<AtomicU64>,
+    /// The central role iamdesk runs as (from STS GetCallerIdentity at startup), if it is one.
+    central_role: Option<(String, String)>,
+}
+
+/// `arn:aws:sts::<account>:assumed-role/<role>/<session>` → (account, role).
+pub fn assumed_role_of(caller_arn: &str) -> Option<(String, String)> {
+    let rest = caller_arn.strip_prefix("arn:aws:sts::")?;
+    let (account, resource) = rest.split_once(':')?;
+    let role = resource.strip_prefix("assumed-role/")?.split('/').next()?;
+    (!role.is_empty()).then(|| (account.to_string(), role.to_string()))
 }
 
 impl AwsCloud {
@@ -59,11 +69,41 @@ impl AwsCloud {
             .keys()
             .map(|id| (id.clone(), config.spoke_role_name(id).to_string()))
             .collect();
+        let central_role = Self::who_am_i(&sdk).await;
         AwsCloud {
             sdk,
             roles,
             clients: Mutex::new(HashMap::new()),
             assume_role_calls: Arc::new(AtomicU64::new(0)),
+            central_role,
+        }
+    }
+
+    /// The central role, so no request can target it. Best effort: without an answer within a
+    /// few seconds, only the spoke roles are protected (and a warning says so).
+    async fn who_am_i(sdk: &SdkConfig) -> Option<(String, String)> {
+        let sts = aws_sdk_sts::Client::new(sdk);
+        let call = sts.get_caller_identity().send();
+        match tokio::time::timeout(std::time::Duration::from_secs(5), call).await {
+            Ok(Ok(identity)) => {
+                let found = identity.arn().and_then(assumed_role_of);
+                if let Some((account, role)) = &found {
+                    tracing::info!(
+                        account,
+                        role,
+                        "central role found; requests cannot target it"
+                    );
+                }
+                found
+            }
+            Ok(Err(e)) => {
+                tracing::warn!(error = %crate::aws::error_text(&e), "cannot tell the central role (sts:GetCallerIdentity)");
+                None
+            }
+            Err(_) => {
+                tracing::warn!("cannot tell the central role: sts:GetCallerIdentity timed out");
+                None
+            }
         }
     }
 
@@ -230,6 +270,10 @@ impl Cloud for AwsCloud {
 
     fn as_any(&self) -> &dyn std::any::Any {
         self
+    }
+
+    fn central_role(&self) -> Option<(String, String)> {
+        self.central_role.clone()
     }
 
     async fn fetch_account(

@@ -42,8 +42,11 @@ impl CloudError {
 }
 
 /// One IAM write, as approved changes are applied through the spoke role. A request's change
-/// becomes one or more of these; each is applied and reported on its own.
-#[derive(Debug, Clone, PartialEq)]
+/// becomes one or more of these (`Change::calls` in `src/requests/model.rs`); each is applied and
+/// reported on its own. Serialized as `{"action": "PutRolePolicy", "role": ..., ...}` for the
+/// API's `plan`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "action")]
 pub enum IamOp {
     PutRolePolicy {
         role: String,
@@ -144,6 +147,12 @@ pub trait Cloud: Send + Sync + 'static {
         account_id: &str,
         role_name: &str,
     ) -> Result<Option<Principal>, CloudError>;
+
+    /// The role iamdesk itself runs as in the central account (account id, role name), when
+    /// known: it must never be the target of a request.
+    fn central_role(&self) -> Option<(String, String)> {
+        None
+    }
 
     /// Apply one IAM write in a spoke account.
     async fn apply(&self, account_id: &str, op: &IamOp) -> Result<(), CloudError>;

@@ -244,14 +244,16 @@ pub enum Purpose {
 
 /// The synced role behind `arn`, or a 404 that says how to find the right ARN.
 pub fn find_role(app: &App, arn: &str) -> Result<Principal, AppError> {
-    let (account, name) = crate::requests::ops::parse_role_arn(arn).ok_or_else(|| {
+    let parsed = crate::requests::model::RoleArn::parse(arn).map_err(|e| {
         AppError::BadRequest(format!(
-            "'{arn}' is not a role ARN (arn:aws:iam::123456789012:role/name)"
+            "'{arn}' is not a role ARN (arn:aws:iam::123456789012:role/name): {e}"
         ))
     })?;
     app.resources
-        .role(&account, &name)
+        .role(parsed.account().as_str(), parsed.name())
         .map(|(_, r)| r)
+        // Exactly this role: a made-up path or another case names no role.
+        .filter(|r| r.arn == arn)
         .ok_or_else(|| {
             AppError::NotFound(format!(
                 "there is no synced role {arn}; check the ARN on the Policies page"

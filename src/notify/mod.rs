@@ -16,8 +16,14 @@ use crate::store::{OutboxMessage, PolicyRequest, RequestStatus};
 #[derive(Debug, Clone, PartialEq)]
 pub enum Event {
     Created,
-    Commented { author: String },
+    Commented {
+        author: String,
+    },
     StatusChanged(RequestStatus),
+    /// A change's document was edited (`update_change`) by `editor`.
+    Updated {
+        editor: String,
+    },
 }
 
 /// An email as stored in the outbox (`channel = "email"`).
@@ -45,32 +51,10 @@ pub fn request_link(config: &Config, id: &str) -> String {
 
 /// The principal ARN of the first change, with `and N more` when the request touches several.
 pub fn request_arn(r: &PolicyRequest) -> String {
-    let mut arns: Vec<String> = Vec::new();
-    for change in r
-        .changes
-        .get("changes")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-    {
-        let arn = change
-            .pointer("/principal/principal_arn")
-            .and_then(Value::as_str)
-            .map(str::to_string)
-            .or_else(|| {
-                let (account, name) = crate::requests::ops::target(change)?;
-                let path = change.get("path").and_then(Value::as_str).unwrap_or("/");
-                Some(format!("arn:aws:iam::{account}:role{path}{name}"))
-            });
-        if let Some(arn) = arn
-            && !arns.contains(&arn)
-        {
-            arns.push(arn);
-        }
-    }
+    let arns = r.changes.targets();
     match arns.len() {
         0 => "(no principal)".to_string(),
-        1 => arns.remove(0),
+        1 => arns[0].to_string(),
         n => format!("{} and {} more", arns[0], n - 1),
     }
 }
@@ -124,7 +108,7 @@ pub fn recipients(config: &Config, r: &PolicyRequest, event: &Event, actor: &str
             list.extend(r.comments.iter().map(|c| c.author.clone()));
             Some(actor)
         }
-        Event::StatusChanged(_) => Some(actor),
+        Event::StatusChanged(_) | Event::Updated { .. } => Some(actor),
     };
     let mut to = dedup_without(emails(&list), except);
     if to.is_empty() {
@@ -167,6 +151,13 @@ pub fn subject_and_text(config: &Config, r: &PolicyRequest, event: &Event) -> (S
             format!(
                 "A new comment has been added to the policy change request for {arn} by \
                  {author}\n\n{see}"
+            ),
+        ),
+        Event::Updated { editor } => (
+            format!("{name}: Policy change request for {arn} has been updated"),
+            format!(
+                "A policy change request for {arn} has been updated by {editor}: review its \
+                 changes again before approving.\n\n{see}"
             ),
         ),
         Event::StatusChanged(status) => {
@@ -212,7 +203,7 @@ fn askama_escape(s: &str) -> String {
 /// Slack attachment colour by status (seed 002's attachment style).
 fn slack_color(event: &Event) -> &'static str {
     match event {
-        Event::Created | Event::Commented { .. } => "#1D9BD1",
+        Event::Created | Event::Commented { .. } | Event::Updated { .. } => "#1D9BD1",
         Event::StatusChanged(RequestStatus::Approved) => "#2EB67D",
         Event::StatusChanged(RequestStatus::Rejected) => "#D50200",
         Event::StatusChanged(_) => "#9E9E9E",
@@ -227,7 +218,7 @@ pub fn slack_for(config: &Config, r: &PolicyRequest, event: &Event) -> Option<Va
     let status = match event {
         Event::Created => "pending",
         Event::StatusChanged(s) => status_words(*s),
-        Event::Commented { .. } => return None,
+        Event::Commented { .. } | Event::Updated { .. } => return None,
     };
     let (subject, _) = subject_and_text(config, r, event);
     let link = request_link(config, &r.id);
@@ -290,31 +281,38 @@ mod tests {
         c
     }
 
-    fn request(changes: Value) -> PolicyRequest {
+    fn request(changes: Vec<Value>) -> PolicyRequest {
         let mut r = crate::store::conformance::sample_request("dev@example.com", 0);
         r.id = "1234567b-a10f-1234-a12a-1e2ece345678".into();
-        r.changes = json!({ "changes": changes });
+        r.changes = serde_json::from_value(json!({ "changes": changes })).expect("changes");
         r
     }
 
     fn on(arn: &str) -> Value {
-        json!({"change_type": "inline_policy", "principal": {"principal_arn": arn}})
+        json!({"change_type": "inline_policy", "id": "c", "policy_name": "p", "action": "detach",
+               "principal": {"principal_type": "AwsResource", "principal_arn": arn}})
+    }
+
+    fn new_role(name: &str, path: &str) -> Value {
+        json!({"change_type": "create_role", "id": "n", "account_id": "111122223333",
+               "role_name": name, "path": path,
+               "policy": {"policy_document": {"Version": "2012-10-17", "Statement": []}}})
     }
 
     #[test]
     fn texts_match_consolemes_word_for_word() {
         let c = config();
-        let r = request(vec![on("arn:aws:s3:::example-bucket")].into());
+        let r = request(vec![on("arn:aws:iam::123456789012:role/example-role")]);
         let (subject, text) =
             subject_and_text(&c, &r, &Event::StatusChanged(RequestStatus::Approved));
         assert_eq!(
             subject,
-            "ConsoleMe: Policy change request for arn:aws:s3:::example-bucket has been updated \
+            "ConsoleMe: Policy change request for arn:aws:iam::123456789012:role/example-role has been updated \
              to approved and committed"
         );
         assert_eq!(
             text,
-            "A policy change request for arn:aws:s3:::example-bucket has been updated to \
+            "A policy change request for arn:aws:iam::123456789012:role/example-role has been updated to \
              approved and committed\n\nSee the request here: \
              https://iamdesk.example.com/policies/request/1234567b-a10f-1234-a12a-1e2ece345678.\
              \n\n\nPlease contact us at consoleme@example.com if you have any questions or \
@@ -330,19 +328,19 @@ mod tests {
         assert_eq!(
             subject,
             "ConsoleMe: A new comment has been added to Policy Change request for \
-             arn:aws:s3:::example-bucket"
+             arn:aws:iam::123456789012:role/example-role"
         );
         assert!(text.starts_with(
             "A new comment has been added to the policy change request for \
-             arn:aws:s3:::example-bucket by bob@company-name.com\n\nSee the request here: "
+             arn:aws:iam::123456789012:role/example-role by bob@company-name.com\n\nSee the request here: "
         ));
         let (subject, text) = subject_and_text(&c, &r, &Event::Created);
         assert_eq!(
             subject,
-            "ConsoleMe: Policy change request for arn:aws:s3:::example-bucket has been created"
+            "ConsoleMe: Policy change request for arn:aws:iam::123456789012:role/example-role has been created"
         );
         assert!(text.starts_with(
-            "A policy change request for arn:aws:s3:::example-bucket has been created.\n\n"
+            "A policy change request for arn:aws:iam::123456789012:role/example-role has been created.\n\n"
         ));
         for (status, words) in [
             (RequestStatus::Rejected, "rejected"),
@@ -355,34 +353,24 @@ mod tests {
 
     #[test]
     fn several_principals_read_and_n_more() {
-        let r = request(
-            vec![
-                on("arn:aws:iam::111122223333:role/a"),
-                on("arn:aws:iam::111122223333:role/b"),
-                on("arn:aws:iam::111122223333:role/a"),
-                json!({"change_type": "create_role", "account_id": "111122223333",
-                       "role_name": "new", "path": "/svc/"}),
-            ]
-            .into(),
-        );
+        let r = request(vec![
+            on("arn:aws:iam::111122223333:role/a"),
+            on("arn:aws:iam::111122223333:role/b"),
+            on("arn:aws:iam::111122223333:role/a"),
+            new_role("new", "/svc/"),
+        ]);
         assert_eq!(
             request_arn(&r),
             "arn:aws:iam::111122223333:role/a and 2 more"
         );
-        let r = request(
-            vec![
-                json!({"change_type": "create_role", "account_id": "111122223333",
-                        "role_name": "new"}),
-            ]
-            .into(),
-        );
+        let r = request(vec![new_role("new", "/")]);
         assert_eq!(request_arn(&r), "arn:aws:iam::111122223333:role/new");
     }
 
     #[test]
     fn recipients_are_requester_and_reviewers_without_the_actor() {
         let c = config();
-        let mut r = request(vec![on("arn:aws:iam::111122223333:role/a")].into());
+        let mut r = request(vec![on("arn:aws:iam::111122223333:role/a")]);
         // A new request: the requester's receipt too.
         assert_eq!(
             recipients(&c, &r, &Event::Created, "dev@example.com"),
@@ -424,7 +412,7 @@ mod tests {
         let mut c = config();
         c.groups.can_admin = vec!["admins".into()];
         c.groups.can_admin_policies = vec![];
-        let r = request(vec![on("arn:aws:iam::111122223333:role/a")].into());
+        let r = request(vec![on("arn:aws:iam::111122223333:role/a")]);
         assert_eq!(reviewers(&c), ["fallback@example.com"]);
         let ev = Event::Commented {
             author: "dev@example.com".into(),
@@ -443,7 +431,7 @@ mod tests {
         let mut c = config();
         c.environment = Environment::Dev;
         c.ses.override_receivers_for_dev = vec!["me@example.com".into()];
-        let r = request(vec![on("arn:aws:iam::111122223333:role/a")].into());
+        let r = request(vec![on("arn:aws:iam::111122223333:role/a")]);
         assert_eq!(
             recipients(&c, &r, &Event::Created, "dev@example.com"),
             ["me@example.com"]
@@ -452,18 +440,19 @@ mod tests {
 
     #[test]
     fn html_carries_the_same_words_escaped_and_a_button() {
-        let c = config();
-        let mut r = request(vec![on("arn:aws:iam::111122223333:role/a<b>")].into());
+        let mut c = config();
+        c.ses.consoleme.name = "Desk<b>".into();
+        let mut r = request(vec![on("arn:aws:iam::111122223333:role/a")]);
         r.requester = "dev@example.com".into();
         let email = email_for(&c, &r, &Event::Created, "dev@example.com").expect("email");
-        assert!(email.html.contains("role/a&#60;b&#62;") || email.html.contains("role/a&lt;b&gt;"));
+        assert!(email.html.contains("Desk&#60;b&#62;") || email.html.contains("Desk&lt;b&gt;"));
         assert!(!email.html.contains("<b>"));
         assert!(
             email
                 .html
                 .contains(&format!("href=\"{}\"", request_link(&c, &r.id)))
         );
-        let plain = request(vec![on("arn:aws:iam::111122223333:role/a")].into());
+        let plain = request(vec![on("arn:aws:iam::111122223333:role/a")]);
         let email = email_for(&c, &plain, &Event::Created, "x@example.com").expect("email");
         assert!(
             email.html.contains(&email.text),
@@ -474,7 +463,7 @@ mod tests {
     #[test]
     fn slack_only_when_enabled_and_not_for_comments() {
         let mut c = config();
-        let r = request(vec![on("arn:aws:iam::111122223333:role/a")].into());
+        let r = request(vec![on("arn:aws:iam::111122223333:role/a")]);
         assert!(slack_for(&c, &r, &Event::Created).is_none());
         c.slack.notifications_enabled = true;
         c.slack.webhook_url = Some("http://127.0.0.1:9/hook".into());

@@ -1,153 +1,141 @@
 //! Creating a request: validate everything first (nothing is stored on any problem), then one
-//! write of the request with its audit event; admins may ask for it to be applied at once.
+//! write of the typed request with its audit event and notifications; admins may ask for it to
+//! be applied at once, within the self-approval rule.
 
 use chrono::Utc;
 use serde_json::{Value, json};
 
 use super::lifecycle::{self, Actor};
-use super::validate::{Limits, validate_request};
+use super::model::ChangeList;
+use super::review::PlannedChange;
+use super::validate::{Limits, Synced, Validated, validate_request};
 use crate::app::App;
+use crate::config::Config;
 use crate::error::AppError;
+use crate::resources::model::Principal;
+use crate::resources::service::Resources;
 use crate::store::{AuditEvent, PolicyRequest, RequestStatus};
 
-/// What `POST /api/v2/request` answers (ConsoleMe v2 shape plus the warnings).
+/// What `POST /api/v2/request` answers (ConsoleMe v2 shape plus the warnings and the calls an
+/// approval would make).
 #[derive(Debug, serde::Serialize)]
 pub struct Created {
     pub request_created: bool,
-    pub request_id: String,
-    pub request_url: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub request_url: Option<String>,
     pub errors: usize,
     pub warnings: Vec<String>,
-    pub status: RequestStatus,
+    pub status: Option<RequestStatus>,
+    /// `dry_run`: validated, nothing stored.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub dry_run: bool,
+    /// The typed changes as they would be stored (ConsoleMe's `changes` shape).
+    pub changes: ChangeList,
+    pub plan: Vec<PlannedChange>,
 }
 
-/// Validate a request body against the synced roles: every problem with its field (400), or the
-/// warnings to show reviewers.
-pub fn validate(app: &App, body: &Value) -> Result<Vec<String>, AppError> {
-    let resources = &app.resources;
-    let lookup = |arn: &str| {
-        super::ops::parse_role_arn(arn)
-            .and_then(|(account, name)| resources.role(&account, &name))
-            .map(|(_, role)| role)
-    };
-    let limits = Limits {
-        max_managed_policies: app.config.policies.max_managed_policies.clamp(1, 1000),
-        ..Limits::default()
-    };
-    let validated = validate_request(body, &lookup, &limits).map_err(|problems| {
-        AppError::Invalid(problems.into_iter().map(|p| (p.field, p.message)).collect())
-    })?;
-    Ok(validated
-        .warnings
-        .iter()
-        .map(|w| format!("change {}: {}", w.change + 1, w.message))
-        .collect())
+/// The synced accounts and iamdesk's own roles, as the validator sees them.
+pub struct AppSynced<'a> {
+    pub resources: &'a Resources,
+    pub config: &'a Config,
+    /// The central account's own role, when the cloud knows it.
+    pub central_role: Option<(String, String)>,
 }
 
-/// Give every change a stable `id` (for `update_change`) and pin what a clone copies: the source
-/// role's trust policy, inline and managed policies, boundary and tags as synced right now go
-/// under `resolved_clone`, so the reviewer approves exactly what will be created.
-pub fn prepare_changes(app: &App, changes: &mut Value) {
-    let Some(list) = changes.as_array_mut() else {
-        return;
-    };
-    for change in list {
-        let Some(obj) = change.as_object_mut() else {
-            continue;
-        };
-        if !obj.get("id").is_some_and(Value::is_string) {
-            obj.insert("id".into(), json!(uuid::Uuid::new_v4().to_string()));
+impl<'a> AppSynced<'a> {
+    pub fn new(app: &'a App) -> Self {
+        AppSynced {
+            resources: &app.resources,
+            config: &app.config,
+            central_role: app.cloud.central_role(),
         }
-        if obj.get("change_type").and_then(Value::as_str) != Some("create_role") {
-            continue;
-        }
-        let Some(source) = obj
-            .get("clone_from")
-            .and_then(Value::as_str)
-            .and_then(super::ops::parse_role_arn)
-            .and_then(|(account, name)| app.resources.role(&account, &name))
-            .map(|(_, role)| role)
-        else {
-            continue;
-        };
-        let flag = |k: &str| obj.get(k).and_then(Value::as_bool).unwrap_or(false);
-        let mut resolved = serde_json::Map::new();
-        resolved.insert("from".into(), json!(source.arn));
-        if flag("copy_trust") {
-            resolved.insert("trust_policy".into(), json!(source.trust_policy));
-        }
-        if flag("copy_inline") {
-            let given: Vec<&str> = obj
-                .get("inline_policies")
-                .and_then(Value::as_array)
-                .into_iter()
-                .flatten()
-                .filter_map(|p| p.get("policy_name").and_then(Value::as_str))
-                .collect();
-            let copied: Vec<Value> = source
-                .inline_policies
-                .iter()
-                .filter(|p| !given.contains(&p.name.as_str()))
-                .map(|p| json!({"policy_name": p.name, "policy_document": p.document}))
-                .collect();
-            resolved.insert("inline_policies".into(), json!(copied));
-        }
-        if flag("copy_managed") {
-            let arns: Vec<&str> = source
-                .managed_policies
-                .iter()
-                .map(|m| m.arn.as_str())
-                .collect();
-            resolved.insert("managed_policies".into(), json!(arns));
-            if let Some(b) = &source.permissions_boundary {
-                resolved.insert("permissions_boundary".into(), json!(b));
-            }
-        }
-        if flag("copy_tags") {
-            let tags: Vec<Value> = source
-                .tags
-                .iter()
-                .map(|t| json!({"key": t.key, "value": t.value}))
-                .collect();
-            resolved.insert("tags".into(), json!(tags));
-        }
-        obj.insert("resolved_clone".into(), Value::Object(resolved));
     }
 }
 
+impl Synced for AppSynced<'_> {
+    fn role_named(&self, account: &str, name: &str) -> Option<Principal> {
+        self.resources.role(account, name).map(|(_, role)| role)
+    }
+
+    fn protected(&self, account: &str, name: &str) -> Option<String> {
+        let spoke = self.config.spoke_role_name(account);
+        if name.eq_ignore_ascii_case(spoke) && self.config.account_ids_to_name.contains_key(account)
+            || name.eq_ignore_ascii_case(&self.config.policies.role_name)
+        {
+            return Some(format!(
+                "`{spoke}` is the role iamdesk assumes in account {account} \
+                 (policies.role_name) to read and change IAM"
+            ));
+        }
+        match &self.central_role {
+            Some((a, n)) if a == account && n.eq_ignore_ascii_case(name) => Some(format!(
+                "`{n}` is the role iamdesk itself runs as in the central account {account}"
+            )),
+            _ => None,
+        }
+    }
+}
+
+/// The installation's quotas.
+pub fn limits(app: &App) -> Limits {
+    Limits {
+        max_managed_policies: app.config.policies.max_managed_policies.clamp(1, 1000),
+        ..Limits::default()
+    }
+}
+
+/// Validate a request body: the typed request, or every problem with its field (400).
+pub fn validate(app: &App, body: &Value) -> Result<Validated, AppError> {
+    validate_request(body, &AppSynced::new(app), &limits(app)).map_err(|problems| {
+        AppError::Invalid(problems.into_iter().map(|p| (p.field, p.message)).collect())
+    })
+}
+
+/// A page's draft: validated exactly like an API body; the new request's page on success.
+pub async fn create_draft(
+    app: &App,
+    actor: &Actor,
+    draft: &super::model::RequestDraft,
+) -> Result<String, AppError> {
+    let created = create(app, actor, &draft.to_body()).await?;
+    created
+        .request_url
+        .ok_or_else(|| AppError::Internal("a created request has no URL".into()))
+}
+
 pub async fn create(app: &App, actor: &Actor, body: &Value) -> Result<Created, AppError> {
-    let warnings = validate(app, body)?;
-    let change_count = body
-        .pointer("/changes/changes")
-        .and_then(Value::as_array)
-        .map_or(0, Vec::len);
-    let mut changes = body
-        .pointer("/changes/changes")
-        .cloned()
-        .unwrap_or(json!([]));
-    prepare_changes(app, &mut changes);
-    let auto_approve = body
-        .get("admin_auto_approve")
-        .and_then(Value::as_bool)
-        .unwrap_or(false);
-    if auto_approve && !actor.is_admin {
-        return Err(AppError::Forbidden(
-            "admin_auto_approve is for administrators only; leave it out to ask for a review."
-                .into(),
-        ));
+    let valid = validate(app, body)?;
+    let warnings: Vec<String> = valid.warnings.iter().map(ToString::to_string).collect();
+    let changes = ChangeList {
+        changes: valid.changes,
+    };
+    let plan = super::review::plan(&changes);
+    if body.get("dry_run").and_then(Value::as_bool) == Some(true) {
+        return Ok(Created {
+            request_created: false,
+            request_id: None,
+            request_url: None,
+            errors: 0,
+            warnings,
+            status: None,
+            dry_run: true,
+            changes,
+            plan,
+        });
+    }
+    let auto_approve = valid.admin_auto_approve;
+    if auto_approve {
+        may_auto_approve(app, actor).await?;
     }
     let now = Utc::now();
     let request = PolicyRequest {
         id: uuid::Uuid::new_v4().to_string(),
         status: RequestStatus::Pending,
         requester: actor.email.clone(),
-        justification: body
-            .get("justification")
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .trim()
-            .to_string(),
-        changes: json!({ "changes": changes }),
+        justification: valid.justification,
+        changes: changes.clone(),
         comments: vec![],
         created_at: now,
         updated_at: now,
@@ -155,12 +143,13 @@ pub async fn create(app: &App, actor: &Actor, body: &Value) -> Result<Created, A
         results: vec![],
         applying: None,
         warnings: warnings.clone(),
+        edits: vec![],
     };
     let event = AuditEvent::new(
         &actor.email,
         "request.created",
         Some(&request.id),
-        json!({"changes": change_count, "warnings": warnings.len(),
+        json!({"changes": request.changes.len(), "warnings": warnings.len(),
                "admin_auto_approve": auto_approve}),
     );
     let outbox = crate::notify::messages_for(
@@ -180,10 +169,36 @@ pub async fn create(app: &App, actor: &Actor, body: &Value) -> Result<Created, A
     }
     Ok(Created {
         request_created: true,
-        request_url: format!("/policies/request/{}", request.id),
-        request_id: request.id,
+        request_url: Some(format!("/policies/request/{}", request.id)),
+        request_id: Some(request.id),
         errors: 0,
         warnings,
-        status,
+        status: Some(status),
+        dry_run: false,
+        changes,
+        plan,
     })
+}
+
+/// `admin_auto_approve` approves one's own request: only administrators, and only where
+/// `policies.allow_self_approval` allows it. A refusal is audited; nothing is stored.
+async fn may_auto_approve(app: &App, actor: &Actor) -> Result<(), AppError> {
+    let refusal = if !actor.is_admin {
+        "admin_auto_approve is for administrators only; leave it out to ask for a review."
+    } else if !app.config.policies.allow_self_approval {
+        "admin_auto_approve approves your own request, and policies.allow_self_approval is off: \
+         leave it out and another administrator will review the request."
+    } else {
+        return Ok(());
+    };
+    let event = AuditEvent::new(
+        &actor.email,
+        "request.self_approval_refused",
+        None,
+        json!({"via": "admin_auto_approve", "is_admin": actor.is_admin}),
+    );
+    if let Err(e) = app.store.append_audit(&event).await {
+        tracing::warn!(error = %e, "cannot audit a refused self-approval");
+    }
+    Err(AppError::Forbidden(refusal.into()))
 }

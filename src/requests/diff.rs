@@ -372,11 +372,11 @@ mod tests {
     }
 
     #[test]
-    fn serde_json_map_is_sorted_without_preserve_order() {
-        // The build does not enable `preserve_order`; `pretty_sorted` sorts
-        // anyway, but this documents (and checks) the assumption.
+    fn documents_keep_their_key_order_and_diffs_sort_them() {
+        // `preserve_order` is on, so a policy is stored and shown as written (`Version` first);
+        // the diff sorts keys so that a change in key order is never a change.
         let v: Value = serde_json::from_str(r#"{"b":1,"a":2}"#).unwrap();
-        assert_eq!(v.to_string(), r#"{"a":2,"b":1}"#);
+        assert_eq!(v.to_string(), r#"{"b":1,"a":2}"#);
         assert_eq!(
             pretty_sorted(&json!({"b": {"z": 1, "y": [{"d": 1, "c": 2}]}, "a": 0})),
             "{\n  \"a\": 0,\n  \"b\": {\n    \"y\": [\n      {\n        \"c\": 2,\n        \"d\": 1\n      }\n    ],\n    \"z\": 1\n  }\n}"

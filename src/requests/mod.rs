@@ -1,9 +1,18 @@
-//! Policy requests: validation of proposed changes and the diff shown to reviewers.
-//! (Lifecycle, apply and pages come with the policy-request issue.)
+//! Policy requests: the typed change model, validation, the state machine and what reviewers
+//! see.
+//!
+//! - `model.rs`: the `Change` enum and its domain values; `Change::calls` is the exact list of
+//!   IAM calls an approval makes.
+//! - `validate/`: the one way from a client's JSON to typed changes (create and edit alike).
+//! - `create.rs`: validate, store with the audit event and notifications, optionally apply.
+//! - `lifecycle/`: comment, approve (claim, apply, record, refresh), reject, cancel, reopen, edit.
+//! - `review.rs` + `diff.rs`: each change against the role as last synced, and its calls.
 
 pub mod create;
 pub mod diff;
 pub mod lifecycle;
-pub mod ops;
+pub mod model;
 pub mod review;
 pub mod validate;
+
+pub use model::{Change, ChangeList};

@@ -1,55 +1,158 @@
-//! What a reviewer sees for each change: current state (latest synced role) vs proposed.
+//! What a reviewer sees for each change: a summary, one diff per thing it changes (against the
+//! role as last synced), and the exact IAM calls approving it makes ([`Change::calls`], the same
+//! list `src/requests/lifecycle/approve.rs` executes).
 
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::diff::{Diff, diff_json, diff_text};
-use super::ops::target;
+use super::model::{
+    AttachAction, BoundaryEdit, Change, ChangeList, CreateRoleChange, InlineEdit, TagEdit,
+};
+use crate::cloud::IamOp;
 use crate::resources::model::Principal;
+use crate::resources::service::Resources;
 
-/// The diff of one stored change against the role as last synced (`None` when the role is not
-/// known, e.g. a new role).
-pub fn change_diff(change: &Value, current: Option<&Principal>) -> Diff {
-    let get = |k: &str| change.get(k).and_then(Value::as_str).unwrap_or("");
-    let proposed = change.pointer("/policy/policy_document");
-    let detach = get("action") == "detach";
-    match get("change_type") {
-        "inline_policy" => {
-            let name = get("policy_name");
+/// The calls of one change, for the API and the request page.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PlannedChange {
+    pub change_id: String,
+    pub account_id: String,
+    /// The role the calls change (a new role's ARN for `create_role`).
+    pub role_arn: String,
+    pub calls: Vec<IamOp>,
+}
+
+/// Every change's calls, in the order approval makes them.
+pub fn plan(changes: &ChangeList) -> Vec<PlannedChange> {
+    changes
+        .iter()
+        .map(|c| PlannedChange {
+            change_id: c.id().to_string(),
+            account_id: c.target().account().to_string(),
+            role_arn: c.target().to_string(),
+            calls: c.calls(),
+        })
+        .collect()
+}
+
+/// One thing a change alters, with its diff.
+#[derive(Debug, Clone)]
+pub struct Section {
+    pub label: String,
+    pub diff: Diff,
+}
+
+/// One line saying what the change does; `current` tells "add" from "replace".
+pub fn summary(change: &Change, current: Option<&Principal>) -> String {
+    let arn = change.target();
+    match change {
+        Change::InlinePolicy(c) => {
+            let exists = current.is_some_and(|r| {
+                r.inline_policies
+                    .iter()
+                    .any(|p| p.name == c.policy_name.as_str())
+            });
+            let verb = match (&c.edit, exists) {
+                (InlineEdit::Put(_), true) => "replace",
+                (InlineEdit::Put(_), false) => "add",
+                (InlineEdit::Delete, _) => "delete",
+            };
+            format!("{verb} inline policy '{}' on {arn}", c.policy_name)
+        }
+        Change::ManagedPolicy(c) => match c.action {
+            AttachAction::Attach => format!("attach managed policy {} to {arn}", c.arn),
+            AttachAction::Detach => format!("detach managed policy {} from {arn}", c.arn),
+        },
+        Change::PermissionsBoundary(c) => match &c.edit {
+            BoundaryEdit::Put(b) => {
+                let verb = if current.is_some_and(|r| r.permissions_boundary.is_some()) {
+                    "replace"
+                } else {
+                    "set"
+                };
+                format!("{verb} the permissions boundary of {arn} with {b}")
+            }
+            BoundaryEdit::Delete(_) => format!("remove the permissions boundary of {arn}"),
+        },
+        Change::AssumeRolePolicy(_) => format!("replace the trust policy of {arn}"),
+        Change::ResourceTag(c) => match &c.edit {
+            TagEdit::Create(v) => format!("add tag '{}' = '{v}' to {arn}", c.key),
+            TagEdit::Update(v) => format!("set tag '{}' to '{v}' on {arn}", c.key),
+            TagEdit::Delete => format!("delete tag '{}' from {arn}", c.key),
+        },
+        Change::CreateRole(c) => {
+            let from = c
+                .clone
+                .as_ref()
+                .map(|s| format!(", cloned from {}", s.from))
+                .unwrap_or_default();
+            format!(
+                "create role {} in account {}{from}",
+                c.role.name(),
+                c.role.account()
+            )
+        }
+    }
+}
+
+/// The diffs of one change against the role as last synced (`None` for a role not synced).
+pub fn sections(change: &Change, current: Option<&Principal>) -> Vec<Section> {
+    let section = |label: String, diff: Diff| Section { label, diff };
+    match change {
+        Change::InlinePolicy(c) => {
             let before = current.and_then(|r| {
                 r.inline_policies
                     .iter()
-                    .find(|p| p.name == name)
+                    .find(|p| p.name == c.policy_name.as_str())
                     .map(|p| &p.document)
             });
-            diff_json(before, if detach { None } else { proposed })
+            let after = match &c.edit {
+                InlineEdit::Put(doc) => Some(doc.as_value()),
+                InlineEdit::Delete => None,
+            };
+            vec![section(
+                format!("Inline policy {}", c.policy_name),
+                diff_json(before, after),
+            )]
         }
-        "assume_role_policy" => diff_json(current.and_then(|r| r.trust_policy.as_ref()), proposed),
-        "create_role" => diff_json(None, proposed),
-        "managed_policy" => {
+        Change::AssumeRolePolicy(c) => vec![section(
+            "Trust policy".into(),
+            diff_json(
+                current.and_then(|r| r.trust_policy.as_ref()),
+                Some(c.document.as_value()),
+            ),
+        )],
+        Change::ManagedPolicy(c) => {
             let before: Vec<String> = current
                 .map(|r| r.managed_policies.iter().map(|m| m.arn.clone()).collect())
                 .unwrap_or_default();
             let mut after = before.clone();
-            let arn = get("arn").to_string();
-            if detach {
-                after.retain(|a| *a != arn);
-            } else if !after.contains(&arn) {
-                after.push(arn);
+            let arn = c.arn.to_string();
+            match c.action {
+                AttachAction::Detach => after.retain(|a| *a != arn),
+                AttachAction::Attach if !after.contains(&arn) => after.push(arn),
+                AttachAction::Attach => {}
             }
-            diff_text(&lines(&before), &lines(&after))
+            vec![section(
+                "Managed policies".into(),
+                diff_text(&lines(&before), &lines(&after)),
+            )]
         }
-        "permissions_boundary" => {
+        Change::PermissionsBoundary(c) => {
             let before = current
                 .and_then(|r| r.permissions_boundary.clone())
                 .unwrap_or_default();
-            let after = if detach {
-                String::new()
-            } else {
-                get("arn").to_string()
+            let after = match &c.edit {
+                BoundaryEdit::Put(arn) => arn.to_string(),
+                BoundaryEdit::Delete(_) => String::new(),
             };
-            diff_text(&before, &after)
+            vec![section(
+                "Permissions boundary".into(),
+                diff_text(&before, &after),
+            )]
         }
-        "resource_tag" => {
+        Change::ResourceTag(c) => {
             let before: Vec<String> = current
                 .map(|r| {
                     r.tags
@@ -58,19 +161,65 @@ pub fn change_diff(change: &Value, current: Option<&Principal>) -> Diff {
                         .collect()
                 })
                 .unwrap_or_default();
-            let key = get("key");
             let mut after: Vec<String> = before
                 .iter()
-                .filter(|t| t.split_once('=').map(|(k, _)| k) != Some(key))
+                .filter(|t| t.split_once('=').map(|(k, _)| k) != Some(c.key.as_str()))
                 .cloned()
                 .collect();
-            if get("tag_action") != "delete" {
-                after.push(format!("{key}={}", get("value")));
+            if let TagEdit::Create(v) | TagEdit::Update(v) = &c.edit {
+                after.push(format!("{}={v}", c.key));
             }
-            diff_text(&lines(&before), &lines(&after))
+            vec![section(
+                "Tags".into(),
+                diff_text(&lines(&before), &lines(&after)),
+            )]
         }
-        _ => Diff::default(),
+        Change::CreateRole(c) => new_role_sections(c),
     }
+}
+
+/// A new role: everything it is created with, each part on its own, so nothing a clone copies
+/// is approved unseen.
+fn new_role_sections(c: &CreateRoleChange) -> Vec<Section> {
+    let mut out = vec![Section {
+        label: "Trust policy".into(),
+        diff: diff_json(None, c.trust_policy().map(|d| d.as_value())),
+    }];
+    for p in c.all_inline_policies() {
+        out.push(Section {
+            label: format!("Inline policy {}", p.policy_name),
+            diff: diff_json(None, Some(p.policy_document.as_value())),
+        });
+    }
+    let managed: Vec<String> = c
+        .managed_policies()
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    if !managed.is_empty() {
+        out.push(Section {
+            label: "Managed policies".into(),
+            diff: diff_text("", &lines(&managed)),
+        });
+    }
+    if let Some(b) = c.permissions_boundary() {
+        out.push(Section {
+            label: "Permissions boundary".into(),
+            diff: diff_text("", b.as_str()),
+        });
+    }
+    let tags: Vec<String> = c
+        .tags()
+        .iter()
+        .map(|t| format!("{}={}", t.key, t.value))
+        .collect();
+    if !tags.is_empty() {
+        out.push(Section {
+            label: "Tags".into(),
+            diff: diff_text("", &lines(&tags)),
+        });
+    }
+    out
 }
 
 fn lines(items: &[String]) -> String {
@@ -79,13 +228,68 @@ fn lines(items: &[String]) -> String {
     sorted.join("\n")
 }
 
+/// One call as a line a person reads: `iam:PutRolePolicy role=app policy=read`.
+pub fn describe_call(op: &IamOp) -> String {
+    let detail = match op {
+        IamOp::PutRolePolicy {
+            role, policy_name, ..
+        }
+        | IamOp::DeleteRolePolicy { role, policy_name } => {
+            format!("role={role} policy={policy_name}")
+        }
+        IamOp::AttachRolePolicy { role, policy_arn }
+        | IamOp::DetachRolePolicy { role, policy_arn }
+        | IamOp::PutRolePermissionsBoundary { role, policy_arn } => {
+            format!("role={role} arn={policy_arn}")
+        }
+        IamOp::DeleteRolePermissionsBoundary { role }
+        | IamOp::UpdateAssumeRolePolicy { role, .. } => {
+            format!("role={role}")
+        }
+        IamOp::TagRole { role, tags } => {
+            let tags: Vec<String> = tags
+                .iter()
+                .map(|t| format!("{}={}", t.key, t.value))
+                .collect();
+            format!("role={role} {}", tags.join(" "))
+        }
+        IamOp::UntagRole { role, keys } => format!("role={role} keys={}", keys.join(",")),
+        IamOp::CreateRole {
+            role, path, tags, ..
+        } => {
+            let tags: Vec<String> = tags
+                .iter()
+                .map(|t| format!("{}={}", t.key, t.value))
+                .collect();
+            if tags.is_empty() {
+                format!("role={role} path={path}")
+            } else {
+                format!("role={role} path={path} tags: {}", tags.join(" "))
+            }
+        }
+    };
+    format!("{} {detail}", op.action())
+}
+
 /// The role a change targets, from the synced resources.
-pub fn current_role(
-    resources: &crate::resources::service::Resources,
-    change: &Value,
-) -> Option<Principal> {
-    let (account, name) = target(change)?;
-    resources.role(&account, &name).map(|(_, r)| r)
+pub fn current_role(resources: &Resources, change: &Change) -> Option<Principal> {
+    let arn = change.target();
+    resources
+        .role(arn.account().as_str(), arn.name())
+        .map(|(_, r)| r)
+        .filter(|r| r.arn == arn.to_string())
+}
+
+/// The document of an editable change, pretty-printed in its own key order.
+pub fn editable_text(change: &Change) -> Option<String> {
+    change
+        .editable_document()
+        .map(|d| serde_json::to_string_pretty(d.as_value()).unwrap_or_default())
+}
+
+/// Used by the tests and the page: a document's JSON, pretty.
+pub fn pretty(v: &Value) -> String {
+    serde_json::to_string_pretty(v).unwrap_or_default()
 }
 
 #[cfg(test)]
@@ -94,21 +298,69 @@ mod tests {
     use crate::resources::demo;
     use serde_json::json;
 
+    fn change(v: Value) -> Change {
+        match serde_json::from_value(v) {
+            Ok(c) => c,
+            Err(e) => panic!("{e}"),
+        }
+    }
+
     #[test]
-    fn inline_attach_diffs_against_the_current_document() {
+    fn inline_attach_diffs_against_the_current_document_and_says_replace() {
         let snap = demo::account("111122223333", "demo");
         let role = snap
             .principals
             .iter()
             .find(|p| p.name == "billing-reports")
             .expect("role");
-        let change = json!({"change_type": "inline_policy", "policy_name": "read-cur", "action": "attach",
+        let c = change(json!({"change_type": "inline_policy", "id": "1",
+            "principal": {"principal_type": "AwsResource", "principal_arn": role.arn},
+            "policy_name": role.inline_policies[0].name, "action": "attach",
             "policy": {"policy_document": {"Version": "2012-10-17", "Statement": [
-                {"Effect": "Allow", "Action": ["s3:GetObject"], "Resource": ["arn:aws:s3:::cur-reports/*"]}]}}});
-        let d = change_diff(&change, Some(role));
-        assert!(d.removed > 0 && d.added > 0, "{d:?}");
-        let tag = json!({"change_type": "resource_tag", "key": "team", "value": "finance", "tag_action": "update"});
-        let d = change_diff(&tag, Some(role));
+                {"Effect": "Allow", "Action": ["s3:GetObject"], "Resource": ["arn:aws:s3:::cur-reports/*"]}]}}}));
+        let s = sections(&c, Some(role));
+        assert!(
+            s[0].diff.removed > 0 && s[0].diff.added > 0,
+            "{:?}",
+            s[0].diff
+        );
+        assert!(summary(&c, Some(role)).starts_with("replace inline policy"));
+        let tag = change(json!({"change_type": "resource_tag", "id": "2",
+            "principal": {"principal_type": "AwsResource", "principal_arn": role.arn},
+            "key": "team", "value": "finance", "tag_action": "update"}));
+        let d = &sections(&tag, Some(role))[0].diff;
         assert_eq!((d.added, d.removed), (1, 1));
+    }
+
+    #[test]
+    fn a_clone_shows_every_part_it_copies() {
+        let c = change(json!({"change_type": "create_role", "id": "1",
+            "account_id": "123456789012", "role_name": "copy", "path": "/",
+            "clone_from": "arn:aws:iam::123456789012:role/src", "copy_trust": true,
+            "copy_managed": true, "copy_tags": true, "copy_inline": true,
+            "resolved_clone": {"from": "arn:aws:iam::123456789012:role/src",
+                "trust_policy": {"Version": "2012-10-17", "Statement": []},
+                "inline_policies": [{"policy_name": "p", "policy_document": {"Statement": []}}],
+                "managed_policies": ["arn:aws:iam::aws:policy/AdministratorAccess"],
+                "tags": [{"key": "consoleme-authorized", "value": "mallory"}]}}));
+        let labels: Vec<String> = sections(&c, None).into_iter().map(|s| s.label).collect();
+        assert_eq!(
+            labels,
+            [
+                "Trust policy",
+                "Inline policy p",
+                "Managed policies",
+                "Tags"
+            ]
+        );
+        let calls: Vec<String> = c.calls().iter().map(describe_call).collect();
+        assert_eq!(
+            calls,
+            [
+                "iam:CreateRole role=copy path=/ tags: consoleme-authorized=mallory",
+                "iam:PutRolePolicy role=copy policy=p",
+                "iam:AttachRolePolicy role=copy arn=arn:aws:iam::aws:policy/AdministratorAccess",
+            ]
+        );
     }
 }

@@ -96,8 +96,7 @@ async fn search_by_account_and_text(store: &dyn Store) {
     for i in 0..7i64 {
         let mut r = sample_request(&who, 100 - i);
         if i % 2 == 0 {
-            r.changes["changes"][0]["principal"]["principal_arn"] =
-                json!("arn:aws:iam::210987654321:role/billing-export");
+            r.changes = sample_changes("arn:aws:iam::210987654321:role/billing-export");
         }
         if i == 5 {
             r.justification = "Quarterly AUDIT of the ledger".into();
@@ -180,14 +179,7 @@ pub fn sample_request(requester: &str, age_secs: i64) -> PolicyRequest {
         status: RequestStatus::Pending,
         requester: requester.to_string(),
         justification: "needed for the nightly export job".into(),
-        changes: json!({"changes": [{
-            "change_type": "inline_policy",
-            "principal": {"principal_type": "AwsResource",
-                          "principal_arn": "arn:aws:iam::123456789012:role/app"},
-            "policy_name": "export",
-            "action": "attach",
-            "policy": {"policy_document": {"Version": "2012-10-17", "Statement": []}}
-        }]}),
+        changes: sample_changes("arn:aws:iam::123456789012:role/app"),
         comments: vec![],
         created_at: at,
         updated_at: at,
@@ -195,6 +187,23 @@ pub fn sample_request(requester: &str, age_secs: i64) -> PolicyRequest {
         results: vec![],
         applying: None,
         warnings: vec![],
+        edits: vec![],
+    }
+}
+
+/// One inline-policy change on `role_arn`, as a validated request holds it.
+pub fn sample_changes(role_arn: &str) -> crate::requests::ChangeList {
+    let change = json!({
+        "change_type": "inline_policy",
+        "id": uuid::Uuid::new_v4().to_string(),
+        "principal": {"principal_type": "AwsResource", "principal_arn": role_arn},
+        "policy_name": "export",
+        "action": "attach",
+        "policy": {"policy_document": {"Version": "2012-10-17", "Statement": []}}
+    });
+    match serde_json::from_value(json!({ "changes": [change] })) {
+        Ok(list) => list,
+        Err(e) => panic!("the sample change does not parse: {e}"),
     }
 }
 

@@ -83,8 +83,9 @@ pub struct PolicyRequest {
     pub status: RequestStatus,
     pub requester: String,
     pub justification: String,
-    /// The requested changes, ConsoleMe v2 shape (`{"changes": [...]}`), validated upstream.
-    pub changes: serde_json::Value,
+    /// The requested changes, typed (`src/requests/model.rs`); ConsoleMe's `{"changes": [...]}`
+    /// on the wire.
+    pub changes: crate::requests::ChangeList,
     pub comments: Vec<Comment>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
@@ -98,6 +99,19 @@ pub struct PolicyRequest {
     /// Risky grants found at validation, shown to requester and reviewers.
     #[serde(default)]
     pub warnings: Vec<String>,
+    /// Every `update_change`, oldest first: who edited which change, and the version it made.
+    /// An editor may not approve or reject, and an approval must name a version after the last.
+    #[serde(default)]
+    pub edits: Vec<ChangeEdit>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ChangeEdit {
+    pub change_id: String,
+    pub by: String,
+    pub at: DateTime<Utc>,
+    /// The request version the edit produced.
+    pub version: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -282,41 +296,36 @@ pub struct RequestFilter {
 impl RequestFilter {
     /// Whether the filters the backends do not index (`account`, `text`) accept `r`.
     pub fn matches_unindexed(&self, r: &PolicyRequest) -> bool {
-        let changes = r
-            .changes
-            .get("changes")
-            .and_then(serde_json::Value::as_array)
-            .map(Vec::as_slice)
-            .unwrap_or_default();
-        let str_at = |c: &serde_json::Value, ptr: &str| {
-            c.pointer(ptr)
-                .and_then(serde_json::Value::as_str)
-                .unwrap_or_default()
-                .to_string()
-        };
-        if let Some(account) = &self.account {
-            let needle = format!(":{account}:");
-            let hit = changes.iter().any(|c| {
-                str_at(c, "/principal/principal_arn").contains(&needle)
-                    || str_at(c, "/account_id") == *account
-            });
-            if !hit {
-                return false;
-            }
+        use crate::requests::Change;
+        if let Some(account) = &self.account
+            && !r
+                .changes
+                .iter()
+                .any(|c| c.target().account().as_str() == account)
+        {
+            return false;
         }
         if let Some(text) = &self.text {
             let needle = text.to_lowercase();
             let mut hay = vec![r.id.clone(), r.requester.clone(), r.justification.clone()];
-            for c in changes {
-                for ptr in [
-                    "/principal/principal_arn",
-                    "/role_name",
-                    "/policy_name",
-                    "/arn",
-                    "/clone_from",
-                    "/key",
-                ] {
-                    hay.push(str_at(c, ptr));
+            for c in r.changes.iter() {
+                hay.push(c.target().to_string());
+                match c {
+                    Change::InlinePolicy(c) => hay.push(c.policy_name.to_string()),
+                    Change::ManagedPolicy(c) => hay.push(c.arn.to_string()),
+                    Change::PermissionsBoundary(c) => {
+                        if let crate::requests::model::BoundaryEdit::Put(arn) = &c.edit {
+                            hay.push(arn.to_string());
+                        }
+                    }
+                    Change::ResourceTag(c) => hay.push(c.key.clone()),
+                    Change::CreateRole(c) => {
+                        if let Some(clone) = &c.clone {
+                            hay.push(clone.from.to_string());
+                        }
+                        hay.extend(c.inline_policies.iter().map(|p| p.policy_name.to_string()));
+                    }
+                    Change::AssumeRolePolicy(_) => {}
                 }
             }
             hay.extend(r.comments.iter().map(|c| c.text.clone()));

@@ -123,16 +123,26 @@ pub async fn list_requests(
     }))
 }
 
+/// A request as `GET /api/v2/requests/{id}` shows it: the stored request and, per change, the
+/// exact AWS calls approving it makes.
+#[derive(serde::Serialize)]
+pub struct RequestView {
+    #[serde(flatten)]
+    request: PolicyRequest,
+    plan: Vec<crate::requests::review::PlannedChange>,
+}
+
 pub async fn get_request(
     _user: super::identity::CurrentUser,
     State(state): State<AppState>,
     Path(id): Path<String>,
-) -> Result<Json<PolicyRequest>, AppError> {
+) -> Result<Json<RequestView>, AppError> {
     let request =
         state.store.get_request(&id).await?.ok_or_else(|| {
             AppError::NotFound(format!("there is no policy request with id '{id}'"))
         })?;
-    Ok(Json(request))
+    let plan = crate::requests::review::plan(&request.changes);
+    Ok(Json(RequestView { request, plan }))
 }
 
 /// `{user, groups, is_admin}` of whoever is signed in (ConsoleMe's `/api/v2/user`).

@@ -10,6 +10,7 @@ mod extract;
 pub mod identity;
 mod pages;
 pub mod ratelimit;
+mod request_page;
 mod resources;
 mod security;
 mod selfservice;
@@ -43,7 +44,7 @@ pub fn router(state: AppState) -> Router {
         // Pages
         .route("/", get(pages::home))
         .route("/requests", get(pages::requests))
-        .route("/policies/request/{id}", get(pages::request_detail))
+        .route("/policies/request/{id}", get(request_page::request_detail))
         .route("/policies", get(resources::policies_page))
         .route(
             "/policies/edit/{account_id}/iamrole/{role_name}",
@@ -88,7 +89,10 @@ pub fn router(state: AppState) -> Router {
             "/api/v2/requests/{id}",
             get(api::get_request).put(api::modify_request),
         )
-        .route("/policies/request/{id}/act", post(pages::act_on_request))
+        .route(
+            "/policies/request/{id}/act",
+            post(request_page::act_on_request),
+        )
         .route("/api/v2/policies", get(resources::api_policies))
         .route(
             "/api/v2/roles/{account_id}/{role_name}",

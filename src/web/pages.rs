@@ -8,12 +8,11 @@ use serde::Deserialize;
 use super::api::{DEFAULT_PAGE, ListQuery, parse_list_query};
 use super::extract::{Path, Query};
 use super::identity::{AdminUser, CurrentUser};
-use super::view::{AuditRow, Layout, OutboxRow, Page, RequestRow, human_time};
+use super::view::{AuditRow, Layout, OutboxRow, Page, RequestRow};
 use crate::app::AppState;
 use crate::config::AwsMode;
 use crate::error::AppError;
-use crate::requests::lifecycle::{self, Actor, Command};
-use crate::store::{Comment, OutboxStatus, PageRequest, RequestFilter, RequestStatus};
+use crate::store::{OutboxStatus, PageRequest, RequestFilter, RequestStatus};
 
 #[derive(Template, WebTemplate)]
 #[template(path = "home.html")]
@@ -179,183 +178,6 @@ pub async fn requests(
     })
 }
 
-pub struct CommentView {
-    author: String,
-    text: String,
-    created: String,
-}
-
-impl From<&Comment> for CommentView {
-    fn from(c: &Comment) -> Self {
-        CommentView {
-            author: c.author.clone(),
-            text: c.text.clone(),
-            created: human_time(c.created_at),
-        }
-    }
-}
-
-pub struct ChangeView {
-    index: usize,
-    summary: String,
-    /// Current vs proposed, escaped HTML from `requests::diff`.
-    diff_html: String,
-    status: &'static str,
-    message: String,
-    /// (change id, pretty document) when the viewer may edit this change's document.
-    edit: Option<(String, String)>,
-}
-
-#[derive(Template, WebTemplate)]
-#[template(path = "request.html")]
-pub struct RequestPage {
-    layout: Layout,
-    id: String,
-    changes: Vec<ChangeView>,
-    can_approve: bool,
-    can_reject: bool,
-    can_cancel: bool,
-    can_reopen: bool,
-    self_request: bool,
-    applying: Option<String>,
-    warnings: Vec<String>,
-    short_id: String,
-    status: &'static str,
-    requester: String,
-    created: String,
-    created_iso: String,
-    updated: String,
-    version: u64,
-    justification: String,
-    changes_pretty: String,
-    comments: Vec<CommentView>,
-}
-
-/// One line saying what a change does, for people.
-fn change_summary(c: &serde_json::Value) -> String {
-    let get = |k: &str| c.get(k).and_then(|v| v.as_str()).unwrap_or("");
-    let arn = c
-        .pointer("/principal/principal_arn")
-        .and_then(|v| v.as_str())
-        .unwrap_or("");
-    match get("change_type") {
-        "inline_policy" => format!(
-            "{} inline policy '{}' on {arn}",
-            get("action"),
-            get("policy_name")
-        ),
-        "managed_policy" => format!("{} managed policy {} on {arn}", get("action"), get("arn")),
-        "permissions_boundary" => format!(
-            "{} permissions boundary {} on {arn}",
-            get("action"),
-            get("arn")
-        ),
-        "assume_role_policy" => format!("replace the trust policy of {arn}"),
-        "resource_tag" => format!(
-            "{} tag '{}' = '{}' on {arn}",
-            get("tag_action"),
-            get("key"),
-            get("value")
-        ),
-        "create_role" => format!(
-            "create role {} in account {}",
-            get("role_name"),
-            get("account_id")
-        ),
-        other => format!("{other} on {arn}"),
-    }
-}
-
-/// The edit form's content for a change the viewer may edit, if any.
-fn editable(
-    c: &serde_json::Value,
-    result: Option<&crate::store::ChangeResult>,
-    may_edit: bool,
-) -> Option<(String, String)> {
-    let kind = c.get("change_type").and_then(|v| v.as_str())?;
-    let applied = result.is_some_and(|r| r.status == crate::store::ChangeStatus::Applied);
-    if !may_edit
-        || applied
-        || !["inline_policy", "assume_role_policy", "create_role"].contains(&kind)
-    {
-        return None;
-    }
-    let doc = c.pointer("/policy/policy_document")?;
-    let id = c.get("id").and_then(|v| v.as_str())?;
-    Some((
-        id.to_string(),
-        serde_json::to_string_pretty(doc).unwrap_or_default(),
-    ))
-}
-
-pub async fn request_detail(
-    user: CurrentUser,
-    State(state): State<AppState>,
-    Page(layout): Page,
-    Path(id): Path<String>,
-) -> Result<RequestPage, AppError> {
-    let r =
-        state.store.get_request(&id).await?.ok_or_else(|| {
-            AppError::NotFound(format!("There is no policy request with id '{id}'."))
-        })?;
-    let pending = r.status == RequestStatus::Pending;
-    let own = r.requester == user.email;
-    let changes = r
-        .changes
-        .get("changes")
-        .and_then(|c| c.as_array())
-        .map(|list| {
-            list.iter()
-                .enumerate()
-                .map(|(i, c)| {
-                    let result = r.results.get(i);
-                    ChangeView {
-                        index: i + 1,
-                        summary: change_summary(c),
-                        diff_html: crate::requests::review::change_diff(
-                            c,
-                            crate::requests::review::current_role(&state.resources, c).as_ref(),
-                        )
-                        .to_html(),
-                        status: match result.map(|x| x.status) {
-                            Some(crate::store::ChangeStatus::Applied) => "applied",
-                            Some(crate::store::ChangeStatus::Failed) => "failed",
-                            _ => "not applied",
-                        },
-                        message: result.and_then(|x| x.message.clone()).unwrap_or_default(),
-                        edit: editable(c, result, pending && (own || user.is_admin)),
-                    }
-                })
-                .collect()
-        })
-        .unwrap_or_default();
-    Ok(RequestPage {
-        layout: layout.nav("requests"),
-        id: r.id.clone(),
-        changes,
-        can_approve: pending
-            && user.is_admin
-            && (!own || state.config.policies.allow_self_approval),
-        can_reject: pending && user.is_admin,
-        can_cancel: pending && own,
-        can_reopen: user.is_admin
-            && matches!(r.status, RequestStatus::Rejected | RequestStatus::Cancelled),
-        self_request: own && pending && user.is_admin && !state.config.policies.allow_self_approval,
-        applying: r.applying.as_ref().map(|c| c.by.clone()),
-        warnings: r.warnings.clone(),
-        short_id: r.id.chars().take(8).collect(),
-        status: r.status.as_str(),
-        requester: r.requester.clone(),
-        created: human_time(r.created_at),
-        created_iso: r.created_at.to_rfc3339(),
-        updated: human_time(r.updated_at),
-        version: r.version,
-        justification: r.justification.clone(),
-        changes_pretty: serde_json::to_string_pretty(&r.changes).unwrap_or_default(),
-        comments: r.comments.iter().map(CommentView::from).collect(),
-    })
-}
-
 #[derive(Template, WebTemplate)]
 #[template(path = "notice.html")]
 pub struct NoticePage {
@@ -508,43 +330,6 @@ pub async fn outbox(
             )
         }),
     })
-}
-
-#[derive(Debug, Deserialize)]
-pub struct ActForm {
-    command: String,
-    comment_text: Option<String>,
-    confirm: Option<String>,
-    change_id: Option<String>,
-    policy_document: Option<String>,
-}
-
-/// The request page's forms: one POST per action, then back to the page.
-pub async fn act_on_request(
-    user: CurrentUser,
-    State(state): State<AppState>,
-    Path(id): Path<String>,
-    axum::Form(form): axum::Form<ActForm>,
-) -> Result<axum::response::Redirect, AppError> {
-    let command = lifecycle::parse_command(&serde_json::json!({"modification_model": {
-        "command": form.command, "comment_text": form.comment_text,
-        "change_id": form.change_id, "policy_document": form.policy_document}}))?;
-    if matches!(command, Command::Approve | Command::Reject)
-        && form.confirm.as_deref() != Some("yes")
-    {
-        return Err(AppError::BadRequest(
-            "Tick the confirmation box to approve or reject: it says you reviewed the changes."
-                .into(),
-        ));
-    }
-    let actor = Actor {
-        email: user.email,
-        is_admin: user.is_admin,
-    };
-    lifecycle::modify(&state, &id, &actor, command).await?;
-    Ok(axum::response::Redirect::to(&format!(
-        "/policies/request/{id}"
-    )))
 }
 
 /// Clear the session cookie. With ALB sign-in the load balancer's own session signs the user in

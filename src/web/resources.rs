@@ -11,6 +11,7 @@ use super::identity::{AdminUser, CurrentUser};
 use super::view::{Layout, Page, human_time};
 use crate::app::AppState;
 use crate::error::AppError;
+use crate::requests::model::{AttachAction, ChangeDraft, RequestDraft, TagAction};
 use crate::resources::index::{Query as SearchQuery, SearchResult, Sort, Summary};
 use crate::resources::model::{Principal, ResourceKind};
 
@@ -295,39 +296,42 @@ pub struct ChangeForm {
 }
 
 impl ChangeForm {
-    /// The ConsoleMe v2 request body for this form, or what is wrong with the form itself.
-    fn to_request(&self, role_arn: &str) -> Result<serde_json::Value, Vec<String>> {
-        use serde_json::json;
+    /// The draft request this form proposes, or what is wrong with the form itself.
+    fn to_draft(&self, role_arn: &str) -> Result<RequestDraft, Vec<String>> {
         let (kind, action) = self
             .kind
             .split_once(':')
             .unwrap_or((self.kind.as_str(), ""));
-        let principal = json!({"principal_type": "AwsResource", "principal_arn": role_arn});
         let document = || -> Result<serde_json::Value, Vec<String>> {
             serde_json::from_str(&self.policy_document)
                 .map_err(|e| vec![format!("policy document: not valid JSON ({e})")])
         };
+        let attach = if action == "detach" {
+            AttachAction::Detach
+        } else {
+            AttachAction::Attach
+        };
+        let name = self.policy_name.trim();
         let change = match kind {
-            "inline_policy" if action == "detach" => {
-                json!({"change_type": kind, "principal": principal,
-                "action": "detach", "policy_name": self.policy_name.trim()})
+            "inline_policy" if action == "detach" => ChangeDraft::inline_delete(role_arn, name),
+            "inline_policy" => ChangeDraft::inline_put(role_arn, name, document()?),
+            "managed_policy" => ChangeDraft::managed(role_arn, false, attach, self.arn.trim()),
+            "permissions_boundary" => ChangeDraft::managed(role_arn, true, attach, self.arn.trim()),
+            "assume_role_policy" => ChangeDraft::trust(role_arn, document()?),
+            "resource_tag" => {
+                let tag_action = match action {
+                    "update" => TagAction::Update,
+                    "delete" => TagAction::Delete,
+                    _ => TagAction::Create,
+                };
+                ChangeDraft::tag(role_arn, tag_action, self.tag_key.trim(), &self.tag_value)
             }
-            "inline_policy" => {
-                json!({"change_type": kind, "principal": principal, "action": "attach",
-                "policy_name": self.policy_name.trim(), "policy": {"policy_document": document()?}})
-            }
-            "managed_policy" | "permissions_boundary" => {
-                json!({"change_type": kind, "principal": principal,
-                "action": if action == "detach" { "detach" } else { "attach" }, "arn": self.arn.trim()})
-            }
-            "assume_role_policy" => json!({"change_type": kind, "principal": principal,
-                "policy": {"policy_document": document()?}}),
-            "resource_tag" => json!({"change_type": kind, "principal": principal,
-                "tag_action": if action.is_empty() { "create" } else { action },
-                "key": self.tag_key.trim(), "value": self.tag_value}),
             _ => return Err(vec!["choose what to change".into()]),
         };
-        Ok(json!({"justification": self.justification, "changes": {"changes": [change]}}))
+        Ok(RequestDraft {
+            justification: self.justification.clone(),
+            changes: vec![change],
+        })
     }
 }
 
@@ -341,7 +345,7 @@ pub async fn request_change(
 ) -> Result<axum::response::Response, AppError> {
     use axum::response::IntoResponse;
     let found = find_role(&state, &account_id, &name)?;
-    let body = match form.to_request(&found.role.arn) {
+    let draft = match form.to_draft(&found.role.arn) {
         Ok(b) => b,
         Err(errors) => {
             let page = render_role_page(layout, found, false, form, errors);
@@ -352,8 +356,8 @@ pub async fn request_change(
         email: user.email,
         is_admin: user.is_admin,
     };
-    match crate::requests::create::create(&state, &actor, &body).await {
-        Ok(created) => Ok(axum::response::Redirect::to(&created.request_url).into_response()),
+    match crate::requests::create::create_draft(&state, &actor, &draft).await {
+        Ok(url) => Ok(axum::response::Redirect::to(&url).into_response()),
         Err(AppError::Invalid(problems)) => {
             let errors = problems
                 .into_iter()

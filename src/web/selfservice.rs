@@ -21,6 +21,7 @@ use super::view::{Layout, Page};
 use crate::app::AppState;
 use crate::error::AppError;
 use crate::requests::lifecycle::Actor;
+use crate::requests::model::{ChangeDraft, RequestDraft};
 use crate::resources::index::Query as SearchQuery;
 use crate::resources::model::ResourceKind;
 use crate::selfservice::templates::{self, Choice, FieldProblem, Template as PermTemplate};
@@ -405,12 +406,7 @@ async fn submit(
     let doc = templates::policy_document(list, choices).map_err(problems_of)?;
     let name = policy_name(&user.email);
     let change = match &page.new_role {
-        None => json!({
-            "change_type": "inline_policy",
-            "principal": {"principal_type": "AwsResource", "principal_arn": page.role},
-            "policy_name": name, "action": "attach",
-            "policy": {"policy_document": doc},
-        }),
+        None => ChangeDraft::inline_put(&page.role, &name, doc),
         Some(n) => {
             let trust = trust_document(&n.trust, &n.account).ok_or_else(|| {
                 vec![(
@@ -418,24 +414,25 @@ async fn submit(
                     "choose who may use the new role".to_string(),
                 )]
             })?;
-            let mut c = json!({
-                "change_type": "create_role", "account_id": n.account, "role_name": n.name,
-                "policy": {"policy_document": trust},
-                "inline_policies": [{"policy_name": name, "policy_document": doc}],
-            });
-            if !n.description.is_empty() {
-                c["description"] = json!(n.description);
-            }
-            c
+            ChangeDraft::create_role(
+                &n.account,
+                &n.name,
+                &n.description,
+                trust,
+                vec![(name, doc)],
+            )
         }
     };
-    let body = json!({"justification": page.justification, "changes": {"changes": [change]}});
+    let draft = RequestDraft {
+        justification: page.justification.clone(),
+        changes: vec![change],
+    };
     let actor = Actor {
         email: user.email.clone(),
         is_admin: user.is_admin,
     };
-    match crate::requests::create::create(state, &actor, &body).await {
-        Ok(created) => Ok(created.request_url),
+    match crate::requests::create::create_draft(state, &actor, &draft).await {
+        Ok(url) => Ok(url),
         Err(AppError::Invalid(problems)) => Err(problems),
         Err(e) => Err(vec![("request".to_string(), e.public_message())]),
     }

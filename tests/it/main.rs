@@ -6,6 +6,7 @@ mod cache;
 mod config;
 mod credentials;
 mod identity;
+mod integrity;
 mod notify;
 mod requests;
 mod resources;

@@ -8,32 +8,47 @@ use crate::support::{
     TestApp, account_id, create_role, csrf_for, iam_in, moto_endpoint, spoke_app,
 };
 
-const ADMIN: &str = "admin@example.com";
-const OTHER_ADMIN: &str = "admin2@example.com";
-const DEV: &str = "dev@example.com";
+pub(crate) const ADMIN: &str = "admin@example.com";
+pub(crate) const OTHER_ADMIN: &str = "admin2@example.com";
+pub(crate) const DEV: &str = "dev@example.com";
 
-struct World {
-    app: TestApp,
-    account: String,
-    iam: aws_sdk_iam::Client,
+pub(crate) struct World {
+    pub(crate) app: TestApp,
+    pub(crate) account: String,
+    pub(crate) iam: aws_sdk_iam::Client,
     /// CSRF cookie and token for API calls.
-    csrf: (String, String),
+    pub(crate) csrf: (String, String),
 }
 
 /// Where requests live in a test world.
 #[derive(Clone, Copy, PartialEq)]
-enum Backends {
+pub(crate) enum Backends {
     /// The embedded store (SQLite) and the in-process cache: the defaults.
     Embedded,
     /// DynamoDB (moto) behind a real Redis cache: production's pair.
     DynamoRedis,
 }
 
-async fn world() -> Option<World> {
+pub(crate) async fn world() -> Option<World> {
     world_on(Backends::Embedded).await
 }
 
-async fn world_on(backends: Backends) -> Option<World> {
+pub(crate) async fn world_on(backends: Backends) -> Option<World> {
+    world_tuned(backends, |_| {}).await
+}
+
+fn backends_of(w: &World) -> Backends {
+    if w.app.state.store.backend_name() == "dynamodb" {
+        Backends::DynamoRedis
+    } else {
+        Backends::Embedded
+    }
+}
+
+pub(crate) async fn world_tuned(
+    backends: Backends,
+    tune: impl FnOnce(&mut iamdesk::config::Config),
+) -> Option<World> {
     moto_endpoint()?;
     let redis = match backends {
         Backends::Embedded => None,
@@ -54,6 +69,7 @@ async fn world_on(backends: Backends) -> Option<World> {
         }
     };
     let app = spoke_app(&account, |config| {
+        tune(config);
         config.groups.can_admin = vec!["admins".into()];
         if let Some(prefix) = prefix {
             config.storage.backend = iamdesk::config::StorageBackend::Dynamodb;
@@ -78,15 +94,29 @@ async fn world_on(backends: Backends) -> Option<World> {
     })
 }
 
+/// Changes as a validated request holds them (each with its id), for seeding the Store.
+pub(crate) fn typed(changes: Vec<Value>) -> iamdesk::requests::ChangeList {
+    let changes: Vec<Value> = changes
+        .into_iter()
+        .map(|mut c| {
+            if c.get("id").is_none() {
+                c["id"] = json!(uuid::Uuid::new_v4().to_string());
+            }
+            c
+        })
+        .collect();
+    serde_json::from_value(json!({ "changes": changes })).expect("seeded changes parse")
+}
+
 impl World {
-    async fn seed(&self, requester: &str, changes: Vec<Value>) -> String {
+    pub(crate) async fn seed(&self, requester: &str, changes: Vec<Value>) -> String {
         let now = chrono::Utc::now();
         let r = PolicyRequest {
             id: uuid::Uuid::new_v4().to_string(),
             status: RequestStatus::Pending,
             requester: requester.into(),
             justification: "the export job reads reports".into(),
-            changes: json!({"changes": changes}),
+            changes: typed(changes),
             comments: vec![],
             created_at: now,
             updated_at: now,
@@ -94,6 +124,7 @@ impl World {
             results: vec![],
             applying: None,
             warnings: vec![],
+            edits: vec![],
         };
         let ev = AuditEvent::new(requester, "request.created", Some(&r.id), json!({}));
         self.app
@@ -105,11 +136,11 @@ impl World {
         r.id
     }
 
-    fn arn(&self) -> String {
+    pub(crate) fn arn(&self) -> String {
         format!("arn:aws:iam::{}:role/app", self.account)
     }
 
-    fn inline(&self, name: &str, action: &str) -> Value {
+    pub(crate) fn inline(&self, name: &str, action: &str) -> Value {
         json!({"change_type": "inline_policy",
                "principal": {"principal_type": "AwsResource", "principal_arn": self.arn()},
                "policy_name": name, "action": action,
@@ -117,7 +148,13 @@ impl World {
                    {"Effect": "Allow", "Action": ["s3:GetObject"], "Resource": "arn:aws:s3:::reports/*"}]}}})
     }
 
-    async fn act(&self, who: &str, groups: &str, id: &str, model: Value) -> reqwest::Response {
+    pub(crate) async fn act(
+        &self,
+        who: &str,
+        groups: &str,
+        id: &str,
+        model: Value,
+    ) -> reqwest::Response {
         self.app
             .client
             .put(self.app.url(&format!("/api/v2/requests/{id}")))
@@ -132,7 +169,7 @@ impl World {
     }
 
     /// The request page as `who` sees it.
-    async fn page(&self, who: &str, groups: &str, id: &str) -> String {
+    pub(crate) async fn page(&self, who: &str, groups: &str, id: &str) -> String {
         self.app
             .client
             .get(self.app.url(&format!("/policies/request/{id}")))
@@ -146,7 +183,7 @@ impl World {
             .expect("html")
     }
 
-    async fn request(&self, id: &str) -> PolicyRequest {
+    pub(crate) async fn request(&self, id: &str) -> PolicyRequest {
         self.app
             .state
             .store
@@ -567,7 +604,12 @@ async fn admin_reviews_the_diff_and_approves_in_a_real_browser() {
     );
 }
 
-async fn post_request(w: &World, who: &str, groups: &str, body: Value) -> reqwest::Response {
+pub(crate) async fn post_request(
+    w: &World,
+    who: &str,
+    groups: &str,
+    body: Value,
+) -> reqwest::Response {
     w.app
         .client
         .post(w.app.url("/api/v2/request"))
@@ -581,7 +623,7 @@ async fn post_request(w: &World, who: &str, groups: &str, body: Value) -> reqwes
         .expect("POST")
 }
 
-async fn count_requests(w: &World) -> usize {
+pub(crate) async fn count_requests(w: &World) -> usize {
     w.app
         .state
         .store
@@ -661,13 +703,50 @@ async fn create_validates_stores_and_can_auto_approve_in(w: World) {
     .await;
     assert_eq!(resp.status(), 400);
 
-    // Only admins may auto-approve; for them it applies at once.
+    // Only admins may auto-approve, and only where self-approval is allowed (it is not here):
+    // 403 and nothing stored.
     let auto = json!({"justification": "hotfix", "admin_auto_approve": true,
                       "changes": {"changes": [w.inline("hotfix", "attach")]}});
+    let before = count_requests(&w).await;
     assert_eq!(
         post_request(&w, DEV, "dev", auto.clone()).await.status(),
         403
     );
+    let resp = post_request(&w, ADMIN, "admins", auto.clone()).await;
+    assert_eq!(resp.status(), 403);
+    let body = resp.text().await.unwrap_or_default();
+    assert!(body.contains("allow_self_approval"), "{body}");
+    assert_eq!(count_requests(&w).await, before, "nothing stored");
+    let refused = w
+        .app
+        .state
+        .store
+        .list_audit(None, &PageRequest::first(100))
+        .await
+        .expect("audit")
+        .items
+        .into_iter()
+        .filter(|e| e.action == "request.self_approval_refused" && e.actor == ADMIN)
+        .count();
+    assert_eq!(refused, 1, "the refusal is audited");
+    assert!(
+        w.iam
+            .get_role_policy()
+            .role_name("app")
+            .policy_name("hotfix")
+            .send()
+            .await
+            .is_err(),
+        "nothing applied"
+    );
+
+    // Where self-approval is allowed, an admin's auto-approve applies at once.
+    let Some(w) = world_tuned(backends_of(&w), |c| c.policies.allow_self_approval = true).await
+    else {
+        return;
+    };
+    let auto = json!({"justification": "hotfix", "admin_auto_approve": true,
+                      "changes": {"changes": [w.inline("hotfix", "attach")]}});
     let resp = post_request(&w, ADMIN, "admins", auto).await;
     assert_eq!(resp.status(), 200);
     let created: Value = resp.json().await.expect("json");
@@ -683,7 +762,7 @@ async fn create_validates_stores_and_can_auto_approve_in(w: World) {
     );
 }
 
-async fn create_ok(w: &World, who: &str, groups: &str, body: Value) -> String {
+pub(crate) async fn create_ok(w: &World, who: &str, groups: &str, body: Value) -> String {
     let resp = post_request(w, who, groups, body).await;
     assert_eq!(resp.status(), 200);
     let created: Value = resp.json().await.expect("json");
@@ -701,10 +780,7 @@ async fn update_change_is_revalidated_and_the_edit_is_what_gets_applied() {
     )
     .await;
     let stored = w.request(&id).await;
-    let change_id = stored.changes["changes"][0]["id"]
-        .as_str()
-        .expect("every change gets an id")
-        .to_string();
+    let change_id = stored.changes.changes[0].id().to_string();
     let new_doc = json!({"Version": "2012-10-17", "Statement": [
         {"Effect": "Allow", "Action": "s3:ListBucket", "Resource": "arn:aws:s3:::reports"}]});
     let edit = |doc: Value| json!({"command": "update_change", "change_id": change_id, "policy_document": doc});
@@ -748,12 +824,25 @@ async fn update_change_is_revalidated_and_the_edit_is_what_gets_applied() {
     let resp = w.act(ADMIN, "admins", &id, edit(new_doc.clone())).await;
     assert_eq!(resp.status(), 200);
     assert!(w.request(&id).await.warnings.is_empty());
+    // Without the version reviewed, an edited request is not approved; with it, it is.
     let resp = w
         .act(
             OTHER_ADMIN,
             "admins",
             &id,
             json!({"command": "approve_request"}),
+        )
+        .await;
+    assert_eq!(resp.status(), 409);
+    let body = resp.text().await.unwrap_or_default();
+    assert!(body.contains("edited"), "{body}");
+    let version = w.request(&id).await.version;
+    let resp = w
+        .act(
+            OTHER_ADMIN,
+            "admins",
+            &id,
+            json!({"command": "approve_request", "version": version}),
         )
         .await;
     assert_eq!(resp.status(), 200);
@@ -844,7 +933,7 @@ async fn a_clone_copies_trust_inline_managed_and_tags_into_the_new_role() {
     let id = create_ok(&w, DEV, "dev", body).await;
     let stored = w.request(&id).await;
     assert_eq!(
-        stored.changes["changes"][0]["resolved_clone"]["from"],
+        serde_json::to_value(&stored.changes).expect("json")["changes"][0]["resolved_clone"]["from"],
         json!(w.arn()),
         "what the clone copies is pinned at creation"
     );

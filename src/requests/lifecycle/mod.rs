@@ -1,0 +1,436 @@
+//! The request state machine: comment, approve (and apply), reject, cancel, move back to pending,
+//! edit a change.
+//!
+//! Every transition is one conditional write (the stored `version` must not have moved) together
+//! with its audit event and notifications, so two admins acting at once get exactly one success
+//! and one 409.
+//!
+//! Approval (`approve.rs`) is four steps: *claim* (a write of its own: of several concurrent
+//! approvals only one gets past it), *apply* (each change's calls through the Cloud, in order,
+//! stopping at the first failure), *record* (the outcome and its audit event; merged into the
+//! latest version and retried until it lands, so what AWS applied is never lost to a comment
+//! written meanwhile), *refresh* (re-read the touched roles). While the claim is held, cancel,
+//! edit, reject and move-back get 409; comments are still taken.
+//!
+//! An approval binds to what the approver saw: the page's form carries the version, and an API
+//! approval without a version is refused once any change was edited (`edit.rs`). Whoever edited
+//! a change may not approve or reject the request, and nobody approves their own request unless
+//! `policies.allow_self_approval` says so.
+
+mod approve;
+mod edit;
+
+use chrono::{Duration, Utc};
+use serde_json::{Value, json};
+
+use crate::app::App;
+use crate::error::AppError;
+use crate::notify::Event;
+use crate::store::{AuditEvent, Comment, PolicyRequest, RequestStatus, StoreError};
+
+pub use approve::approve_now;
+
+/// A claim older than this is considered abandoned (the approver's process died mid-apply).
+const CLAIM_TIMEOUT_MINUTES: i64 = 10;
+pub const MAX_COMMENT_CHARS: usize = 5000;
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Command {
+    AddComment {
+        text: String,
+    },
+    /// `version`: the version the approver reviewed (the page's form always sends it).
+    Approve {
+        version: Option<u64>,
+    },
+    Reject {
+        version: Option<u64>,
+    },
+    Cancel,
+    MoveBackToPending,
+    /// Replace the policy document of one pending change (re-validated like a new request).
+    UpdateChange {
+        change_id: String,
+        document: Value,
+    },
+}
+
+/// Who acts.
+#[derive(Debug, Clone)]
+pub struct Actor {
+    pub email: String,
+    pub is_admin: bool,
+}
+
+fn bad(message: &str) -> AppError {
+    AppError::BadRequest(message.to_string())
+}
+
+/// `{"modification_model": {"command": ..., "comment_text": ..., "version": ...}}` (ConsoleMe
+/// v2, plus the optional `version` an approval binds to).
+pub fn parse_command(body: &Value) -> Result<Command, AppError> {
+    let model = body
+        .get("modification_model")
+        .and_then(Value::as_object)
+        .ok_or_else(|| bad("the body needs a \"modification_model\" object"))?;
+    let command = model
+        .get("command")
+        .and_then(Value::as_str)
+        .ok_or_else(|| bad("modification_model.command is required"))?;
+    let version = match model.get("version") {
+        None | Some(Value::Null) => None,
+        Some(Value::Number(n)) => Some(n.as_u64().ok_or_else(|| {
+            bad("modification_model.version must be the request's version, a positive integer")
+        })?),
+        Some(Value::String(s)) => Some(s.trim().parse::<u64>().map_err(|_| {
+            bad("modification_model.version must be the request's version, a positive integer")
+        })?),
+        Some(_) => {
+            return Err(bad(
+                "modification_model.version must be the request's version, a positive integer",
+            ));
+        }
+    };
+    let text = |key: &str| model.get(key).and_then(Value::as_str).map(str::trim);
+    Ok(match command {
+        "add_comment" => comment(text("comment_text").unwrap_or_default())?,
+        "approve_request" => Command::Approve { version },
+        "reject_request" => Command::Reject { version },
+        "cancel_request" => Command::Cancel,
+        "move_back_to_pending" => Command::MoveBackToPending,
+        "update_change" => {
+            let change_id = text("change_id").filter(|s| !s.is_empty()).ok_or_else(|| {
+                bad("modification_model.change_id is required: the id of the change to edit")
+            })?;
+            let document = document(model.get("policy_document"))?;
+            Command::UpdateChange {
+                change_id: change_id.to_string(),
+                document,
+            }
+        }
+        other => {
+            return Err(AppError::BadRequest(format!(
+                "modification_model.command '{other}' is not one of add_comment, approve_request, \
+                 reject_request, cancel_request, move_back_to_pending, update_change"
+            )));
+        }
+    })
+}
+
+/// A comment command, its text checked.
+pub fn comment(text: &str) -> Result<Command, AppError> {
+    let text = text.trim();
+    if text.is_empty() {
+        return Err(bad("modification_model.comment_text must not be empty"));
+    }
+    if text.chars().count() > MAX_COMMENT_CHARS {
+        return Err(AppError::BadRequest(format!(
+            "modification_model.comment_text is limited to {MAX_COMMENT_CHARS} characters"
+        )));
+    }
+    Ok(Command::AddComment {
+        text: text.to_string(),
+    })
+}
+
+/// A replacement policy document: a JSON object, or a string holding one (forms).
+pub fn document(v: Option<&Value>) -> Result<Value, AppError> {
+    match v {
+        Some(Value::String(text)) => match serde_json::from_str::<Value>(text) {
+            Ok(doc @ Value::Object(_)) => Ok(doc),
+            Ok(_) => Err(bad(
+                "modification_model.policy_document must be a JSON object {\"Version\": ..., \
+                 \"Statement\": [...]}",
+            )),
+            Err(e) => Err(AppError::BadRequest(format!(
+                "modification_model.policy_document is not valid JSON: {e}"
+            ))),
+        },
+        Some(v @ Value::Object(_)) => Ok(v.clone()),
+        _ => Err(bad(
+            "modification_model.policy_document is required: the new policy document (a JSON \
+             object)",
+        )),
+    }
+}
+
+pub(super) fn conflict(msg: impl Into<String>) -> AppError {
+    AppError::Conflict(msg.into())
+}
+
+pub(super) async fn load(app: &App, id: &str) -> Result<PolicyRequest, AppError> {
+    app.store
+        .get_request(id)
+        .await?
+        .ok_or_else(|| AppError::NotFound(format!("there is no policy request with id '{id}'")))
+}
+
+/// Write the next version with its audit event and notifications, atomically.
+pub(super) async fn save(
+    app: &App,
+    mut next: PolicyRequest,
+    actor: &Actor,
+    action: &str,
+    detail: Value,
+    notify: Option<Event>,
+) -> Result<PolicyRequest, AppError> {
+    next.version += 1;
+    next.updated_at = Utc::now();
+    let event = AuditEvent::new(&actor.email, action, Some(&next.id), detail);
+    let outbox = notify
+        .map(|e| crate::notify::messages_for(&app.config, &next, &e, &actor.email))
+        .unwrap_or_default();
+    match app.store.update_request(&next, &event, &outbox).await {
+        Ok(()) => {
+            if !outbox.is_empty() {
+                app.outbox_wake.notify_one();
+            }
+            Ok(next)
+        }
+        Err(StoreError::Conflict(_)) => Err(conflict(
+            "The request changed while you were acting on it (somebody else acted first). \
+             Reload it and try again.",
+        )),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Audit a refused attempt to decide on one's own request (self-approval, editor-approval).
+pub(super) async fn audit_refusal(app: &App, actor: &Actor, id: &str, why: &str) {
+    let event = AuditEvent::new(
+        &actor.email,
+        "request.self_approval_refused",
+        Some(id),
+        json!({"reason": why}),
+    );
+    if let Err(e) = app.store.append_audit(&event).await {
+        tracing::warn!(error = %e, "cannot audit a refused self-approval");
+    }
+}
+
+/// Apply `command` to request `id` as `actor`; returns the request as stored afterwards.
+pub async fn modify(
+    app: &App,
+    id: &str,
+    actor: &Actor,
+    command: Command,
+) -> Result<PolicyRequest, AppError> {
+    let current = load(app, id).await?;
+    let is_requester = current.requester == actor.email;
+    match command {
+        Command::AddComment { text } => add_comment(app, current, actor, text).await,
+        Command::Cancel => {
+            if !is_requester {
+                return Err(AppError::Forbidden(
+                    "Only the requester can cancel a request; admins reject it instead.".into(),
+                ));
+            }
+            expect_status(&current, RequestStatus::Pending, "cancelled")?;
+            not_while_applying(&current)?;
+            let mut next = current.clone();
+            next.status = RequestStatus::Cancelled;
+            save(
+                app,
+                next,
+                actor,
+                "request.cancelled",
+                json!({"status": "cancelled"}),
+                Some(Event::StatusChanged(RequestStatus::Cancelled)),
+            )
+            .await
+        }
+        Command::Reject { version } => {
+            require_admin(actor, "reject")?;
+            expect_status(&current, RequestStatus::Pending, "rejected")?;
+            not_while_applying(&current)?;
+            expect_version(&current, version)?;
+            not_an_editor(app, &current, actor, "reject").await?;
+            let mut next = current.clone();
+            next.status = RequestStatus::Rejected;
+            save(
+                app,
+                next,
+                actor,
+                "request.rejected",
+                json!({"status": "rejected", "version": current.version}),
+                Some(Event::StatusChanged(RequestStatus::Rejected)),
+            )
+            .await
+        }
+        Command::MoveBackToPending => {
+            require_admin(actor, "reopen")?;
+            if !matches!(
+                current.status,
+                RequestStatus::Rejected | RequestStatus::Cancelled
+            ) {
+                return Err(conflict(format!(
+                    "Only rejected or cancelled requests can move back to pending; this one is {}.",
+                    current.status
+                )));
+            }
+            not_while_applying(&current)?;
+            let mut next = current.clone();
+            next.status = RequestStatus::Pending;
+            save(
+                app,
+                next,
+                actor,
+                "request.reopened",
+                json!({"status": "pending"}),
+                None,
+            )
+            .await
+        }
+        Command::Approve { version } => approve::approve(app, current, actor, version, false).await,
+        Command::UpdateChange {
+            change_id,
+            document,
+        } => edit::update_change(app, current, actor, &change_id, document).await,
+    }
+}
+
+/// Comments are appended, never replaced: when another write lands first (an approval recording
+/// its outcome, another comment), the comment is added to the newer version instead of failing.
+async fn add_comment(
+    app: &App,
+    mut current: PolicyRequest,
+    actor: &Actor,
+    text: String,
+) -> Result<PolicyRequest, AppError> {
+    let comment = Comment {
+        id: uuid::Uuid::now_v7().to_string(),
+        author: actor.email.clone(),
+        text,
+        created_at: Utc::now(),
+    };
+    for _ in 0..5 {
+        let mut next = current.clone();
+        next.comments.push(comment.clone());
+        let event = Event::Commented {
+            author: actor.email.clone(),
+        };
+        match save(
+            app,
+            next,
+            actor,
+            "request.commented",
+            json!({}),
+            Some(event),
+        )
+        .await
+        {
+            Err(AppError::Conflict(_)) => current = load(app, &current.id).await?,
+            other => return other,
+        }
+    }
+    Err(conflict(
+        "The request is changing too often to add the comment right now; try again.",
+    ))
+}
+
+pub(super) fn require_admin(actor: &Actor, what: &str) -> Result<(), AppError> {
+    if actor.is_admin {
+        Ok(())
+    } else {
+        Err(AppError::Forbidden(format!(
+            "Only administrators (groups.can_admin) can {what} requests."
+        )))
+    }
+}
+
+pub(super) fn expect_status(
+    r: &PolicyRequest,
+    want: RequestStatus,
+    to: &str,
+) -> Result<(), AppError> {
+    if r.status == want {
+        Ok(())
+    } else {
+        Err(conflict(format!(
+            "This request is {}; only {want} requests can be {to}.",
+            r.status
+        )))
+    }
+}
+
+pub(super) fn not_while_applying(r: &PolicyRequest) -> Result<(), AppError> {
+    match &r.applying {
+        Some(c) if Utc::now() - c.since < Duration::minutes(CLAIM_TIMEOUT_MINUTES) => {
+            Err(conflict(format!(
+                "{} is applying this request right now; wait until it is done.",
+                c.by
+            )))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// The decision is about the version the reviewer saw. Without a version (API), only a request
+/// whose changes were never edited may be decided on.
+pub(super) fn expect_version(r: &PolicyRequest, seen: Option<u64>) -> Result<(), AppError> {
+    match seen {
+        Some(v) if v != r.version => Err(conflict(format!(
+            "This request changed since you opened it (you saw version {v}, it is now version {}). \
+             Reload it, review the changes again, then decide.",
+            r.version
+        ))),
+        Some(_) => Ok(()),
+        None => match r.edits.last() {
+            Some(e) => Err(conflict(format!(
+                "This request's changes were edited by {} after it was created. Review them \
+                 again and send the version you reviewed (\"version\": {}).",
+                e.by, r.version
+            ))),
+            None => Ok(()),
+        },
+    }
+}
+
+/// Whoever edited a change may not decide on the request: a second person must look at it.
+pub(super) async fn not_an_editor(
+    app: &App,
+    r: &PolicyRequest,
+    actor: &Actor,
+    what: &str,
+) -> Result<(), AppError> {
+    if r.edits
+        .iter()
+        .any(|e| e.by.eq_ignore_ascii_case(&actor.email))
+    {
+        audit_refusal(app, actor, &r.id, &format!("editor tried to {what}")).await;
+        return Err(AppError::Forbidden(format!(
+            "You edited this request's changes, so you cannot {what} it: another administrator \
+             must review your edit."
+        )));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn commands_parse_with_an_optional_version() {
+        let approve = |v: Value| parse_command(&json!({"modification_model": v}));
+        assert_eq!(
+            approve(json!({"command": "approve_request", "version": 3})).ok(),
+            Some(Command::Approve { version: Some(3) })
+        );
+        assert_eq!(
+            approve(json!({"command": "approve_request", "version": "4"})).ok(),
+            Some(Command::Approve { version: Some(4) })
+        );
+        assert_eq!(
+            approve(json!({"command": "reject_request"})).ok(),
+            Some(Command::Reject { version: None })
+        );
+        assert!(approve(json!({"command": "approve_request", "version": -1})).is_err());
+        assert!(approve(json!({"command": "approve_request", "version": [1]})).is_err());
+        assert!(approve(json!({"command": "add_comment", "comment_text": "  "})).is_err());
+        assert!(
+            approve(json!({"command": "update_change", "change_id": "c", "policy_document": "[]"}))
+                .is_err()
+        );
+    }
+}

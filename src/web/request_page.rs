@@ -1,0 +1,293 @@
+//! The request page (`/policies/request/{id}`): each change with its diffs and the exact AWS
+//! calls approving it makes, the history, comments, and the forms that act on it.
+
+use askama::Template;
+use askama_web::WebTemplate;
+use axum::extract::State;
+use serde::Deserialize;
+
+use super::extract::Path;
+use super::identity::CurrentUser;
+use super::view::{Layout, Page, human_time};
+use crate::app::AppState;
+use crate::error::AppError;
+use crate::requests::lifecycle::{self, Actor, Command};
+use crate::requests::review;
+use crate::store::{AuditEvent, ChangeStatus, Comment, PageRequest, RequestStatus};
+
+pub struct CommentView {
+    author: String,
+    text: String,
+    created: String,
+}
+
+impl From<&Comment> for CommentView {
+    fn from(c: &Comment) -> Self {
+        CommentView {
+            author: c.author.clone(),
+            text: c.text.clone(),
+            created: human_time(c.created_at),
+        }
+    }
+}
+
+/// One diff of a change (a new role has several: trust, each inline policy, managed, tags).
+pub struct SectionView {
+    label: String,
+    /// Escaped HTML from `src/requests/diff.rs`.
+    diff_html: String,
+}
+
+pub struct ChangeView {
+    index: usize,
+    summary: String,
+    sections: Vec<SectionView>,
+    /// The AWS calls approving this change makes, as people read them.
+    calls: Vec<String>,
+    status: &'static str,
+    message: String,
+    /// (change id, pretty document) when the viewer may edit this change's document.
+    edit: Option<(String, String)>,
+}
+
+/// One line of the request's history, from its audit events.
+pub struct HistoryRow {
+    at: String,
+    at_iso: String,
+    actor: String,
+    what: String,
+}
+
+impl From<&AuditEvent> for HistoryRow {
+    fn from(e: &AuditEvent) -> Self {
+        let d = &e.detail;
+        let what = match e.action.as_str() {
+            "request.created" => "created the request".to_string(),
+            "request.commented" => "commented".to_string(),
+            "request.approval_started" => "approved; applying in AWS".to_string(),
+            "request.approved" => format!(
+                "applied every change ({} AWS calls): approved",
+                d["calls"].as_u64().unwrap_or_default()
+            ),
+            "request.apply_failed" => format!(
+                "could not apply change {}: {}",
+                d["failed_change"].as_u64().unwrap_or_default() + 1,
+                d["error"].as_str().unwrap_or_default()
+            ),
+            "request.rejected" => "rejected the request".to_string(),
+            "request.cancelled" => "cancelled the request".to_string(),
+            "request.reopened" => "moved the request back to pending".to_string(),
+            "request.change_updated" => format!(
+                "edited change {} (now version {})",
+                d["change"].as_u64().unwrap_or_default() + 1,
+                d["version"].as_u64().unwrap_or_default()
+            ),
+            "request.self_approval_refused" => format!(
+                "was refused: {}",
+                d["reason"]
+                    .as_str()
+                    .unwrap_or("a decision on their own request")
+            ),
+            other => other.to_string(),
+        };
+        HistoryRow {
+            at: human_time(e.at),
+            at_iso: e.at.to_rfc3339(),
+            actor: e.actor.clone(),
+            what,
+        }
+    }
+}
+
+#[derive(Template, WebTemplate)]
+#[template(path = "request.html")]
+pub struct RequestPage {
+    layout: Layout,
+    id: String,
+    changes: Vec<ChangeView>,
+    can_approve: bool,
+    can_reject: bool,
+    can_cancel: bool,
+    can_reopen: bool,
+    self_request: bool,
+    /// The viewer edited a change, so another administrator decides.
+    editor: bool,
+    applying: Option<String>,
+    warnings: Vec<String>,
+    short_id: String,
+    status: &'static str,
+    requester: String,
+    created: String,
+    created_iso: String,
+    updated: String,
+    version: u64,
+    justification: String,
+    comments: Vec<CommentView>,
+    history: Vec<HistoryRow>,
+}
+
+pub async fn request_detail(
+    user: CurrentUser,
+    State(state): State<AppState>,
+    Page(layout): Page,
+    Path(id): Path<String>,
+) -> Result<RequestPage, AppError> {
+    let r =
+        state.store.get_request(&id).await?.ok_or_else(|| {
+            AppError::NotFound(format!("There is no policy request with id '{id}'."))
+        })?;
+    let pending = r.status == RequestStatus::Pending;
+    let own = r.requester.eq_ignore_ascii_case(&user.email);
+    let editor = r
+        .edits
+        .iter()
+        .any(|e| e.by.eq_ignore_ascii_case(&user.email));
+    let may_edit = pending && r.applying.is_none() && (own || user.is_admin);
+    let changes = r
+        .changes
+        .iter()
+        .enumerate()
+        .map(|(i, c)| {
+            let result = r.results.get(i);
+            let applied = result.is_some_and(|x| x.status == ChangeStatus::Applied);
+            let current = review::current_role(&state.resources, c);
+            ChangeView {
+                index: i + 1,
+                summary: review::summary(c, current.as_ref()),
+                sections: review::sections(c, current.as_ref())
+                    .into_iter()
+                    .map(|s| SectionView {
+                        label: s.label,
+                        diff_html: s.diff.to_html(),
+                    })
+                    .collect(),
+                calls: c.calls().iter().map(review::describe_call).collect(),
+                status: match result.map(|x| x.status) {
+                    Some(ChangeStatus::Applied) => "applied",
+                    Some(ChangeStatus::Failed) => "failed",
+                    _ => "not applied",
+                },
+                message: result.and_then(|x| x.message.clone()).unwrap_or_default(),
+                edit: (may_edit && !applied)
+                    .then(|| review::editable_text(c).map(|t| (c.id().to_string(), t)))
+                    .flatten(),
+            }
+        })
+        .collect();
+    // Newest first from the Store; the page reads oldest first.
+    let mut history: Vec<HistoryRow> = state
+        .store
+        .list_audit(Some(&r.id), &PageRequest::first(200))
+        .await
+        .map(|p| p.items.iter().map(HistoryRow::from).collect())
+        .unwrap_or_default();
+    history.reverse();
+    let self_allowed = state.config.policies.allow_self_approval;
+    Ok(RequestPage {
+        layout: layout.nav("requests"),
+        id: r.id.clone(),
+        changes,
+        can_approve: pending && user.is_admin && (!own || self_allowed) && !editor,
+        can_reject: pending && user.is_admin && !editor,
+        can_cancel: pending && own,
+        can_reopen: user.is_admin
+            && matches!(r.status, RequestStatus::Rejected | RequestStatus::Cancelled),
+        self_request: own && pending && user.is_admin && !self_allowed,
+        editor: editor && pending && user.is_admin,
+        applying: r.applying.as_ref().map(|c| c.by.clone()),
+        warnings: r.warnings.clone(),
+        short_id: r.id.chars().take(8).collect(),
+        status: r.status.as_str(),
+        requester: r.requester.clone(),
+        created: human_time(r.created_at),
+        created_iso: r.created_at.to_rfc3339(),
+        updated: human_time(r.updated_at),
+        version: r.version,
+        justification: r.justification.clone(),
+        comments: r.comments.iter().map(CommentView::from).collect(),
+        history,
+    })
+}
+
+#[derive(Debug, Deserialize)]
+pub struct ActForm {
+    command: String,
+    comment_text: Option<String>,
+    confirm: Option<String>,
+    change_id: Option<String>,
+    policy_document: Option<String>,
+    /// The version the page showed: approve and reject bind to it.
+    version: Option<String>,
+}
+
+impl ActForm {
+    fn command(&self) -> Result<Command, AppError> {
+        let version = || -> Result<Option<u64>, AppError> {
+            let v = self.version.as_deref().map(str::trim).unwrap_or_default();
+            if v.is_empty() {
+                return Err(AppError::BadRequest(
+                    "The form has no version: reload the request page and try again.".into(),
+                ));
+            }
+            v.parse().map(Some).map_err(|_| {
+                AppError::BadRequest("The form's version is not a number: reload the page.".into())
+            })
+        };
+        let confirmed = self.confirm.as_deref() == Some("yes");
+        let need_confirm = || {
+            AppError::BadRequest(
+                "Tick the confirmation box to approve or reject: it says you reviewed the \
+                 changes."
+                    .into(),
+            )
+        };
+        Ok(match self.command.as_str() {
+            "add_comment" => lifecycle::comment(self.comment_text.as_deref().unwrap_or_default())?,
+            "approve_request" if confirmed => Command::Approve {
+                version: version()?,
+            },
+            "reject_request" if confirmed => Command::Reject {
+                version: version()?,
+            },
+            "approve_request" | "reject_request" => return Err(need_confirm()),
+            "cancel_request" => Command::Cancel,
+            "move_back_to_pending" => Command::MoveBackToPending,
+            "update_change" => Command::UpdateChange {
+                change_id: self
+                    .change_id
+                    .clone()
+                    .filter(|c| !c.trim().is_empty())
+                    .ok_or_else(|| AppError::BadRequest("The form names no change.".into()))?,
+                document: lifecycle::document(
+                    self.policy_document
+                        .clone()
+                        .map(serde_json::Value::String)
+                        .as_ref(),
+                )?,
+            },
+            other => {
+                return Err(AppError::BadRequest(format!(
+                    "'{other}' is not something this page can do."
+                )));
+            }
+        })
+    }
+}
+
+/// The request page's forms: one POST per action, then back to the page.
+pub async fn act_on_request(
+    user: CurrentUser,
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    axum::Form(form): axum::Form<ActForm>,
+) -> Result<axum::response::Redirect, AppError> {
+    let command = form.command()?;
+    let actor = Actor {
+        email: user.email,
+        is_admin: user.is_admin,
+    };
+    lifecycle::modify(&state, &id, &actor, command).await?;
+    Ok(axum::response::Redirect::to(&format!(
+        "/policies/request/{id}"
+    )))
+}
