@@ -154,18 +154,20 @@ impl ErrorPageBanner {
 
 #[derive(Debug, Deserialize)]
 pub struct SwitchForm {
+    #[serde(default)]
     persona: String,
     /// Where to go back to: a path on this portal.
     #[serde(default)]
     next: String,
 }
 
-/// A path on this portal (never `//host` or `/\host`, which browsers treat as another site).
+/// A path on this portal (never `//host` or `/\host`, which browsers treat as another site),
+/// in printable ASCII as a page's own URI is, so it is always a valid `Location` header.
 fn local_path(next: &str) -> Option<&str> {
     let ok = next.starts_with('/')
         && !next.starts_with("//")
         && !next.starts_with("/\\")
-        && !next.chars().any(|c| c.is_control());
+        && next.chars().all(|c| c.is_ascii_graphic());
     ok.then_some(next)
 }
 
@@ -255,6 +257,8 @@ mod tests {
             "https://evil.example",
             "",
             "/a\nb",
+            "/a b",
+            "/é",
         ] {
             assert_eq!(local_path(bad), None, "{bad}");
         }
