@@ -526,9 +526,11 @@ async fn the_demo_completes_the_loop_in_a_real_browser() {
     browser.screenshot("demo-3-approved").await;
 
     c.goto(&role_page).await.expect("role page");
-    c.find(XPath("//h3[.='read-invoices']"))
+    let heading = c
+        .find(XPath("//h3[.='read-invoices']"))
         .await
         .expect("the new inline policy is on the role page");
+    scroll_to(c, &heading).await;
     let pre = c
         .find(XPath("//h3[.='read-invoices']/following-sibling::pre[1]"))
         .await
@@ -577,6 +579,19 @@ async fn the_demo_completes_the_loop_in_a_real_browser() {
         .await
         .expect("text");
     assert_eq!(to, REQUESTER);
+    let opened = c
+        .find(XPath(&format!("{approved_mail}/summary")))
+        .await
+        .expect("summary");
+    scroll_to(c, &opened).await;
     browser.screenshot("demo-5-outbox-mail").await;
     browser.close().await;
+}
+
+/// Bring `element` to the top of the viewport, so the screenshot shows it.
+async fn scroll_to(c: &fantoccini::Client, element: &fantoccini::elements::Element) {
+    let arg = serde_json::to_value(element).expect("element reference");
+    c.execute("arguments[0].scrollIntoView();", vec![arg])
+        .await
+        .expect("scroll");
 }
