@@ -74,7 +74,20 @@ impl App {
         let demo_mode = !config.auth.get_user_by_aws_alb_auth && !config.auth.get_user_by_header;
         let cloud: Arc<dyn Cloud> = match config.aws.mode {
             AwsMode::Aws => Arc::new(crate::cloud::aws::AwsCloud::new(&config).await),
-            AwsMode::Sandbox => Arc::new(crate::cloud::sandbox::SandboxCloud),
+            AwsMode::Sandbox => {
+                // The demo accounts as last stored: changes approved before a restart stay.
+                let stored = match store.list_snapshots().await {
+                    Ok(s) => s,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "no stored demo accounts; starting fresh");
+                        vec![]
+                    }
+                };
+                Arc::new(crate::cloud::sandbox::SandboxCloud::new(
+                    stored,
+                    config.policies.max_managed_policies,
+                ))
+            }
         };
         let resources = Resources::new();
         // `jwt_secret`; generated once and kept in dev; a startup error in prod.

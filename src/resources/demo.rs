@@ -56,7 +56,7 @@ const ROLES: &[RoleSpec] = &[
             ("team", "billing"),
             (
                 "consoleme-authorized",
-                "billing-eng@example.com:demo-admin@iamdesk.local",
+                "billing-eng@example.com:demo-admin@iamdesk.local:demo-requester@iamdesk.local",
             ),
         ],
     },
@@ -98,7 +98,10 @@ const ROLES: &[RoleSpec] = &[
         managed: &["ReadOnlyLogs"],
         tags: &[
             ("team", "search"),
-            ("consoleme-authorized", "search-eng@example.com"),
+            (
+                "consoleme-authorized",
+                "search-eng@example.com:demo-requester@iamdesk.local",
+            ),
         ],
     },
     RoleSpec {

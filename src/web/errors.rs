@@ -73,6 +73,7 @@ pub async fn render(State(state): State<AppState>, req: Request, next: Next) -> 
         .get(REQUEST_ID_HEADER)
         .and_then(|v| v.to_str().ok())
         .map(str::to_string);
+    let demo = super::demo::ErrorPageBanner::capture(&state, &req);
     let resp = next.run(req).await;
     let status = resp.status();
     if !(status.is_client_error() || status.is_server_error()) {
@@ -105,7 +106,7 @@ pub async fn render(State(state): State<AppState>, req: Request, next: Next) -> 
     }
     let message = marker.unwrap_or_else(|| default_message(status, &method, &path));
     let page = ErrorPage {
-        layout: Layout::new(&state, request_id),
+        layout: super::demo::ErrorPageBanner::apply(demo, Layout::new(&state, request_id)),
         status_code: status.as_u16(),
         reason: status.canonical_reason().unwrap_or("Error").to_string(),
         message,

@@ -3,7 +3,7 @@
 //!
 //! Order of sign-in methods: the ALB's `x-amzn-oidc-data` token (when enabled), the session
 //! cookie, the trusted-proxy headers (when enabled), and finally demo mode (no method configured:
-//! everybody is the demo admin, announced on every page).
+//! the demo persona chosen from the banner, announced on every page).
 
 use axum::extract::{FromRequestParts, Request, State};
 use axum::http::request::Parts;
@@ -218,9 +218,8 @@ pub async fn authenticate(State(state): State<AppState>, mut req: Request, next:
         ));
     }
     if user.is_none() && state.demo_mode {
-        let mut demo = CurrentUser::new(config, DEMO_USER.into(), vec![], AuthMethod::Demo);
-        demo.is_admin = true;
-        user = Some(demo);
+        // The persona chosen from the banner (src/web/demo.rs): requester or admin.
+        user = Some(super::demo::current_user(config, req.headers()));
     }
 
     if req.uri().path().starts_with("/api/") {

@@ -5,6 +5,7 @@ mod api;
 mod assets;
 mod credentials;
 mod csrf;
+mod demo;
 mod errors;
 mod extract;
 pub mod identity;
@@ -103,6 +104,7 @@ pub fn router(state: AppState) -> Router {
         .route("/static/{*path}", get(assets::serve))
         .route("/api/v2/user", get(api::current_user))
         .route("/logout", get(pages::logout))
+        .route("/demo/persona", post(demo::switch))
         // Only on matched routes: unknown paths and methods get their 404/405 first.
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),

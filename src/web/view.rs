@@ -22,21 +22,38 @@ pub struct Layout {
     pub request_id: Option<String>,
     /// CSRF token for this page's forms (`csrf_token` field).
     pub csrf_token: String,
+    /// Demo mode: who the browser is acting as (the banner offers the other persona).
+    pub persona: Option<super::demo::Persona>,
+    /// This page's path and query, for forms that come back here (the persona switch).
+    pub path: String,
 }
 
 impl Layout {
     pub fn new(state: &AppState, request_id: Option<String>) -> Self {
-        Layout {
+        let layout = Layout {
             csrf_token: String::new(),
             nav: "",
             demo_mode: state.demo_mode,
-            user: state
-                .demo_mode
-                .then(|| "demo-admin@iamdesk.local".to_string()),
-            is_admin: state.demo_mode,
+            user: None,
+            is_admin: false,
             version: VERSION,
             request_id,
+            persona: None,
+            path: "/".into(),
+        };
+        if state.demo_mode {
+            layout.persona(super::demo::Persona::Admin)
+        } else {
+            layout
         }
+    }
+
+    /// Acting as a demo persona.
+    pub fn persona(mut self, persona: super::demo::Persona) -> Self {
+        self.user = Some(persona.email().to_string());
+        self.is_admin = persona == super::demo::Persona::Admin;
+        self.persona = Some(persona);
+        self
     }
 
     pub fn nav(mut self, nav: &'static str) -> Self {
@@ -64,6 +81,15 @@ impl FromRequestParts<AppState> for Page {
         if let Some(u) = parts.extensions.get::<super::identity::CurrentUser>() {
             layout.user = Some(u.email.clone());
             layout.is_admin = u.is_admin;
+            layout.persona = (u.method == super::identity::AuthMethod::Demo)
+                .then(|| super::demo::Persona::of_email(&u.email))
+                .flatten();
+        }
+        // A page rendered by a POST (a form with errors) cannot be reloaded by a GET.
+        if parts.method == axum::http::Method::GET
+            && let Some(pq) = parts.uri.path_and_query()
+        {
+            layout.path = pq.as_str().to_string();
         }
         if let Some(t) = parts.extensions.get::<super::csrf::CsrfToken>() {
             layout.csrf_token = t.0.clone();
@@ -135,6 +161,10 @@ pub struct OutboxRow {
     pub status: &'static str,
     pub attempts: u32,
     pub summary: String,
+    /// The whole subject (the summary is cut).
+    pub subject: String,
+    /// What the recipient reads: an email's plain-text part, or a Slack webhook body.
+    pub body: String,
     pub last_error: String,
 }
 
@@ -158,7 +188,23 @@ impl From<&OutboxMessage> for OutboxRow {
                     .join(", ")
             })
             .unwrap_or_default();
+        let body = match m.payload.get("text") {
+            Some(serde_json::Value::String(text)) => text.clone(),
+            // Slack: the webhook body as it is posted.
+            _ => m
+                .payload
+                .get("body")
+                .and_then(|b| serde_json::to_string_pretty(b).ok())
+                .unwrap_or_default(),
+        };
         OutboxRow {
+            subject: m
+                .payload
+                .get("subject")
+                .and_then(|v| v.as_str())
+                .unwrap_or_default()
+                .to_string(),
+            body,
             id: m.id.clone(),
             request_id: m
                 .payload

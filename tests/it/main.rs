@@ -5,6 +5,7 @@ mod browser;
 mod cache;
 mod config;
 mod credentials;
+mod demo;
 mod identity;
 mod integrity;
 mod notify;
