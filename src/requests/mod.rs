@@ -4,6 +4,8 @@
 //! - `model.rs`: the `Change` enum and its domain values; `Change::calls` is the exact list of
 //!   IAM calls an approval makes.
 //! - `validate/`: the one way from a client's JSON to typed changes (create and edit alike).
+//! - `synced.rs`: what the validator knows of this installation (synced roles, own roles,
+//!   quotas).
 //! - `create.rs`: validate, store with the audit event and notifications, optionally apply.
 //! - `lifecycle/`: comment, approve (claim, apply, record, refresh), reject, cancel, reopen, edit.
 //! - `review.rs` + `diff.rs`: each change against the role as last synced, and its calls.
@@ -13,6 +15,7 @@ pub mod diff;
 pub mod lifecycle;
 pub mod model;
 pub mod review;
+pub mod synced;
 pub mod validate;
 
 pub use model::{Change, ChangeList};

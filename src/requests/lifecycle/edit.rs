@@ -70,8 +70,8 @@ pub(super) async fn update_change(
             )));
         }
     }
-    let synced = crate::requests::create::AppSynced::new(app);
-    let limits = crate::requests::create::limits(app);
+    let synced = crate::requests::synced::AppSynced::new(app);
+    let limits = crate::requests::synced::limits(app);
     let (changes, warnings) =
         validate::check_changes(changes, &synced, &limits).map_err(invalid)?;
 
