@@ -1,4 +1,4 @@
-//! Command line: `serve` (default), `check-config`, `migrate`, `sync`, `credentials`.
+//! Command line: `serve` (default), `check-config`, `migrate`, `sync`, `credentials`, `import`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -37,6 +37,9 @@ pub enum Command {
     /// Print short-lived credentials for a role as AWS `credential_process` JSON, from an iamdesk
     /// server, authenticated by your API token (IAMDESK_API_TOKEN or ~/.config/iamdesk/token).
     Credentials(crate::credentials::client::CredentialsArgs),
+    /// Import request history from another tool: `iamdesk import consoleme` reads ConsoleMe's
+    /// policy request table (see README, "Moving from ConsoleMe").
+    Import(crate::import::ImportArgs),
 }
 
 /// Exit code for configuration errors: distinct from runtime failures (1).
@@ -80,6 +83,7 @@ pub fn main() -> ExitCode {
             Command::Migrate => migrate(&loaded).await,
             Command::Sync => sync(loaded).await,
             Command::Credentials(_) => Ok(ExitCode::SUCCESS),
+            Command::Import(args) => crate::import::run(&loaded.config, &args).await,
         }
     });
     match result {

@@ -84,6 +84,7 @@ pub async fn create(app: &App, actor: &Actor, body: &Value) -> Result<Created, A
         applying: None,
         warnings: warnings.clone(),
         edits: vec![],
+        imported: None,
     };
     let event = AuditEvent::new(
         &actor.email,

@@ -9,9 +9,12 @@
 //! - `create.rs`: validate, store with the audit event and notifications, optionally apply.
 //! - `lifecycle/`: comment, approve (claim, apply, record, refresh), reject, cancel, reopen, edit.
 //! - `review.rs` + `diff.rs`: each change against the role as last synced, and its calls.
+//! - `imported.rs`: requests imported from ConsoleMe: their read-only changes and what approving
+//!   one checks on top.
 
 pub mod create;
 pub mod diff;
+pub mod imported;
 pub mod lifecycle;
 pub mod model;
 pub mod review;

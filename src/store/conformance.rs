@@ -188,6 +188,7 @@ pub fn sample_request(requester: &str, age_secs: i64) -> PolicyRequest {
         applying: None,
         warnings: vec![],
         edits: vec![],
+        imported: None,
     }
 }
 

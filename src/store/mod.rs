@@ -103,6 +103,10 @@ pub struct PolicyRequest {
     /// An editor may not approve or reject, and an approval must name a version after the last.
     #[serde(default)]
     pub edits: Vec<ChangeEdit>,
+    /// Set on requests imported from ConsoleMe: provenance and the read-only changes
+    /// (`src/requests/imported.rs`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub imported: Option<crate::requests::imported::Imported>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -297,11 +301,25 @@ impl RequestFilter {
     /// Whether the filters the backends do not index (`account`, `text`) accept `r`.
     pub fn matches_unindexed(&self, r: &PolicyRequest) -> bool {
         use crate::requests::Change;
+        // What an imported request's read-only changes name counts too (`arn:aws:iam::<account>:`).
+        let imported: Vec<&str> = r
+            .imported
+            .iter()
+            .flat_map(|i| {
+                i.principal
+                    .iter()
+                    .chain(i.read_only.iter().filter_map(|c| c.principal.as_ref()))
+            })
+            .map(String::as_str)
+            .collect();
         if let Some(account) = &self.account
             && !r
                 .changes
                 .iter()
                 .any(|c| c.target().account().as_str() == account)
+            && !imported
+                .iter()
+                .any(|arn| arn.split(':').nth(4) == Some(account.as_str()))
         {
             return false;
         }
@@ -329,6 +347,7 @@ impl RequestFilter {
                 }
             }
             hay.extend(r.comments.iter().map(|c| c.text.clone()));
+            hay.extend(imported.iter().map(|s| s.to_string()));
             if !hay.iter().any(|h| h.to_lowercase().contains(&needle)) {
                 return false;
             }

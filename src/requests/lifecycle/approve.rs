@@ -1,4 +1,6 @@
-//! Approval in four steps: claim, apply, record, refresh (the story is told in `mod.rs`).
+//! Approval in four steps: claim, apply, record, refresh (the story is told in `mod.rs`). A
+//! request imported from ConsoleMe is checked once more before the claim
+//! (`src/requests/imported.rs`).
 
 use chrono::Utc;
 use serde_json::json;
@@ -44,6 +46,7 @@ pub(super) async fn approve(
         ));
     }
     not_an_editor(app, &current, actor, "approve").await?;
+    crate::requests::imported::check_before_approval(app, &current)?;
 
     let claimed = claim(app, current, actor, auto).await?;
     let outcome = apply(app, &claimed).await;
