@@ -57,6 +57,10 @@ pub struct ConsolemeArgs {
     /// Who runs the import, for the audit trail [default: $USER].
     #[arg(long, value_name = "NAME")]
     pub by: Option<String>,
+    /// Items per Scan page [default: as many as fit in DynamoDB's 1 MB]; lower it to spare a
+    /// table with little read capacity.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(i32).range(1..))]
+    pub page_size: Option<i32>,
 }
 
 /// What one import does.
@@ -67,6 +71,8 @@ pub struct Options {
     pub update: bool,
     /// The audit events' actor.
     pub by: String,
+    /// Items per Scan page; `None`: DynamoDB's 1 MB pages.
+    pub page_size: Option<i32>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -180,6 +186,7 @@ pub async fn run(config: &Config, args: &ImportArgs) -> anyhow::Result<ExitCode>
         dry_run: args.dry_run,
         update: args.update,
         by,
+        page_size: args.page_size,
     };
     let client = table_client(config, args.region.as_deref()).await;
     let (store, _cache) = crate::app::open_store(config).await?;
@@ -225,6 +232,7 @@ pub async fn import_consoleme(
         .scan()
         .table_name(&options.table)
         .consistent_read(true)
+        .set_limit(options.page_size)
         .into_paginator()
         .send();
     while let Some(page) = pages.next().await {

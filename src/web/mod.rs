@@ -9,6 +9,7 @@ mod demo;
 mod errors;
 mod extract;
 pub mod identity;
+mod legacy;
 mod pages;
 pub mod ratelimit;
 mod request_page;
@@ -59,6 +60,12 @@ pub fn router(state: AppState) -> Router {
             "/policies/edit/{account_id}/iamrole/{role_name}/request",
             post(resources::request_change),
         )
+        // ConsoleMe's other page URLs (bookmarks, old mails)
+        .route(
+            "/policies/edit/{account_id}/{kind}/{*rest}",
+            get(legacy::resource_page),
+        )
+        .route("/create_role", get(legacy::create_role))
         .route(
             "/selfservice",
             get(selfservice::wizard).post(selfservice::wizard_post),

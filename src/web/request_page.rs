@@ -11,6 +11,7 @@ use super::identity::CurrentUser;
 use super::view::{Layout, Page, human_time};
 use crate::app::AppState;
 use crate::error::AppError;
+use crate::requests::imported::Imported;
 use crate::requests::lifecycle::{self, Actor, Command};
 use crate::requests::review;
 use crate::store::{AuditEvent, ChangeStatus, Comment, PageRequest, RequestStatus};
@@ -50,6 +51,55 @@ pub struct ChangeView {
     edit: Option<(String, String)>,
 }
 
+/// Where an imported request came from, and the changes iamdesk keeps read-only
+/// (`src/requests/imported.rs`).
+pub struct ImportedView {
+    consoleme_status: String,
+    reviewer: String,
+    imported: String,
+    imported_by: String,
+    read_only: Vec<ReadOnlyView>,
+    /// Read-only changes ConsoleMe never applied: they block approval.
+    open: usize,
+}
+
+pub struct ReadOnlyView {
+    /// 1-based, in ConsoleMe's list.
+    position: usize,
+    change_type: String,
+    principal: String,
+    consoleme_status: String,
+    reason: String,
+    open: bool,
+    /// As ConsoleMe stored it, pretty JSON.
+    raw: String,
+}
+
+impl From<&Imported> for ImportedView {
+    fn from(i: &Imported) -> Self {
+        ImportedView {
+            consoleme_status: i.consoleme_status.clone(),
+            reviewer: i.reviewer.clone().unwrap_or_default(),
+            imported: human_time(i.imported_at),
+            imported_by: i.imported_by.clone(),
+            read_only: i
+                .read_only
+                .iter()
+                .map(|c| ReadOnlyView {
+                    position: c.position + 1,
+                    change_type: c.change_type.clone(),
+                    principal: c.principal.clone().unwrap_or_else(|| "no principal".into()),
+                    consoleme_status: c.consoleme_status.clone(),
+                    reason: c.reason.clone(),
+                    open: c.is_open(),
+                    raw: serde_json::to_string_pretty(&c.raw).unwrap_or_default(),
+                })
+                .collect(),
+            open: i.open_changes().count(),
+        }
+    }
+}
+
 /// One line of the request's history, from its audit events.
 pub struct HistoryRow {
     at: String,
@@ -81,6 +131,21 @@ impl From<&AuditEvent> for HistoryRow {
                 "edited change {} (now version {})",
                 d["change"].as_u64().unwrap_or_default() + 1,
                 d["version"].as_u64().unwrap_or_default()
+            ),
+            "request.imported" => format!(
+                "{} the request from ConsoleMe, where {} asked for it on {} and it was {}",
+                if d["update"].as_bool() == Some(true) {
+                    "updated"
+                } else {
+                    "imported"
+                },
+                d["requester"].as_str().unwrap_or("somebody"),
+                d["requested_at"]
+                    .as_str()
+                    .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+                    .map(|t| human_time(t.with_timezone(&chrono::Utc)))
+                    .unwrap_or_default(),
+                d["consoleme_status"].as_str().unwrap_or("unknown")
             ),
             "request.self_approval_refused" => format!(
                 "was refused: {}",
@@ -124,6 +189,9 @@ pub struct RequestPage {
     justification: String,
     comments: Vec<CommentView>,
     history: Vec<HistoryRow>,
+    imported: Option<ImportedView>,
+    /// Imported with read-only changes ConsoleMe never applied: approval is refused.
+    blocked: bool,
 }
 
 pub async fn request_detail(
@@ -183,11 +251,13 @@ pub async fn request_detail(
         .unwrap_or_default();
     history.reverse();
     let self_allowed = state.config.policies.allow_self_approval;
+    let imported = r.imported.as_ref().map(ImportedView::from);
+    let blocked = pending && imported.as_ref().is_some_and(|i| i.open > 0);
     Ok(RequestPage {
         layout: layout.nav("requests"),
         id: r.id.clone(),
         changes,
-        can_approve: pending && user.is_admin && (!own || self_allowed) && !editor,
+        can_approve: pending && user.is_admin && (!own || self_allowed) && !editor && !blocked,
         can_reject: pending && user.is_admin && !editor,
         can_cancel: pending && own,
         can_reopen: user.is_admin
@@ -206,6 +276,8 @@ pub async fn request_detail(
         justification: r.justification.clone(),
         comments: r.comments.iter().map(CommentView::from).collect(),
         history,
+        imported,
+        blocked,
     })
 }
 

@@ -7,6 +7,7 @@ mod config;
 mod credentials;
 mod demo;
 mod identity;
+mod import;
 mod integrity;
 mod notify;
 mod requests;
