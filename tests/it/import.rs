@@ -676,6 +676,41 @@ async fn approval_is_refused_while_consoleme_changes_cannot_be_applied_or_no_lon
         .await;
     assert_eq!(resp.status(), 200);
 
+    // Edited in ConsoleMe by another admin: that admin may not approve, and an approval must
+    // name the version reviewed.
+    let table = unique("consoleme_policy_requests_");
+    let db = consoleme_table(&table).await;
+    let edited = uuid::Uuid::new_v4().to_string();
+    let arn = role(&w.account, "app");
+    let mut change = inline(&arn, "edited-in-consoleme", "not_applied");
+    change["updated_by"] = json!(OTHER_ADMIN);
+    put(
+        &db,
+        &table,
+        &v2_item(&edited, "pending", DEV, &arn, vec![change]),
+    )
+    .await;
+    import(w.app.state.store.as_ref(), &db, &options(&table)).await;
+    let resp = w
+        .act(
+            ADMIN,
+            "admins",
+            &edited,
+            json!({"command": "approve_request"}),
+        )
+        .await;
+    assert_eq!(resp.status(), 409, "an edited request needs the version");
+    let resp = w
+        .act(
+            OTHER_ADMIN,
+            "admins",
+            &edited,
+            json!({"command": "approve_request", "version": 1}),
+        )
+        .await;
+    assert_eq!(resp.status(), 403, "the ConsoleMe editor may not approve");
+    assert!(!inline_policy_exists(&w, "edited-in-consoleme").await);
+
     // The role is gone since ConsoleMe took the request: checked against the synced state.
     let stale = import_one(&w, DEV, "deleted-since", vec![]).await;
     let resp = w
