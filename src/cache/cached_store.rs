@@ -170,6 +170,22 @@ impl Store for CachedStore {
         result
     }
 
+    async fn add_comment(
+        &self,
+        request_id: &str,
+        comment: &Comment,
+        max: usize,
+        event: &AuditEvent,
+        outbox: &[OutboxMessage],
+    ) -> StoreResult<()> {
+        let result = self
+            .store
+            .add_comment(request_id, comment, max, event, outbox)
+            .await;
+        self.invalidate(request_id, true).await;
+        result
+    }
+
     async fn get_request(&self, id: &str) -> StoreResult<Option<PolicyRequest>> {
         if self.distrusted() {
             return self.store.get_request(id).await;

@@ -132,6 +132,8 @@ pub struct PoliciesConfig {
     pub allow_self_approval: bool,
     /// Managed policies one role may have attached (AWS's default quota is 10; it can be raised).
     pub max_managed_policies: usize,
+    /// Comments one request may have (each at most 5,000 characters).
+    pub max_comments: usize,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -304,6 +306,7 @@ impl Default for PoliciesConfig {
             role_name: "ConsoleMeRole".into(),
             allow_self_approval: false,
             max_managed_policies: 10,
+            max_comments: 200,
         }
     }
 }

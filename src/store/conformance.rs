@@ -27,6 +27,108 @@ pub async fn run_all(store: Arc<dyn Store>) {
     outbox_lifecycle(store.as_ref()).await;
     snapshots_round_trip(store.as_ref()).await;
     api_tokens_round_trip(store.as_ref()).await;
+    comments_live_apart_from_the_request(store.as_ref()).await;
+}
+
+fn comment_by(author: &str, text: &str, age_secs: i64) -> Comment {
+    Comment {
+        id: uuid::Uuid::now_v7().to_string(),
+        author: author.into(),
+        text: text.into(),
+        created_at: Utc::now() - Duration::seconds(age_secs),
+    }
+}
+
+/// Comments are added one by one, up to a limit, without moving the request's version; a
+/// request comes back with them in order, a listing without them.
+pub async fn comments_live_apart_from_the_request(store: &dyn Store) {
+    let who = uniq("talker");
+    let r = sample_request(&who, 0);
+    create(store, &r).await;
+    let event = |c: &Comment| {
+        AuditEvent::new(
+            &c.author,
+            "request.commented",
+            Some(&r.id),
+            json!({"comment_id": c.id}),
+        )
+    };
+    let mut added = vec![];
+    for (i, text) in ["first", "second", "third"].into_iter().enumerate() {
+        let c = comment_by("bob@example.com", text, 10 - i as i64);
+        let note = OutboxMessage::new("email", json!({"subject": text}));
+        store
+            .add_comment(&r.id, &c, 3, &event(&c), std::slice::from_ref(&note))
+            .await
+            .unwrap_or_else(|e| panic!("add_comment: {e}"));
+        assert!(store.get_outbox(&note.id).await.expect("outbox").is_some());
+        added.push(c);
+    }
+    let got = get(store, &r.id).await;
+    assert_eq!(got.comments, added, "every comment, oldest first");
+    assert_eq!(got.version, 1, "comments never move the version");
+    assert_eq!(
+        audit_of(store, &r.id)
+            .await
+            .iter()
+            .filter(|e| e.action == "request.commented")
+            .count(),
+        3
+    );
+
+    // The limit: refused, nothing written.
+    let over = comment_by("bob@example.com", "fourth", 0);
+    let note = OutboxMessage::new("email", json!({"subject": "fourth"}));
+    let res = store
+        .add_comment(&r.id, &over, 3, &event(&over), std::slice::from_ref(&note))
+        .await;
+    assert!(matches!(res, Err(StoreError::Conflict(_))), "{res:?}");
+    assert_eq!(get(store, &r.id).await.comments.len(), 3);
+    assert!(store.get_outbox(&note.id).await.expect("outbox").is_none());
+
+    // No such request.
+    let ghost = comment_by("bob@example.com", "hello?", 0);
+    let res = store
+        .add_comment("no-such-request", &ghost, 3, &event(&ghost), &[])
+        .await;
+    assert!(matches!(res, Err(StoreError::NotFound(_))), "{res:?}");
+
+    // A status change keeps them; a listing carries none.
+    let mut next = got.clone();
+    next.version += 1;
+    next.status = RequestStatus::Rejected;
+    let ev = AuditEvent::new(
+        "admin@example.com",
+        "request.rejected",
+        Some(&r.id),
+        json!({}),
+    );
+    store
+        .update_request(&next, &ev, &[])
+        .await
+        .unwrap_or_else(|e| panic!("update: {e}"));
+    assert_eq!(get(store, &r.id).await.comments, added);
+    let listed = store
+        .list_requests(
+            &RequestFilter {
+                requester: Some(who.clone()),
+                ..Default::default()
+            },
+            &PageRequest::first(10),
+        )
+        .await
+        .expect("list");
+    assert_eq!(listed.items.len(), 1);
+    assert!(listed.items[0].comments.is_empty());
+
+    // A new request may bring comments (an import).
+    let mut imported = sample_request(&who, 5);
+    imported.comments = vec![
+        comment_by("carol@example.com", "old one", 100),
+        comment_by("dave@example.com", "older reply", 50),
+    ];
+    create(store, &imported).await;
+    assert_eq!(get(store, &imported.id).await.comments, imported.comments);
 }
 
 async fn api_tokens_round_trip(store: &dyn Store) {
@@ -327,7 +429,10 @@ pub async fn update_checks_version(store: &dyn Store) {
     let got = get(store, &r.id).await;
     assert_eq!(got.version, 2);
     assert_eq!(got.status, RequestStatus::Approved);
-    assert_eq!(got.comments.len(), 1);
+    assert!(
+        got.comments.is_empty(),
+        "update_request never writes comments: they are only added with add_comment"
+    );
     assert!(store.get_outbox(&note.id).await.expect("outbox").is_some());
 
     // A writer still holding version 1 loses and changes nothing.

@@ -27,6 +27,7 @@ pub struct DynamoStore {
     outbox: String,
     resources: String,
     tokens: String,
+    comments: String,
 }
 
 /// Snapshot bytes per item: well under DynamoDB's 400 KB item limit.
@@ -42,6 +43,7 @@ impl DynamoStore {
             outbox: table_name(table_prefix, "outbox"),
             resources: table_name(table_prefix, "resources"),
             tokens: table_name(table_prefix, "tokens"),
+            comments: table_name(table_prefix, "comments"),
         }
     }
 }
@@ -86,7 +88,12 @@ fn sk_of(item: &Item, attr: &str) -> String {
     }
 }
 
+/// The request item: comments are items of their own (`comments` table), never in the body.
 fn request_item(r: &PolicyRequest) -> StoreResult<Item> {
+    let r = &PolicyRequest {
+        comments: vec![],
+        ..r.clone()
+    };
     Ok(HashMap::from([
         ("id".into(), s(&r.id)),
         ("status".into(), s(r.status.as_str())),
@@ -95,6 +102,21 @@ fn request_item(r: &PolicyRequest) -> StoreResult<Item> {
         ("entity".into(), s("request")),
         ("version".into(), n(r.version)),
         ("body".into(), s(encode(r)?)),
+    ]))
+}
+
+/// Sort key of a comment item; the request's comment counter is [`COMMENT_COUNT`].
+fn comment_sk(c: &Comment) -> String {
+    format!("c#{}", sort_key(c.created_at, &c.id))
+}
+
+const COMMENT_COUNT: &str = "#count";
+
+fn comment_item(request_id: &str, c: &Comment) -> StoreResult<Item> {
+    Ok(HashMap::from([
+        ("request_id".into(), s(request_id)),
+        ("sk".into(), s(comment_sk(c))),
+        ("body".into(), s(encode(c)?)),
     ]))
 }
 
@@ -281,6 +303,76 @@ impl DynamoStore {
             })
     }
 
+    /// Like [`Self::transact`], but a cancellation gives its reason codes in item order.
+    async fn transact_codes(
+        &self,
+        items: Vec<TransactWriteItem>,
+    ) -> Result<(), Result<Vec<String>, StoreError>> {
+        self.client
+            .transact_write_items()
+            .set_transact_items(Some(items))
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| match cancellation_codes(&e) {
+                Some(codes) => Ok(codes),
+                None => Err(backend("transact_write_items", e)),
+            })
+    }
+
+    /// Add `by` to request `id`'s comment counter, refused past `max` when given.
+    fn comment_counter(
+        &self,
+        id: &str,
+        by: u64,
+        max: Option<u64>,
+    ) -> StoreResult<TransactWriteItem> {
+        let mut update = aws_sdk_dynamodb::types::Update::builder()
+            .table_name(&self.comments)
+            .key("request_id", s(id))
+            .key("sk", s(COMMENT_COUNT))
+            .update_expression("SET #n = if_not_exists(#n, :zero) + :by")
+            .expression_attribute_names("#n", "n")
+            .expression_attribute_values(":zero", n(0))
+            .expression_attribute_values(":by", n(by));
+        if let Some(max) = max {
+            update = update
+                .condition_expression("attribute_not_exists(#n) OR #n < :max")
+                .expression_attribute_values(":max", n(max));
+        }
+        let update = update
+            .build()
+            .map_err(|e| StoreError::Backend(e.to_string()))?;
+        Ok(TransactWriteItem::builder().update(update).build())
+    }
+
+    /// A request's comments, oldest first (following DynamoDB's pages).
+    async fn comments_of(&self, id: &str) -> StoreResult<Vec<Comment>> {
+        let mut out = vec![];
+        let mut start: Option<Item> = None;
+        loop {
+            let page = self
+                .client
+                .query()
+                .table_name(&self.comments)
+                .key_condition_expression("request_id = :r AND begins_with(sk, :c)")
+                .expression_attribute_values(":r", s(id))
+                .expression_attribute_values(":c", s("c#"))
+                .consistent_read(true)
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(|e| backend("query", e))?;
+            for item in page.items() {
+                out.push(body_of(item)?);
+            }
+            match page.last_evaluated_key() {
+                Some(k) if !k.is_empty() => start = Some(k.clone()),
+                _ => return Ok(out),
+            }
+        }
+    }
+
     fn write_items(
         &self,
         first: TransactWriteItem,
@@ -389,7 +481,25 @@ impl Store for DynamoStore {
             ));
         }
         let first = put_new(&self.requests, request_item(request)?)?;
-        let items = self.write_items(first, event, outbox)?;
+        let mut items = self.write_items(first, event, outbox)?;
+        if !request.comments.is_empty() {
+            for c in &request.comments {
+                let put = Put::builder()
+                    .table_name(&self.comments)
+                    .set_item(Some(comment_item(&request.id, c)?))
+                    .condition_expression("attribute_not_exists(sk)")
+                    .build()
+                    .map_err(|e| StoreError::Backend(e.to_string()))?;
+                items.push(TransactWriteItem::builder().put(put).build());
+            }
+            items.push(self.comment_counter(&request.id, request.comments.len() as u64, None)?);
+            if items.len() > 100 {
+                return Err(StoreError::Invalid(format!(
+                    "a new request can bring at most {} comments",
+                    100 - (items.len() - request.comments.len() - 1)
+                )));
+            }
+        }
         match self.transact(items).await {
             Err(StoreError::Conflict(_)) => Err(StoreError::Conflict(format!(
                 "request {} (or its audit event) already exists",
@@ -430,7 +540,67 @@ impl Store for DynamoStore {
     }
 
     async fn get_request(&self, id: &str) -> StoreResult<Option<PolicyRequest>> {
-        self.get_by_id(&self.requests, id).await
+        let Some(mut request): Option<PolicyRequest> = self.get_by_id(&self.requests, id).await?
+        else {
+            return Ok(None);
+        };
+        for comment in self.comments_of(id).await? {
+            // Requests written before comments had items of their own hold them in the body.
+            if !request.comments.iter().any(|k| k.id == comment.id) {
+                request.comments.push(comment);
+            }
+        }
+        Ok(Some(request))
+    }
+
+    async fn add_comment(
+        &self,
+        request_id: &str,
+        comment: &Comment,
+        max: usize,
+        event: &AuditEvent,
+        outbox: &[OutboxMessage],
+    ) -> StoreResult<()> {
+        let exists = aws_sdk_dynamodb::types::ConditionCheck::builder()
+            .table_name(&self.requests)
+            .key("id", s(request_id))
+            .condition_expression("attribute_exists(id)")
+            .build()
+            .map_err(|e| StoreError::Backend(e.to_string()))?;
+        let mut items = self.write_items(
+            TransactWriteItem::builder().condition_check(exists).build(),
+            event,
+            outbox,
+        )?;
+        items.push(self.comment_counter(request_id, 1, Some(max as u64))?);
+        let put = Put::builder()
+            .table_name(&self.comments)
+            .set_item(Some(comment_item(request_id, comment)?))
+            .condition_expression("attribute_not_exists(sk)")
+            .build()
+            .map_err(|e| StoreError::Backend(e.to_string()))?;
+        items.push(TransactWriteItem::builder().put(put).build());
+        let counter = items.len() - 2;
+        match self.transact_codes(items).await {
+            Ok(()) => Ok(()),
+            Err(Ok(codes)) if codes.first().is_some_and(|c| c == "ConditionalCheckFailed") => {
+                Err(StoreError::NotFound(format!("request {request_id}")))
+            }
+            Err(Ok(codes))
+                if codes
+                    .get(counter)
+                    .is_some_and(|c| c == "ConditionalCheckFailed") =>
+            {
+                Err(StoreError::Conflict(format!(
+                    "request {request_id} already has {max} comments"
+                )))
+            }
+            Err(Ok(codes)) => Err(StoreError::Conflict(format!(
+                "transaction cancelled ({})",
+                codes.join(", ")
+            ))),
+            Err(Err(e)) => Err(e),
+        }
     }
 
     async fn list_requests(
@@ -438,7 +608,7 @@ impl Store for DynamoStore {
         filter: &RequestFilter,
         page: &PageRequest,
     ) -> StoreResult<Page<PolicyRequest>> {
-        match (&filter.requester, filter.status) {
+        let mut found: Page<PolicyRequest> = match (&filter.requester, filter.status) {
             (Some(who), status) => {
                 self.page(
                     &self.requests,
@@ -469,7 +639,10 @@ impl Store for DynamoStore {
                 )
                 .await
             }
-        }
+        }?;
+        // Listings carry no comments, whatever an old item's body holds.
+        found.items.iter_mut().for_each(|r| r.comments.clear());
+        Ok(found)
     }
 
     async fn append_audit(&self, event: &AuditEvent) -> StoreResult<()> {

@@ -27,6 +27,14 @@ CREATE INDEX IF NOT EXISTS requests_by_sort ON requests (sort_key);
 CREATE INDEX IF NOT EXISTS requests_by_status ON requests (status, sort_key);
 CREATE INDEX IF NOT EXISTS requests_by_requester ON requests (requester, sort_key);
 
+CREATE TABLE IF NOT EXISTS comments (
+    id         TEXT PRIMARY KEY,
+    request_id TEXT NOT NULL,
+    sort_key   TEXT NOT NULL,
+    body       TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS comments_by_request ON comments (request_id, sort_key);
+
 CREATE TABLE IF NOT EXISTS audit (
     id         TEXT PRIMARY KEY,
     sort_key   TEXT NOT NULL,
@@ -170,6 +178,38 @@ fn is_constraint(e: &rusqlite::Error) -> bool {
     matches!(e, rusqlite::Error::SqliteFailure(f, _) if f.code == rusqlite::ErrorCode::ConstraintViolation)
 }
 
+/// The request as its row holds it: comments have rows of their own.
+fn without_comments(r: &PolicyRequest) -> PolicyRequest {
+    PolicyRequest {
+        comments: vec![],
+        ..r.clone()
+    }
+}
+
+fn insert_comment(
+    tx: &rusqlite::Transaction<'_>,
+    request_id: &str,
+    comment: &Comment,
+) -> StoreResult<()> {
+    tx.execute(
+        "INSERT INTO comments (id, request_id, sort_key, body) VALUES (?1, ?2, ?3, ?4)",
+        params![
+            comment.id,
+            request_id,
+            sort_key(comment.created_at, &comment.id),
+            to_json(comment)?
+        ],
+    )
+    .map_err(|e| {
+        if is_constraint(&e) {
+            StoreError::Conflict(format!("comment {} already exists", comment.id))
+        } else {
+            backend(e)
+        }
+    })?;
+    Ok(())
+}
+
 fn insert_audit(tx: &rusqlite::Transaction<'_>, ev: &AuditEvent) -> StoreResult<()> {
     tx.execute(
         "INSERT INTO audit (id, sort_key, request_id, body) VALUES (?1, ?2, ?3, ?4)",
@@ -280,7 +320,7 @@ impl Store for EmbeddedStore {
                     request.requester,
                     request.sort_key(),
                     request.version as i64,
-                    to_json(&request)?
+                    to_json(&without_comments(&request))?
                 ],
             )
             .map_err(|e| {
@@ -290,6 +330,9 @@ impl Store for EmbeddedStore {
                     backend(e)
                 }
             })?;
+            for comment in &request.comments {
+                insert_comment(&tx, &request.id, comment)?;
+            }
             insert_audit(&tx, &event)?;
             for m in &outbox {
                 insert_outbox(&tx, m)?;
@@ -321,7 +364,7 @@ impl Store for EmbeddedStore {
                         request.requester,
                         request.sort_key(),
                         request.version as i64,
-                        to_json(&request)?,
+                        to_json(&without_comments(&request))?,
                         expected as i64
                     ],
                 )
@@ -353,7 +396,84 @@ impl Store for EmbeddedStore {
     }
 
     async fn get_request(&self, id: &str) -> StoreResult<Option<PolicyRequest>> {
-        self.get_by_id("requests", id).await
+        let id = id.to_string();
+        self.with_conn(move |c| {
+            let body: Option<String> = c
+                .query_row("SELECT body FROM requests WHERE id = ?1", [&id], |r| {
+                    r.get(0)
+                })
+                .optional()
+                .map_err(backend)?;
+            let Some(body) = body else {
+                return Ok(None);
+            };
+            let mut request: PolicyRequest = from_json(&body)?;
+            let mut stmt = c
+                .prepare("SELECT body FROM comments WHERE request_id = ?1 ORDER BY sort_key")
+                .map_err(backend)?;
+            let rows = stmt
+                .query_map([&id], |r| r.get::<_, String>(0))
+                .map_err(backend)?;
+            for row in rows {
+                let comment: Comment = from_json(&row.map_err(backend)?)?;
+                // Requests written before comments had rows of their own hold them in the body.
+                if !request.comments.iter().any(|k| k.id == comment.id) {
+                    request.comments.push(comment);
+                }
+            }
+            Ok(Some(request))
+        })
+        .await
+    }
+
+    async fn add_comment(
+        &self,
+        request_id: &str,
+        comment: &Comment,
+        max: usize,
+        event: &AuditEvent,
+        outbox: &[OutboxMessage],
+    ) -> StoreResult<()> {
+        let (id, comment, event, outbox) = (
+            request_id.to_string(),
+            comment.clone(),
+            event.clone(),
+            outbox.to_vec(),
+        );
+        self.with_conn(move |c| {
+            let tx = c
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(backend)?;
+            let body: Option<String> = tx
+                .query_row("SELECT body FROM requests WHERE id = ?1", [&id], |r| {
+                    r.get(0)
+                })
+                .optional()
+                .map_err(backend)?;
+            let Some(body) = body else {
+                return Err(StoreError::NotFound(format!("request {id}")));
+            };
+            let legacy = from_json::<PolicyRequest>(&body)?.comments.len();
+            let count: i64 = tx
+                .query_row(
+                    "SELECT COUNT(*) FROM comments WHERE request_id = ?1",
+                    [&id],
+                    |r| r.get(0),
+                )
+                .map_err(backend)?;
+            if legacy + count as usize >= max {
+                return Err(StoreError::Conflict(format!(
+                    "request {id} already has {max} comments"
+                )));
+            }
+            insert_comment(&tx, &id, &comment)?;
+            insert_audit(&tx, &event)?;
+            for m in &outbox {
+                insert_outbox(&tx, m)?;
+            }
+            tx.commit().map_err(backend)
+        })
+        .await
     }
 
     async fn list_requests(
@@ -378,7 +498,10 @@ impl Store for EmbeddedStore {
                 args.len() + 1,
                 args.len() + 2
             ));
-            page_query(c, &sql, args, &page, PolicyRequest::sort_key)
+            let mut found = page_query(c, &sql, args, &page, PolicyRequest::sort_key)?;
+            // Listings carry no comments, whatever an old row's body holds.
+            found.items.iter_mut().for_each(|r| r.comments.clear());
+            Ok(found)
         })
         .await
     }

@@ -289,7 +289,7 @@ pub struct RequestFilter {
     /// 12-digit account id any change targets.
     pub account: Option<String>,
     /// Case-insensitive text in the id, requester, justification, principal ARNs, role and
-    /// policy names, or comments.
+    /// policy names (listings carry no comments).
     pub text: Option<String>,
 }
 
@@ -328,7 +328,6 @@ impl RequestFilter {
                     Change::AssumeRolePolicy(_) => {}
                 }
             }
-            hay.extend(r.comments.iter().map(|c| c.text.clone()));
             if !hay.iter().any(|h| h.to_lowercase().contains(&needle)) {
                 return false;
             }
@@ -430,8 +429,9 @@ pub trait Store: Send + Sync + 'static {
     /// Human-readable backend name for logs and the health page.
     fn backend_name(&self) -> &'static str;
 
-    /// Insert a new request (`version` must be 1) with its audit event and outbox messages,
-    /// atomically. An existing id is a `Conflict`.
+    /// Insert a new request (`version` must be 1) with its comments (an imported request may
+    /// have some), its audit event and outbox messages, atomically. An existing id is a
+    /// `Conflict`.
     async fn create_request(
         &self,
         request: &PolicyRequest,
@@ -441,7 +441,8 @@ pub trait Store: Send + Sync + 'static {
 
     /// Replace a request if its stored version is still `request.version - 1`, together with its
     /// audit event and outbox messages, atomically. A stale version is a `Conflict` and changes
-    /// nothing; a missing request is `NotFound`.
+    /// nothing; a missing request is `NotFound`. `request.comments` is ignored: comments are
+    /// only ever added, with [`Store::add_comment`].
     async fn update_request(
         &self,
         request: &PolicyRequest,
@@ -449,8 +450,24 @@ pub trait Store: Send + Sync + 'static {
         outbox: &[OutboxMessage],
     ) -> StoreResult<()>;
 
+    /// The request with its comments, oldest first.
     async fn get_request(&self, id: &str) -> StoreResult<Option<PolicyRequest>>;
 
+    /// Append `comment` to request `request_id` with its audit event and outbox messages,
+    /// atomically. Comments are kept apart from the request: adding one never moves the
+    /// request's `version`, and however many there are, the request item stays small (on
+    /// DynamoDB every comment is an item of its own). `Conflict` when the request already has
+    /// `max` comments, `NotFound` when there is no such request.
+    async fn add_comment(
+        &self,
+        request_id: &str,
+        comment: &Comment,
+        max: usize,
+        event: &AuditEvent,
+        outbox: &[OutboxMessage],
+    ) -> StoreResult<()>;
+
+    /// Requests without their comments (read one with [`Store::get_request`] for those).
     async fn list_requests(
         &self,
         filter: &RequestFilter,

@@ -289,42 +289,61 @@ pub async fn modify(
     }
 }
 
-/// Comments are appended, never replaced: when another write lands first (an approval recording
-/// its outcome, another comment), the comment is added to the newer version instead of failing.
+/// Comments are items of their own (`Store::add_comment`): adding one never moves the request's
+/// version, so it neither invalidates the version a reviewer is looking at nor races an approval
+/// recording its outcome. At most `policies.max_comments` per request.
 async fn add_comment(
     app: &App,
-    mut current: PolicyRequest,
+    current: PolicyRequest,
     actor: &Actor,
     text: String,
 ) -> Result<PolicyRequest, AppError> {
+    let max = app.config.policies.max_comments.max(1);
+    if current.comments.len() >= max {
+        return Err(comment_limit(max));
+    }
     let comment = Comment {
         id: uuid::Uuid::now_v7().to_string(),
         author: actor.email.clone(),
         text,
         created_at: Utc::now(),
     };
-    for _ in 0..5 {
-        let mut next = current.clone();
-        next.comments.push(comment.clone());
-        let event = Event::Commented {
+    let mut next = current;
+    next.comments.push(comment.clone());
+    let event = AuditEvent::new(
+        &actor.email,
+        "request.commented",
+        Some(&next.id),
+        json!({"comment_id": comment.id}),
+    );
+    let outbox = crate::notify::messages_for(
+        &app.config,
+        &next,
+        &Event::Commented {
             author: actor.email.clone(),
-        };
-        match save(
-            app,
-            next,
-            actor,
-            "request.commented",
-            json!({}),
-            Some(event),
-        )
+        },
+        &actor.email,
+    );
+    match app
+        .store
+        .add_comment(&next.id, &comment, max, &event, &outbox)
         .await
-        {
-            Err(AppError::Conflict(_)) => current = load(app, &current.id).await?,
-            other => return other,
+    {
+        Ok(()) => {
+            if !outbox.is_empty() {
+                app.outbox_wake.notify_one();
+            }
+            Ok(next)
         }
+        Err(StoreError::Conflict(_)) => Err(comment_limit(max)),
+        Err(e) => Err(e.into()),
     }
-    Err(conflict(
-        "The request is changing too often to add the comment right now; try again.",
+}
+
+fn comment_limit(max: usize) -> AppError {
+    conflict(format!(
+        "This request already has {max} comments, the most one request may have \
+         (policies.max_comments). Continue the discussion elsewhere and link it here."
     ))
 }
 
