@@ -22,12 +22,18 @@ pub struct Layout {
     pub request_id: Option<String>,
     /// CSRF token for this page's forms (`csrf_token` field).
     pub csrf_token: String,
+    /// Signed in with an iamdesk session cookie (so "Sign out" ends something).
+    pub has_session: bool,
+    /// The sandbox cloud: its accounts are simulated (no real console or credentials).
+    pub simulated_cloud: bool,
 }
 
 impl Layout {
     pub fn new(state: &AppState, request_id: Option<String>) -> Self {
         Layout {
             csrf_token: String::new(),
+            has_session: false,
+            simulated_cloud: state.config.aws.mode == crate::config::AwsMode::Sandbox,
             nav: "",
             demo_mode: state.demo_mode,
             user: state
@@ -64,6 +70,7 @@ impl FromRequestParts<AppState> for Page {
         if let Some(u) = parts.extensions.get::<super::identity::CurrentUser>() {
             layout.user = Some(u.email.clone());
             layout.is_admin = u.is_admin;
+            layout.has_session = u.session.is_some();
         }
         if let Some(t) = parts.extensions.get::<super::csrf::CsrfToken>() {
             layout.csrf_token = t.0.clone();
