@@ -5,6 +5,8 @@ mod browser;
 mod cache;
 mod config;
 mod credentials;
+mod frontdoor;
+mod fuzz;
 mod identity;
 mod notify;
 mod requests;
