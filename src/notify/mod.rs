@@ -75,10 +75,12 @@ pub fn request_arn(r: &PolicyRequest) -> String {
     }
 }
 
-/// Only things that look like email addresses: group names cannot be mailed.
+/// Only things that look like email addresses: group names cannot be mailed. A group written
+/// `group:team@example.com` (a mailing list, see `auth::access`) is mailed at its address.
 fn emails<'a>(list: impl IntoIterator<Item = &'a String>) -> Vec<String> {
     list.into_iter()
         .map(|s| s.trim())
+        .map(|s| s.strip_prefix("group:").unwrap_or(s).trim())
         .filter(|s| s.contains('@') && !s.contains(char::is_whitespace))
         .map(str::to_string)
         .collect()
@@ -505,6 +507,15 @@ mod tests {
         let msgs = messages_for(&c, &r, &Event::Created, "dev@example.com");
         let channels: Vec<&str> = msgs.iter().map(|m| m.channel.as_str()).collect();
         assert_eq!(channels, ["email", "slack"]);
+    }
+
+    #[test]
+    fn a_group_with_an_address_for_a_name_is_mailed_at_it() {
+        let mut c = config();
+        c.application_admin = None;
+        c.groups.can_admin = vec!["group:iam-admins@example.com".into(), "ops".into()];
+        c.groups.can_admin_policies = vec![];
+        assert_eq!(reviewers(&c), ["iam-admins@example.com"]);
     }
 
     #[test]

@@ -276,44 +276,44 @@ async fn identify(
         },
     };
 
-    if let Some(alb) = &state.alb {
-        if let Some(token) = header_str(headers, ALB_HEADER) {
-            let may_fetch = state.login_limiter.blocked(&ip).is_none();
-            let id = match alb.verify_with(token, may_fetch).await {
-                Ok(id) => id,
-                Err(AuthError::KeyUnavailable) => {
-                    return Err(auth_failed(&AuthError::KeyUnavailable).into_response());
-                }
-                Err(AuthError::NotNow) => {
-                    let secs = state.login_limiter.blocked(&ip).unwrap_or(60);
-                    return Err(AppError::TooManyRequests(
-                        format!("Too many failed sign-ins. Try again in {secs} second(s)."),
-                        secs,
-                    )
-                    .into_response());
-                }
-                Err(e) => {
-                    tracing::warn!(reason = %e, "ALB token rejected");
-                    return Err(failed(state, &ip, auth_failed(&e)));
-                }
-            };
-            let mut user = CurrentUser::new(config, id.email, id.groups, AuthMethod::Alb);
-            // Keep the session this browser has for the same person and groups (its CSRF
-            // tokens stay valid); otherwise start one when configured.
-            user.session = match session {
-                Some(c) if c.sub == user.email && c.groups == user.groups => Some(session_of(&c)),
-                _ if config.auth.set_auth_cookie => {
-                    tracing::info!(user = %user.email, "signed in through the ALB");
-                    new_session(state, &user.email, &user.groups).map(|(cookie, s)| {
-                        found.set_cookies.push(cookie);
-                        s
-                    })
-                }
-                _ => None,
-            };
-            found.user = Some(user);
-            return Ok(found);
-        }
+    if let Some(alb) = &state.alb
+        && let Some(token) = header_str(headers, ALB_HEADER)
+    {
+        let may_fetch = state.login_limiter.blocked(&ip).is_none();
+        let id = match alb.verify_with(token, may_fetch).await {
+            Ok(id) => id,
+            Err(AuthError::KeyUnavailable) => {
+                return Err(auth_failed(&AuthError::KeyUnavailable).into_response());
+            }
+            Err(AuthError::NotNow) => {
+                let secs = state.login_limiter.blocked(&ip).unwrap_or(60);
+                return Err(AppError::TooManyRequests(
+                    format!("Too many failed sign-ins. Try again in {secs} second(s)."),
+                    secs,
+                )
+                .into_response());
+            }
+            Err(e) => {
+                tracing::warn!(reason = %e, "ALB token rejected");
+                return Err(failed(state, &ip, auth_failed(&e)));
+            }
+        };
+        let mut user = CurrentUser::new(config, id.email, id.groups, AuthMethod::Alb);
+        // Keep the session this browser has for the same person and groups (its CSRF
+        // tokens stay valid); otherwise start one when configured.
+        user.session = match session {
+            Some(c) if c.sub == user.email && c.groups == user.groups => Some(session_of(&c)),
+            _ if config.auth.set_auth_cookie => {
+                tracing::info!(user = %user.email, "signed in through the ALB");
+                new_session(state, &user.email, &user.groups).map(|(cookie, s)| {
+                    found.set_cookies.push(cookie);
+                    s
+                })
+            }
+            _ => None,
+        };
+        found.user = Some(user);
+        return Ok(found);
     }
     if let Some(claims) = session {
         let mut user = CurrentUser::new(

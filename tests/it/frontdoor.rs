@@ -84,6 +84,23 @@ fn unsafe_configurations_stop_the_binary_with_exit_2_naming_the_keys() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    // The production example in the repository is a safe one.
+    let example = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config/example.yaml");
+    let out = bin()
+        .args([
+            "--config",
+            example.to_str().unwrap_or_default(),
+            "check-config",
+        ])
+        .env("IAMDESK_JWT_SECRET", "an-example-secret-of-enough-length")
+        .env("IAMDESK_REDIS_URL", "redis://127.0.0.1:6379/0")
+        .output()
+        .expect("run");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let home = tempfile::tempdir().expect("home");
     let out = bin()
         .arg("check-config")
