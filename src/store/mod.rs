@@ -244,7 +244,8 @@ pub struct ApiToken {
     /// Short public id (a prefix of the hash), shown and used to revoke.
     pub id: String,
     pub user: String,
-    /// The user's groups when the token was made (entitlements use them).
+    /// The user's groups when the token was made. Kept for the record: a token acts with the
+    /// groups of its owner's last interactive sign-in ([`SignIn`]).
     pub groups: Vec<String>,
     pub name: String,
     pub created_at: DateTime<Utc>,

@@ -209,7 +209,17 @@ mod alb {
         }
 
         pub fn token(&self, email: &str, groups: &[&str], exp_in: i64) -> String {
-            let header = json!({"typ": "JWT", "kid": KID, "alg": "ES256", "iss": "https://idp.example.com",
+            self.token_with_kid(KID, email, groups, exp_in)
+        }
+
+        pub fn token_with_kid(
+            &self,
+            kid: &str,
+            email: &str,
+            groups: &[&str],
+            exp_in: i64,
+        ) -> String {
+            let header = json!({"typ": "JWT", "kid": kid, "alg": "ES256", "iss": "https://idp.example.com",
                                 "client": "iamdesk", "signer": ARN,
                                 "exp": chrono::Utc::now().timestamp() + exp_in});
             let payload = json!({"sub": "00u123", "email": email, "groups": groups});
@@ -572,6 +582,42 @@ mod alb {
             .await
             .expect("GET");
         assert_eq!(resp.status(), 401);
+    }
+
+    #[tokio::test]
+    async fn a_client_over_its_failures_costs_no_key_fetch_and_valid_tokens_still_pass() {
+        let alb = Alb::start(false).await;
+        let app = &alb.app;
+        let valid = alb.token("erin@example.com", &["engineering"], 120);
+        let get = |token: String| {
+            let req = app
+                .client
+                .get(app.url("/api/v2/user"))
+                .header("x-amzn-oidc-data", token);
+            async move { req.send().await.expect("GET").status().as_u16() }
+        };
+        assert_eq!(get(valid.clone()).await, 200, "the kid's key is now cached");
+        let verifier = app.state.alb.as_ref().expect("alb verifier");
+        let limit = app.state.config.rate_limit.login_per_minute;
+        for _ in 0..=limit {
+            let _ = get("a.b.c".into()).await;
+        }
+        let fetches = verifier.key_fetches();
+        // Well-formed, signed by a listed ALB, but with kids nobody has: each would be a fetch.
+        for i in 0..20 {
+            let forged = alb.token_with_kid(&format!("kid-{i}"), "mallory@example.com", &[], 120);
+            assert_eq!(get(forged).await, 429);
+        }
+        assert_eq!(
+            verifier.key_fetches(),
+            fetches,
+            "no fetch for a blocked client"
+        );
+        assert_eq!(
+            get(valid).await,
+            200,
+            "a valid token from the same address passes"
+        );
     }
 
     #[tokio::test]
