@@ -28,10 +28,12 @@ pub struct App {
     pub resources: Resources,
     /// Where IAM lives: real AWS or the sandbox.
     pub cloud: Arc<dyn Cloud>,
-    /// Per-user (or per-IP when anonymous) API limit.
-    pub api_limiter: crate::web::ratelimit::Limiter,
-    /// Per-IP limit on sign-in attempts (token verifications).
-    pub login_limiter: crate::web::ratelimit::Limiter,
+    /// Per-user (or per-address when anonymous) limit on the API and every state-changing form.
+    pub api_limiter: crate::ratelimit::Limiter,
+    /// Per-address limit on *failed* sign-ins.
+    pub login_limiter: crate::ratelimit::FailureLimiter,
+    /// Interactive sign-ins, recorded for API tokens (their groups and idle limit).
+    pub sign_ins: crate::auth::signins::SignIns,
     /// Wakes the outbox worker when new messages were written.
     pub outbox_wake: tokio::sync::Notify,
     /// The SESv2 client, made on first use (only when a sender is configured).
@@ -109,14 +111,14 @@ impl App {
             secret,
             sessions,
             alb,
-            api_limiter: crate::web::ratelimit::Limiter::per_minute(
+            api_limiter: crate::ratelimit::Limiter::per_minute(
                 config.rate_limit.api_per_minute,
                 "API",
             ),
-            login_limiter: crate::web::ratelimit::Limiter::per_minute(
+            login_limiter: crate::ratelimit::FailureLimiter::per_minute(
                 config.rate_limit.login_per_minute,
-                "sign-in",
             ),
+            sign_ins: crate::auth::signins::SignIns::default(),
             config,
             resources,
             cloud,

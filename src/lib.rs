@@ -14,6 +14,7 @@ pub mod credentials;
 pub mod error;
 pub mod migrate;
 pub mod notify;
+pub mod ratelimit;
 pub mod requests;
 pub mod resources;
 pub mod selfservice;

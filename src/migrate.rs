@@ -24,6 +24,7 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
     ),
     ("tokens.json", include_str!("../migrations/tokens.json")),
     ("comments.json", include_str!("../migrations/comments.json")),
+    ("sessions.json", include_str!("../migrations/sessions.json")),
 ];
 
 /// How long to wait for a new table or index to become ACTIVE.
@@ -325,7 +326,8 @@ mod tests {
                 "outbox",
                 "resources",
                 "tokens",
-                "comments"
+                "comments",
+                "sessions"
             ]
         );
         assert!(

@@ -319,4 +319,24 @@ impl Store for CachedStore {
     ) -> StoreResult<()> {
         self.store.update_api_token(token, event).await
     }
+
+    async fn record_sign_in(&self, sign_in: &crate::store::SignIn) -> StoreResult<()> {
+        self.store.record_sign_in(sign_in).await
+    }
+
+    async fn get_sign_in(&self, user: &str) -> StoreResult<Option<crate::store::SignIn>> {
+        self.store.get_sign_in(user).await
+    }
+
+    async fn revoke_session(
+        &self,
+        sid: &str,
+        until: chrono::DateTime<chrono::Utc>,
+    ) -> StoreResult<()> {
+        self.store.revoke_session(sid, until).await
+    }
+
+    async fn is_session_revoked(&self, sid: &str) -> StoreResult<bool> {
+        self.store.is_session_revoked(sid).await
+    }
 }

@@ -98,7 +98,6 @@ const IGNORED: &[&str] = &[
     "auth.jwt_header_name",
     "auth.logout_redirect_url",
     "auth.password_policy",
-    "auth.remote_ip",
     "auth.require_jwt",
     "auth.require_mtls",
     "aws.account_number",

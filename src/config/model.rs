@@ -95,6 +95,58 @@ pub struct AuthConfig {
     pub cookie_name: String,
     pub session_minutes: u64,
     pub alb: AlbConfig,
+    /// Proxies (CIDRs or addresses) allowed to speak for a client: header sign-in is accepted
+    /// only from them, and `X-Forwarded-For` only when they sent it. Empty: loopback only.
+    pub trusted_proxies: Vec<Cidr>,
+    /// ConsoleMe's `auth.remote_ip`: which header carries the client's address.
+    pub remote_ip: RemoteIpConfig,
+    /// An API token stops working when its owner has not signed in to the portal (ALB, proxy
+    /// header) for this many days; their groups are refreshed at every such sign-in.
+    pub api_token_max_idle_days: u32,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+#[serde(default)]
+pub struct RemoteIpConfig {
+    /// E.g. `X-Forwarded-For`. Believed only from `auth.trusted_proxies`; read right to left,
+    /// the first address that is not a trusted proxy is the client.
+    pub trusted_remote_ip_header: Option<String>,
+}
+
+/// An IP network from the config: `10.0.0.0/8`, `2001:db8::/32`, or one address (`10.1.2.3`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cidr(pub ipnet::IpNet);
+
+impl Cidr {
+    pub fn contains(&self, ip: &std::net::IpAddr) -> bool {
+        self.0.contains(ip)
+    }
+}
+
+impl std::str::FromStr for Cidr {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let s = s.trim();
+        s.parse::<ipnet::IpNet>()
+            .or_else(|_| s.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+            .map(Cidr)
+            .map_err(|_| {
+                format!("'{s}' is not an IP network: write a CIDR like 10.0.0.0/8 or one address")
+            })
+    }
+}
+
+impl Serialize for Cidr {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(&self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for Cidr {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -223,6 +275,29 @@ impl Config {
         self.environment == Environment::Dev
     }
 
+    /// A sign-in method is configured (ALB or proxy header); without one, demo mode.
+    pub fn sign_in_configured(&self) -> bool {
+        self.auth.get_user_by_aws_alb_auth || self.auth.get_user_by_header
+    }
+
+    /// Served over https (`url`): cookies then get the `__Host-` prefix.
+    pub fn is_https(&self) -> bool {
+        self.url
+            .get(..8)
+            .is_some_and(|s| s.eq_ignore_ascii_case("https://"))
+    }
+
+    /// Whether `ip` is a proxy allowed to speak for clients (`auth.trusted_proxies`, loopback
+    /// when the list is empty).
+    pub fn trusts_proxy(&self, ip: std::net::IpAddr) -> bool {
+        let ip = ip.to_canonical();
+        if self.auth.trusted_proxies.is_empty() {
+            ip.is_loopback()
+        } else {
+            self.auth.trusted_proxies.iter().any(|c| c.contains(&ip))
+        }
+    }
+
     /// Role assumed in a spoke account: `accounts.<id>.role_name`, else `policies.role_name`.
     pub fn spoke_role_name(&self, account_id: &str) -> &str {
         self.accounts
@@ -278,6 +353,9 @@ impl Default for AuthConfig {
             cookie_name: "iamdesk_auth".into(),
             session_minutes: 60,
             alb: AlbConfig::default(),
+            trusted_proxies: vec![],
+            remote_ip: RemoteIpConfig::default(),
+            api_token_max_idle_days: 7,
         }
     }
 }

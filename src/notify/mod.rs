@@ -59,10 +59,12 @@ pub fn request_arn(r: &PolicyRequest) -> String {
     }
 }
 
-/// Only things that look like email addresses: group names cannot be mailed.
+/// Only things that look like email addresses: group names cannot be mailed. A group written
+/// `group:team@example.com` (a mailing list, see `auth::access`) is mailed at its address.
 fn emails<'a>(list: impl IntoIterator<Item = &'a String>) -> Vec<String> {
     list.into_iter()
         .map(|s| s.trim())
+        .map(|s| s.strip_prefix("group:").unwrap_or(s).trim())
         .filter(|s| s.contains('@') && !s.contains(char::is_whitespace))
         .map(str::to_string)
         .collect()
@@ -210,7 +212,14 @@ fn slack_color(event: &Event) -> &'static str {
     }
 }
 
-/// The incoming-webhook body for a new request or a status change (not for comments).
+/// Slack's control characters escaped as its message format asks (`&amp;`, `&lt;`, `&gt;`), so a
+/// role path like `<https://evil|x>` stays text instead of becoming a link or a mention.
+pub fn slack_escape(s: &str) -> String {
+    askama_escape(s)
+}
+
+/// The incoming-webhook body for a new request or a status change (not for comments). Every
+/// text that comes from a request is escaped ([`slack_escape`]); the link is our own.
 pub fn slack_for(config: &Config, r: &PolicyRequest, event: &Event) -> Option<Value> {
     if !config.slack.notifications_enabled || config.slack.webhook_url.is_none() {
         return None;
@@ -222,6 +231,7 @@ pub fn slack_for(config: &Config, r: &PolicyRequest, event: &Event) -> Option<Va
     };
     let (subject, _) = subject_and_text(config, r, event);
     let link = request_link(config, &r.id);
+    let subject = slack_escape(&subject);
     Some(json!({
         "text": format!("{subject} <{link}|Open the request>"),
         "attachments": [{
@@ -229,8 +239,8 @@ pub fn slack_for(config: &Config, r: &PolicyRequest, event: &Event) -> Option<Va
             "title": subject,
             "title_link": link,
             "fields": [
-                {"title": "Principal", "value": request_arn(r), "short": false},
-                {"title": "Requester", "value": r.requester, "short": true},
+                {"title": "Principal", "value": slack_escape(&request_arn(r)), "short": false},
+                {"title": "Requester", "value": slack_escape(&r.requester), "short": true},
                 {"title": "Status", "value": status, "short": true},
             ],
         }],
@@ -486,5 +496,40 @@ mod tests {
         let msgs = messages_for(&c, &r, &Event::Created, "dev@example.com");
         let channels: Vec<&str> = msgs.iter().map(|m| m.channel.as_str()).collect();
         assert_eq!(channels, ["email", "slack"]);
+    }
+
+    #[test]
+    fn a_group_with_an_address_for_a_name_is_mailed_at_it() {
+        let mut c = config();
+        c.application_admin = None;
+        c.groups.can_admin = vec!["group:iam-admins@example.com".into(), "ops".into()];
+        c.groups.can_admin_policies = vec![];
+        assert_eq!(reviewers(&c), ["iam-admins@example.com"]);
+    }
+
+    #[test]
+    fn slack_text_from_a_request_cannot_make_links() {
+        let mut c = config();
+        c.slack.notifications_enabled = true;
+        c.slack.webhook_url = Some("http://127.0.0.1:9/hook".into());
+        // Role ARNs cannot carry markup (the typed model refuses it); names and people can.
+        c.ses.consoleme.name = "Desk <https://evil.example|x>&y".into();
+        let mut r = request(vec![on("arn:aws:iam::111122223333:role/a")]);
+        r.requester = "<!channel>@example.com".into();
+        let body = slack_for(&c, &r, &Event::Created).expect("on");
+        let all = body.to_string();
+        assert!(!all.contains("<https://evil"), "{all}");
+        assert!(!all.contains("<!channel>"), "{all}");
+        assert!(
+            all.contains("&lt;https://evil.example|x&gt;&amp;y"),
+            "{all}"
+        );
+        // Our own link is still a link.
+        assert!(
+            body["text"]
+                .as_str()
+                .is_some_and(|t| t.ends_with("|Open the request>")),
+            "{all}"
+        );
     }
 }

@@ -28,6 +28,7 @@ pub async fn run_all(store: Arc<dyn Store>) {
     snapshots_round_trip(store.as_ref()).await;
     api_tokens_round_trip(store.as_ref()).await;
     comments_live_apart_from_the_request(store.as_ref()).await;
+    sign_ins_and_revoked_sessions(store.as_ref()).await;
 }
 
 fn comment_by(author: &str, text: &str, age_secs: i64) -> Comment {
@@ -129,6 +130,49 @@ pub async fn comments_live_apart_from_the_request(store: &dyn Store) {
     ];
     create(store, &imported).await;
     assert_eq!(get(store, &imported.id).await.comments, imported.comments);
+}
+
+async fn sign_ins_and_revoked_sessions(store: &dyn Store) {
+    let user = format!("{}@example.com", uniq("signin"));
+    assert_eq!(store.get_sign_in(&user).await.expect("get"), None);
+    let first = SignIn {
+        user: user.clone(),
+        groups: vec!["eng".into(), "ops".into()],
+        at: Utc::now() - Duration::days(3),
+    };
+    store.record_sign_in(&first).await.expect("record");
+    let later = SignIn {
+        groups: vec!["eng".into()],
+        at: Utc::now(),
+        ..first.clone()
+    };
+    store.record_sign_in(&later).await.expect("record again");
+    let got = store
+        .get_sign_in(&user)
+        .await
+        .expect("get")
+        .expect("stored");
+    assert_eq!(got.groups, ["eng"], "the last sign-in replaces the first");
+    assert_eq!(got.at.timestamp_millis(), later.at.timestamp_millis());
+
+    let sid = uniq("sid");
+    assert!(!store.is_session_revoked(&sid).await.expect("check"));
+    let until = Utc::now() + Duration::minutes(30);
+    store.revoke_session(&sid, until).await.expect("revoke");
+    store
+        .revoke_session(&sid, until - Duration::minutes(20))
+        .await
+        .expect("revoking again is fine");
+    assert!(store.is_session_revoked(&sid).await.expect("check"));
+    let other = uniq("sid");
+    assert!(!store.is_session_revoked(&other).await.expect("check"));
+    // A revocation that ran out (the session had expired anyway) no longer counts.
+    let old = uniq("sid");
+    store
+        .revoke_session(&old, Utc::now() - Duration::seconds(1))
+        .await
+        .expect("revoke");
+    assert!(!store.is_session_revoked(&old).await.expect("check"));
 }
 
 async fn api_tokens_round_trip(store: &dyn Store) {

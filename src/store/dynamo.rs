@@ -28,6 +28,7 @@ pub struct DynamoStore {
     resources: String,
     tokens: String,
     comments: String,
+    sessions: String,
 }
 
 /// Snapshot bytes per item: well under DynamoDB's 400 KB item limit.
@@ -44,6 +45,7 @@ impl DynamoStore {
             resources: table_name(table_prefix, "resources"),
             tokens: table_name(table_prefix, "tokens"),
             comments: table_name(table_prefix, "comments"),
+            sessions: table_name(table_prefix, "sessions"),
         }
     }
 }
@@ -951,6 +953,58 @@ impl Store for DynamoStore {
             StoreError::Conflict(_) => StoreError::NotFound(format!("API token {}", token.id)),
             other => other,
         })
+    }
+
+    async fn record_sign_in(&self, sign_in: &SignIn) -> StoreResult<()> {
+        self.client
+            .put_item()
+            .table_name(&self.sessions)
+            .item("id", s(format!("user#{}", sign_in.user)))
+            .item("body", s(encode(sign_in)?))
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| backend("put_item", e))
+    }
+
+    async fn get_sign_in(&self, user: &str) -> StoreResult<Option<SignIn>> {
+        self.get_by_id(&self.sessions, &format!("user#{user}"))
+            .await
+    }
+
+    async fn revoke_session(&self, sid: &str, until: DateTime<Utc>) -> StoreResult<()> {
+        // `until` only grows: a second sign-out of the same session never shortens it.
+        self.client
+            .update_item()
+            .table_name(&self.sessions)
+            .key("id", s(format!("revoked#{sid}")))
+            .update_expression("SET #u = :u, expires_at = :e")
+            .condition_expression("attribute_not_exists(#u) OR #u < :u")
+            .expression_attribute_names("#u", "until")
+            .expression_attribute_values(":u", s(ts(until)))
+            .expression_attribute_values(":e", n(until.timestamp().max(0) as u64))
+            .send()
+            .await
+            .map(|_| ())
+            .or_else(|e| match e.as_service_error() {
+                Some(se) if se.is_conditional_check_failed_exception() => Ok(()),
+                _ => Err(backend("update_item", e)),
+            })
+    }
+
+    async fn is_session_revoked(&self, sid: &str) -> StoreResult<bool> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.sessions)
+            .key("id", s(format!("revoked#{sid}")))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| backend("get_item", e))?;
+        Ok(out
+            .item()
+            .is_some_and(|item| sk_of(item, "until") >= ts(Utc::now())))
     }
 
     async fn list_account_status(&self) -> StoreResult<Vec<AccountStatus>> {

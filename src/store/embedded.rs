@@ -74,6 +74,14 @@ CREATE TABLE IF NOT EXISTS api_tokens (
     body     TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS api_tokens_by_user ON api_tokens (user, sort_key);
+CREATE TABLE IF NOT EXISTS sign_ins (
+    user TEXT PRIMARY KEY,
+    body TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS revoked_sessions (
+    sid   TEXT PRIMARY KEY,
+    until TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS meta (
     key   TEXT PRIMARY KEY,
     value INTEGER NOT NULL
@@ -720,6 +728,74 @@ impl Store for EmbeddedStore {
             }
             insert_audit(&tx, &event)?;
             tx.commit().map_err(backend)
+        })
+        .await
+    }
+
+    async fn record_sign_in(&self, sign_in: &SignIn) -> StoreResult<()> {
+        let (user, body) = (sign_in.user.clone(), to_json(sign_in)?);
+        self.with_conn(move |c| {
+            c.execute(
+                "INSERT INTO sign_ins (user, body) VALUES (?1, ?2)
+                 ON CONFLICT (user) DO UPDATE SET body = excluded.body",
+                params![user, body],
+            )
+            .map_err(backend)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn get_sign_in(&self, user: &str) -> StoreResult<Option<SignIn>> {
+        let user = user.to_string();
+        self.with_conn(move |c| {
+            let body: Option<String> = c
+                .query_row(
+                    "SELECT body FROM sign_ins WHERE user = ?1",
+                    params![user],
+                    |r| r.get(0),
+                )
+                .optional()
+                .map_err(backend)?;
+            body.map(|b| from_json(&b)).transpose()
+        })
+        .await
+    }
+
+    async fn revoke_session(&self, sid: &str, until: DateTime<Utc>) -> StoreResult<()> {
+        let (sid, until, now) = (sid.to_string(), ts(until), ts(Utc::now()));
+        self.with_conn(move |c| {
+            let tx = c
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(backend)?;
+            // Revocations that ran out protect nothing: drop them as we go.
+            tx.execute(
+                "DELETE FROM revoked_sessions WHERE until < ?1",
+                params![now],
+            )
+            .map_err(backend)?;
+            tx.execute(
+                "INSERT INTO revoked_sessions (sid, until) VALUES (?1, ?2)
+                 ON CONFLICT (sid) DO UPDATE SET until = max(until, excluded.until)",
+                params![sid, until],
+            )
+            .map_err(backend)?;
+            tx.commit().map_err(backend)
+        })
+        .await
+    }
+
+    async fn is_session_revoked(&self, sid: &str) -> StoreResult<bool> {
+        let (sid, now) = (sid.to_string(), ts(Utc::now()));
+        self.with_conn(move |c| {
+            c.query_row(
+                "SELECT 1 FROM revoked_sessions WHERE sid = ?1 AND until >= ?2",
+                params![sid, now],
+                |_| Ok(()),
+            )
+            .optional()
+            .map(|r| r.is_some())
+            .map_err(backend)
         })
         .await
     }

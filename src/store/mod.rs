@@ -258,7 +258,8 @@ pub struct ApiToken {
     /// Short public id (a prefix of the hash), shown and used to revoke.
     pub id: String,
     pub user: String,
-    /// The user's groups when the token was made (entitlements use them).
+    /// The user's groups when the token was made. Kept for the record: a token acts with the
+    /// groups of its owner's last interactive sign-in ([`SignIn`]).
     pub groups: Vec<String>,
     pub name: String,
     pub created_at: DateTime<Utc>,
@@ -275,6 +276,15 @@ impl ApiToken {
     pub fn is_active(&self, now: DateTime<Utc>) -> bool {
         self.revoked_at.is_none() && now < self.expires_at
     }
+}
+
+/// A user's last interactive sign-in (ALB or proxy header): when, and the groups they had.
+/// API tokens act with these groups and stop working when it is too old.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SignIn {
+    pub user: String,
+    pub groups: Vec<String>,
+    pub at: DateTime<Utc>,
 }
 
 /// Filters for listing requests. `None` = any.
@@ -551,6 +561,32 @@ pub trait Store: Send + Sync + 'static {
     async fn update_api_token(&self, token: &ApiToken, event: &AuditEvent) -> StoreResult<()> {
         let _ = (token, event);
         Err(unsupported(self.backend_name(), "API tokens"))
+    }
+
+    // --- Sessions and interactive sign-ins. ---
+
+    /// Replace the user's last interactive sign-in.
+    async fn record_sign_in(&self, sign_in: &SignIn) -> StoreResult<()> {
+        let _ = sign_in;
+        Err(unsupported(self.backend_name(), "sign-in records"))
+    }
+
+    async fn get_sign_in(&self, user: &str) -> StoreResult<Option<SignIn>> {
+        let _ = user;
+        Err(unsupported(self.backend_name(), "sign-in records"))
+    }
+
+    /// Mark session `sid` revoked until `until` (when it would have expired anyway).
+    /// Idempotent; a later `until` wins.
+    async fn revoke_session(&self, sid: &str, until: DateTime<Utc>) -> StoreResult<()> {
+        let _ = (sid, until);
+        Err(unsupported(self.backend_name(), "session revocation"))
+    }
+
+    /// Whether `sid` was revoked (and its revocation has not run out).
+    async fn is_session_revoked(&self, sid: &str) -> StoreResult<bool> {
+        let _ = sid;
+        Err(unsupported(self.backend_name(), "session revocation"))
     }
 }
 

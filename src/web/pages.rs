@@ -179,14 +179,6 @@ pub async fn requests(
 }
 
 #[derive(Template, WebTemplate)]
-#[template(path = "notice.html")]
-pub struct NoticePage {
-    layout: Layout,
-    heading: &'static str,
-    message: String,
-}
-
-#[derive(Template, WebTemplate)]
 #[template(path = "audit.html")]
 pub struct AuditPage {
     layout: Layout,
@@ -330,31 +322,6 @@ pub async fn outbox(
             )
         }),
     })
-}
-
-/// Clear the session cookie. With ALB sign-in the load balancer's own session signs the user in
-/// again on the next page, so the page says how to end that one too.
-pub async fn logout(
-    State(state): State<AppState>,
-    Page(layout): Page,
-) -> ([(axum::http::HeaderName, String); 1], NoticePage) {
-    let message = if state.config.auth.get_user_by_aws_alb_auth {
-        "Your iamdesk session has ended. To sign out of single sign-on as well, sign out at your \
-         identity provider."
-    } else {
-        "Your iamdesk session has ended."
-    };
-    (
-        [(
-            axum::http::header::SET_COOKIE,
-            super::identity::clear_session_cookie(&state),
-        )],
-        NoticePage {
-            layout,
-            heading: "Signed out",
-            message: message.into(),
-        },
-    )
 }
 
 #[cfg(test)]

@@ -26,12 +26,18 @@ pub struct Layout {
     pub persona: Option<super::demo::Persona>,
     /// This page's path and query, for forms that come back here (the persona switch).
     pub path: String,
+    /// Signed in with an iamdesk session cookie (so "Sign out" ends something).
+    pub has_session: bool,
+    /// The sandbox cloud: its accounts are simulated (no real console or credentials).
+    pub simulated_cloud: bool,
 }
 
 impl Layout {
     pub fn new(state: &AppState, request_id: Option<String>) -> Self {
         let layout = Layout {
             csrf_token: String::new(),
+            has_session: false,
+            simulated_cloud: state.config.aws.mode == crate::config::AwsMode::Sandbox,
             nav: "",
             demo_mode: state.demo_mode,
             user: None,
@@ -81,6 +87,7 @@ impl FromRequestParts<AppState> for Page {
         if let Some(u) = parts.extensions.get::<super::identity::CurrentUser>() {
             layout.user = Some(u.email.clone());
             layout.is_admin = u.is_admin;
+            layout.has_session = u.session.is_some();
             layout.persona = (u.method == super::identity::AuthMethod::Demo)
                 .then(|| super::demo::Persona::of_email(&u.email))
                 .flatten();

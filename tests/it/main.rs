@@ -6,6 +6,8 @@ mod cache;
 mod config;
 mod credentials;
 mod demo;
+mod frontdoor;
+mod fuzz;
 mod identity;
 mod integrity;
 mod notify;
