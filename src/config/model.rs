@@ -46,6 +46,9 @@ pub struct Config {
     pub account_ids_to_name: BTreeMap<String, String>,
     /// Per-account overrides (`accounts.<id>.role_name`).
     pub accounts: BTreeMap<String, AccountConfig>,
+    /// Accounts whose changes are sensitive: ids or name globs. Written `accounts.sensitive`
+    /// (moved here by the loader, as `accounts` otherwise holds account ids).
+    pub sensitive_accounts: Vec<String>,
     pub policies: PoliciesConfig,
     pub aws: AwsConfig,
     pub storage: StorageConfig,
@@ -186,6 +189,25 @@ pub struct PoliciesConfig {
     pub max_managed_policies: usize,
     /// Comments one request may have (each at most 5,000 characters).
     pub max_comments: usize,
+    /// How far ahead a grant's `expiration_date` may be.
+    pub max_expiration_days: u32,
+    /// Which grants must carry an `expiration_date`.
+    pub require_expiration: RequireExpiration,
+    /// Mail the requester this long before one of their grants expires.
+    pub expiry_reminder_hours: u32,
+    /// Also remove inline policies named by ConsoleMe's scheme (`{temp_policy_prefix}_{YYYYmmdd}_…`)
+    /// on their day, so a ConsoleMe install keeps its expiries.
+    pub temp_policy_support: bool,
+    pub temp_policy_prefix: String,
+}
+
+/// `policies.require_expiration`: grants in these accounts (ids or name globs), or at this risk
+/// level or above, must expire.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct RequireExpiration {
+    pub accounts: Vec<String>,
+    pub min_risk: Option<crate::requests::risk::Level>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -325,6 +347,7 @@ impl Default for Config {
             groups: GroupsConfig::default(),
             account_ids_to_name: BTreeMap::new(),
             accounts: BTreeMap::new(),
+            sensitive_accounts: vec![],
             policies: PoliciesConfig::default(),
             aws: AwsConfig::default(),
             storage: StorageConfig::default(),
@@ -385,6 +408,11 @@ impl Default for PoliciesConfig {
             allow_self_approval: false,
             max_managed_policies: 10,
             max_comments: 200,
+            max_expiration_days: 90,
+            require_expiration: RequireExpiration::default(),
+            expiry_reminder_hours: 24,
+            temp_policy_support: false,
+            temp_policy_prefix: "cm_delete-on".into(),
         }
     }
 }

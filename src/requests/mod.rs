@@ -8,13 +8,17 @@
 //!   quotas).
 //! - `create.rs`: validate, store with the audit event and notifications, optionally apply.
 //! - `lifecycle/`: comment, approve (claim, apply, record, refresh), reject, cancel, reopen, edit.
+//! - `expiry.rs`: expiring grants taken away on time (outbox `grant` jobs), drift left alone.
+//! - `risk.rs`: low to critical, with the reasons, for every change.
 //! - `review.rs` + `diff.rs`: each change against the role as last synced, and its calls.
 
 pub mod create;
 pub mod diff;
+pub mod expiry;
 pub mod lifecycle;
 pub mod model;
 pub mod review;
+pub mod risk;
 pub mod synced;
 pub mod validate;
 

@@ -44,6 +44,14 @@ pub struct ChangeView {
     sections: Vec<SectionView>,
     /// The AWS calls approving this change makes, as people read them.
     calls: Vec<String>,
+    risk: &'static str,
+    risk_reasons: Vec<String>,
+    /// "expires 2026-12-01 12:00 UTC (in 3 h)".
+    expires: Option<String>,
+    /// The role page with this grant's form filled in again, to ask for more time.
+    extend_url: Option<String>,
+    /// What became of an expiring grant (expired, drift, gone).
+    grant_outcome: Option<String>,
     status: &'static str,
     message: String,
     /// (change id, pretty document) when the viewer may edit this change's document.
@@ -143,11 +151,13 @@ pub async fn request_detail(
         .iter()
         .any(|e| e.by.eq_ignore_ascii_case(&user.email));
     let may_edit = pending && r.applying.is_none() && (own || user.is_admin);
+    let now = chrono::Utc::now();
     let changes = r
         .changes
         .iter()
         .enumerate()
         .map(|(i, c)| {
+            let risk = crate::requests::synced::risk_of(&state, c);
             let result = r.results.get(i);
             let applied = result.is_some_and(|x| x.status == ChangeStatus::Applied);
             let current = review::current_role(&state.resources, c);
@@ -162,6 +172,17 @@ pub async fn request_detail(
                     })
                     .collect(),
                 calls: c.calls().iter().map(review::describe_call).collect(),
+                risk: risk.level.as_str(),
+                risk_reasons: risk.reasons.iter().map(|x| x.message.clone()).collect(),
+                expires: c.expires().map(|e| expiry_text(e.at(), now)),
+                extend_url: (applied && c.expires().is_some())
+                    .then(|| extend_url(&r.id, c))
+                    .flatten(),
+                grant_outcome: r
+                    .grant_outcomes
+                    .iter()
+                    .find(|o| o.change_id == c.id())
+                    .map(|o| format!("{}: {}", o.outcome, o.detail)),
                 status: match result.map(|x| x.status) {
                     Some(ChangeStatus::Applied) => "applied",
                     Some(ChangeStatus::Failed) => "failed",
@@ -207,6 +228,75 @@ pub async fn request_detail(
         comments: r.comments.iter().map(CommentView::from).collect(),
         history,
     })
+}
+
+/// The role page, its form filled in with `change` again (a new request for more time).
+fn extend_url(request_id: &str, change: &crate::requests::Change) -> Option<String> {
+    use crate::requests::Change;
+    use crate::requests::model::{InlineEdit, TagEdit};
+    let enc = |v: &str| urlencoding::encode(v).into_owned();
+    let target = change.target();
+    let mut q = vec![(
+        "justification",
+        format!("More time for the grant of request {request_id}"),
+    )];
+    match change {
+        Change::InlinePolicy(c) => {
+            let InlineEdit::Put(doc) = &c.edit else {
+                return None;
+            };
+            q.push(("kind", "inline_policy:attach".into()));
+            q.push(("policy_name", c.policy_name.to_string()));
+            q.push((
+                "policy_document",
+                serde_json::to_string_pretty(doc.as_value()).unwrap_or_default(),
+            ));
+        }
+        Change::ManagedPolicy(c) => {
+            q.push(("kind", "managed_policy:attach".into()));
+            q.push(("arn", c.arn.to_string()));
+        }
+        Change::ResourceTag(c) => {
+            let (TagEdit::Create(v) | TagEdit::Update(v)) = &c.edit else {
+                return None;
+            };
+            q.push(("kind", "resource_tag:update".into()));
+            q.push(("tag_key", c.key.clone()));
+            q.push(("tag_value", v.clone()));
+        }
+        _ => return None,
+    }
+    let query: Vec<String> = q.iter().map(|(k, v)| format!("{k}={}", enc(v))).collect();
+    Some(format!(
+        "/policies/edit/{}/iamrole/{}?{}#request-change",
+        target.account(),
+        enc(target.name()),
+        query.join("&")
+    ))
+}
+
+/// `expires 2026-12-01 12:00 UTC (in 3 h)`, or `expired … (2 d ago)`.
+pub fn expiry_text(
+    at: chrono::DateTime<chrono::Utc>,
+    now: chrono::DateTime<chrono::Utc>,
+) -> String {
+    let when = at.format("%Y-%m-%d %H:%M UTC");
+    let d = at - now;
+    let span = |d: chrono::Duration| {
+        let m = d.num_minutes().abs();
+        if m < 90 {
+            format!("{m} min")
+        } else if m < 48 * 60 {
+            format!("{} h", m / 60)
+        } else {
+            format!("{} d", m / (24 * 60))
+        }
+    };
+    if d > chrono::Duration::zero() {
+        format!("expires {when} (in {})", span(d))
+    } else {
+        format!("expired {when} ({} ago)", span(d))
+    }
 }
 
 #[derive(Debug, Deserialize)]

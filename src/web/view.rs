@@ -118,6 +118,15 @@ pub struct RequestRow {
     pub justification: String,
     pub created: String,
     pub created_iso: String,
+    /// The highest risk of its changes (`low` … `critical`).
+    pub risk: &'static str,
+}
+
+impl RequestRow {
+    pub fn with_risk(mut self, level: crate::requests::risk::Level) -> Self {
+        self.risk = level.as_str();
+        self
+    }
 }
 
 impl From<&PolicyRequest> for RequestRow {
@@ -130,6 +139,7 @@ impl From<&PolicyRequest> for RequestRow {
             justification: truncate(&r.justification, 120),
             created: human_time(r.created_at),
             created_iso: r.created_at.to_rfc3339(),
+            risk: "",
         }
     }
 }

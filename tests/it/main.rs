@@ -6,6 +6,7 @@ mod cache;
 mod config;
 mod credentials;
 mod demo;
+mod expiry;
 mod frontdoor;
 mod fuzz;
 mod identity;

@@ -125,6 +125,7 @@ impl World {
             applying: None,
             warnings: vec![],
             edits: vec![],
+            grant_outcomes: vec![],
         };
         let ev = AuditEvent::new(requester, "request.created", Some(&r.id), json!({}));
         self.app

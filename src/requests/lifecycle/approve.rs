@@ -87,6 +87,8 @@ struct Outcome {
     touched: Vec<(String, String)>,
     /// IAM calls made, for the audit event.
     calls: usize,
+    /// Ids of the changes applied by this approval (their expiries are scheduled with it).
+    applied_now: Vec<String>,
 }
 
 /// Step 2, apply: each change not applied yet, call by call as `Change::calls` lists them (the list
@@ -104,6 +106,7 @@ async fn apply(app: &App, claimed: &PolicyRequest) -> Outcome {
         failed: None,
         touched: vec![],
         calls: 0,
+        applied_now: vec![],
     };
     for (i, change) in claimed.changes.iter().enumerate() {
         if out.results[i].status == ChangeStatus::Applied {
@@ -136,6 +139,7 @@ async fn apply(app: &App, claimed: &PolicyRequest) -> Outcome {
             out.failed = Some((i, message));
             break;
         }
+        out.applied_now.push(change.id().to_string());
     }
     out
 }
@@ -177,10 +181,16 @@ async fn record(
         }
         next.version += 1;
         next.updated_at = Utc::now();
-        let outbox = notify
+        let mut outbox = notify
             .as_ref()
             .map(|e| crate::notify::messages_for(&app.config, &next, e, &actor.email))
             .unwrap_or_default();
+        // Expiring grants are scheduled in the same write that records them as applied.
+        outbox.extend(crate::requests::expiry::jobs_for(
+            &app.config,
+            &next,
+            &outcome.applied_now,
+        ));
         let error = match app.store.update_request(&next, &event, &outbox).await {
             Ok(()) => {
                 if !outbox.is_empty() {
