@@ -34,6 +34,13 @@ pub enum Event {
     GrantReminder {
         expires_at: chrono::DateTime<chrono::Utc>,
     },
+    /// An approval that does not complete the rule: the approvers still needed are told.
+    ApprovalRecorded {
+        by: String,
+        still_needed: Vec<String>,
+        /// The addresses of the requirements still unmet.
+        to: Vec<String>,
+    },
 }
 
 /// An email as stored in the outbox (`channel = "email"`).
@@ -127,6 +134,12 @@ pub fn recipients(config: &Config, r: &PolicyRequest, event: &Event, actor: &str
             list.truncate(1);
             Some(actor)
         }
+        // The approvers still needed (and the requester, to follow along).
+        Event::ApprovalRecorded { to, .. } => {
+            list.truncate(1);
+            list.extend(to.iter().cloned());
+            Some(actor)
+        }
     };
     let mut to = dedup_without(emails(&list), except);
     if to.is_empty() {
@@ -193,6 +206,15 @@ pub fn subject_and_text(config: &Config, r: &PolicyRequest, event: &Event) -> (S
                 expires_at.format("%Y-%m-%d %H:%M UTC")
             ),
         ),
+        Event::ApprovalRecorded {
+            by, still_needed, ..
+        } => (
+            format!("{name}: Policy change request for {arn} needs more approvals"),
+            format!(
+                "The policy change request for {arn} was approved by {by}; it still needs {}.\n\n{see}",
+                still_needed.join(" and ")
+            ),
+        ),
         Event::Updated { editor } => (
             format!("{name}: Policy change request for {arn} has been updated"),
             format!(
@@ -244,7 +266,9 @@ fn askama_escape(s: &str) -> String {
 fn slack_color(event: &Event) -> &'static str {
     match event {
         Event::Created | Event::Commented { .. } | Event::Updated { .. } => "#1D9BD1",
-        Event::Grant { .. } | Event::GrantReminder { .. } => "#9E9E9E",
+        Event::Grant { .. } | Event::GrantReminder { .. } | Event::ApprovalRecorded { .. } => {
+            "#9E9E9E"
+        }
         Event::StatusChanged(RequestStatus::Approved) => "#2EB67D",
         Event::StatusChanged(RequestStatus::Rejected) => "#D50200",
         Event::StatusChanged(_) => "#9E9E9E",
@@ -269,7 +293,8 @@ pub fn slack_for(config: &Config, r: &PolicyRequest, event: &Event) -> Option<Va
         Event::Commented { .. }
         | Event::Updated { .. }
         | Event::Grant { .. }
-        | Event::GrantReminder { .. } => return None,
+        | Event::GrantReminder { .. }
+        | Event::ApprovalRecorded { .. } => return None,
     };
     let (subject, _) = subject_and_text(config, r, event);
     let link = request_link(config, &r.id);

@@ -85,6 +85,8 @@ pub async fn create(app: &App, actor: &Actor, body: &Value) -> Result<Created, A
         warnings: warnings.clone(),
         edits: vec![],
         grant_outcomes: vec![],
+        approvals: vec![],
+        break_glass: None,
     };
     let event = AuditEvent::new(
         &actor.email,

@@ -278,11 +278,9 @@ fn identity(doc: &Value, what: &str, out: &mut Vec<Reason>) {
         let applies = |action: &str| {
             let svc = action.split(':').next().unwrap_or_default();
             anywhere
-                || resources.iter().any(|r| {
-                    r.split(':')
-                        .nth(2)
-                        .is_some_and(|rs| wild(rs) || rs == svc)
-                })
+                || resources
+                    .iter()
+                    .any(|r| r.split(':').nth(2).is_some_and(|rs| wild(rs) || rs == svc))
         };
         let mut escalation: Vec<&str> = actions
             .iter()

@@ -337,6 +337,8 @@ pub fn sample_request(requester: &str, age_secs: i64) -> PolicyRequest {
         warnings: vec![],
         edits: vec![],
         grant_outcomes: vec![],
+        approvals: vec![],
+        break_glass: None,
     }
 }
 

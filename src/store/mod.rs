@@ -106,6 +106,23 @@ pub struct PolicyRequest {
     /// What became of its expiring grants (taken away, drifted, gone).
     #[serde(default)]
     pub grant_outcomes: Vec<crate::requests::expiry::GrantOutcome>,
+    /// Approvals given so far (a rule may need several).
+    #[serde(default)]
+    pub approvals: Vec<crate::requests::approvals::Approval>,
+    /// Set when the requester applied it at once under break-glass.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub break_glass: Option<BreakGlass>,
+}
+
+/// A break-glass request: applied at once by its requester, reviewed by an admin afterwards.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BreakGlass {
+    pub reason: String,
+    /// The admin who looked at it afterwards (and when); `None` while it needs review.
+    #[serde(default)]
+    pub reviewed_by: Option<String>,
+    #[serde(default)]
+    pub reviewed_at: Option<DateTime<Utc>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -146,6 +146,8 @@ pub struct RequestView {
     plan: Vec<crate::requests::review::PlannedChange>,
     /// The highest risk of its changes.
     risk: crate::requests::risk::Level,
+    /// The approval rule that applies and each requirement's approvals so far.
+    approval: crate::requests::approvals::RuleState,
 }
 
 pub async fn get_request(
@@ -165,10 +167,12 @@ pub async fn get_request(
         .map(|p| p.risk.level)
         .max()
         .unwrap_or(crate::requests::risk::Level::Low);
+    let approval = crate::requests::lifecycle::approval_state(&state, &request);
     Ok(Json(RequestView {
         request,
         plan,
         risk,
+        approval,
     }))
 }
 
@@ -185,10 +189,7 @@ pub async fn modify_request(
     super::extract::Json(body): super::extract::Json<serde_json::Value>,
 ) -> Result<Json<serde_json::Value>, AppError> {
     let command = crate::requests::lifecycle::parse_command(&body)?;
-    let actor = crate::requests::lifecycle::Actor {
-        email: user.email,
-        is_admin: user.is_admin,
-    };
+    let actor = user.actor();
     let request = crate::requests::lifecycle::modify(&state, &id, &actor, command).await?;
     Ok(Json(json!({"status": "success", "request": request})))
 }
@@ -200,10 +201,7 @@ pub async fn create_request(
     State(state): State<AppState>,
     super::extract::Json(body): super::extract::Json<serde_json::Value>,
 ) -> Result<Json<crate::requests::create::Created>, AppError> {
-    let actor = crate::requests::lifecycle::Actor {
-        email: user.email,
-        is_admin: user.is_admin,
-    };
+    let actor = user.actor();
     crate::requests::create::create(&state, &actor, &body)
         .await
         .map(Json)

@@ -11,7 +11,7 @@ use super::identity::CurrentUser;
 use super::view::{Layout, Page, human_time};
 use crate::app::AppState;
 use crate::error::AppError;
-use crate::requests::lifecycle::{self, Actor, Command};
+use crate::requests::lifecycle::{self, Command};
 use crate::requests::review;
 use crate::store::{AuditEvent, ChangeStatus, Comment, PageRequest, RequestStatus};
 
@@ -73,6 +73,17 @@ impl From<&AuditEvent> for HistoryRow {
             "request.created" => "created the request".to_string(),
             "request.commented" => "commented".to_string(),
             "request.approval_started" => "approved; applying in AWS".to_string(),
+            "request.approval_recorded" => format!(
+                "approved ({})",
+                d["approvals"]
+                    .as_array()
+                    .map(|a| a
+                        .iter()
+                        .filter_map(|x| x.as_str())
+                        .collect::<Vec<_>>()
+                        .join("; "))
+                    .unwrap_or_default()
+            ),
             "request.approved" => format!(
                 "applied every change ({} AWS calls): approved",
                 d["calls"].as_u64().unwrap_or_default()
@@ -132,6 +143,10 @@ pub struct RequestPage {
     justification: String,
     comments: Vec<CommentView>,
     history: Vec<HistoryRow>,
+    /// The approval rule and how far it is: ("1 of 2 from security", approvers).
+    approval_rule: String,
+    approval_progress: Vec<(String, String)>,
+    still_needed: Vec<String>,
 }
 
 pub async fn request_detail(
@@ -204,12 +219,14 @@ pub async fn request_detail(
         .unwrap_or_default();
     history.reverse();
     let self_allowed = state.config.policies.allow_self_approval;
+    let approval = lifecycle::approval_state(&state, &r);
+    let may_approve = lifecycle::may_approve(&state, &r, &user.actor());
     Ok(RequestPage {
         layout: layout.nav("requests"),
         id: r.id.clone(),
         changes,
-        can_approve: pending && user.is_admin && (!own || self_allowed) && !editor,
-        can_reject: pending && user.is_admin && !editor,
+        can_approve: pending && may_approve,
+        can_reject: pending && !own && !editor && (user.is_admin || may_approve),
         can_cancel: pending && own,
         can_reopen: user.is_admin
             && matches!(r.status, RequestStatus::Rejected | RequestStatus::Cancelled),
@@ -227,6 +244,17 @@ pub async fn request_detail(
         justification: r.justification.clone(),
         comments: r.comments.iter().map(CommentView::from).collect(),
         history,
+        approval_rule: approval.rule.clone(),
+        approval_progress: approval
+            .requirements
+            .iter()
+            .map(|q| (q.describe(), q.approved_by.join(", ")))
+            .collect(),
+        still_needed: if pending {
+            approval.still_needed()
+        } else {
+            vec![]
+        },
     })
 }
 
@@ -372,10 +400,7 @@ pub async fn act_on_request(
     axum::Form(form): axum::Form<ActForm>,
 ) -> Result<axum::response::Redirect, AppError> {
     let command = form.command()?;
-    let actor = Actor {
-        email: user.email,
-        is_admin: user.is_admin,
-    };
+    let actor = user.actor();
     lifecycle::modify(&state, &id, &actor, command).await?;
     Ok(axum::response::Redirect::to(&format!(
         "/policies/request/{id}"

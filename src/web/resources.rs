@@ -440,10 +440,7 @@ pub async fn request_change(
             return Ok((axum::http::StatusCode::BAD_REQUEST, page).into_response());
         }
     };
-    let actor = crate::requests::lifecycle::Actor {
-        email: user.email,
-        is_admin: user.is_admin,
-    };
+    let actor = user.actor();
     match crate::requests::create::create_draft(&state, &actor, &draft).await {
         Ok(url) => Ok(axum::response::Redirect::to(&url).into_response()),
         Err(AppError::Invalid(problems)) => {

@@ -126,6 +126,8 @@ impl World {
             warnings: vec![],
             edits: vec![],
             grant_outcomes: vec![],
+            approvals: vec![],
+            break_glass: None,
         };
         let ev = AuditEvent::new(requester, "request.created", Some(&r.id), json!({}));
         self.app
