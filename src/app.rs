@@ -28,12 +28,17 @@ pub struct App {
     pub resources: Resources,
     /// Where IAM lives: real AWS or the sandbox.
     pub cloud: Arc<dyn Cloud>,
-    /// Per-user (or per-IP when anonymous) API limit.
-    pub api_limiter: crate::web::ratelimit::Limiter,
-    /// Per-IP limit on sign-in attempts (token verifications).
-    pub login_limiter: crate::web::ratelimit::Limiter,
+    /// Per-user (or per-address when anonymous) limit on the API and every state-changing form.
+    pub api_limiter: crate::ratelimit::Limiter,
+    /// Per-address limit on *failed* sign-ins.
+    pub login_limiter: crate::ratelimit::FailureLimiter,
+    /// Interactive sign-ins, recorded for API tokens (their groups and idle limit).
+    pub sign_ins: crate::auth::signins::SignIns,
     /// Wakes the outbox worker when new messages were written.
     pub outbox_wake: tokio::sync::Notify,
+    /// Seconds added to the clock of the background jobs (the outbox's due times): tests move
+    /// time forward instead of sleeping. Always 0 in a running portal.
+    pub clock_skew_seconds: std::sync::atomic::AtomicI64,
     /// The SESv2 client, made on first use (only when a sender is configured).
     pub ses: tokio::sync::OnceCell<aws_sdk_sesv2::Client>,
 }
@@ -73,6 +78,14 @@ pub async fn open_store(config: &Config) -> anyhow::Result<(Arc<dyn Store>, Arc<
 }
 
 impl App {
+    /// Now, as the background jobs see it (see `clock_skew_seconds`).
+    pub fn now(&self) -> chrono::DateTime<chrono::Utc> {
+        let skew = self
+            .clock_skew_seconds
+            .load(std::sync::atomic::Ordering::Relaxed);
+        chrono::Utc::now() + chrono::Duration::seconds(skew)
+    }
+
     /// Open the configured Store and Cache. Fails only on errors a person must fix (bad path,
     /// bad Redis URL); an unreachable Redis is not one of them: the portal serves from the Store.
     pub async fn build(config: Config) -> anyhow::Result<Arc<App>> {
@@ -115,19 +128,20 @@ impl App {
             secret,
             sessions,
             alb,
-            api_limiter: crate::web::ratelimit::Limiter::per_minute(
+            api_limiter: crate::ratelimit::Limiter::per_minute(
                 config.rate_limit.api_per_minute,
                 "API",
             ),
-            login_limiter: crate::web::ratelimit::Limiter::per_minute(
+            login_limiter: crate::ratelimit::FailureLimiter::per_minute(
                 config.rate_limit.login_per_minute,
-                "sign-in",
             ),
+            sign_ins: crate::auth::signins::SignIns::default(),
             config,
             resources,
             cloud,
             outbox_wake: tokio::sync::Notify::new(),
             ses: tokio::sync::OnceCell::new(),
+            clock_skew_seconds: std::sync::atomic::AtomicI64::new(0),
         });
         app.load_resources().await;
         Ok(app)

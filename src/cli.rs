@@ -58,6 +58,25 @@ pub fn main() -> ExitCode {
             return ExitCode::from(EXIT_CONFIG);
         }
     };
+    // Serving (or checking what would serve) an unsafe front door is a configuration error.
+    if matches!(
+        cli.command,
+        None | Some(Command::Serve) | Some(Command::CheckConfig)
+    ) {
+        let problems = config::unsafe_settings(&loaded.config);
+        if !problems.is_empty() {
+            let from = loaded
+                .source
+                .as_deref()
+                .map(|p| p.display().to_string())
+                .unwrap_or_else(|| "built-in defaults".into());
+            eprintln!("iamdesk: configuration error: this configuration must not serve ({from}):");
+            for p in &problems {
+                eprintln!("  - {p}");
+            }
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    }
     let json_logs = match std::env::var("IAMDESK_LOG_FORMAT").as_deref() {
         Ok("json") => true,
         Ok("pretty") => false,
@@ -113,12 +132,26 @@ fn report_config(loaded: &Loaded) {
         tracing::warn!("{w}");
     }
     let auth = &loaded.config.auth;
-    if auth.get_user_by_header {
+    if auth.get_user_by_header && auth.get_user_by_aws_alb_auth {
+        tracing::warn!(
+            "auth.get_user_by_header is ignored: ALB sign-in is on, and header sign-in is never \
+             a fallback for it"
+        );
+    } else if auth.get_user_by_header {
         tracing::warn!(
             header = %auth.user_header_name,
-            "HEADER SIGN-IN IS ON: anybody who can reach iamdesk directly can claim any identity \
-             with the {} header. Only run it behind a proxy that sets and strips that header.",
-            auth.user_header_name
+            "HEADER SIGN-IN IS ON: the {} header is believed from auth.trusted_proxies ({}) \
+             only. Run it behind a proxy that sets and strips that header.",
+            auth.user_header_name,
+            if auth.trusted_proxies.is_empty() {
+                "loopback".to_string()
+            } else {
+                auth.trusted_proxies
+                    .iter()
+                    .map(|c| c.0.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            }
         );
     }
     if !auth.get_user_by_aws_alb_auth && !auth.get_user_by_header {
@@ -147,7 +180,7 @@ async fn serve(loaded: Loaded) -> anyhow::Result<ExitCode> {
     let outbox_job = tokio::spawn(crate::notify::worker::run(app.clone()));
     let limits = app.clone();
     let shrink_job = tokio::spawn(async move {
-        let mut tick = tokio::time::interval(crate::web::ratelimit::SHRINK_EVERY);
+        let mut tick = tokio::time::interval(crate::ratelimit::SHRINK_EVERY);
         loop {
             tick.tick().await;
             limits.api_limiter.shrink();

@@ -15,6 +15,7 @@ pub mod error;
 pub mod import;
 pub mod migrate;
 pub mod notify;
+pub mod ratelimit;
 pub mod requests;
 pub mod resources;
 pub mod selfservice;

@@ -23,6 +23,8 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
         include_str!("../migrations/resources.json"),
     ),
     ("tokens.json", include_str!("../migrations/tokens.json")),
+    ("comments.json", include_str!("../migrations/comments.json")),
+    ("sessions.json", include_str!("../migrations/sessions.json")),
 ];
 
 /// How long to wait for a new table or index to become ACTIVE.
@@ -318,7 +320,15 @@ mod tests {
         let names: Vec<&str> = defs.iter().map(|d| d.table.as_str()).collect();
         assert_eq!(
             names,
-            ["requests", "audit", "outbox", "resources", "tokens"]
+            [
+                "requests",
+                "audit",
+                "outbox",
+                "resources",
+                "tokens",
+                "comments",
+                "sessions"
+            ]
         );
         assert!(
             defs.iter().all(|d| !d.comment.is_empty()),

@@ -154,6 +154,17 @@ impl AlbVerifier {
 
     /// Verify a raw `x-amzn-oidc-data` header value.
     pub async fn verify(&self, token: &str) -> Result<AlbIdentity, AuthError> {
+        self.verify_with(token, true).await
+    }
+
+    /// [`verify`](Self::verify), but with `may_fetch` false a key that is not cached is not
+    /// fetched ([`AuthError::NotNow`]): for clients that used up their failed sign-ins. Valid
+    /// tokens are signed with keys already cached, so they still pass.
+    pub async fn verify_with(
+        &self,
+        token: &str,
+        may_fetch: bool,
+    ) -> Result<AlbIdentity, AuthError> {
         let parts = Segments::split(token)?;
         let header = json_object(&parts.header)
             .ok_or(AuthError::Malformed("header is not a JSON object"))?;
@@ -185,7 +196,11 @@ impl AlbVerifier {
         let signature = Signature::from_slice(&parts.signature)
             .map_err(|_| AuthError::Malformed("signature is not a P-256 r||s pair"))?;
 
-        let key = self.key_for(kid).await?;
+        let key = if may_fetch {
+            self.key_for(kid).await?
+        } else {
+            self.keys.get(kid).await.ok_or(AuthError::NotNow)?
+        };
         key.verify(parts.signed.as_bytes(), &signature)
             .map_err(|_| AuthError::BadSignature)?;
 

@@ -5,8 +5,11 @@
 //! accepted algorithms are pinned (ES256 for the ALB, HS256 for the cookie), and no error message
 //! ever carries a token, a cookie or a secret (they end up in logs and on error pages).
 
+pub mod access;
 pub mod alb;
+pub mod revocation;
 pub mod session;
+pub mod signins;
 
 pub use alb::{AlbIdentity, AlbVerifier};
 pub use session::{SessionClaims, SessionKeys};
@@ -41,6 +44,9 @@ pub enum AuthError {
     BadSignature,
     #[error("ALB token has no email claim (see get_user_by_aws_alb_auth_settings.jwt_email_key)")]
     MissingEmail,
+    /// A key would have to be fetched for a client that used up its failed sign-ins.
+    #[error("ALB token not checked now: too many failed sign-ins from this address")]
+    NotNow,
     #[error("ALB verifier could not be built: {0}")]
     Setup(&'static str),
 
@@ -51,6 +57,9 @@ pub enum AuthError {
     /// malformed. Deliberately one variant: the client learns nothing about which check failed.
     #[error("session cookie is invalid")]
     SessionInvalid,
+    /// The session was signed out (on any replica).
+    #[error("session was signed out")]
+    SessionRevoked,
     #[error("session cookie could not be signed")]
     SessionSigning,
 

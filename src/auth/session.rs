@@ -83,6 +83,17 @@ impl SessionKeys {
         groups: &[String],
         ttl: Duration,
     ) -> Result<String, AuthError> {
+        self.issue_session(email, groups, ttl)
+            .map(|(token, _)| token)
+    }
+
+    /// A new session for `email` valid for `ttl`: the cookie value and what it says.
+    pub fn issue_session(
+        &self,
+        email: &str,
+        groups: &[String],
+        ttl: Duration,
+    ) -> Result<(String, SessionClaims), AuthError> {
         let iat = chrono::Utc::now().timestamp();
         let ttl = i64::try_from(ttl.as_secs()).map_err(|_| AuthError::SessionSigning)?;
         let claims = SessionClaims {
@@ -95,8 +106,9 @@ impl SessionKeys {
             sid: random_hex::<16>().map_err(|_| AuthError::SessionSigning)?,
             csrf: random_hex::<32>().map_err(|_| AuthError::SessionSigning)?,
         };
-        jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
-            .map_err(|_| AuthError::SessionSigning)
+        let token = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
+            .map_err(|_| AuthError::SessionSigning)?;
+        Ok((token, claims))
     }
 
     /// The claims of a cookie we issued and that has not expired.

@@ -170,6 +170,22 @@ impl Store for CachedStore {
         result
     }
 
+    async fn add_comment(
+        &self,
+        request_id: &str,
+        comment: &Comment,
+        max: usize,
+        event: &AuditEvent,
+        outbox: &[OutboxMessage],
+    ) -> StoreResult<()> {
+        let result = self
+            .store
+            .add_comment(request_id, comment, max, event, outbox)
+            .await;
+        self.invalidate(request_id, true).await;
+        result
+    }
+
     async fn get_request(&self, id: &str) -> StoreResult<Option<PolicyRequest>> {
         if self.distrusted() {
             return self.store.get_request(id).await;
@@ -236,6 +252,10 @@ impl Store for CachedStore {
         self.store.list_audit(request_id, page).await
     }
 
+    async fn enqueue_outbox(&self, message: &OutboxMessage) -> StoreResult<()> {
+        self.store.enqueue_outbox(message).await
+    }
+
     async fn get_outbox(&self, id: &str) -> StoreResult<Option<OutboxMessage>> {
         self.store.get_outbox(id).await
     }
@@ -250,10 +270,11 @@ impl Store for CachedStore {
 
     async fn due_outbox(
         &self,
+        channel: &str,
         now: DateTime<Utc>,
         limit: usize,
     ) -> StoreResult<Vec<OutboxMessage>> {
-        self.store.due_outbox(now, limit).await
+        self.store.due_outbox(channel, now, limit).await
     }
 
     async fn update_outbox(&self, message: &OutboxMessage) -> StoreResult<()> {
@@ -302,5 +323,25 @@ impl Store for CachedStore {
         event: &AuditEvent,
     ) -> StoreResult<()> {
         self.store.update_api_token(token, event).await
+    }
+
+    async fn record_sign_in(&self, sign_in: &crate::store::SignIn) -> StoreResult<()> {
+        self.store.record_sign_in(sign_in).await
+    }
+
+    async fn get_sign_in(&self, user: &str) -> StoreResult<Option<crate::store::SignIn>> {
+        self.store.get_sign_in(user).await
+    }
+
+    async fn revoke_session(
+        &self,
+        sid: &str,
+        until: chrono::DateTime<chrono::Utc>,
+    ) -> StoreResult<()> {
+        self.store.revoke_session(sid, until).await
+    }
+
+    async fn is_session_revoked(&self, sid: &str) -> StoreResult<bool> {
+        self.store.is_session_revoked(sid).await
     }
 }

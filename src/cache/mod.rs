@@ -22,6 +22,10 @@ pub type CacheResult<T> = Result<T, CacheError>;
 #[async_trait]
 pub trait Cache: Send + Sync + 'static {
     fn backend_name(&self) -> &'static str;
+    /// Whether every replica sees the same entries (Redis), so a "no" may be cached too.
+    fn is_shared(&self) -> bool {
+        false
+    }
     async fn get(&self, key: &str) -> CacheResult<Option<Vec<u8>>>;
     async fn set(&self, key: &str, value: &[u8], ttl: Duration) -> CacheResult<()>;
     async fn delete(&self, key: &str) -> CacheResult<()>;

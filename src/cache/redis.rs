@@ -203,6 +203,10 @@ impl Cache for RedisCache {
         "redis"
     }
 
+    fn is_shared(&self) -> bool {
+        true
+    }
+
     async fn get(&self, key: &str) -> CacheResult<Option<Vec<u8>>> {
         let mut cmd = redis::cmd("GET");
         cmd.arg(self.key(key));

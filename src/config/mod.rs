@@ -8,6 +8,7 @@ mod keys;
 mod load;
 mod model;
 mod redact;
+mod safety;
 mod tree;
 
 pub use compat::normalize_account_id;
@@ -16,3 +17,4 @@ pub use load::{
     load_file_with_env, redacted_yaml,
 };
 pub use model::*;
+pub use safety::unsafe_settings;

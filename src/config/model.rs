@@ -46,6 +46,9 @@ pub struct Config {
     pub account_ids_to_name: BTreeMap<String, String>,
     /// Per-account overrides (`accounts.<id>.role_name`).
     pub accounts: BTreeMap<String, AccountConfig>,
+    /// Accounts whose changes are sensitive: ids or name globs. Written `accounts.sensitive`
+    /// (moved here by the loader, as `accounts` otherwise holds account ids).
+    pub sensitive_accounts: Vec<String>,
     pub policies: PoliciesConfig,
     pub aws: AwsConfig,
     pub storage: StorageConfig,
@@ -59,6 +62,70 @@ pub struct Config {
     pub outbox: OutboxConfig,
     /// The self-service wizard's permission templates (default: the built-in set).
     pub self_service: crate::selfservice::templates::SelfServiceConfig,
+    /// Who must approve which requests (`approvals.rules`, first match wins).
+    pub approvals: ApprovalsConfig,
+    /// Applying one's own temporary grant at once, audited (`groups.can_break_glass`).
+    pub break_glass: BreakGlassConfig,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ApprovalsConfig {
+    /// Checked in order; the first whose `match` fits the request decides. No rule (or none
+    /// that fits): one approval by an administrator.
+    pub rules: Vec<ApprovalRule>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ApprovalRule {
+    pub name: String,
+    /// Every given criterion must hold (an empty `match` fits every request).
+    #[serde(rename = "match")]
+    pub matches: RuleMatch,
+    /// Approvals from distinct people, per group list.
+    pub require: Vec<Requirement>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct RuleMatch {
+    /// Account ids or name globs; a request fits when one of its changes is in one.
+    pub accounts: Vec<String>,
+    /// Change types (`inline_policy`, `create_role`, …); one change of one of them.
+    pub change_types: Vec<String>,
+    /// The request's highest risk is at least this.
+    pub min_risk: Option<crate::requests::risk::Level>,
+    /// Tags (key → value glob) of a role a change targets.
+    pub principal_tags: BTreeMap<String, String>,
+    /// Path globs (`/prod/*`) of a role a change targets.
+    pub principal_paths: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Requirement {
+    /// Users (with `@`) or groups, like `groups.can_admin`.
+    pub groups: Vec<String>,
+    pub count: usize,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct BreakGlassConfig {
+    /// The longest a break-glass grant may last.
+    pub max_hours: u32,
+    /// Break-glass requests one person may make in 24 hours.
+    pub max_per_day: usize,
+}
+
+impl Default for BreakGlassConfig {
+    fn default() -> Self {
+        BreakGlassConfig {
+            max_hours: 4,
+            max_per_day: 3,
+        }
+    }
 }
 
 /// Delivery of notifications from the outbox (email, Slack).
@@ -95,6 +162,58 @@ pub struct AuthConfig {
     pub cookie_name: String,
     pub session_minutes: u64,
     pub alb: AlbConfig,
+    /// Proxies (CIDRs or addresses) allowed to speak for a client: header sign-in is accepted
+    /// only from them, and `X-Forwarded-For` only when they sent it. Empty: loopback only.
+    pub trusted_proxies: Vec<Cidr>,
+    /// ConsoleMe's `auth.remote_ip`: which header carries the client's address.
+    pub remote_ip: RemoteIpConfig,
+    /// An API token stops working when its owner has not signed in to the portal (ALB, proxy
+    /// header) for this many days; their groups are refreshed at every such sign-in.
+    pub api_token_max_idle_days: u32,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+#[serde(default)]
+pub struct RemoteIpConfig {
+    /// E.g. `X-Forwarded-For`. Believed only from `auth.trusted_proxies`; read right to left,
+    /// the first address that is not a trusted proxy is the client.
+    pub trusted_remote_ip_header: Option<String>,
+}
+
+/// An IP network from the config: `10.0.0.0/8`, `2001:db8::/32`, or one address (`10.1.2.3`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cidr(pub ipnet::IpNet);
+
+impl Cidr {
+    pub fn contains(&self, ip: &std::net::IpAddr) -> bool {
+        self.0.contains(ip)
+    }
+}
+
+impl std::str::FromStr for Cidr {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let s = s.trim();
+        s.parse::<ipnet::IpNet>()
+            .or_else(|_| s.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+            .map(Cidr)
+            .map_err(|_| {
+                format!("'{s}' is not an IP network: write a CIDR like 10.0.0.0/8 or one address")
+            })
+    }
+}
+
+impl Serialize for Cidr {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(&self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for Cidr {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -117,6 +236,8 @@ pub struct GroupsConfig {
     pub can_admin: Vec<String>,
     pub can_admin_policies: Vec<String>,
     pub fallback_policy_request_reviewers: Vec<String>,
+    /// Users or groups who may apply their own temporary grant at once, with a reason.
+    pub can_break_glass: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, Default)]
@@ -132,6 +253,27 @@ pub struct PoliciesConfig {
     pub allow_self_approval: bool,
     /// Managed policies one role may have attached (AWS's default quota is 10; it can be raised).
     pub max_managed_policies: usize,
+    /// Comments one request may have (each at most 5,000 characters).
+    pub max_comments: usize,
+    /// How far ahead a grant's `expiration_date` may be.
+    pub max_expiration_days: u32,
+    /// Which grants must carry an `expiration_date`.
+    pub require_expiration: RequireExpiration,
+    /// Mail the requester this long before one of their grants expires.
+    pub expiry_reminder_hours: u32,
+    /// Also remove inline policies named by ConsoleMe's scheme (`{temp_policy_prefix}_{YYYYmmdd}_…`)
+    /// on their day, so a ConsoleMe install keeps its expiries.
+    pub temp_policy_support: bool,
+    pub temp_policy_prefix: String,
+}
+
+/// `policies.require_expiration`: grants in these accounts (ids or name globs), or at this risk
+/// level or above, must expire.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct RequireExpiration {
+    pub accounts: Vec<String>,
+    pub min_risk: Option<crate::requests::risk::Level>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -223,6 +365,29 @@ impl Config {
         self.environment == Environment::Dev
     }
 
+    /// A sign-in method is configured (ALB or proxy header); without one, demo mode.
+    pub fn sign_in_configured(&self) -> bool {
+        self.auth.get_user_by_aws_alb_auth || self.auth.get_user_by_header
+    }
+
+    /// Served over https (`url`): cookies then get the `__Host-` prefix.
+    pub fn is_https(&self) -> bool {
+        self.url
+            .get(..8)
+            .is_some_and(|s| s.eq_ignore_ascii_case("https://"))
+    }
+
+    /// Whether `ip` is a proxy allowed to speak for clients (`auth.trusted_proxies`, loopback
+    /// when the list is empty).
+    pub fn trusts_proxy(&self, ip: std::net::IpAddr) -> bool {
+        let ip = ip.to_canonical();
+        if self.auth.trusted_proxies.is_empty() {
+            ip.is_loopback()
+        } else {
+            self.auth.trusted_proxies.iter().any(|c| c.contains(&ip))
+        }
+    }
+
     /// Role assumed in a spoke account: `accounts.<id>.role_name`, else `policies.role_name`.
     pub fn spoke_role_name(&self, account_id: &str) -> &str {
         self.accounts
@@ -250,6 +415,7 @@ impl Default for Config {
             groups: GroupsConfig::default(),
             account_ids_to_name: BTreeMap::new(),
             accounts: BTreeMap::new(),
+            sensitive_accounts: vec![],
             policies: PoliciesConfig::default(),
             aws: AwsConfig::default(),
             storage: StorageConfig::default(),
@@ -262,6 +428,8 @@ impl Default for Config {
             rate_limit: RateLimitConfig::default(),
             outbox: OutboxConfig::default(),
             self_service: Default::default(),
+            approvals: Default::default(),
+            break_glass: Default::default(),
         }
     }
 }
@@ -278,6 +446,9 @@ impl Default for AuthConfig {
             cookie_name: "iamdesk_auth".into(),
             session_minutes: 60,
             alb: AlbConfig::default(),
+            trusted_proxies: vec![],
+            remote_ip: RemoteIpConfig::default(),
+            api_token_max_idle_days: 7,
         }
     }
 }
@@ -306,6 +477,12 @@ impl Default for PoliciesConfig {
             role_name: "ConsoleMeRole".into(),
             allow_self_approval: false,
             max_managed_policies: 10,
+            max_comments: 200,
+            max_expiration_days: 90,
+            require_expiration: RequireExpiration::default(),
+            expiry_reminder_hours: 24,
+            temp_policy_support: false,
+            temp_policy_prefix: "cm_delete-on".into(),
         }
     }
 }

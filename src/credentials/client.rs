@@ -54,8 +54,33 @@ fn token(args: &CredentialsArgs) -> Result<String, String> {
         })
 }
 
+/// The server URL, refused when it would send the token in clear text: `https://`, or
+/// `http://` to this machine only (loopback, for a portal on the laptop or a tunnel).
+pub fn check_server(server: &str) -> Result<reqwest::Url, String> {
+    let url = reqwest::Url::parse(server.trim())
+        .map_err(|e| format!("--server {server} is not a URL ({e})"))?;
+    let loopback = match url.host() {
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+        None => false,
+    };
+    match url.scheme() {
+        "https" => Ok(url),
+        "http" if loopback => Ok(url),
+        "http" => Err(format!(
+            "refusing to send your API token over plain http to {server}: use the portal's \
+             https:// address (http is accepted for 127.0.0.1, ::1 and localhost only)"
+        )),
+        other => Err(format!(
+            "--server must be an https:// URL, not {other}:// ({server})"
+        )),
+    }
+}
+
 /// Ask the server; the `credential_process` JSON, or a message for stderr.
 pub async fn fetch(args: &CredentialsArgs) -> Result<Value, String> {
+    check_server(&args.server)?;
     let token = token(args)?;
     let url = format!("{}/api/v2/credentials", args.server.trim_end_matches('/'));
     let client = reqwest::Client::builder()
@@ -122,6 +147,37 @@ pub fn run(args: &CredentialsArgs) -> ExitCode {
         Err(e) => {
             eprintln!("iamdesk: {e}");
             ExitCode::FAILURE
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::check_server;
+
+    #[test]
+    fn the_token_goes_over_https_or_to_this_machine_only() {
+        for ok in [
+            "https://iam.example.com",
+            "https://10.0.0.1:8443/",
+            "http://127.0.0.1:8081",
+            "http://127.9.9.9",
+            "http://[::1]:8081",
+            "http://localhost:8081",
+            "http://LOCALHOST",
+        ] {
+            assert!(check_server(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "http://iam.example.com",
+            "http://10.0.0.1:8081",
+            "http://localhost.evil.example",
+            "http://127.0.0.1.nip.io",
+            "ftp://127.0.0.1",
+            "iam.example.com",
+            "",
+        ] {
+            assert!(check_server(bad).is_err(), "{bad}");
         }
     }
 }

@@ -33,10 +33,10 @@ pub enum Access {
 }
 
 /// Whether `value` (a colon-separated tag value) names the user or one of their groups. Exact
-/// entries only, never substrings; addresses compare without regard to case.
+/// entries only, never substrings; an entry with `@` is a user's e-mail (case ignored), one
+/// without is a group (see `auth::access`).
 fn lists(value: &str, email: &str, groups: &[String]) -> bool {
-    entries(value)
-        .any(|entry| entry.eq_ignore_ascii_case(email) || groups.iter().any(|g| g == entry))
+    entries(value).any(|entry| crate::auth::access::names(entry, email, groups))
 }
 
 /// The users and groups a tag value names: colon-separated, trimmed, blanks skipped.
@@ -93,8 +93,8 @@ pub fn entitled_roles(app: &App, email: &str, groups: &[String]) -> Vec<Entitled
 }
 
 /// Roles by the entries of their authorization tags: `entry` → (account, principal, access).
-/// Entries are kept as written (groups match exactly) and lowercased (the user's email
-/// ignores case).
+/// Group entries (no `@`) are kept as written (groups match exactly), user entries (`@`)
+/// lowercased (the user's email ignores case).
 #[derive(Debug, Default)]
 pub struct EntitlementIndex {
     exact: HashMap<String, Vec<(u32, u32, Access)>>,
@@ -127,12 +127,15 @@ impl EntitlementIndex {
                         access,
                     );
                     for entry in entries(&t.value) {
-                        index.exact.entry(entry.to_string()).or_default().push(at);
-                        index
-                            .lower
-                            .entry(entry.to_ascii_lowercase())
-                            .or_default()
-                            .push(at);
+                        if crate::auth::access::names_a_user(entry) {
+                            index
+                                .lower
+                                .entry(entry.to_ascii_lowercase())
+                                .or_default()
+                                .push(at);
+                        } else {
+                            index.exact.entry(entry.to_string()).or_default().push(at);
+                        }
                     }
                 }
             }
@@ -148,9 +151,11 @@ impl EntitlementIndex {
         groups: &[String],
     ) -> Vec<EntitledRole> {
         let mut best: HashMap<(u32, u32), Access> = HashMap::new();
-        let hits = self
-            .lower
-            .get(&email.to_ascii_lowercase())
+        let email = email.trim();
+        let by_email = crate::auth::access::names_a_user(email)
+            .then(|| self.lower.get(&email.to_ascii_lowercase()))
+            .flatten();
+        let hits = by_email
             .into_iter()
             .chain(groups.iter().filter_map(|g| self.exact.get(g)))
             .flatten();
@@ -261,7 +266,118 @@ pub fn find_role(app: &App, arn: &str) -> Result<Principal, AppError> {
         })
 }
 
-/// Entitlement check, then AssumeRole; every issuance is an audit event (never the secret).
+/// The cloud is the sandbox: its demo accounts are simulated, so no credentials exist.
+pub fn simulated(app: &App) -> bool {
+    app.cloud.name() == "sandbox"
+}
+
+/// What a person sees when asking the sandbox for credentials or a console session.
+pub fn simulated_message(arn: &str) -> String {
+    format!(
+        "Demo accounts are simulated: {arn} lives in iamdesk's sandbox, not in AWS, so there is \
+         no AWS console session or credentials to give. Everything else in the demo (finding \
+         roles, requesting changes, reviewing and approving them) works as with real accounts."
+    )
+}
+
+fn purpose_str(purpose: Purpose) -> &'static str {
+    match purpose {
+        Purpose::Api => "api",
+        Purpose::Console => "console",
+    }
+}
+
+/// A refused or failed attempt: audited as `credentials.failed` with the reason, never secrets.
+async fn audit_failure(
+    app: &App,
+    email: &str,
+    arn: &str,
+    purpose: Purpose,
+    error: &AppError,
+) -> Result<(), AppError> {
+    let detail = json!({"role": arn, "purpose": purpose_str(purpose), "result": "failed",
+                        "error": error.public_message()});
+    app.store
+        .append_audit(&AuditEvent::new(email, "credentials.failed", None, detail))
+        .await?;
+    Ok(())
+}
+
+/// Entitlement check, then AssumeRole. A refusal or a failure is audited here; the caller
+/// audits the success once it has used the credentials ([`issue`], [`console_url`]).
+async fn attempt(
+    app: &App,
+    email: &str,
+    groups: &[String],
+    arn: &str,
+    duration: Option<i64>,
+    purpose: Purpose,
+) -> Result<(Principal, RoleCredentials, i32), AppError> {
+    let role = find_role(app, arn)?;
+    let refusal = match (entitlement(&app.config, &role, email, groups), purpose) {
+        (None, _) => Some(AppError::Forbidden(format!(
+            "You are not authorized to use {}: neither you nor one of your groups is listed \
+             in its {} tag. Ask the role's owners to add you.",
+            role.arn,
+            app.config
+                .cloud_credential_authorization_mapping
+                .role_tags
+                .authorized_groups_tags
+                .join(", ")
+        ))),
+        (Some(Access::CliOnly), Purpose::Console) => Some(AppError::Forbidden(format!(
+            "Your access to {} is for CLI credentials only; console sign-in needs a listing \
+             in its {} tag.",
+            role.arn,
+            app.config
+                .cloud_credential_authorization_mapping
+                .role_tags
+                .authorized_groups_tags
+                .join(", ")
+        ))),
+        _ if simulated(app) => Some(AppError::Conflict(simulated_message(&role.arn))),
+        _ => None,
+    };
+    if let Some(refusal) = refusal {
+        audit_failure(app, email, &role.arn, purpose, &refusal).await?;
+        return Err(refusal);
+    }
+    let seconds = clamp_duration(duration, role.max_session_duration);
+    match app
+        .cloud
+        .assume_role(&role.arn, &session_name(email), seconds)
+        .await
+    {
+        Ok(creds) => Ok((role, creds, seconds)),
+        Err(e) => {
+            let e = AppError::from(e);
+            audit_failure(app, email, &role.arn, purpose, &e).await?;
+            Err(e)
+        }
+    }
+}
+
+async fn audit_issued(
+    app: &App,
+    email: &str,
+    role: &Principal,
+    creds: &RoleCredentials,
+    seconds: i32,
+    purpose: Purpose,
+) -> Result<(), AppError> {
+    let name = session_name(email);
+    let detail = json!({"role": role.arn, "purpose": purpose_str(purpose),
+                        "duration_seconds": seconds, "session_name": name,
+                        "access_key_id": creds.access_key_id, "result": "issued"});
+    app.store
+        .append_audit(&AuditEvent::new(email, "credentials.issued", None, detail))
+        .await?;
+    tracing::info!(user = email, role = %role.arn, purpose = purpose_str(purpose), duration = seconds, "credentials issued");
+    Ok(())
+}
+
+/// Entitlement check, then AssumeRole; every issuance is an audit event (never the secret),
+/// and so is every refusal or failure (`credentials.failed`).
 pub async fn issue(
     app: &App,
     email: &str,
@@ -270,55 +386,31 @@ pub async fn issue(
     duration: Option<i64>,
     purpose: Purpose,
 ) -> Result<(Principal, RoleCredentials), AppError> {
-    let role = find_role(app, arn)?;
-    match (entitlement(&app.config, &role, email, groups), purpose) {
-        (None, _) => {
-            let tags = app
-                .config
-                .cloud_credential_authorization_mapping
-                .role_tags
-                .authorized_groups_tags
-                .join(", ");
-            return Err(AppError::Forbidden(format!(
-                "You are not authorized to use {}: neither you nor one of your groups is listed \
-                 in its {tags} tag. Ask the role's owners to add you.",
-                role.arn
-            )));
-        }
-        (Some(Access::CliOnly), Purpose::Console) => {
-            return Err(AppError::Forbidden(format!(
-                "Your access to {} is for CLI credentials only; console sign-in needs a listing \
-                 in its {} tag.",
-                role.arn,
-                app.config
-                    .cloud_credential_authorization_mapping
-                    .role_tags
-                    .authorized_groups_tags
-                    .join(", ")
-            )));
-        }
-        _ => {}
-    }
-    let seconds = clamp_duration(duration, role.max_session_duration);
-    let name = session_name(email);
-    let result = app.cloud.assume_role(&role.arn, &name, seconds).await;
-    let purpose_s = match purpose {
-        Purpose::Api => "api",
-        Purpose::Console => "console",
-    };
-    let detail = match &result {
-        Ok(c) => json!({"role": role.arn, "purpose": purpose_s, "duration_seconds": seconds,
-                        "session_name": name, "access_key_id": c.access_key_id,
-                        "result": "issued"}),
-        Err(e) => json!({"role": role.arn, "purpose": purpose_s, "result": "failed",
-                         "error": e.to_string()}),
-    };
-    app.store
-        .append_audit(&AuditEvent::new(email, "credentials.issued", None, detail))
-        .await?;
-    let creds = result?;
-    tracing::info!(user = email, role = %role.arn, purpose = purpose_s, duration = seconds, "credentials issued");
+    let (role, creds, seconds) = attempt(app, email, groups, arn, duration, purpose).await?;
+    audit_issued(app, email, &role, &creds, seconds, purpose).await?;
     Ok((role, creds))
+}
+
+/// A console sign-in URL for `arn` opening `destination`: console entitlement, AssumeRole, then
+/// the federation endpoint. Audited as issued only once the URL exists.
+pub async fn console_url(
+    app: &App,
+    email: &str,
+    groups: &[String],
+    arn: &str,
+    destination: &str,
+) -> Result<(Principal, String), AppError> {
+    let (role, creds, seconds) = attempt(app, email, groups, arn, None, Purpose::Console).await?;
+    match federation::login_url(app, &creds, destination).await {
+        Ok(url) => {
+            audit_issued(app, email, &role, &creds, seconds, Purpose::Console).await?;
+            Ok((role, url))
+        }
+        Err(e) => {
+            audit_failure(app, email, &role.arn, Purpose::Console, &e).await?;
+            Err(e)
+        }
+    }
 }
 
 #[cfg(test)]
@@ -371,6 +463,14 @@ mod tests {
         assert_eq!(entitlement(&c, &r, "x@example.com", &groups), None);
         let r = role(&[("consoleme-authorized", "other@example.com.evil")]);
         assert_eq!(entitlement(&c, &r, "other@example.com", &[]), None);
+        // An address names a user only, a name a group only: a group called like somebody's
+        // address grants nothing, and neither does a user whose e-mail is a group's name.
+        let r = role(&[("consoleme-authorized", "boss@example.com:eng")]);
+        assert_eq!(
+            entitlement(&c, &r, "x@example.com", &["boss@example.com".into()]),
+            None
+        );
+        assert_eq!(entitlement(&c, &r, "eng", &[]), None);
         // Another tag key grants nothing.
         let r = role(&[("owner", "eng")]);
         assert_eq!(entitlement(&c, &r, "x@example.com", &groups), None);

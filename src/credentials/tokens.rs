@@ -2,8 +2,9 @@
 //!
 //! A token is `iamdesk_` + 64 hex characters from the OS's random source. Only its SHA-256 is
 //! stored; the token is shown once, when made. Tokens expire (1 to 90 days), can be revoked, and
-//! authenticate only the credentials API and `/api/v2/user`: a stolen token cannot approve
-//! requests or change anything.
+//! authenticate only the credentials and console-URL APIs and `/api/v2/user`: a stolen token
+//! cannot approve requests or change anything. A token acts with its owner's groups of their
+//! last interactive sign-in and rests once they stop signing in (see [`authenticate`]).
 
 use chrono::{Duration, Utc};
 use serde_json::json;
@@ -19,7 +20,7 @@ pub const DEFAULT_DAYS: i64 = 30;
 /// Active tokens one user may hold.
 pub const MAX_ACTIVE: usize = 20;
 /// Paths an API token may call.
-pub const TOKEN_PATHS: &[&str] = &["/api/v2/credentials", "/api/v2/user"];
+pub const TOKEN_PATHS: &[&str] = &["/api/v2/credentials", "/api/v2/console_url", "/api/v2/user"];
 
 /// Hex SHA-256 of a token: what the Store keeps.
 pub fn hash(token: &str) -> String {
@@ -136,7 +137,10 @@ pub async fn revoke(app: &App, user: &str, id: &str) -> Result<ApiToken, AppErro
     Ok(token)
 }
 
-/// The active token behind `presented`, or why not (for a 401).
+/// The active token behind `presented`, with its owner's groups as of their last interactive
+/// sign-in (not those of the day it was made), or why not (for a 401). A token whose owner has
+/// not signed in to the portal for `auth.api_token_max_idle_days` is refused: whoever left the
+/// company or lost their access stops being able to use old tokens.
 pub async fn authenticate(app: &App, presented: &str) -> Result<ApiToken, AppError> {
     let refuse = |why: &str| {
         AppError::Unauthorized(format!(
@@ -154,10 +158,37 @@ pub async fn authenticate(app: &App, presented: &str) -> Result<ApiToken, AppErr
     if token.revoked_at.is_some() {
         return Err(refuse("revoked"));
     }
-    if Utc::now() >= token.expires_at {
+    let now = Utc::now();
+    if now >= token.expires_at {
         return Err(refuse("expired"));
     }
-    Ok(token)
+    let max_idle = i64::from(app.config.auth.api_token_max_idle_days);
+    let sign_in = app.store.get_sign_in(&token.user).await?;
+    let Some(sign_in) = sign_in.filter(|s| now - s.at <= Duration::days(max_idle)) else {
+        return Err(AppError::Unauthorized(format!(
+            "The API token is resting: its owner has not signed in to iamdesk in the last \
+             {max_idle} days (auth.api_token_max_idle_days). Sign in at {} once and it works \
+             again, with your groups of that day.",
+            app.config.url.trim_end_matches('/')
+        )));
+    };
+    Ok(ApiToken {
+        groups: sign_in.groups,
+        ..token
+    })
+}
+
+/// When `user`'s tokens stop working unless they sign in again, and their last sign-in.
+pub async fn working_until(
+    app: &App,
+    user: &str,
+) -> Result<Option<(chrono::DateTime<Utc>, chrono::DateTime<Utc>)>, AppError> {
+    let max_idle = Duration::days(i64::from(app.config.auth.api_token_max_idle_days));
+    Ok(app
+        .store
+        .get_sign_in(user)
+        .await?
+        .map(|s| (s.at, s.at + max_idle)))
 }
 
 #[cfg(test)]

@@ -48,7 +48,6 @@ const CONSOLEME_ONLY: &[&str] = &[
     "original_value",
     "supported",
     "read_only",
-    "expiration_date",
     "principal_arn",
 ];
 
@@ -313,6 +312,9 @@ fn convert_v2(
         applying: None,
         warnings,
         edits,
+        grant_outcomes: vec![],
+        approvals: vec![],
+        break_glass: None,
         imported: Some(Imported {
             source: "consoleme".into(),
             imported_at: ctx.now,
@@ -430,12 +432,6 @@ fn change(k: usize, raw: &Value, request_principal: Option<&Value>) -> Converted
             "its principal is a Honeybee template ({}): iamdesk changes roles in AWS, not \
              templates in a repository",
             principal_text(p).unwrap_or_default()
-        ));
-    }
-    if let Some(date) = obj.get("expiration_date").filter(|d| !d.is_null()) {
-        return read_only(format!(
-            "a temporary change ConsoleMe would have removed on {date}; iamdesk has no \
-             expiring changes"
         ));
     }
     if kind == ChangeType::ResourceTag
@@ -562,6 +558,9 @@ fn convert_v1(
         applying: None,
         warnings: vec![],
         edits: vec![],
+        grant_outcomes: vec![],
+        approvals: vec![],
+        break_glass: None,
         imported: Some(Imported {
             source: "consoleme".into(),
             imported_at: ctx.now,
@@ -683,21 +682,30 @@ mod tests {
                           "repository_name": "templates", "resource_identifier": "app.yaml",
                           "resource_url": "https://example.com"}, "policy_name": "p", "policy": null});
         let mut temporary = inline("not_applied");
-        temporary["expiration_date"] = json!(20210905);
+        temporary["expiration_date"] = json!(20310905);
         let cancelled = inline("cancelled");
         let r = convert(
             &item(vec![
                 user,
                 bucket,
                 template,
-                temporary,
                 cancelled,
+                temporary,
                 inline("applied"),
             ]),
             &ctx(),
         )
         .expect("converts");
-        assert_eq!(r.changes.len(), 1, "only the last change is typed");
+        assert_eq!(
+            r.changes.len(),
+            2,
+            "the temporary and the applied change are typed"
+        );
+        assert_eq!(
+            r.changes.changes[0].expires().map(|e| e.at().to_rfc3339()),
+            Some("2031-09-05T00:00:00+00:00".into()),
+            "ConsoleMe's temporary policy keeps its expiry"
+        );
         let ro = r.imported.expect("imported").read_only;
         let reasons: Vec<(&str, bool)> = ro
             .iter()
@@ -709,8 +717,8 @@ mod tests {
         );
         assert!(reasons[1].0.contains("resource_policy") && !reasons[1].1);
         assert!(reasons[2].0.contains("Honeybee") && reasons[2].1);
-        assert!(reasons[3].0.contains("20210905") && reasons[3].1);
-        assert!(reasons[4].0.contains("cancelled") && !reasons[4].1);
+        assert!(reasons[3].0.contains("cancelled") && !reasons[3].1);
+        assert_eq!(reasons.len(), 4);
         assert_eq!(
             ro[2].principal.as_deref(),
             Some("templates/app.yaml (Honeybee template)")

@@ -10,8 +10,10 @@
 //! Idempotent: a request whose id is already in the Store is left alone (the create is a
 //! conditional write, so two imports racing import each item once). With `--update` a request
 //! imported before is rewritten from ConsoleMe's current item, as a new version, but only while
-//! nothing happened to it in iamdesk since (its version is still the one the import wrote), and
-//! only when the content differs: running `--update` twice changes nothing the second time.
+//! nothing happened to it in iamdesk since (its version is still the one the import wrote: a
+//! decision, an edit or an approval moves it), and only when the content differs; ConsoleMe's
+//! new comments are added beside the ones written in iamdesk (comments are never replaced).
+//! Running `--update` twice changes nothing the second time.
 
 mod attrs;
 pub mod consoleme;
@@ -51,7 +53,7 @@ pub struct ConsolemeArgs {
     #[arg(long)]
     pub dry_run: bool,
     /// Refresh requests imported earlier from ConsoleMe's current items (only those nobody has
-    /// touched in iamdesk since).
+    /// decided, edited or approved in iamdesk since) and add ConsoleMe's new comments.
     #[arg(long)]
     pub update: bool,
     /// Who runs the import, for the audit trail [default: $USER].
@@ -73,6 +75,8 @@ pub struct Options {
     pub by: String,
     /// Items per Scan page; `None`: DynamoDB's 1 MB pages.
     pub page_size: Option<i32>,
+    /// `policies.max_comments`: `--update` adds ConsoleMe's new comments up to this.
+    pub max_comments: usize,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -187,6 +191,7 @@ pub async fn run(config: &Config, args: &ImportArgs) -> anyhow::Result<ExitCode>
         update: args.update,
         by,
         page_size: args.page_size,
+        max_comments: config.policies.max_comments,
     };
     let client = table_client(config, args.region.as_deref()).await;
     let (store, _cache) = crate::app::open_store(config).await?;
@@ -315,16 +320,28 @@ async fn import_item(
         summary.changed_in_iamdesk += 1;
         return;
     }
-    if same_content(&current, &request) {
+    // Comments live apart from the request and are only ever added: ConsoleMe's new ones are.
+    let new_comments: Vec<_> = request
+        .comments
+        .iter()
+        .filter(|c| !current.comments.iter().any(|k| k.id == c.id))
+        .cloned()
+        .collect();
+    let same = same_content(&current, &request);
+    if same && new_comments.is_empty() {
         summary.already_present += 1;
         return;
     }
-    let mut next = request;
-    next.version = current.version + 1;
-    if let Some(i) = next.imported.as_mut() {
-        i.version = next.version;
+    if options.dry_run {
+        summary.updated += 1;
+        return;
     }
-    if !options.dry_run {
+    if !same {
+        let mut next = request;
+        next.version = current.version + 1;
+        if let Some(i) = next.imported.as_mut() {
+            i.version = next.version;
+        }
         match store
             .update_request(&next, &event(&next, options, true), &[])
             .await
@@ -337,14 +354,30 @@ async fn import_item(
             Err(e) => return failed(summary, e),
         }
     }
+    for c in &new_comments {
+        let event = AuditEvent::new(
+            &options.by,
+            "request.comment_imported",
+            Some(&id),
+            json!({"source": "consoleme", "comment_id": c.id, "author": c.author}),
+        );
+        if let Err(e) = store
+            .add_comment(&id, c, options.max_comments, &event, &[])
+            .await
+        {
+            return failed(summary, e);
+        }
+    }
     summary.updated += 1;
 }
 
-/// Equal but for when and by whom it was imported, and the version.
+/// Equal but for when and by whom it was imported, the version, and the comments (compared on
+/// their own: they live apart from the request).
 fn same_content(stored: &PolicyRequest, fresh: &PolicyRequest) -> bool {
     let normal = |r: &PolicyRequest| {
         let mut r = r.clone();
         r.version = 0;
+        r.comments.clear();
         if let Some(i) = r.imported.as_mut() {
             i.imported_at = chrono::DateTime::UNIX_EPOCH;
             i.imported_by.clear();

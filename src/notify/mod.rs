@@ -24,6 +24,23 @@ pub enum Event {
     Updated {
         editor: String,
     },
+    /// An expiring grant was taken away (`expired`), left alone because AWS no longer held what
+    /// was applied (`drift`), or found gone with its role (`gone`).
+    Grant {
+        outcome: String,
+        detail: String,
+    },
+    /// An expiring grant goes soon.
+    GrantReminder {
+        expires_at: chrono::DateTime<chrono::Utc>,
+    },
+    /// An approval that does not complete the rule: the approvers still needed are told.
+    ApprovalRecorded {
+        by: String,
+        still_needed: Vec<String>,
+        /// The addresses of the requirements still unmet.
+        to: Vec<String>,
+    },
 }
 
 /// An email as stored in the outbox (`channel = "email"`).
@@ -63,10 +80,12 @@ pub fn request_arn(r: &PolicyRequest) -> String {
     }
 }
 
-/// Only things that look like email addresses: group names cannot be mailed.
+/// Only things that look like email addresses: group names cannot be mailed. A group written
+/// `group:team@example.com` (a mailing list, see `auth::access`) is mailed at its address.
 fn emails<'a>(list: impl IntoIterator<Item = &'a String>) -> Vec<String> {
     list.into_iter()
         .map(|s| s.trim())
+        .map(|s| s.strip_prefix("group:").unwrap_or(s).trim())
         .filter(|s| s.contains('@') && !s.contains(char::is_whitespace))
         .map(str::to_string)
         .collect()
@@ -113,6 +132,18 @@ pub fn recipients(config: &Config, r: &PolicyRequest, event: &Event, actor: &str
             Some(actor)
         }
         Event::StatusChanged(_) | Event::Updated { .. } => Some(actor),
+        // About a grant: the requester (and, for drift, the reviewers: somebody changed AWS).
+        Event::Grant { outcome, .. } if outcome == "drift" => Some(actor),
+        Event::Grant { .. } | Event::GrantReminder { .. } => {
+            list.truncate(1);
+            Some(actor)
+        }
+        // The approvers still needed (and the requester, to follow along).
+        Event::ApprovalRecorded { to, .. } => {
+            list.truncate(1);
+            list.extend(to.iter().cloned());
+            Some(actor)
+        }
     };
     let mut to = dedup_without(emails(&list), except);
     if to.is_empty() {
@@ -155,6 +186,37 @@ pub fn subject_and_text(config: &Config, r: &PolicyRequest, event: &Event) -> (S
             format!(
                 "A new comment has been added to the policy change request for {arn} by \
                  {author}\n\n{see}"
+            ),
+        ),
+        Event::Grant { outcome, detail } => {
+            let what = match outcome.as_str() {
+                "expired" => "has expired and was removed",
+                "drift" => "has expired but was changed outside iamdesk, so it was left alone",
+                _ => "has expired; its role no longer exists",
+            };
+            (
+                format!("{name}: A temporary grant of policy change request for {arn} {what}"),
+                format!(
+                    "A temporary grant of the policy change request for {arn} {what}: \
+                     {detail}\n\n{see}"
+                ),
+            )
+        }
+        Event::GrantReminder { expires_at } => (
+            format!("{name}: A temporary grant for {arn} expires soon"),
+            format!(
+                "A temporary grant of the policy change request for {arn} expires at \
+                 {}. Open the request to ask for an extension.\n\n{see}",
+                expires_at.format("%Y-%m-%d %H:%M UTC")
+            ),
+        ),
+        Event::ApprovalRecorded {
+            by, still_needed, ..
+        } => (
+            format!("{name}: Policy change request for {arn} needs more approvals"),
+            format!(
+                "The policy change request for {arn} was approved by {by}; it still needs {}.\n\n{see}",
+                still_needed.join(" and ")
             ),
         ),
         Event::Updated { editor } => (
@@ -208,13 +270,23 @@ fn askama_escape(s: &str) -> String {
 fn slack_color(event: &Event) -> &'static str {
     match event {
         Event::Created | Event::Commented { .. } | Event::Updated { .. } => "#1D9BD1",
+        Event::Grant { .. } | Event::GrantReminder { .. } | Event::ApprovalRecorded { .. } => {
+            "#9E9E9E"
+        }
         Event::StatusChanged(RequestStatus::Approved) => "#2EB67D",
         Event::StatusChanged(RequestStatus::Rejected) => "#D50200",
         Event::StatusChanged(_) => "#9E9E9E",
     }
 }
 
-/// The incoming-webhook body for a new request or a status change (not for comments).
+/// Slack's control characters escaped as its message format asks (`&amp;`, `&lt;`, `&gt;`), so a
+/// role path like `<https://evil|x>` stays text instead of becoming a link or a mention.
+pub fn slack_escape(s: &str) -> String {
+    askama_escape(s)
+}
+
+/// The incoming-webhook body for a new request or a status change (not for comments). Every
+/// text that comes from a request is escaped ([`slack_escape`]); the link is our own.
 pub fn slack_for(config: &Config, r: &PolicyRequest, event: &Event) -> Option<Value> {
     if !config.slack.notifications_enabled || config.slack.webhook_url.is_none() {
         return None;
@@ -222,10 +294,15 @@ pub fn slack_for(config: &Config, r: &PolicyRequest, event: &Event) -> Option<Va
     let status = match event {
         Event::Created => "pending",
         Event::StatusChanged(s) => status_words(*s),
-        Event::Commented { .. } | Event::Updated { .. } => return None,
+        Event::Commented { .. }
+        | Event::Updated { .. }
+        | Event::Grant { .. }
+        | Event::GrantReminder { .. }
+        | Event::ApprovalRecorded { .. } => return None,
     };
     let (subject, _) = subject_and_text(config, r, event);
     let link = request_link(config, &r.id);
+    let subject = slack_escape(&subject);
     Some(json!({
         "text": format!("{subject} <{link}|Open the request>"),
         "attachments": [{
@@ -233,8 +310,8 @@ pub fn slack_for(config: &Config, r: &PolicyRequest, event: &Event) -> Option<Va
             "title": subject,
             "title_link": link,
             "fields": [
-                {"title": "Principal", "value": request_arn(r), "short": false},
-                {"title": "Requester", "value": r.requester, "short": true},
+                {"title": "Principal", "value": slack_escape(&request_arn(r)), "short": false},
+                {"title": "Requester", "value": slack_escape(&r.requester), "short": true},
                 {"title": "Status", "value": status, "short": true},
             ],
         }],
@@ -490,5 +567,40 @@ mod tests {
         let msgs = messages_for(&c, &r, &Event::Created, "dev@example.com");
         let channels: Vec<&str> = msgs.iter().map(|m| m.channel.as_str()).collect();
         assert_eq!(channels, ["email", "slack"]);
+    }
+
+    #[test]
+    fn a_group_with_an_address_for_a_name_is_mailed_at_it() {
+        let mut c = config();
+        c.application_admin = None;
+        c.groups.can_admin = vec!["group:iam-admins@example.com".into(), "ops".into()];
+        c.groups.can_admin_policies = vec![];
+        assert_eq!(reviewers(&c), ["iam-admins@example.com"]);
+    }
+
+    #[test]
+    fn slack_text_from_a_request_cannot_make_links() {
+        let mut c = config();
+        c.slack.notifications_enabled = true;
+        c.slack.webhook_url = Some("http://127.0.0.1:9/hook".into());
+        // Role ARNs cannot carry markup (the typed model refuses it); names and people can.
+        c.ses.consoleme.name = "Desk <https://evil.example|x>&y".into();
+        let mut r = request(vec![on("arn:aws:iam::111122223333:role/a")]);
+        r.requester = "<!channel>@example.com".into();
+        let body = slack_for(&c, &r, &Event::Created).expect("on");
+        let all = body.to_string();
+        assert!(!all.contains("<https://evil"), "{all}");
+        assert!(!all.contains("<!channel>"), "{all}");
+        assert!(
+            all.contains("&lt;https://evil.example|x&gt;&amp;y"),
+            "{all}"
+        );
+        // Our own link is still a link.
+        assert!(
+            body["text"]
+                .as_str()
+                .is_some_and(|t| t.ends_with("|Open the request>")),
+            "{all}"
+        );
     }
 }

@@ -5,8 +5,8 @@
 //! - `changes`: every ConsoleMe change iamdesk understands, parsed by the same validator as a
 //!   client's JSON (`src/requests/validate/`), typed, applied on approval like any other;
 //! - `imported.read_only`: everything else (ConsoleMe change types iamdesk does not know, IAM users
-//!   and Honeybee templates as principals, temporary policies, tag renames, changes that no longer
-//!   parse, changes cancelled in ConsoleMe), kept exactly as ConsoleMe stored them, shown on the
+//!   and Honeybee templates as principals, tag renames, changes that no longer parse, changes
+//!   cancelled in ConsoleMe), kept exactly as ConsoleMe stored them, shown on the
 //!   request page and in the API, and never applied: no code path turns them into IAM calls.
 //!
 //! Approving an imported request ([`check_before_approval`]) is refused with 409, nothing

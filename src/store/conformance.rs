@@ -28,6 +28,152 @@ pub async fn run_all(store: Arc<dyn Store>) {
     outbox_lifecycle(store.as_ref()).await;
     snapshots_round_trip(store.as_ref()).await;
     api_tokens_round_trip(store.as_ref()).await;
+    comments_live_apart_from_the_request(store.as_ref()).await;
+    sign_ins_and_revoked_sessions(store.as_ref()).await;
+}
+
+fn comment_by(author: &str, text: &str, age_secs: i64) -> Comment {
+    Comment {
+        id: uuid::Uuid::now_v7().to_string(),
+        author: author.into(),
+        text: text.into(),
+        created_at: Utc::now() - Duration::seconds(age_secs),
+    }
+}
+
+/// Comments are added one by one, up to a limit, without moving the request's version; a
+/// request comes back with them in order, a listing without them.
+pub async fn comments_live_apart_from_the_request(store: &dyn Store) {
+    let who = uniq("talker");
+    let r = sample_request(&who, 0);
+    create(store, &r).await;
+    let event = |c: &Comment| {
+        AuditEvent::new(
+            &c.author,
+            "request.commented",
+            Some(&r.id),
+            json!({"comment_id": c.id}),
+        )
+    };
+    let mut added = vec![];
+    for (i, text) in ["first", "second", "third"].into_iter().enumerate() {
+        let c = comment_by("bob@example.com", text, 10 - i as i64);
+        let note = OutboxMessage::new("email", json!({"subject": text}));
+        store
+            .add_comment(&r.id, &c, 3, &event(&c), std::slice::from_ref(&note))
+            .await
+            .unwrap_or_else(|e| panic!("add_comment: {e}"));
+        assert!(store.get_outbox(&note.id).await.expect("outbox").is_some());
+        added.push(c);
+    }
+    let got = get(store, &r.id).await;
+    assert_eq!(got.comments, added, "every comment, oldest first");
+    assert_eq!(got.version, 1, "comments never move the version");
+    assert_eq!(
+        audit_of(store, &r.id)
+            .await
+            .iter()
+            .filter(|e| e.action == "request.commented")
+            .count(),
+        3
+    );
+
+    // The limit: refused, nothing written.
+    let over = comment_by("bob@example.com", "fourth", 0);
+    let note = OutboxMessage::new("email", json!({"subject": "fourth"}));
+    let res = store
+        .add_comment(&r.id, &over, 3, &event(&over), std::slice::from_ref(&note))
+        .await;
+    assert!(matches!(res, Err(StoreError::Conflict(_))), "{res:?}");
+    assert_eq!(get(store, &r.id).await.comments.len(), 3);
+    assert!(store.get_outbox(&note.id).await.expect("outbox").is_none());
+
+    // No such request.
+    let ghost = comment_by("bob@example.com", "hello?", 0);
+    let res = store
+        .add_comment("no-such-request", &ghost, 3, &event(&ghost), &[])
+        .await;
+    assert!(matches!(res, Err(StoreError::NotFound(_))), "{res:?}");
+
+    // A status change keeps them; a listing carries none.
+    let mut next = got.clone();
+    next.version += 1;
+    next.status = RequestStatus::Rejected;
+    let ev = AuditEvent::new(
+        "admin@example.com",
+        "request.rejected",
+        Some(&r.id),
+        json!({}),
+    );
+    store
+        .update_request(&next, &ev, &[])
+        .await
+        .unwrap_or_else(|e| panic!("update: {e}"));
+    assert_eq!(get(store, &r.id).await.comments, added);
+    let listed = store
+        .list_requests(
+            &RequestFilter {
+                requester: Some(who.clone()),
+                ..Default::default()
+            },
+            &PageRequest::first(10),
+        )
+        .await
+        .expect("list");
+    assert_eq!(listed.items.len(), 1);
+    assert!(listed.items[0].comments.is_empty());
+
+    // A new request may bring comments (an import).
+    let mut imported = sample_request(&who, 5);
+    imported.comments = vec![
+        comment_by("carol@example.com", "old one", 100),
+        comment_by("dave@example.com", "older reply", 50),
+    ];
+    create(store, &imported).await;
+    assert_eq!(get(store, &imported.id).await.comments, imported.comments);
+}
+
+async fn sign_ins_and_revoked_sessions(store: &dyn Store) {
+    let user = format!("{}@example.com", uniq("signin"));
+    assert_eq!(store.get_sign_in(&user).await.expect("get"), None);
+    let first = SignIn {
+        user: user.clone(),
+        groups: vec!["eng".into(), "ops".into()],
+        at: Utc::now() - Duration::days(3),
+    };
+    store.record_sign_in(&first).await.expect("record");
+    let later = SignIn {
+        groups: vec!["eng".into()],
+        at: Utc::now(),
+        ..first.clone()
+    };
+    store.record_sign_in(&later).await.expect("record again");
+    let got = store
+        .get_sign_in(&user)
+        .await
+        .expect("get")
+        .expect("stored");
+    assert_eq!(got.groups, ["eng"], "the last sign-in replaces the first");
+    assert_eq!(got.at.timestamp_millis(), later.at.timestamp_millis());
+
+    let sid = uniq("sid");
+    assert!(!store.is_session_revoked(&sid).await.expect("check"));
+    let until = Utc::now() + Duration::minutes(30);
+    store.revoke_session(&sid, until).await.expect("revoke");
+    store
+        .revoke_session(&sid, until - Duration::minutes(20))
+        .await
+        .expect("revoking again is fine");
+    assert!(store.is_session_revoked(&sid).await.expect("check"));
+    let other = uniq("sid");
+    assert!(!store.is_session_revoked(&other).await.expect("check"));
+    // A revocation that ran out (the session had expired anyway) no longer counts.
+    let old = uniq("sid");
+    store
+        .revoke_session(&old, Utc::now() - Duration::seconds(1))
+        .await
+        .expect("revoke");
+    assert!(!store.is_session_revoked(&old).await.expect("check"));
 }
 
 async fn api_tokens_round_trip(store: &dyn Store) {
@@ -109,9 +255,11 @@ async fn search_by_account_and_text(store: &dyn Store) {
         let mut ids = vec![];
         let mut page = PageRequest::first(limit);
         loop {
-            let p = crate::store::search_requests(store, &filter, &page)
-                .await
-                .expect("search");
+            let p = crate::store::search_requests(store, &filter, &page, &|_| {
+                crate::requests::risk::Level::Low
+            })
+            .await
+            .expect("search");
             assert!(p.items.len() <= limit);
             ids.extend(p.items.into_iter().map(|r| r.id));
             match p.next_cursor {
@@ -189,6 +337,9 @@ pub fn sample_request(requester: &str, age_secs: i64) -> PolicyRequest {
         applying: None,
         warnings: vec![],
         edits: vec![],
+        grant_outcomes: vec![],
+        approvals: vec![],
+        break_glass: None,
         imported: None,
     }
 }
@@ -359,7 +510,10 @@ pub async fn update_checks_version(store: &dyn Store) {
     let got = get(store, &r.id).await;
     assert_eq!(got.version, 2);
     assert_eq!(got.status, RequestStatus::Approved);
-    assert_eq!(got.comments.len(), 1);
+    assert!(
+        got.comments.is_empty(),
+        "update_request never writes comments: they are only added with add_comment"
+    );
     assert!(store.get_outbox(&note.id).await.expect("outbox").is_some());
 
     // A writer still holding version 1 loses and changes nothing.
@@ -602,12 +756,34 @@ pub async fn outbox_lifecycle(store: &dyn Store) {
     due.next_attempt_at = now - Duration::seconds(5);
     let mut later = OutboxMessage::new("slack", json!({"text": "later"}));
     later.next_attempt_at = now + Duration::hours(1);
+    let mut other = OutboxMessage::new("slack", json!({"text": "due, on another channel"}));
+    other.next_attempt_at = now - Duration::seconds(10);
     store
-        .create_request(&r, &created_event(&r), &[due.clone(), later.clone()])
+        .create_request(
+            &r,
+            &created_event(&r),
+            &[due.clone(), later.clone(), other.clone()],
+        )
         .await
         .expect("create with outbox");
 
-    let ready = store.due_outbox(now, 1000).await.expect("due_outbox");
+    let ready = store
+        .due_outbox("email", now, 1000)
+        .await
+        .expect("due_outbox");
+    assert!(
+        !ready.iter().any(|m| m.id == other.id),
+        "another channel's message is not listed"
+    );
+    let slack = store
+        .due_outbox("slack", now, 1000)
+        .await
+        .expect("due_outbox");
+    assert!(
+        slack.iter().any(|m| m.id == other.id),
+        "listed on its channel"
+    );
+    assert!(!slack.iter().any(|m| m.id == later.id));
     assert!(ready.iter().any(|m| m.id == due.id), "due message listed");
     assert!(
         !ready.iter().any(|m| m.id == later.id),
@@ -630,7 +806,10 @@ pub async fn outbox_lifecycle(store: &dyn Store) {
         matches!(res, Err(StoreError::Conflict(_))),
         "stale outbox write: {res:?}"
     );
-    let ready = store.due_outbox(now, 1000).await.expect("due_outbox");
+    let ready = store
+        .due_outbox("email", now, 1000)
+        .await
+        .expect("due_outbox");
     assert!(
         !ready.iter().any(|m| m.id == due.id),
         "rescheduled message not due"

@@ -27,6 +27,8 @@ pub struct DynamoStore {
     outbox: String,
     resources: String,
     tokens: String,
+    comments: String,
+    sessions: String,
 }
 
 /// Snapshot bytes per item: well under DynamoDB's 400 KB item limit.
@@ -42,6 +44,8 @@ impl DynamoStore {
             outbox: table_name(table_prefix, "outbox"),
             resources: table_name(table_prefix, "resources"),
             tokens: table_name(table_prefix, "tokens"),
+            comments: table_name(table_prefix, "comments"),
+            sessions: table_name(table_prefix, "sessions"),
         }
     }
 }
@@ -86,7 +90,12 @@ fn sk_of(item: &Item, attr: &str) -> String {
     }
 }
 
+/// The request item: comments are items of their own (`comments` table), never in the body.
 fn request_item(r: &PolicyRequest) -> StoreResult<Item> {
+    let r = &PolicyRequest {
+        comments: vec![],
+        ..r.clone()
+    };
     Ok(HashMap::from([
         ("id".into(), s(&r.id)),
         ("status".into(), s(r.status.as_str())),
@@ -95,6 +104,21 @@ fn request_item(r: &PolicyRequest) -> StoreResult<Item> {
         ("entity".into(), s("request")),
         ("version".into(), n(r.version)),
         ("body".into(), s(encode(r)?)),
+    ]))
+}
+
+/// Sort key of a comment item; the request's comment counter is [`COMMENT_COUNT`].
+fn comment_sk(c: &Comment) -> String {
+    format!("c#{}", sort_key(c.created_at, &c.id))
+}
+
+const COMMENT_COUNT: &str = "#count";
+
+fn comment_item(request_id: &str, c: &Comment) -> StoreResult<Item> {
+    Ok(HashMap::from([
+        ("request_id".into(), s(request_id)),
+        ("sk".into(), s(comment_sk(c))),
+        ("body".into(), s(encode(c)?)),
     ]))
 }
 
@@ -120,8 +144,10 @@ fn token_item(t: &ApiToken) -> StoreResult<Item> {
     ]))
 }
 
+/// `channel#time#id`: pending messages are found per channel, oldest first, so a channel this
+/// replica cannot deliver never blocks another.
 fn due_key(m: &OutboxMessage) -> String {
-    format!("{}#{}", ts(m.next_attempt_at), m.id)
+    format!("{}#{}#{}", m.channel, ts(m.next_attempt_at), m.id)
 }
 
 fn outbox_item(m: &OutboxMessage) -> StoreResult<Item> {
@@ -172,6 +198,8 @@ struct IndexQuery<'a> {
     newest_first: bool,
     filter: Option<(&'a str, String)>,
     limit: usize,
+    /// Inclusive lower bound on the range key (oldest-first queries of one key prefix).
+    lower: Option<String>,
 }
 
 impl DynamoStore {
@@ -203,7 +231,15 @@ impl DynamoStore {
                 .query()
                 .table_name(q.table)
                 .index_name(q.index)
-                .key_condition_expression(format!("#h = :h AND #r {op} :r"))
+                .key_condition_expression(match &q.lower {
+                    Some(_) => "#h = :h AND #r BETWEEN :lo AND :r".to_string(),
+                    None => format!("#h = :h AND #r {op} :r"),
+                })
+                .set_expression_attribute_values(
+                    q.lower
+                        .as_ref()
+                        .map(|lo| HashMap::from([(":lo".to_string(), s(lo))])),
+                )
                 .expression_attribute_names("#h", q.hash.0)
                 .expression_attribute_names("#r", q.range_attr)
                 .expression_attribute_values(":h", s(&q.hash.1))
@@ -254,6 +290,7 @@ impl DynamoStore {
                 newest_first: true,
                 filter,
                 limit,
+                lower: None,
             })
             .await?;
         let next_cursor = if items.len() > limit {
@@ -279,6 +316,76 @@ impl DynamoStore {
                 }
                 None => backend("transact_write_items", e),
             })
+    }
+
+    /// Like [`Self::transact`], but a cancellation gives its reason codes in item order.
+    async fn transact_codes(
+        &self,
+        items: Vec<TransactWriteItem>,
+    ) -> Result<(), Result<Vec<String>, StoreError>> {
+        self.client
+            .transact_write_items()
+            .set_transact_items(Some(items))
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| match cancellation_codes(&e) {
+                Some(codes) => Ok(codes),
+                None => Err(backend("transact_write_items", e)),
+            })
+    }
+
+    /// Add `by` to request `id`'s comment counter, refused past `max` when given.
+    fn comment_counter(
+        &self,
+        id: &str,
+        by: u64,
+        max: Option<u64>,
+    ) -> StoreResult<TransactWriteItem> {
+        let mut update = aws_sdk_dynamodb::types::Update::builder()
+            .table_name(&self.comments)
+            .key("request_id", s(id))
+            .key("sk", s(COMMENT_COUNT))
+            .update_expression("SET #n = if_not_exists(#n, :zero) + :by")
+            .expression_attribute_names("#n", "n")
+            .expression_attribute_values(":zero", n(0))
+            .expression_attribute_values(":by", n(by));
+        if let Some(max) = max {
+            update = update
+                .condition_expression("attribute_not_exists(#n) OR #n < :max")
+                .expression_attribute_values(":max", n(max));
+        }
+        let update = update
+            .build()
+            .map_err(|e| StoreError::Backend(e.to_string()))?;
+        Ok(TransactWriteItem::builder().update(update).build())
+    }
+
+    /// A request's comments, oldest first (following DynamoDB's pages).
+    async fn comments_of(&self, id: &str) -> StoreResult<Vec<Comment>> {
+        let mut out = vec![];
+        let mut start: Option<Item> = None;
+        loop {
+            let page = self
+                .client
+                .query()
+                .table_name(&self.comments)
+                .key_condition_expression("request_id = :r AND begins_with(sk, :c)")
+                .expression_attribute_values(":r", s(id))
+                .expression_attribute_values(":c", s("c#"))
+                .consistent_read(true)
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(|e| backend("query", e))?;
+            for item in page.items() {
+                out.push(body_of(item)?);
+            }
+            match page.last_evaluated_key() {
+                Some(k) if !k.is_empty() => start = Some(k.clone()),
+                _ => return Ok(out),
+            }
+        }
     }
 
     fn write_items(
@@ -389,7 +496,25 @@ impl Store for DynamoStore {
             ));
         }
         let first = put_new(&self.requests, request_item(request)?)?;
-        let items = self.write_items(first, event, outbox)?;
+        let mut items = self.write_items(first, event, outbox)?;
+        if !request.comments.is_empty() {
+            for c in &request.comments {
+                let put = Put::builder()
+                    .table_name(&self.comments)
+                    .set_item(Some(comment_item(&request.id, c)?))
+                    .condition_expression("attribute_not_exists(sk)")
+                    .build()
+                    .map_err(|e| StoreError::Backend(e.to_string()))?;
+                items.push(TransactWriteItem::builder().put(put).build());
+            }
+            items.push(self.comment_counter(&request.id, request.comments.len() as u64, None)?);
+            if items.len() > 100 {
+                return Err(StoreError::Invalid(format!(
+                    "a new request can bring at most {} comments",
+                    100 - (items.len() - request.comments.len() - 1)
+                )));
+            }
+        }
         match self.transact(items).await {
             Err(StoreError::Conflict(_)) => Err(StoreError::Conflict(format!(
                 "request {} (or its audit event) already exists",
@@ -430,7 +555,67 @@ impl Store for DynamoStore {
     }
 
     async fn get_request(&self, id: &str) -> StoreResult<Option<PolicyRequest>> {
-        self.get_by_id(&self.requests, id).await
+        let Some(mut request): Option<PolicyRequest> = self.get_by_id(&self.requests, id).await?
+        else {
+            return Ok(None);
+        };
+        for comment in self.comments_of(id).await? {
+            // Requests written before comments had items of their own hold them in the body.
+            if !request.comments.iter().any(|k| k.id == comment.id) {
+                request.comments.push(comment);
+            }
+        }
+        Ok(Some(request))
+    }
+
+    async fn add_comment(
+        &self,
+        request_id: &str,
+        comment: &Comment,
+        max: usize,
+        event: &AuditEvent,
+        outbox: &[OutboxMessage],
+    ) -> StoreResult<()> {
+        let exists = aws_sdk_dynamodb::types::ConditionCheck::builder()
+            .table_name(&self.requests)
+            .key("id", s(request_id))
+            .condition_expression("attribute_exists(id)")
+            .build()
+            .map_err(|e| StoreError::Backend(e.to_string()))?;
+        let mut items = self.write_items(
+            TransactWriteItem::builder().condition_check(exists).build(),
+            event,
+            outbox,
+        )?;
+        items.push(self.comment_counter(request_id, 1, Some(max as u64))?);
+        let put = Put::builder()
+            .table_name(&self.comments)
+            .set_item(Some(comment_item(request_id, comment)?))
+            .condition_expression("attribute_not_exists(sk)")
+            .build()
+            .map_err(|e| StoreError::Backend(e.to_string()))?;
+        items.push(TransactWriteItem::builder().put(put).build());
+        let counter = items.len() - 2;
+        match self.transact_codes(items).await {
+            Ok(()) => Ok(()),
+            Err(Ok(codes)) if codes.first().is_some_and(|c| c == "ConditionalCheckFailed") => {
+                Err(StoreError::NotFound(format!("request {request_id}")))
+            }
+            Err(Ok(codes))
+                if codes
+                    .get(counter)
+                    .is_some_and(|c| c == "ConditionalCheckFailed") =>
+            {
+                Err(StoreError::Conflict(format!(
+                    "request {request_id} already has {max} comments"
+                )))
+            }
+            Err(Ok(codes)) => Err(StoreError::Conflict(format!(
+                "transaction cancelled ({})",
+                codes.join(", ")
+            ))),
+            Err(Err(e)) => Err(e),
+        }
     }
 
     async fn list_requests(
@@ -438,7 +623,7 @@ impl Store for DynamoStore {
         filter: &RequestFilter,
         page: &PageRequest,
     ) -> StoreResult<Page<PolicyRequest>> {
-        match (&filter.requester, filter.status) {
+        let mut found: Page<PolicyRequest> = match (&filter.requester, filter.status) {
             (Some(who), status) => {
                 self.page(
                     &self.requests,
@@ -469,7 +654,10 @@ impl Store for DynamoStore {
                 )
                 .await
             }
-        }
+        }?;
+        // Listings carry no comments, whatever an old item's body holds.
+        found.items.iter_mut().for_each(|r| r.comments.clear());
+        Ok(found)
     }
 
     async fn append_audit(&self, event: &AuditEvent) -> StoreResult<()> {
@@ -519,6 +707,26 @@ impl Store for DynamoStore {
                 .await
             }
         }
+    }
+
+    async fn enqueue_outbox(&self, message: &OutboxMessage) -> StoreResult<()> {
+        self.client
+            .put_item()
+            .table_name(&self.outbox)
+            .set_item(Some(outbox_item(message)?))
+            .condition_expression("attribute_not_exists(id)")
+            .send()
+            .await
+            .map(drop)
+            .map_err(|e| {
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_conditional_check_failed_exception())
+                {
+                    StoreError::Conflict(format!("outbox message {} already exists", message.id))
+                } else {
+                    backend("put_item", e)
+                }
+            })
     }
 
     async fn get_outbox(&self, id: &str) -> StoreResult<Option<OutboxMessage>> {
@@ -581,6 +789,7 @@ impl Store for DynamoStore {
 
     async fn due_outbox(
         &self,
+        channel: &str,
         now: DateTime<Utc>,
         limit: usize,
     ) -> StoreResult<Vec<OutboxMessage>> {
@@ -591,11 +800,12 @@ impl Store for DynamoStore {
                 index: "by_due",
                 hash: ("status", OutboxStatus::Pending.as_str().to_string()),
                 range_attr: "due",
-                // Everything due at or before `now`, whatever its id.
-                bound: format!("{}#~", ts(now)),
+                // Everything of this channel due at or before `now`, whatever its id.
+                bound: format!("{channel}#{}#~", ts(now)),
                 newest_first: false,
                 filter: None,
                 limit,
+                lower: Some(format!("{channel}#")),
             })
             .await?;
         items.truncate(limit);
@@ -778,6 +988,58 @@ impl Store for DynamoStore {
             StoreError::Conflict(_) => StoreError::NotFound(format!("API token {}", token.id)),
             other => other,
         })
+    }
+
+    async fn record_sign_in(&self, sign_in: &SignIn) -> StoreResult<()> {
+        self.client
+            .put_item()
+            .table_name(&self.sessions)
+            .item("id", s(format!("user#{}", sign_in.user)))
+            .item("body", s(encode(sign_in)?))
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| backend("put_item", e))
+    }
+
+    async fn get_sign_in(&self, user: &str) -> StoreResult<Option<SignIn>> {
+        self.get_by_id(&self.sessions, &format!("user#{user}"))
+            .await
+    }
+
+    async fn revoke_session(&self, sid: &str, until: DateTime<Utc>) -> StoreResult<()> {
+        // `until` only grows: a second sign-out of the same session never shortens it.
+        self.client
+            .update_item()
+            .table_name(&self.sessions)
+            .key("id", s(format!("revoked#{sid}")))
+            .update_expression("SET #u = :u, expires_at = :e")
+            .condition_expression("attribute_not_exists(#u) OR #u < :u")
+            .expression_attribute_names("#u", "until")
+            .expression_attribute_values(":u", s(ts(until)))
+            .expression_attribute_values(":e", n(until.timestamp().max(0) as u64))
+            .send()
+            .await
+            .map(|_| ())
+            .or_else(|e| match e.as_service_error() {
+                Some(se) if se.is_conditional_check_failed_exception() => Ok(()),
+                _ => Err(backend("update_item", e)),
+            })
+    }
+
+    async fn is_session_revoked(&self, sid: &str) -> StoreResult<bool> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.sessions)
+            .key("id", s(format!("revoked#{sid}")))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| backend("get_item", e))?;
+        Ok(out
+            .item()
+            .is_some_and(|item| sk_of(item, "until") >= ts(Utc::now())))
     }
 
     async fn list_account_status(&self) -> StoreResult<Vec<AccountStatus>> {

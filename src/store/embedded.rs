@@ -27,6 +27,14 @@ CREATE INDEX IF NOT EXISTS requests_by_sort ON requests (sort_key);
 CREATE INDEX IF NOT EXISTS requests_by_status ON requests (status, sort_key);
 CREATE INDEX IF NOT EXISTS requests_by_requester ON requests (requester, sort_key);
 
+CREATE TABLE IF NOT EXISTS comments (
+    id         TEXT PRIMARY KEY,
+    request_id TEXT NOT NULL,
+    sort_key   TEXT NOT NULL,
+    body       TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS comments_by_request ON comments (request_id, sort_key);
+
 CREATE TABLE IF NOT EXISTS audit (
     id         TEXT PRIMARY KEY,
     sort_key   TEXT NOT NULL,
@@ -49,7 +57,6 @@ CREATE TABLE IF NOT EXISTS outbox (
     body            TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS outbox_by_status ON outbox (status, sort_key);
-CREATE INDEX IF NOT EXISTS outbox_due ON outbox (status, next_attempt_at);
 
 CREATE TABLE IF NOT EXISTS snapshots (
     account_id TEXT PRIMARY KEY,
@@ -66,6 +73,14 @@ CREATE TABLE IF NOT EXISTS api_tokens (
     body     TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS api_tokens_by_user ON api_tokens (user, sort_key);
+CREATE TABLE IF NOT EXISTS sign_ins (
+    user TEXT PRIMARY KEY,
+    body TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS revoked_sessions (
+    sid   TEXT PRIMARY KEY,
+    until TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS meta (
     key   TEXT PRIMARY KEY,
     value INTEGER NOT NULL
@@ -107,6 +122,7 @@ impl EmbeddedStore {
         conn.pragma_update(None, "synchronous", "NORMAL")
             .map_err(backend)?;
         conn.execute_batch(SCHEMA).map_err(backend)?;
+        upgrade_outbox(&conn)?;
         Ok(EmbeddedStore {
             conn: Arc::new(Mutex::new(conn)),
         })
@@ -170,6 +186,38 @@ fn is_constraint(e: &rusqlite::Error) -> bool {
     matches!(e, rusqlite::Error::SqliteFailure(f, _) if f.code == rusqlite::ErrorCode::ConstraintViolation)
 }
 
+/// The request as its row holds it: comments have rows of their own.
+fn without_comments(r: &PolicyRequest) -> PolicyRequest {
+    PolicyRequest {
+        comments: vec![],
+        ..r.clone()
+    }
+}
+
+fn insert_comment(
+    tx: &rusqlite::Transaction<'_>,
+    request_id: &str,
+    comment: &Comment,
+) -> StoreResult<()> {
+    tx.execute(
+        "INSERT INTO comments (id, request_id, sort_key, body) VALUES (?1, ?2, ?3, ?4)",
+        params![
+            comment.id,
+            request_id,
+            sort_key(comment.created_at, &comment.id),
+            to_json(comment)?
+        ],
+    )
+    .map_err(|e| {
+        if is_constraint(&e) {
+            StoreError::Conflict(format!("comment {} already exists", comment.id))
+        } else {
+            backend(e)
+        }
+    })?;
+    Ok(())
+}
+
 fn insert_audit(tx: &rusqlite::Transaction<'_>, ev: &AuditEvent) -> StoreResult<()> {
     tx.execute(
         "INSERT INTO audit (id, sort_key, request_id, body) VALUES (?1, ?2, ?3, ?4)",
@@ -185,17 +233,40 @@ fn insert_audit(tx: &rusqlite::Transaction<'_>, ev: &AuditEvent) -> StoreResult<
     Ok(())
 }
 
+/// Databases made before the outbox had a `channel` column get it (filled from each message)
+/// and the per-channel due index.
+fn upgrade_outbox(c: &Connection) -> StoreResult<()> {
+    let has_channel = c
+        .prepare("SELECT 1 FROM pragma_table_info('outbox') WHERE name = 'channel'")
+        .and_then(|mut s| s.exists([]))
+        .map_err(backend)?;
+    if !has_channel {
+        c.execute_batch(
+            "ALTER TABLE outbox ADD COLUMN channel TEXT NOT NULL DEFAULT '';
+             UPDATE outbox SET channel = json_extract(body, '$.channel');",
+        )
+        .map_err(backend)?;
+    }
+    c.execute_batch(
+        "DROP INDEX IF EXISTS outbox_due;
+         CREATE INDEX IF NOT EXISTS outbox_due_by_channel
+             ON outbox (status, channel, next_attempt_at);",
+    )
+    .map_err(backend)
+}
+
 fn insert_outbox(tx: &rusqlite::Transaction<'_>, m: &OutboxMessage) -> StoreResult<()> {
     tx.execute(
-        "INSERT INTO outbox (id, status, sort_key, next_attempt_at, version, body)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        "INSERT INTO outbox (id, status, sort_key, next_attempt_at, version, body, channel)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
         params![
             m.id,
             m.status.as_str(),
             m.sort_key(),
             ts(m.next_attempt_at),
             m.version as i64,
-            to_json(m)?
+            to_json(m)?,
+            m.channel
         ],
     )
     .map_err(|e| {
@@ -280,7 +351,7 @@ impl Store for EmbeddedStore {
                     request.requester,
                     request.sort_key(),
                     request.version as i64,
-                    to_json(&request)?
+                    to_json(&without_comments(&request))?
                 ],
             )
             .map_err(|e| {
@@ -290,6 +361,9 @@ impl Store for EmbeddedStore {
                     backend(e)
                 }
             })?;
+            for comment in &request.comments {
+                insert_comment(&tx, &request.id, comment)?;
+            }
             insert_audit(&tx, &event)?;
             for m in &outbox {
                 insert_outbox(&tx, m)?;
@@ -321,7 +395,7 @@ impl Store for EmbeddedStore {
                         request.requester,
                         request.sort_key(),
                         request.version as i64,
-                        to_json(&request)?,
+                        to_json(&without_comments(&request))?,
                         expected as i64
                     ],
                 )
@@ -353,7 +427,84 @@ impl Store for EmbeddedStore {
     }
 
     async fn get_request(&self, id: &str) -> StoreResult<Option<PolicyRequest>> {
-        self.get_by_id("requests", id).await
+        let id = id.to_string();
+        self.with_conn(move |c| {
+            let body: Option<String> = c
+                .query_row("SELECT body FROM requests WHERE id = ?1", [&id], |r| {
+                    r.get(0)
+                })
+                .optional()
+                .map_err(backend)?;
+            let Some(body) = body else {
+                return Ok(None);
+            };
+            let mut request: PolicyRequest = from_json(&body)?;
+            let mut stmt = c
+                .prepare("SELECT body FROM comments WHERE request_id = ?1 ORDER BY sort_key")
+                .map_err(backend)?;
+            let rows = stmt
+                .query_map([&id], |r| r.get::<_, String>(0))
+                .map_err(backend)?;
+            for row in rows {
+                let comment: Comment = from_json(&row.map_err(backend)?)?;
+                // Requests written before comments had rows of their own hold them in the body.
+                if !request.comments.iter().any(|k| k.id == comment.id) {
+                    request.comments.push(comment);
+                }
+            }
+            Ok(Some(request))
+        })
+        .await
+    }
+
+    async fn add_comment(
+        &self,
+        request_id: &str,
+        comment: &Comment,
+        max: usize,
+        event: &AuditEvent,
+        outbox: &[OutboxMessage],
+    ) -> StoreResult<()> {
+        let (id, comment, event, outbox) = (
+            request_id.to_string(),
+            comment.clone(),
+            event.clone(),
+            outbox.to_vec(),
+        );
+        self.with_conn(move |c| {
+            let tx = c
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(backend)?;
+            let body: Option<String> = tx
+                .query_row("SELECT body FROM requests WHERE id = ?1", [&id], |r| {
+                    r.get(0)
+                })
+                .optional()
+                .map_err(backend)?;
+            let Some(body) = body else {
+                return Err(StoreError::NotFound(format!("request {id}")));
+            };
+            let legacy = from_json::<PolicyRequest>(&body)?.comments.len();
+            let count: i64 = tx
+                .query_row(
+                    "SELECT COUNT(*) FROM comments WHERE request_id = ?1",
+                    [&id],
+                    |r| r.get(0),
+                )
+                .map_err(backend)?;
+            if legacy + count as usize >= max {
+                return Err(StoreError::Conflict(format!(
+                    "request {id} already has {max} comments"
+                )));
+            }
+            insert_comment(&tx, &id, &comment)?;
+            insert_audit(&tx, &event)?;
+            for m in &outbox {
+                insert_outbox(&tx, m)?;
+            }
+            tx.commit().map_err(backend)
+        })
+        .await
     }
 
     async fn list_requests(
@@ -378,7 +529,10 @@ impl Store for EmbeddedStore {
                 args.len() + 1,
                 args.len() + 2
             ));
-            page_query(c, &sql, args, &page, PolicyRequest::sort_key)
+            let mut found = page_query(c, &sql, args, &page, PolicyRequest::sort_key)?;
+            // Listings carry no comments, whatever an old row's body holds.
+            found.items.iter_mut().for_each(|r| r.comments.clear());
+            Ok(found)
         })
         .await
     }
@@ -419,6 +573,18 @@ impl Store for EmbeddedStore {
         .await
     }
 
+    async fn enqueue_outbox(&self, message: &OutboxMessage) -> StoreResult<()> {
+        let m = message.clone();
+        self.with_conn(move |c| {
+            let tx = c
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(backend)?;
+            insert_outbox(&tx, &m)?;
+            tx.commit().map_err(backend)
+        })
+        .await
+    }
+
     async fn get_outbox(&self, id: &str) -> StoreResult<Option<OutboxMessage>> {
         self.get_by_id("outbox", id).await
     }
@@ -451,19 +617,25 @@ impl Store for EmbeddedStore {
 
     async fn due_outbox(
         &self,
+        channel: &str,
         now: DateTime<Utc>,
         limit: usize,
     ) -> StoreResult<Vec<OutboxMessage>> {
+        let channel = channel.to_string();
         self.with_conn(move |c| {
             let mut stmt = c
                 .prepare_cached(
-                    "SELECT body FROM outbox WHERE status = 'pending' AND next_attempt_at <= ?1
-                     ORDER BY next_attempt_at ASC LIMIT ?2",
+                    "SELECT body FROM outbox WHERE status = 'pending' AND channel = ?3
+                     AND next_attempt_at <= ?1 ORDER BY next_attempt_at ASC LIMIT ?2",
                 )
                 .map_err(backend)?;
             let rows = stmt
                 .query_map(
-                    params![ts(now), limit.clamp(1, PageRequest::MAX_LIMIT) as i64],
+                    params![
+                        ts(now),
+                        limit.clamp(1, PageRequest::MAX_LIMIT) as i64,
+                        channel
+                    ],
                     |r| r.get::<_, String>(0),
                 )
                 .map_err(backend)?;
@@ -597,6 +769,74 @@ impl Store for EmbeddedStore {
             }
             insert_audit(&tx, &event)?;
             tx.commit().map_err(backend)
+        })
+        .await
+    }
+
+    async fn record_sign_in(&self, sign_in: &SignIn) -> StoreResult<()> {
+        let (user, body) = (sign_in.user.clone(), to_json(sign_in)?);
+        self.with_conn(move |c| {
+            c.execute(
+                "INSERT INTO sign_ins (user, body) VALUES (?1, ?2)
+                 ON CONFLICT (user) DO UPDATE SET body = excluded.body",
+                params![user, body],
+            )
+            .map_err(backend)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn get_sign_in(&self, user: &str) -> StoreResult<Option<SignIn>> {
+        let user = user.to_string();
+        self.with_conn(move |c| {
+            let body: Option<String> = c
+                .query_row(
+                    "SELECT body FROM sign_ins WHERE user = ?1",
+                    params![user],
+                    |r| r.get(0),
+                )
+                .optional()
+                .map_err(backend)?;
+            body.map(|b| from_json(&b)).transpose()
+        })
+        .await
+    }
+
+    async fn revoke_session(&self, sid: &str, until: DateTime<Utc>) -> StoreResult<()> {
+        let (sid, until, now) = (sid.to_string(), ts(until), ts(Utc::now()));
+        self.with_conn(move |c| {
+            let tx = c
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(backend)?;
+            // Revocations that ran out protect nothing: drop them as we go.
+            tx.execute(
+                "DELETE FROM revoked_sessions WHERE until < ?1",
+                params![now],
+            )
+            .map_err(backend)?;
+            tx.execute(
+                "INSERT INTO revoked_sessions (sid, until) VALUES (?1, ?2)
+                 ON CONFLICT (sid) DO UPDATE SET until = max(until, excluded.until)",
+                params![sid, until],
+            )
+            .map_err(backend)?;
+            tx.commit().map_err(backend)
+        })
+        .await
+    }
+
+    async fn is_session_revoked(&self, sid: &str) -> StoreResult<bool> {
+        let (sid, now) = (sid.to_string(), ts(Utc::now()));
+        self.with_conn(move |c| {
+            c.query_row(
+                "SELECT 1 FROM revoked_sessions WHERE sid = ?1 AND until >= ?2",
+                params![sid, now],
+                |_| Ok(()),
+            )
+            .optional()
+            .map(|r| r.is_some())
+            .map_err(backend)
         })
         .await
     }

@@ -103,10 +103,30 @@ pub struct PolicyRequest {
     /// An editor may not approve or reject, and an approval must name a version after the last.
     #[serde(default)]
     pub edits: Vec<ChangeEdit>,
+    /// What became of its expiring grants (taken away, drifted, gone).
+    #[serde(default)]
+    pub grant_outcomes: Vec<crate::requests::expiry::GrantOutcome>,
+    /// Approvals given so far (a rule may need several).
+    #[serde(default)]
+    pub approvals: Vec<crate::requests::approvals::Approval>,
+    /// Set when the requester applied it at once under break-glass.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub break_glass: Option<BreakGlass>,
     /// Set on requests imported from ConsoleMe: provenance and the read-only changes
     /// (`src/requests/imported.rs`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub imported: Option<crate::requests::imported::Imported>,
+}
+
+/// A break-glass request: applied at once by its requester, reviewed by an admin afterwards.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BreakGlass {
+    pub reason: String,
+    /// The admin who looked at it afterwards (and when); `None` while it needs review.
+    #[serde(default)]
+    pub reviewed_by: Option<String>,
+    #[serde(default)]
+    pub reviewed_at: Option<DateTime<Utc>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -262,7 +282,8 @@ pub struct ApiToken {
     /// Short public id (a prefix of the hash), shown and used to revoke.
     pub id: String,
     pub user: String,
-    /// The user's groups when the token was made (entitlements use them).
+    /// The user's groups when the token was made. Kept for the record: a token acts with the
+    /// groups of its owner's last interactive sign-in ([`SignIn`]).
     pub groups: Vec<String>,
     pub name: String,
     pub created_at: DateTime<Utc>,
@@ -281,6 +302,15 @@ impl ApiToken {
     }
 }
 
+/// A user's last interactive sign-in (ALB or proxy header): when, and the groups they had.
+/// API tokens act with these groups and stop working when it is too old.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SignIn {
+    pub user: String,
+    pub groups: Vec<String>,
+    pub at: DateTime<Utc>,
+}
+
 /// Filters for listing requests. `None` = any.
 ///
 /// `status` and `requester` are served by the backends' indexes; `account` and `text` are
@@ -293,8 +323,11 @@ pub struct RequestFilter {
     /// 12-digit account id any change targets.
     pub account: Option<String>,
     /// Case-insensitive text in the id, requester, justification, principal ARNs, role and
-    /// policy names, or comments.
+    /// policy names (listings carry no comments).
     pub text: Option<String>,
+    /// Requests whose highest change risk is at least this (computed by the caller's
+    /// `level_of`, since risk depends on the installation).
+    pub min_risk: Option<crate::requests::risk::Level>,
 }
 
 impl RequestFilter {
@@ -346,7 +379,6 @@ impl RequestFilter {
                     Change::AssumeRolePolicy(_) => {}
                 }
             }
-            hay.extend(r.comments.iter().map(|c| c.text.clone()));
             hay.extend(imported.iter().map(|s| s.to_string()));
             if !hay.iter().any(|h| h.to_lowercase().contains(&needle)) {
                 return false;
@@ -367,8 +399,9 @@ pub async fn search_requests(
     store: &dyn Store,
     filter: &RequestFilter,
     page: &PageRequest,
+    level_of: &(dyn Fn(&PolicyRequest) -> crate::requests::risk::Level + Sync),
 ) -> StoreResult<Page<PolicyRequest>> {
-    if filter.account.is_none() && filter.text.is_none() {
+    if filter.account.is_none() && filter.text.is_none() && filter.min_risk.is_none() {
         return store.list_requests(filter, page).await;
     }
     let limit = page.limit.clamp(1, PageRequest::MAX_LIMIT);
@@ -388,7 +421,8 @@ pub async fn search_requests(
         for r in batch.items {
             scanned += 1;
             let key = r.sort_key();
-            if filter.matches_unindexed(&r) {
+            if filter.matches_unindexed(&r) && filter.min_risk.is_none_or(|min| level_of(&r) >= min)
+            {
                 found.push(r);
                 if found.len() == limit {
                     return Ok(Page {
@@ -449,8 +483,9 @@ pub trait Store: Send + Sync + 'static {
     /// Human-readable backend name for logs and the health page.
     fn backend_name(&self) -> &'static str;
 
-    /// Insert a new request (`version` must be 1) with its audit event and outbox messages,
-    /// atomically. An existing id is a `Conflict`.
+    /// Insert a new request (`version` must be 1) with its comments (an imported request may
+    /// have some), its audit event and outbox messages, atomically. An existing id is a
+    /// `Conflict`.
     async fn create_request(
         &self,
         request: &PolicyRequest,
@@ -460,7 +495,8 @@ pub trait Store: Send + Sync + 'static {
 
     /// Replace a request if its stored version is still `request.version - 1`, together with its
     /// audit event and outbox messages, atomically. A stale version is a `Conflict` and changes
-    /// nothing; a missing request is `NotFound`.
+    /// nothing; a missing request is `NotFound`. `request.comments` is ignored: comments are
+    /// only ever added, with [`Store::add_comment`].
     async fn update_request(
         &self,
         request: &PolicyRequest,
@@ -468,8 +504,24 @@ pub trait Store: Send + Sync + 'static {
         outbox: &[OutboxMessage],
     ) -> StoreResult<()>;
 
+    /// The request with its comments, oldest first.
     async fn get_request(&self, id: &str) -> StoreResult<Option<PolicyRequest>>;
 
+    /// Append `comment` to request `request_id` with its audit event and outbox messages,
+    /// atomically. Comments are kept apart from the request: adding one never moves the
+    /// request's `version`, and however many there are, the request item stays small (on
+    /// DynamoDB every comment is an item of its own). `Conflict` when the request already has
+    /// `max` comments, `NotFound` when there is no such request.
+    async fn add_comment(
+        &self,
+        request_id: &str,
+        comment: &Comment,
+        max: usize,
+        event: &AuditEvent,
+        outbox: &[OutboxMessage],
+    ) -> StoreResult<()>;
+
+    /// Requests without their comments (read one with [`Store::get_request`] for those).
     async fn list_requests(
         &self,
         filter: &RequestFilter,
@@ -488,6 +540,10 @@ pub trait Store: Send + Sync + 'static {
 
     async fn get_outbox(&self, id: &str) -> StoreResult<Option<OutboxMessage>>;
 
+    /// Add a message that no request write goes with (a reminder). An existing id is a
+    /// `Conflict`.
+    async fn enqueue_outbox(&self, message: &OutboxMessage) -> StoreResult<()>;
+
     /// Outbox messages newest first, optionally by status.
     async fn list_outbox(
         &self,
@@ -495,9 +551,14 @@ pub trait Store: Send + Sync + 'static {
         page: &PageRequest,
     ) -> StoreResult<Page<OutboxMessage>>;
 
-    /// Pending messages whose `next_attempt_at <= now`, oldest first, at most `limit`.
-    async fn due_outbox(&self, now: DateTime<Utc>, limit: usize)
-    -> StoreResult<Vec<OutboxMessage>>;
+    /// Pending messages of `channel` whose `next_attempt_at <= now`, oldest first, at most
+    /// `limit`. Per channel, so messages nobody here can deliver never block the others.
+    async fn due_outbox(
+        &self,
+        channel: &str,
+        now: DateTime<Utc>,
+        limit: usize,
+    ) -> StoreResult<Vec<OutboxMessage>>;
 
     /// Replace an outbox message if its stored version is `message.version - 1` (else `Conflict`).
     async fn update_outbox(&self, message: &OutboxMessage) -> StoreResult<()>;
@@ -553,6 +614,32 @@ pub trait Store: Send + Sync + 'static {
     async fn update_api_token(&self, token: &ApiToken, event: &AuditEvent) -> StoreResult<()> {
         let _ = (token, event);
         Err(unsupported(self.backend_name(), "API tokens"))
+    }
+
+    // --- Sessions and interactive sign-ins. ---
+
+    /// Replace the user's last interactive sign-in.
+    async fn record_sign_in(&self, sign_in: &SignIn) -> StoreResult<()> {
+        let _ = sign_in;
+        Err(unsupported(self.backend_name(), "sign-in records"))
+    }
+
+    async fn get_sign_in(&self, user: &str) -> StoreResult<Option<SignIn>> {
+        let _ = user;
+        Err(unsupported(self.backend_name(), "sign-in records"))
+    }
+
+    /// Mark session `sid` revoked until `until` (when it would have expired anyway).
+    /// Idempotent; a later `until` wins.
+    async fn revoke_session(&self, sid: &str, until: DateTime<Utc>) -> StoreResult<()> {
+        let _ = (sid, until);
+        Err(unsupported(self.backend_name(), "session revocation"))
+    }
+
+    /// Whether `sid` was revoked (and its revocation has not run out).
+    async fn is_session_revoked(&self, sid: &str) -> StoreResult<bool> {
+        let _ = sid;
+        Err(unsupported(self.backend_name(), "session revocation"))
     }
 }
 

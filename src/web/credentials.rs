@@ -3,13 +3,14 @@
 use askama::Template;
 use askama_web::WebTemplate;
 use axum::extract::State;
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::json;
 
 use super::extract::{Json, Path, Query};
 use super::identity::CurrentUser;
+use super::signout::NoticePage;
 use super::view::{Layout, Page, human_time};
 use crate::app::AppState;
 use crate::credentials::{self, Access, Purpose, federation, tokens};
@@ -69,30 +70,143 @@ pub struct ConsoleQuery {
     redirect: Option<String>,
 }
 
-/// `GET /role/{arn}`: sign in to the AWS console as the role (302 to AWS, never cached).
+/// Whether a `GET /role/{arn}` is a navigation the person made from the portal itself (or typed,
+/// bookmarked, opened from another program): `Sec-Fetch-Site` `same-origin` or `none`; without
+/// that header (older browsers), a `Referer` on the portal's own origin. Another site, even a
+/// sibling on the same host, gets the confirmation page instead.
+fn same_site_navigation(state: &AppState, headers: &HeaderMap) -> bool {
+    match headers.get("sec-fetch-site").and_then(|v| v.to_str().ok()) {
+        Some(site) => matches!(site, "same-origin" | "none"),
+        None => headers
+            .get(header::REFERER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|r| reqwest::Url::parse(r).ok())
+            .zip(reqwest::Url::parse(&state.config.url).ok())
+            .is_some_and(|(referer, own)| referer.origin() == own.origin()),
+    }
+}
+
+/// `GET /role/{arn}`: sign in to the AWS console as the role (302 to AWS, never cached). A link
+/// from elsewhere first shows a confirmation page whose button POSTs here with the CSRF token:
+/// a cross-site link alone never signs anybody in (AssumeRole, console session, audit event).
 pub async fn console(
     user: CurrentUser,
     State(state): State<AppState>,
+    Page(layout): Page,
+    headers: HeaderMap,
+    uri: Uri,
     Path(arn): Path<String>,
     Query(q): Query<ConsoleQuery>,
 ) -> Result<Response, AppError> {
     // Check the destination first: a bad redirect costs no AssumeRole.
     let destination = federation::destination(q.redirect.as_deref())?;
-    let (_, creds) = credentials::issue(
-        &state,
-        &user.email,
-        &user.groups,
-        &arn,
-        None,
-        Purpose::Console,
-    )
-    .await?;
-    let url = federation::login_url(&state, &creds, &destination).await?;
+    if !same_site_navigation(&state, &headers) {
+        credentials::find_role(&state, &arn)?;
+        return Ok(NoticePage {
+            layout,
+            heading: "Sign in to the AWS console?",
+            message: format!(
+                "You followed a link to sign in to the AWS console as {arn}. Continue only if \
+                 you meant to."
+            ),
+            confirm_action: Some(uri.to_string()),
+            confirm_label: "Sign in to the console",
+        }
+        .into_response());
+    }
+    console_sign_in(&state, &user, layout, &arn, &destination).await
+}
+
+/// `POST /role/{arn}`: the confirmation page's button (CSRF-checked).
+pub async fn console_confirmed(
+    user: CurrentUser,
+    State(state): State<AppState>,
+    Page(layout): Page,
+    Path(arn): Path<String>,
+    Query(q): Query<ConsoleQuery>,
+) -> Result<Response, AppError> {
+    let destination = federation::destination(q.redirect.as_deref())?;
+    console_sign_in(&state, &user, layout, &arn, &destination).await
+}
+
+async fn console_sign_in(
+    state: &AppState,
+    user: &CurrentUser,
+    layout: Layout,
+    arn: &str,
+    destination: &str,
+) -> Result<Response, AppError> {
+    let url =
+        match credentials::console_url(state, &user.email, &user.groups, arn, destination).await {
+            Ok((_, url)) => url,
+            Err(AppError::Conflict(message)) if credentials::simulated(state) => {
+                return Ok(simulated_page(layout, message));
+            }
+            Err(e) => return Err(e),
+        };
     let location = HeaderValue::from_str(&url)
         .map_err(|_| AppError::Upstream("the console sign-in address is not usable".into()))?;
     let mut resp = StatusCode::FOUND.into_response();
     resp.headers_mut().insert(header::LOCATION, location);
     Ok(no_store(resp))
+}
+
+/// The sandbox's answer for a page: plain words, no error, nothing to configure.
+fn simulated_page(layout: Layout, message: String) -> Response {
+    no_store(
+        NoticePage {
+            layout,
+            heading: "Demo accounts are simulated",
+            message,
+            confirm_action: None,
+            confirm_label: "",
+        }
+        .into_response(),
+    )
+}
+
+#[derive(Debug, Deserialize)]
+pub struct ConsoleUrlQuery {
+    role: Option<String>,
+    redirect: Option<String>,
+}
+
+/// `GET /api/v2/console_url?role=ARN[&redirect=URL]`: the federation sign-in URL as JSON, for
+/// scripts (API tokens work here), with the same entitlement rules as the console button.
+pub async fn api_console_url(
+    user: CurrentUser,
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Query(q): Query<ConsoleUrlQuery>,
+) -> Result<Response, AppError> {
+    // A GET with side effects: a page on another site must not be able to trigger it.
+    if headers
+        .get("sec-fetch-site")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|s| !matches!(s, "same-origin" | "none"))
+    {
+        return Err(AppError::Forbidden(
+            "Cross-site request refused: ask for a console URL from a script or from iamdesk's \
+             own pages."
+                .into(),
+        ));
+    }
+    let arn = q
+        .role
+        .as_deref()
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .ok_or_else(|| {
+            AppError::BadRequest(
+                "role is required: ?role=<the ARN of the role to sign in as>".into(),
+            )
+        })?;
+    let destination = federation::destination(q.redirect.as_deref())?;
+    let (role, url) =
+        credentials::console_url(&state, &user.email, &user.groups, arn, &destination).await?;
+    Ok(no_store(
+        axum::Json(json!({"status": "ok", "role": role.arn, "console_url": url})).into_response(),
+    ))
 }
 
 pub struct RoleRow {
@@ -186,7 +300,7 @@ pub async fn credentials_page(
     Page(layout): Page,
     axum::Form(form): axum::Form<CredentialsForm>,
 ) -> Result<Response, AppError> {
-    let (role, creds) = credentials::issue(
+    let (role, creds) = match credentials::issue(
         &state,
         &user.email,
         &user.groups,
@@ -194,7 +308,14 @@ pub async fn credentials_page(
         form.duration_seconds,
         Purpose::Api,
     )
-    .await?;
+    .await
+    {
+        Ok(issued) => issued,
+        Err(AppError::Conflict(message)) if credentials::simulated(&state) => {
+            return Ok(simulated_page(layout, message));
+        }
+        Err(e) => return Err(e),
+    };
     let page = CredentialsPage {
         profile_name: format!("{}-{}", role.account_id, role.name),
         layout: layout.nav("roles"),
@@ -229,6 +350,9 @@ pub struct ProfilePage {
     entitled: usize,
     server: String,
     max_days: i64,
+    max_idle_days: u32,
+    last_sign_in: Option<String>,
+    tokens_work_until: String,
 }
 
 async fn profile_page(
@@ -257,7 +381,11 @@ async fn profile_page(
             expires: human_time(t.expires_at),
         })
         .collect();
+    let until = tokens::working_until(state, &user.email).await?;
     Ok(ProfilePage {
+        max_idle_days: state.config.auth.api_token_max_idle_days,
+        last_sign_in: until.map(|(last, _)| human_time(last)),
+        tokens_work_until: until.map(|(_, u)| human_time(u)).unwrap_or_default(),
         layout: layout.nav("profile"),
         email: user.email.clone(),
         groups: user.groups.clone(),

@@ -1,12 +1,16 @@
 //! CSRF defence for every state-changing request, in two independent checks:
 //!
-//! 1. Origin: a browser's `Origin` (or, without it, `Referer`) must be this portal's own origin.
-//! 2. Token: a signed double-submit token. Each browser gets a random `iamdesk_csrf` cookie;
-//!    forms carry `csrf_token` = HMAC(server key, cookie) and JavaScript sends it as
-//!    `X-CSRF-Token`. A cross-site page can neither read the cookie nor compute the HMAC.
+//! 1. Origin: tower-http's `CsrfLayer` (see [`origin_layer`]): `Sec-Fetch-Site` must be
+//!    `same-origin` (or `none`), else `Origin` must be the portal's own (`url`) or match `Host`;
+//!    requests with neither header (non-browser clients) pass on to the token check.
+//! 2. Token, bound to the browser and the session: each browser gets a random `iamdesk_csrf`
+//!    cookie; forms carry `csrf_token` = HMAC(server key, cookie, session seed) and JavaScript
+//!    sends it as `X-CSRF-Token`. The session seed is the random `csrf` claim of the session
+//!    cookie, so a token from another session (or from before signing in again) is refused. A
+//!    cross-site page can neither read the cookies nor compute the HMAC.
 //!
-//! Clients that authenticate with a bearer API token (no cookie, no ambient credentials) are
-//! exempt: a browser never attaches such a header to a cross-site request.
+//! Requests authenticated by a personal API token (a header a browser never adds to a
+//! cross-site request) skip the token check; such tokens can change nothing anyway.
 
 use axum::body::{Body, to_bytes};
 use axum::extract::{Request, State};
@@ -15,9 +19,12 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha256;
+use tower_http::csrf::{CsrfLayer, ProtectionError};
 
 use super::MAX_BODY_BYTES;
+use super::identity::{AuthMethod, CurrentUser, cookie_name, secure_attr};
 use crate::app::AppState;
+use crate::config::Config;
 use crate::error::AppError;
 
 pub const COOKIE: &str = "iamdesk_csrf";
@@ -28,29 +35,73 @@ pub const FORM_FIELD: &str = "csrf_token";
 #[derive(Debug, Clone)]
 pub struct CsrfToken(pub String);
 
-fn sign(key: &[u8], cookie: &str) -> Option<Hmac<Sha256>> {
+fn sign(key: &[u8], cookie: &str, session: Option<&str>) -> Option<Hmac<Sha256>> {
     let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(key).ok()?;
     mac.update(b"iamdesk-csrf:");
     mac.update(cookie.as_bytes());
+    if let Some(seed) = session {
+        mac.update(b"|session:");
+        mac.update(seed.as_bytes());
+    }
     Some(mac)
 }
 
-pub fn token_for(key: &[u8], cookie: &str) -> String {
-    sign(key, cookie)
+/// The token for a browser's CSRF cookie and, when signed in with a session cookie, that
+/// session's seed.
+pub fn token_for(key: &[u8], cookie: &str, session: Option<&str>) -> String {
+    sign(key, cookie, session)
         .map(|m| hex::encode(m.finalize().into_bytes()))
         .unwrap_or_default()
 }
 
-/// Constant-time check of a submitted token against the cookie.
-pub fn verify(key: &[u8], cookie: &str, submitted: &str) -> bool {
+/// Constant-time check of a submitted token against the cookie and session.
+pub fn verify(key: &[u8], cookie: &str, session: Option<&str>, submitted: &str) -> bool {
     let Ok(raw) = hex::decode(submitted.trim()) else {
         return false;
     };
-    sign(key, cookie).is_some_and(|m| m.verify_slice(&raw).is_ok())
+    sign(key, cookie, session).is_some_and(|m| m.verify_slice(&raw).is_ok())
 }
 
-fn cookie_value(headers: &HeaderMap) -> Option<String> {
-    super::identity::cookie(headers, COOKIE)
+/// The Origin check: tower-http's `CsrfLayer` trusting the portal's own origin (`url`).
+pub fn origin_layer(
+    config: &Config,
+) -> CsrfLayer<fn(ProtectionError) -> axum::http::Response<Body>> {
+    let layer = CsrfLayer::new();
+    let layer = match origin_of(&config.url) {
+        Some(origin) => match layer.clone().add_trusted_origin(&origin) {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::warn!(error = %e, "url is not usable as a trusted origin");
+                layer
+            }
+        },
+        None => layer,
+    };
+    layer.with_rejection_response(cross_site as fn(ProtectionError) -> axum::http::Response<Body>)
+}
+
+fn cross_site(err: ProtectionError) -> axum::http::Response<Body> {
+    tracing::info!(reason = %err, "cross-site request refused");
+    AppError::Forbidden(
+        "Cross-site request refused: this form or call did not come from iamdesk's own pages. \
+         Open iamdesk and try again from there."
+            .into(),
+    )
+    .into_response()
+}
+
+/// `scheme://host[:port]` of a URL as a browser sends it in `Origin`: lowercased, without a
+/// default port.
+fn origin_of(url: &str) -> Option<String> {
+    let url = reqwest::Url::parse(url).ok()?;
+    let origin = url.origin();
+    origin
+        .is_tuple()
+        .then(|| origin.ascii_serialization().to_ascii_lowercase())
+}
+
+fn cookie_value(headers: &HeaderMap, name: &str) -> Option<String> {
+    super::identity::cookie(headers, name)
         .filter(|v| v.len() == 64 && v.bytes().all(|b| b.is_ascii_hexdigit()))
         .map(str::to_string)
 }
@@ -75,59 +126,6 @@ fn is_unsafe(method: &Method) -> bool {
     )
 }
 
-fn uses_bearer_token(headers: &HeaderMap) -> bool {
-    super::identity::bearer_token(headers).is_some() && !headers.contains_key(header::COOKIE)
-}
-
-/// `scheme://host[:port]` of a URL, lowercased.
-fn origin_of(url: &str) -> Option<String> {
-    let (scheme, rest) = url.split_once("://")?;
-    let host = rest.split(['/', '?', '#']).next()?;
-    (!host.is_empty()).then(|| {
-        format!(
-            "{}://{}",
-            scheme.to_ascii_lowercase(),
-            host.to_ascii_lowercase()
-        )
-    })
-}
-
-/// The origins this portal answers on: the configured public `url`, and the Host the request
-/// came in on (so a portal reached by another name still works for its own pages).
-fn allowed_origins(state: &AppState, headers: &HeaderMap) -> Vec<String> {
-    let mut out = vec![];
-    if let Some(o) = origin_of(&state.config.url) {
-        out.push(o);
-    }
-    if let Some(host) = headers.get(header::HOST).and_then(|v| v.to_str().ok()) {
-        let host = host.to_ascii_lowercase();
-        out.push(format!("http://{host}"));
-        out.push(format!("https://{host}"));
-    }
-    out
-}
-
-fn origin_ok(state: &AppState, headers: &HeaderMap) -> Result<(), AppError> {
-    let claimed = headers
-        .get(header::ORIGIN)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string)
-        .or_else(|| {
-            headers
-                .get(header::REFERER)
-                .and_then(|v| v.to_str().ok())
-                .and_then(origin_of)
-        });
-    match claimed {
-        // Non-browser clients send neither; the token check still applies to them.
-        None => Ok(()),
-        Some(o) if allowed_origins(state, headers).contains(&o.to_ascii_lowercase()) => Ok(()),
-        Some(o) => Err(AppError::Forbidden(format!(
-            "Cross-site request refused: it came from {o}, not from this portal."
-        ))),
-    }
-}
-
 fn csrf_failed() -> AppError {
     AppError::Forbidden(
         "The CSRF check failed: this form has expired or was not sent from iamdesk. Reload the \
@@ -137,14 +135,17 @@ fn csrf_failed() -> AppError {
 }
 
 pub async fn protect(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
-    let existing = cookie_value(req.headers());
+    let name = cookie_name(&state.config, COOKIE);
+    let existing = cookie_value(req.headers(), &name);
     let cookie = existing.clone().unwrap_or_else(new_cookie_value);
     let key = state.secret.as_slice();
+    let user = req.extensions().get::<CurrentUser>();
+    let session = user
+        .and_then(|u| u.session.as_ref())
+        .map(|s| s.csrf.clone());
+    let by_token = user.is_some_and(|u| u.method == AuthMethod::ApiToken);
 
-    if is_unsafe(req.method()) && !uses_bearer_token(req.headers()) {
-        if let Err(e) = origin_ok(&state, req.headers()) {
-            return e.into_response();
-        }
+    if is_unsafe(req.method()) && !by_token {
         let Some(cookie) = existing.as_deref() else {
             return csrf_failed().into_response();
         };
@@ -170,22 +171,20 @@ pub async fn protect(State(state): State<AppState>, mut req: Request, next: Next
             }
             None => None,
         };
-        if !token.is_some_and(|t| verify(key, cookie, &t)) {
+        if !token.is_some_and(|t| verify(key, cookie, session.as_deref(), &t)) {
             tracing::info!("CSRF check failed");
             return csrf_failed().into_response();
         }
     }
 
     req.extensions_mut()
-        .insert(CsrfToken(token_for(key, &cookie)));
+        .insert(CsrfToken(token_for(key, &cookie, session.as_deref())));
     let mut resp = next.run(req).await;
     if existing.is_none() {
-        let secure = if state.config.is_dev() {
-            ""
-        } else {
-            "; Secure"
-        };
-        let value = format!("{COOKIE}={cookie}; Path=/; HttpOnly; SameSite=Strict{secure}");
+        let value = format!(
+            "{name}={cookie}; Path=/; HttpOnly; SameSite=Strict{}",
+            secure_attr(&state.config)
+        );
         if let Ok(v) = HeaderValue::from_str(&value) {
             resp.headers_mut().append(header::SET_COOKIE, v);
         }
@@ -213,19 +212,29 @@ mod tests {
     use super::*;
 
     #[test]
-    fn token_verifies_only_for_its_cookie_and_key() {
-        let t = token_for(b"key-1", "cookie-a");
-        assert!(verify(b"key-1", "cookie-a", &t));
-        assert!(!verify(b"key-1", "cookie-b", &t));
-        assert!(!verify(b"key-2", "cookie-a", &t));
-        assert!(!verify(b"key-1", "cookie-a", "not-hex"));
-        assert!(!verify(b"key-1", "cookie-a", ""));
+    fn token_verifies_only_for_its_cookie_session_and_key() {
+        let t = token_for(b"key-1", "cookie-a", None);
+        assert!(verify(b"key-1", "cookie-a", None, &t));
+        assert!(!verify(b"key-1", "cookie-b", None, &t));
+        assert!(!verify(b"key-2", "cookie-a", None, &t));
+        assert!(!verify(b"key-1", "cookie-a", None, "not-hex"));
+        assert!(!verify(b"key-1", "cookie-a", None, ""));
+        // Bound to the session: not valid in another session, nor without one.
+        let s = token_for(b"key-1", "cookie-a", Some("seed-1"));
+        assert!(verify(b"key-1", "cookie-a", Some("seed-1"), &s));
+        assert!(!verify(b"key-1", "cookie-a", Some("seed-2"), &s));
+        assert!(!verify(b"key-1", "cookie-a", None, &s));
+        assert!(!verify(b"key-1", "cookie-a", Some("seed-1"), &t));
     }
 
     #[test]
-    fn origins_are_compared_by_scheme_and_host() {
+    fn origins_are_written_as_browsers_send_them() {
         assert_eq!(
             origin_of("https://IAM.example.com/x?y").as_deref(),
+            Some("https://iam.example.com")
+        );
+        assert_eq!(
+            origin_of("https://iam.example.com:443/").as_deref(),
             Some("https://iam.example.com")
         );
         assert_eq!(

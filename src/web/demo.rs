@@ -125,8 +125,9 @@ impl ErrorPageBanner {
             return None;
         }
         // The form works only for a browser that already has its CSRF cookie.
-        let csrf_token = super::identity::cookie(req.headers(), super::csrf::COOKIE)
-            .map(|c| super::csrf::token_for(&state.secret, c))
+        let name = super::identity::cookie_name(&state.config, super::csrf::COOKIE);
+        let csrf_token = super::identity::cookie(req.headers(), &name)
+            .map(|c| super::csrf::token_for(&state.secret, c, None))
             .unwrap_or_default();
         let path = match (req.method(), req.uri().path_and_query()) {
             (&Method::GET, Some(pq)) => pq.as_str().to_string(),

@@ -3,6 +3,7 @@
 
 mod api;
 mod assets;
+pub mod client;
 mod credentials;
 mod csrf;
 mod demo;
@@ -11,11 +12,11 @@ mod extract;
 pub mod identity;
 mod legacy;
 mod pages;
-pub mod ratelimit;
 mod request_page;
 mod resources;
 mod security;
 mod selfservice;
+mod signout;
 mod view;
 
 use std::future::Future;
@@ -23,7 +24,7 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::http::{HeaderName, StatusCode};
-use axum::routing::{get, post};
+use axum::routing::{MethodRouter, get, post};
 use tower::ServiceBuilder;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::limit::RequestBodyLimitLayer;
@@ -40,9 +41,35 @@ pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
 pub const REQUEST_ID_HEADER: HeaderName = HeaderName::from_static("x-request-id");
 
-/// Every route of the portal, in one place.
-pub fn router(state: AppState) -> Router {
-    let routes = Router::new()
+/// Every route of the portal, in one list: [`router`] serves it, and the fuzz test
+/// (`tests/it/fuzz.rs`) sends malformed input to each path in it.
+pub struct Routes {
+    router: Router<AppState>,
+    paths: Vec<&'static str>,
+}
+
+impl Routes {
+    fn new() -> Self {
+        Routes {
+            router: Router::new(),
+            paths: vec![],
+        }
+    }
+
+    fn route(mut self, path: &'static str, methods: MethodRouter<AppState>) -> Self {
+        self.router = self.router.route(path, methods);
+        self.paths.push(path);
+        self
+    }
+
+    /// The route paths, with their `{param}` placeholders.
+    pub fn paths(&self) -> &[&'static str] {
+        &self.paths
+    }
+}
+
+pub fn routes() -> Routes {
+    Routes::new()
         // Pages
         .route("/", get(pages::home))
         .route("/requests", get(pages::requests))
@@ -77,7 +104,10 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/roles", get(credentials::roles_page))
         .route("/roles/credentials", post(credentials::credentials_page))
-        .route("/role/{*arn}", get(credentials::console))
+        .route(
+            "/role/{*arn}",
+            get(credentials::console).post(credentials::console_confirmed),
+        )
         .route("/profile", get(credentials::profile))
         .route("/profile/tokens", post(credentials::create_token))
         .route(
@@ -85,6 +115,7 @@ pub fn router(state: AppState) -> Router {
             post(credentials::revoke_token),
         )
         .route("/api/v2/credentials", post(credentials::api_credentials))
+        .route("/api/v2/console_url", get(credentials::api_console_url))
         .route("/admin/audit", get(pages::audit))
         .route("/admin/audit.jsonl", get(pages::audit_export))
         .route("/admin/outbox", get(pages::outbox))
@@ -110,9 +141,16 @@ pub fn router(state: AppState) -> Router {
         .route("/healthcheck", get(api::healthcheck))
         .route("/static/{*path}", get(assets::serve))
         .route("/api/v2/user", get(api::current_user))
-        .route("/logout", get(pages::logout))
+        .route("/logout", get(signout::page).post(signout::sign_out))
         .route("/demo/persona", post(demo::switch))
-        // Only on matched routes: unknown paths and methods get their 404/405 first.
+}
+
+/// The portal: [`routes`] behind the middleware stack.
+pub fn router(state: AppState) -> Router {
+    let routes = routes()
+        .router
+        // Only on matched routes: unknown paths and methods get their 404/405 first. The last
+        // layer added runs first: client address, Origin check, sign-in, CSRF token.
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             csrf::protect,
@@ -120,6 +158,11 @@ pub fn router(state: AppState) -> Router {
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             identity::authenticate,
+        ))
+        .route_layer(csrf::origin_layer(&state.config))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            client::resolve,
         ))
         .fallback(errors::not_found)
         .with_state(state.clone());
@@ -151,15 +194,19 @@ pub fn router(state: AppState) -> Router {
     )
 }
 
-/// Serve until `shutdown` resolves, then finish in-flight requests.
+/// Serve until `shutdown` resolves, then finish in-flight requests. Each connection's peer
+/// address reaches the handlers (`ConnectInfo`), for [`client`].
 pub async fn serve(
     listener: tokio::net::TcpListener,
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(state))
-        .with_graceful_shutdown(shutdown)
-        .await
+    axum::serve(
+        listener,
+        router(state).into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await
 }
 
 /// Resolves on Ctrl-C or SIGTERM.

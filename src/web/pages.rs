@@ -76,7 +76,13 @@ pub async fn home(
         pending_more: pending.next_cursor.is_some(),
         store_backend: state.store.backend_name(),
         cache_backend: state.cache.backend_name(),
-        recent: recent.items.iter().map(RequestRow::from).collect(),
+        recent: recent
+            .items
+            .iter()
+            .map(|r| {
+                RequestRow::from(r).with_risk(crate::requests::synced::request_risk(&state, r))
+            })
+            .collect(),
         my_requests_url: format!(
             "/requests?{}",
             url_encode_pairs(&[("requester", user.email.as_str())])
@@ -90,6 +96,7 @@ pub struct RequestsPage {
     layout: Layout,
     recent: Vec<RequestRow>,
     statuses: Vec<&'static str>,
+    risks: Vec<&'static str>,
     filter: RequestsFilterView,
     /// (id, name) of the synced accounts, for the account filter.
     accounts: Vec<(String, String)>,
@@ -105,6 +112,7 @@ pub struct RequestsFilterView {
     pub requester: String,
     pub account: String,
     pub q: String,
+    pub risk: String,
 }
 
 /// Query string for the requests page, keeping the filters and moving the cursor.
@@ -114,6 +122,7 @@ fn requests_url(f: &RequestsFilterView, cursor: Option<&str>) -> String {
         ("requester", f.requester.as_str()),
         ("account", f.account.as_str()),
         ("q", f.q.as_str()),
+        ("risk", f.risk.as_str()),
         ("cursor", cursor.unwrap_or_default()),
     ]);
     if q.is_empty() {
@@ -155,18 +164,36 @@ pub async fn requests(
         ..q
     })?;
     let has_cursor = page.cursor.is_some();
-    let result = crate::store::search_requests(state.store.as_ref(), &filter, &page).await?;
+    let result = crate::store::search_requests(state.store.as_ref(), &filter, &page, &|r| {
+        crate::requests::synced::request_risk(&state, r)
+    })
+    .await?;
     let view = RequestsFilterView {
         status: filter.status.map(|s| s.as_str()).unwrap_or("").to_string(),
         requester: filter.requester.clone().unwrap_or_default(),
         account: filter.account.clone().unwrap_or_default(),
         q: filter.text.clone().unwrap_or_default(),
+        risk: filter
+            .min_risk
+            .map(|l| l.as_str())
+            .unwrap_or("")
+            .to_string(),
     };
     let accounts = state.resources.accounts();
     Ok(RequestsPage {
         layout: layout.nav("requests"),
-        recent: result.items.iter().map(RequestRow::from).collect(),
+        recent: result
+            .items
+            .iter()
+            .map(|r| {
+                RequestRow::from(r).with_risk(crate::requests::synced::request_risk(&state, r))
+            })
+            .collect(),
         statuses: RequestStatus::ALL.iter().map(|s| s.as_str()).collect(),
+        risks: crate::requests::risk::Level::ALL
+            .iter()
+            .map(|l| l.as_str())
+            .collect(),
         next_url: result
             .next_cursor
             .as_deref()
@@ -176,14 +203,6 @@ pub async fn requests(
         accounts,
         has_cursor,
     })
-}
-
-#[derive(Template, WebTemplate)]
-#[template(path = "notice.html")]
-pub struct NoticePage {
-    layout: Layout,
-    heading: &'static str,
-    message: String,
 }
 
 #[derive(Template, WebTemplate)]
@@ -330,31 +349,6 @@ pub async fn outbox(
             )
         }),
     })
-}
-
-/// Clear the session cookie. With ALB sign-in the load balancer's own session signs the user in
-/// again on the next page, so the page says how to end that one too.
-pub async fn logout(
-    State(state): State<AppState>,
-    Page(layout): Page,
-) -> ([(axum::http::HeaderName, String); 1], NoticePage) {
-    let message = if state.config.auth.get_user_by_aws_alb_auth {
-        "Your iamdesk session has ended. To sign out of single sign-on as well, sign out at your \
-         identity provider."
-    } else {
-        "Your iamdesk session has ended."
-    };
-    (
-        [(
-            axum::http::header::SET_COOKIE,
-            super::identity::clear_session_cookie(&state),
-        )],
-        NoticePage {
-            layout,
-            heading: "Signed out",
-            message: message.into(),
-        },
-    )
 }
 
 #[cfg(test)]

@@ -217,11 +217,31 @@ pub struct RolePage {
     synced_at: String,
     trust_pretty: String,
     inline: Vec<(String, String)>,
+    /// Grants of this role that expire: (what and when, request id).
+    expiring: Vec<(String, String)>,
 }
 
+/// The role page's query: a flash after a refresh, and a change form to prefill (the "extend"
+/// link of an expiring grant, a denial's "request this").
 #[derive(Debug, Deserialize)]
 pub struct RoleQuery {
     refreshed: Option<String>,
+    #[serde(default)]
+    kind: String,
+    #[serde(default)]
+    policy_name: String,
+    #[serde(default)]
+    policy_document: String,
+    #[serde(default)]
+    arn: String,
+    #[serde(default)]
+    tag_key: String,
+    #[serde(default)]
+    tag_value: String,
+    #[serde(default)]
+    expires: String,
+    #[serde(default)]
+    justification: String,
 }
 
 pub async fn role_page(
@@ -232,13 +252,36 @@ pub async fn role_page(
     Query(rq): Query<RoleQuery>,
 ) -> Result<RolePage, AppError> {
     let found = find_role(&state, &account_id, &name)?;
-    Ok(render_role_page(
-        layout,
-        found,
-        rq.refreshed.is_some(),
-        ChangeForm::default(),
-        vec![],
-    ))
+    let expiring = expiring(&state, &found.role.arn).await;
+    let form = ChangeForm {
+        kind: rq.kind,
+        policy_name: rq.policy_name,
+        policy_document: rq.policy_document,
+        arn: rq.arn,
+        tag_key: rq.tag_key,
+        tag_value: rq.tag_value,
+        expires: rq.expires,
+        justification: rq.justification,
+        ..ChangeForm::default()
+    };
+    let mut page = render_role_page(layout, found, rq.refreshed.is_some(), form, vec![]);
+    page.expiring = expiring;
+    Ok(page)
+}
+
+/// "inline policy read — expires 2026-12-01 12:00 UTC (in 3 h)", with the request's id.
+async fn expiring(state: &AppState, role_arn: &str) -> Vec<(String, String)> {
+    let now = chrono::Utc::now();
+    crate::requests::expiry::expiring_on(state, role_arn)
+        .await
+        .into_iter()
+        .map(|(what, at, request)| {
+            (
+                format!("{what} — {}", super::request_page::expiry_text(at, now)),
+                request,
+            )
+        })
+        .collect()
 }
 
 fn render_role_page(
@@ -272,6 +315,7 @@ fn render_role_page(
             .unwrap_or_else(|| "demo data (sandbox)".into()),
         account_name: found.account_name,
         role: found.role,
+        expiring: vec![],
     }
 }
 
@@ -293,9 +337,42 @@ pub struct ChangeForm {
     pub tag_value: String,
     #[serde(default)]
     pub justification: String,
+    /// `8h`, `1d`, `3d`, `7d`, `30d`, or empty for a permanent grant.
+    #[serde(default)]
+    pub expires: String,
+    /// A day (`YYYY-MM-DD`): the grant goes at its start (UTC). Wins over `expires`.
+    #[serde(default)]
+    pub expires_on: String,
 }
 
 impl ChangeForm {
+    /// The form's expiry as the validator reads it (RFC 3339), or what is wrong with it.
+    fn expiration(&self) -> Result<Option<String>, Vec<String>> {
+        let on = self.expires_on.trim();
+        if !on.is_empty() {
+            return Ok(Some(on.to_string()));
+        }
+        let hours = match self.expires.trim() {
+            "" | "never" => return Ok(None),
+            "8h" => 8,
+            "1d" => 24,
+            "3d" => 72,
+            "7d" => 168,
+            "30d" => 720,
+            other => {
+                // An RFC 3339 time (the "extend" link keeps the original form's value).
+                if chrono::DateTime::parse_from_rfc3339(other).is_ok() {
+                    return Ok(Some(other.to_string()));
+                }
+                return Err(vec![format!(
+                    "expires: `{other}` is not one of the offered durations"
+                )]);
+            }
+        };
+        let at = chrono::Utc::now() + chrono::Duration::hours(hours);
+        Ok(Some(at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)))
+    }
+
     /// The draft request this form proposes, or what is wrong with the form itself.
     fn to_draft(&self, role_arn: &str) -> Result<RequestDraft, Vec<String>> {
         let (kind, action) = self
@@ -328,6 +405,17 @@ impl ChangeForm {
             }
             _ => return Err(vec!["choose what to change".into()]),
         };
+        let grants = matches!(
+            (kind, action),
+            ("inline_policy", "attach")
+                | ("managed_policy", "attach")
+                | ("resource_tag", "create" | "update" | "")
+        );
+        let change = if grants {
+            change.expiring(self.expiration()?)
+        } else {
+            change
+        };
         Ok(RequestDraft {
             justification: self.justification.clone(),
             changes: vec![change],
@@ -352,10 +440,7 @@ pub async fn request_change(
             return Ok((axum::http::StatusCode::BAD_REQUEST, page).into_response());
         }
     };
-    let actor = crate::requests::lifecycle::Actor {
-        email: user.email,
-        is_admin: user.is_admin,
-    };
+    let actor = user.actor();
     match crate::requests::create::create_draft(&state, &actor, &draft).await {
         Ok(url) => Ok(axum::response::Redirect::to(&url).into_response()),
         Err(AppError::Invalid(problems)) => {
@@ -425,12 +510,12 @@ pub async fn accounts_page(
 
 /// Re-read one role from AWS into the stored snapshot and the index, then show it.
 pub async fn refresh_role(
-    user: CurrentUser,
+    _user: CurrentUser,
     State(state): State<AppState>,
     Path((account_id, name)): Path<(String, String)>,
 ) -> Result<axum::response::Redirect, AppError> {
-    // Every refresh costs AWS calls: count it against the user's API budget.
-    state.api_limiter.check(&format!("user:{}", user.email))?;
+    // Every refresh costs AWS calls: as a POST it counts against the user's budget like every
+    // state-changing request (web::identity).
     state.resources.role(&account_id, &name).ok_or_else(|| {
         AppError::NotFound(format!(
             "There is no role '{name}' in account {account_id}."

@@ -26,12 +26,18 @@ pub struct Layout {
     pub persona: Option<super::demo::Persona>,
     /// This page's path and query, for forms that come back here (the persona switch).
     pub path: String,
+    /// Signed in with an iamdesk session cookie (so "Sign out" ends something).
+    pub has_session: bool,
+    /// The sandbox cloud: its accounts are simulated (no real console or credentials).
+    pub simulated_cloud: bool,
 }
 
 impl Layout {
     pub fn new(state: &AppState, request_id: Option<String>) -> Self {
         let layout = Layout {
             csrf_token: String::new(),
+            has_session: false,
+            simulated_cloud: state.config.aws.mode == crate::config::AwsMode::Sandbox,
             nav: "",
             demo_mode: state.demo_mode,
             user: None,
@@ -81,6 +87,7 @@ impl FromRequestParts<AppState> for Page {
         if let Some(u) = parts.extensions.get::<super::identity::CurrentUser>() {
             layout.user = Some(u.email.clone());
             layout.is_admin = u.is_admin;
+            layout.has_session = u.session.is_some();
             layout.persona = (u.method == super::identity::AuthMethod::Demo)
                 .then(|| super::demo::Persona::of_email(&u.email))
                 .flatten();
@@ -111,6 +118,15 @@ pub struct RequestRow {
     pub justification: String,
     pub created: String,
     pub created_iso: String,
+    /// The highest risk of its changes (`low` … `critical`).
+    pub risk: &'static str,
+}
+
+impl RequestRow {
+    pub fn with_risk(mut self, level: crate::requests::risk::Level) -> Self {
+        self.risk = level.as_str();
+        self
+    }
 }
 
 impl From<&PolicyRequest> for RequestRow {
@@ -123,6 +139,7 @@ impl From<&PolicyRequest> for RequestRow {
             justification: truncate(&r.justification, 120),
             created: human_time(r.created_at),
             created_iso: r.created_at.to_rfc3339(),
+            risk: "",
         }
     }
 }

@@ -97,6 +97,22 @@ impl Store for MapStore {
         Ok(self.map().get(id).cloned())
     }
 
+    async fn add_comment(
+        &self,
+        request_id: &str,
+        comment: &iamdesk::store::Comment,
+        _max: usize,
+        _event: &AuditEvent,
+        _outbox: &[OutboxMessage],
+    ) -> StoreResult<()> {
+        let mut map = self.map();
+        let stored = map
+            .get_mut(request_id)
+            .ok_or_else(|| StoreError::NotFound(request_id.to_string()))?;
+        stored.comments.push(comment.clone());
+        Ok(())
+    }
+
     async fn list_requests(
         &self,
         _filter: &RequestFilter,
@@ -129,8 +145,13 @@ impl Store for MapStore {
         unsupported()
     }
 
+    async fn enqueue_outbox(&self, _message: &OutboxMessage) -> StoreResult<()> {
+        unsupported()
+    }
+
     async fn due_outbox(
         &self,
+        _channel: &str,
         _now: DateTime<Utc>,
         _limit: usize,
     ) -> StoreResult<Vec<OutboxMessage>> {

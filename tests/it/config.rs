@@ -499,7 +499,10 @@ fn check_config_prints_redacted_config_and_fails_on_errors() {
     let good = write(
         &dir,
         "good.yaml",
-        "jwt_secret: cli-hunter2\nurl: https://iam.example.com\ncelery: {}\n",
+        concat!(
+            "jwt_secret: cli-hunter2\nurl: https://iam.example.com\ncelery: {}\n",
+            "auth:\n  get_user_by_aws_alb_auth: true\n  alb:\n    arns: [arn:aws:elasticloadbalancing:us-east-1:1:loadbalancer/app/x/1]\n"
+        ),
     );
     let out = check_config(&good);
     let stdout = String::from_utf8_lossy(&out.stdout);

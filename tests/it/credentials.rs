@@ -108,12 +108,14 @@ impl World {
             .expect("POST")
     }
 
+    /// A page or console link opened from the portal itself (`Sec-Fetch-Site: same-origin`).
     async fn console(&self, who: &str, groups: &str, path: &str) -> reqwest::Response {
         self.app
             .client
             .get(self.app.url(path))
             .header("x-user", who)
             .header("x-groups", groups)
+            .header("sec-fetch-site", "same-origin")
             .send()
             .await
             .expect("GET")
@@ -531,17 +533,340 @@ async fn credential_process_output_is_read_by_boto3() {
 }
 
 #[tokio::test]
-async fn the_demo_lists_my_roles_and_says_plainly_that_it_cannot_sign_in() {
+async fn the_demo_lists_my_roles_and_says_plainly_that_they_are_simulated() {
     let app = TestApp::demo().await;
     let html = app.get("/roles").await.text().await.unwrap_or_default();
     let arn = "arn:aws:iam::111122223333:role/billing-reports";
     assert!(html.contains(arn), "the demo admin has demo roles");
-    let resp = app.get(&format!("/role/{arn}")).await;
-    assert_eq!(resp.status(), 502);
-    let page = resp.text().await.unwrap_or_default();
-    assert!(page.contains("sandbox cloud (demo accounts) cannot issue real AWS credentials"));
     assert!(
-        !page.contains("AWS refused"),
-        "the sandbox's words are not AWS's"
+        html.contains("Demo accounts are simulated"),
+        "said by the buttons"
+    );
+    let resp = app
+        .client
+        .get(app.url(&format!("/role/{arn}")))
+        .header("sec-fetch-site", "same-origin")
+        .send()
+        .await
+        .expect("GET");
+    assert_eq!(resp.status(), 200, "not an error: the demo has no AWS");
+    let page = resp.text().await.unwrap_or_default();
+    assert!(page.contains("Demo accounts are simulated"), "{page}");
+    for operator_words in ["aws.mode", "account_ids_to_name", "AWS refused", "502"] {
+        assert!(!page.contains(operator_words), "{operator_words}: {page}");
+    }
+    let (cookie, token) = crate::support::form_token(&app, "/roles").await;
+    let resp = app
+        .client
+        .post(app.url("/roles/credentials"))
+        .header("cookie", &cookie)
+        .form(&[("csrf_token", token.as_str()), ("role", arn)])
+        .send()
+        .await
+        .expect("POST");
+    assert_eq!(resp.status(), 200);
+    assert!(
+        resp.text()
+            .await
+            .unwrap_or_default()
+            .contains("Demo accounts are simulated")
+    );
+    let resp = app
+        .client
+        .post(app.url("/api/v2/credentials"))
+        .header("cookie", &cookie)
+        .header("x-csrf-token", &token)
+        .json(&json!({"requested_role": arn}))
+        .send()
+        .await
+        .expect("POST");
+    assert_eq!(resp.status(), 409);
+    let body: Value = resp.json().await.expect("json");
+    assert!(
+        body["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("simulated")),
+        "{body}"
+    );
+
+    // Every attempt is audited as a failure, none as an issuance.
+    let audit = app
+        .state
+        .store
+        .list_audit(None, &iamdesk::store::PageRequest::first(100))
+        .await
+        .expect("audit");
+    let actions: Vec<&str> = audit.items.iter().map(|e| e.action.as_str()).collect();
+    assert!(!actions.contains(&"credentials.issued"), "{actions:?}");
+    assert_eq!(
+        actions
+            .iter()
+            .filter(|a| **a == "credentials.failed")
+            .count(),
+        3,
+        "{actions:?}"
+    );
+    let failed = audit
+        .items
+        .iter()
+        .find(|e| e.action == "credentials.failed")
+        .expect("failure");
+    assert_eq!(failed.detail["result"], "failed");
+    assert_eq!(failed.detail["role"], arn);
+}
+
+#[tokio::test]
+async fn a_console_link_from_another_site_asks_first_and_the_portal_links_go_straight() {
+    let Some(w) = world().await else { return };
+    let path = format!("/role/{}", w.arn("app"));
+    let get = |site: Option<&'static str>, referer: Option<&'static str>| {
+        let mut req = w
+            .app
+            .client
+            .get(w.app.url(&path))
+            .header("x-user", DEV)
+            .header("x-groups", "eng");
+        if let Some(s) = site {
+            req = req.header("sec-fetch-site", s);
+        }
+        if let Some(r) = referer {
+            req = req.header("referer", r);
+        }
+        req.send()
+    };
+    for (site, referer) in [
+        (Some("cross-site"), None),
+        // Another port on the same host is the same site, not the same origin.
+        (Some("same-site"), None),
+        (None, None),
+        (None, Some("https://evil.example.com/")),
+    ] {
+        let resp = get(site, referer).await.expect("GET");
+        assert_eq!(
+            resp.status(),
+            200,
+            "{site:?} {referer:?}: a page, no redirect"
+        );
+        let html = resp.text().await.unwrap_or_default();
+        assert!(html.contains("Sign in to the AWS console?"), "{html}");
+        assert!(
+            html.contains(&format!("action=\"{path}\"")),
+            "a POST button: {html}"
+        );
+    }
+    assert!(
+        w.sessions.lock().map(|v| v.is_empty()).unwrap_or(false),
+        "no AssumeRole, no federation call for a link from elsewhere"
+    );
+    let audit = w
+        .app
+        .state
+        .store
+        .list_audit(None, &iamdesk::store::PageRequest::first(50))
+        .await
+        .expect("audit");
+    assert!(
+        audit
+            .items
+            .iter()
+            .all(|e| !e.action.starts_with("credentials.")),
+        "nothing audited: nothing happened"
+    );
+
+    // The confirmation's button (CSRF-checked) signs in; without the token it does not.
+    let post = |token: &str| {
+        w.app
+            .client
+            .post(w.app.url(&path))
+            .header("x-user", DEV)
+            .header("x-groups", "eng")
+            .header("cookie", &w.csrf.0)
+            .form(&[("csrf_token", token)])
+            .send()
+    };
+    assert_eq!(post("00").await.expect("POST").status(), 403);
+    let resp = post(&w.csrf.1).await.expect("POST");
+    assert_eq!(resp.status(), 302);
+
+    // Links inside the portal (same origin, or an old browser's same-origin Referer) go straight.
+    for (site, referer) in [
+        (Some("same-origin"), None),
+        (Some("none"), None),
+        (None, Some("https://iamdesk.example.com/roles")),
+    ] {
+        let resp = get(site, referer).await.expect("GET");
+        assert_eq!(resp.status(), 302, "{site:?} {referer:?}");
+    }
+}
+
+#[tokio::test]
+async fn console_url_api_returns_the_federation_url_with_the_same_rules() {
+    let Some(w) = world().await else { return };
+    let api = |who: &str, groups: &str, role: &str| {
+        w.app
+            .client
+            .get(w.app.url("/api/v2/console_url"))
+            .query(&[("role", role)])
+            .header("x-user", who)
+            .header("x-groups", groups)
+            .send()
+    };
+    let resp = api(DEV, "eng", &w.arn("app")).await.expect("GET");
+    assert_eq!(resp.status(), 200);
+    assert!(
+        resp.headers()
+            .get("cache-control")
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.contains("no-store"))
+    );
+    let body: Value = resp.json().await.expect("json");
+    let url = body["console_url"].as_str().unwrap_or_default();
+    assert!(
+        url.starts_with(&w.app.state.config.aws.federation_url) && url.contains("Action=login"),
+        "{body}"
+    );
+    assert_eq!(body["role"], w.arn("app"));
+    // CLI-only: no console. Not entitled: no console. Missing role: 400.
+    assert_eq!(
+        api(DEV, "", &w.arn("cli")).await.expect("GET").status(),
+        403
+    );
+    assert_eq!(
+        api("stranger@example.com", "", &w.arn("app"))
+            .await
+            .expect("GET")
+            .status(),
+        403
+    );
+    let resp = w
+        .app
+        .client
+        .get(w.app.url("/api/v2/console_url"))
+        .header("x-user", DEV)
+        .send()
+        .await
+        .expect("GET");
+    assert_eq!(resp.status(), 400);
+    // A page on another site cannot make a browser ask for one.
+    let resp = w
+        .app
+        .client
+        .get(w.app.url("/api/v2/console_url"))
+        .query(&[("role", w.arn("app"))])
+        .header("x-user", DEV)
+        .header("x-groups", "eng")
+        .header("sec-fetch-site", "cross-site")
+        .send()
+        .await
+        .expect("GET");
+    assert_eq!(resp.status(), 403);
+
+    // Scripts use an API token.
+    let (token, _) = make_token(&w, DEV, "eng").await;
+    let resp = w
+        .app
+        .client
+        .get(w.app.url("/api/v2/console_url"))
+        .query(&[("role", w.arn("app"))])
+        .bearer_auth(&token)
+        .send()
+        .await
+        .expect("GET");
+    assert_eq!(resp.status(), 200);
+    let audit = w
+        .app
+        .state
+        .store
+        .list_audit(None, &iamdesk::store::PageRequest::first(100))
+        .await
+        .expect("audit");
+    let console: Vec<_> = audit
+        .items
+        .iter()
+        .filter(|e| e.detail["purpose"] == "console")
+        .map(|e| e.action.as_str())
+        .collect();
+    assert_eq!(
+        console
+            .iter()
+            .filter(|a| **a == "credentials.issued")
+            .count(),
+        2,
+        "{console:?}"
+    );
+    assert_eq!(
+        console
+            .iter()
+            .filter(|a| **a == "credentials.failed")
+            .count(),
+        2,
+        "the refusals are audited as failures: {console:?}"
+    );
+}
+
+#[tokio::test]
+async fn api_tokens_follow_their_owner_groups_and_rest_when_they_stop_signing_in() {
+    let Some(w) = world().await else { return };
+    let (token, _) = make_token(&w, DEV, "eng").await;
+    let creds = |token: String| {
+        let w = &w;
+        async move {
+            w.app
+                .client
+                .post(w.app.url("/api/v2/credentials"))
+                .bearer_auth(token)
+                .json(&json!({"requested_role": w.arn("app")}))
+                .send()
+                .await
+                .expect("POST")
+        }
+    };
+    assert_eq!(creds(token.clone()).await.status(), 200, "eng grants app");
+
+    // The owner leaves the eng group: their next sign-in says so, and the token follows.
+    let page = w.console(DEV, "", "/profile").await;
+    assert_eq!(page.status(), 200);
+    let resp = creds(token.clone()).await;
+    assert_eq!(resp.status(), 403, "the token lost what eng granted");
+    let body: Value = resp.json().await.expect("json");
+    assert!(
+        body["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("not authorized")),
+        "{body}"
+    );
+    // Back in the group: back in business.
+    let html = w
+        .console(DEV, "eng", "/profile")
+        .await
+        .text()
+        .await
+        .unwrap_or_default();
+    assert_eq!(creds(token.clone()).await.status(), 200);
+    assert!(
+        html.contains("Your tokens work until"),
+        "the profile says how long: {html}"
+    );
+
+    // No interactive sign-in for longer than auth.api_token_max_idle_days: the token rests.
+    let idle = w.app.state.config.auth.api_token_max_idle_days;
+    w.app
+        .state
+        .store
+        .record_sign_in(&iamdesk::store::SignIn {
+            user: DEV.into(),
+            groups: vec!["eng".into()],
+            at: chrono::Utc::now() - chrono::Duration::days(i64::from(idle) + 1),
+        })
+        .await
+        .expect("age the sign-in");
+    let resp = creds(token.clone()).await;
+    assert_eq!(resp.status(), 401);
+    let body: Value = resp.json().await.expect("json");
+    assert!(
+        body["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("has not signed in") && m.contains(&idle.to_string())),
+        "{body}"
     );
 }

@@ -155,6 +155,18 @@ mod alb {
 
     impl Alb {
         pub async fn start(set_cookie: bool) -> Alb {
+            Self::start_with(set_cookie, |_| {}).await
+        }
+
+        /// Another server (a replica) on the same database and configuration.
+        pub async fn replica(&self) -> TestApp {
+            TestApp::spawn(self.app.state.config.clone()).await
+        }
+
+        pub async fn start_with(
+            set_cookie: bool,
+            tune: impl FnOnce(&mut iamdesk::config::Config),
+        ) -> Alb {
             let key = SigningKey::random(&mut OsRng);
             let pem = key
                 .verifying_key()
@@ -190,13 +202,24 @@ mod alb {
             config.auth.alb.arns = vec![ARN.into()];
             config.auth.alb.public_key_url = format!("http://127.0.0.1:{port}/{{kid}}");
             config.groups.can_admin = vec!["iam-admins".into()];
+            tune(&mut config);
             let mut app = TestApp::spawn(config).await;
             app.keep(dir);
             Alb { app, key }
         }
 
         pub fn token(&self, email: &str, groups: &[&str], exp_in: i64) -> String {
-            let header = json!({"typ": "JWT", "kid": KID, "alg": "ES256", "iss": "https://idp.example.com",
+            self.token_with_kid(KID, email, groups, exp_in)
+        }
+
+        pub fn token_with_kid(
+            &self,
+            kid: &str,
+            email: &str,
+            groups: &[&str],
+            exp_in: i64,
+        ) -> String {
+            let header = json!({"typ": "JWT", "kid": kid, "alg": "ES256", "iss": "https://idp.example.com",
                                 "client": "iamdesk", "signer": ARN,
                                 "exp": chrono::Utc::now().timestamp() + exp_in});
             let payload = json!({"sub": "00u123", "email": email, "groups": groups});
@@ -259,7 +282,93 @@ mod alb {
         assert_eq!(me["user"], "alice@example.com");
         assert_eq!(me["groups"], json!(["engineering", "iam-admins"]));
 
-        // /logout clears it.
+        // The same person with the same groups keeps the session: no new cookie per request.
+        let resp = app
+            .client
+            .get(app.url("/api/v2/user"))
+            .header("x-amzn-oidc-data", &token)
+            .header("cookie", &session)
+            .send()
+            .await
+            .expect("GET");
+        assert_eq!(resp.status(), 200);
+        assert!(
+            !resp
+                .headers()
+                .get_all("set-cookie")
+                .iter()
+                .filter_map(|v| v.to_str().ok())
+                .any(|c| c.starts_with("iamdesk_auth=")),
+            "the session is kept"
+        );
+    }
+
+    /// The session cookie, the CSRF cookie and the page's form token, for a page seen with
+    /// `session`.
+    pub async fn page_tokens(app: &TestApp, session: &str) -> (String, String) {
+        let resp = app
+            .client
+            .get(app.url("/profile"))
+            .header("cookie", session)
+            .send()
+            .await
+            .expect("GET");
+        assert_eq!(resp.status(), 200);
+        let csrf = resp
+            .headers()
+            .get_all("set-cookie")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .find(|c| crate::support::is_csrf_cookie(c))
+            .and_then(|c| c.split(';').next())
+            .expect("csrf cookie")
+            .to_string();
+        let html = resp.text().await.expect("html");
+        let token = html
+            .split("name=\"csrf_token\" value=\"")
+            .nth(1)
+            .and_then(|r| r.split('"').next())
+            .expect("a form token")
+            .to_string();
+        (format!("{session}; {csrf}"), token)
+    }
+
+    async fn session_of(alb: &Alb, email: &str) -> String {
+        let resp = alb
+            .app
+            .client
+            .get(alb.app.url("/api/v2/user"))
+            .header("x-amzn-oidc-data", alb.token(email, &["engineering"], 120))
+            .send()
+            .await
+            .expect("GET");
+        resp.headers()
+            .get_all("set-cookie")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .find(|c| c.contains("iamdesk_auth="))
+            .and_then(|c| c.split(';').next())
+            .expect("session cookie")
+            .to_string()
+    }
+
+    #[tokio::test]
+    async fn logout_is_a_csrf_checked_post_and_a_revoked_session_gets_401_on_another_replica() {
+        let alb = Alb::start(true).await;
+        let app = &alb.app;
+        let replica = alb.replica().await;
+        let session = session_of(&alb, "alice@example.com").await;
+        let user = |app: &TestApp, cookies: String| {
+            let req = app
+                .client
+                .get(app.url("/api/v2/user"))
+                .header("cookie", cookies);
+            async move { req.send().await.expect("GET").status() }
+        };
+        assert_eq!(user(app, session.clone()).await, 200);
+        assert_eq!(user(&replica, session.clone()).await, 200, "both replicas");
+
+        // GET /logout only shows the button; it revokes nothing.
         let resp = app
             .client
             .get(app.url("/logout"))
@@ -267,14 +376,164 @@ mod alb {
             .send()
             .await
             .expect("GET");
-        let cleared = resp.headers()["set-cookie"]
-            .to_str()
+        assert_eq!(resp.status(), 200);
+        assert!(
+            resp.text()
+                .await
+                .unwrap_or_default()
+                .contains("action=\"/logout\"")
+        );
+        assert_eq!(user(app, session.clone()).await, 200);
+
+        // POST without the CSRF token: refused, nothing revoked.
+        let (cookies, token) = page_tokens(app, &session).await;
+        let resp = app
+            .client
+            .post(app.url("/logout"))
+            .header("cookie", &cookies)
+            .form(&[("csrf_token", "00")])
+            .send()
+            .await
+            .expect("POST");
+        assert_eq!(resp.status(), 403);
+        assert_eq!(user(&replica, session.clone()).await, 200);
+
+        let resp = app
+            .client
+            .post(app.url("/logout"))
+            .header("cookie", &cookies)
+            .form(&[("csrf_token", token.as_str())])
+            .send()
+            .await
+            .expect("POST");
+        assert_eq!(resp.status(), 200);
+        let cleared = resp
+            .headers()
+            .get_all("set-cookie")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .find(|c| c.starts_with("iamdesk_auth="))
             .unwrap_or_default()
             .to_string();
         assert!(
             cleared.starts_with("iamdesk_auth=;") && cleared.contains("Max-Age=0"),
             "{cleared}"
         );
+        // A copy of the cookie is worthless now, on this replica and on the other one.
+        assert_eq!(user(app, session.clone()).await, 401);
+        assert_eq!(user(&replica, session.clone()).await, 401);
+        let audit = app
+            .state
+            .store
+            .list_audit(None, &iamdesk::store::PageRequest::first(20))
+            .await
+            .expect("audit");
+        assert!(audit.items.iter().any(|e| e.action == "session.revoked"));
+    }
+
+    #[tokio::test]
+    async fn with_redis_a_revoked_session_is_refused_at_once_by_a_replica_that_knew_it() {
+        let Some(url) = crate::support::redis_url() else {
+            return;
+        };
+        let alb = Alb::start_with(true, |c| c.redis.url = Some(url.clone())).await;
+        let replica = alb.replica().await;
+        let session = session_of(&alb, "bob@example.com").await;
+        let status = |app: &TestApp| {
+            let req = app
+                .client
+                .get(app.url("/api/v2/user"))
+                .header("cookie", session.clone());
+            async move { req.send().await.expect("GET").status() }
+        };
+        // The replica has seen (and, with a shared cache, remembered) the session as valid.
+        assert_eq!(status(&replica).await, 200);
+        let (cookies, token) = page_tokens(&alb.app, &session).await;
+        let resp = alb
+            .app
+            .client
+            .post(alb.app.url("/logout"))
+            .header("cookie", &cookies)
+            .form(&[("csrf_token", token.as_str())])
+            .send()
+            .await
+            .expect("POST");
+        assert_eq!(resp.status(), 200);
+        assert_eq!(status(&replica).await, 401);
+    }
+
+    #[tokio::test]
+    async fn the_csrf_token_is_bound_to_the_session() {
+        let alb = Alb::start(true).await;
+        let app = &alb.app;
+        let first = session_of(&alb, "carol@example.com").await;
+        let second = session_of(&alb, "carol@example.com").await;
+        assert_ne!(first, second, "two browsers, two sessions");
+        let (cookies, token) = page_tokens(app, &first).await;
+        let csrf_cookie = cookies.rsplit("; ").next().unwrap_or_default().to_string();
+        let post = |cookies: String, token: String| {
+            let req = app
+                .client
+                .post(app.url("/logout"))
+                .header("cookie", cookies)
+                .form(&[("csrf_token", token)]);
+            async move { req.send().await.expect("POST").status() }
+        };
+        // The first session's token does not work with the second session's cookie.
+        assert_eq!(
+            post(format!("{second}; {csrf_cookie}"), token.clone()).await,
+            403
+        );
+        assert_eq!(post(cookies, token).await, 200);
+    }
+
+    #[tokio::test]
+    async fn over_https_cookies_carry_the_host_prefix() {
+        let alb = Alb::start_with(true, |c| c.url = "https://iamdesk.example.com".into()).await;
+        let resp = alb
+            .app
+            .client
+            .get(alb.app.url("/profile"))
+            .header(
+                "x-amzn-oidc-data",
+                alb.token("dan@example.com", &["engineering"], 120),
+            )
+            .send()
+            .await
+            .expect("GET");
+        assert_eq!(resp.status(), 200);
+        let cookies: Vec<String> = resp
+            .headers()
+            .get_all("set-cookie")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .map(str::to_string)
+            .collect();
+        for name in ["__Host-iamdesk_auth=", "__Host-iamdesk_csrf="] {
+            let c = cookies
+                .iter()
+                .find(|c| c.starts_with(name))
+                .unwrap_or_else(|| panic!("{name} in {cookies:?}"));
+            assert!(c.contains("; Secure") && c.contains("Path=/"), "{c}");
+            assert!(!c.to_ascii_lowercase().contains("domain="), "{c}");
+        }
+        // The unprefixed name (which a sibling subdomain could plant) is not read.
+        let session = cookies
+            .iter()
+            .find(|c| c.starts_with("__Host-iamdesk_auth="))
+            .and_then(|c| c.split(';').next())
+            .unwrap_or_default()
+            .to_string();
+        let status = |cookie: String| {
+            let req = alb
+                .app
+                .client
+                .get(alb.app.url("/api/v2/user"))
+                .header("cookie", cookie);
+            async move { req.send().await.expect("GET").status() }
+        };
+        assert_eq!(status(session.clone()).await, 200);
+        assert_eq!(status(session.replacen("__Host-", "", 1)).await, 401);
     }
 
     #[tokio::test]
@@ -323,6 +582,42 @@ mod alb {
             .await
             .expect("GET");
         assert_eq!(resp.status(), 401);
+    }
+
+    #[tokio::test]
+    async fn a_client_over_its_failures_costs_no_key_fetch_and_valid_tokens_still_pass() {
+        let alb = Alb::start(false).await;
+        let app = &alb.app;
+        let valid = alb.token("erin@example.com", &["engineering"], 120);
+        let get = |token: String| {
+            let req = app
+                .client
+                .get(app.url("/api/v2/user"))
+                .header("x-amzn-oidc-data", token);
+            async move { req.send().await.expect("GET").status().as_u16() }
+        };
+        assert_eq!(get(valid.clone()).await, 200, "the kid's key is now cached");
+        let verifier = app.state.alb.as_ref().expect("alb verifier");
+        let limit = app.state.config.rate_limit.login_per_minute;
+        for _ in 0..=limit {
+            let _ = get("a.b.c".into()).await;
+        }
+        let fetches = verifier.key_fetches();
+        // Well-formed, signed by a listed ALB, but with kids nobody has: each would be a fetch.
+        for i in 0..20 {
+            let forged = alb.token_with_kid(&format!("kid-{i}"), "mallory@example.com", &[], 120);
+            assert_eq!(get(forged).await, 429);
+        }
+        assert_eq!(
+            verifier.key_fetches(),
+            fetches,
+            "no fetch for a blocked client"
+        );
+        assert_eq!(
+            get(valid).await,
+            200,
+            "a valid token from the same address passes"
+        );
     }
 
     #[tokio::test]

@@ -145,6 +145,7 @@ fn options(table: &str) -> Options {
         update: false,
         by: "ops@example.com".into(),
         page_size: None,
+        max_comments: 200,
     }
 }
 
@@ -418,6 +419,7 @@ async fn a_consoleme_table_imports_with_the_right_counts_and_only_once() {
             ..Default::default()
         },
         &PageRequest::first(10),
+        &|_| iamdesk::requests::risk::Level::Low,
     )
     .await
     .expect("search");
@@ -455,23 +457,35 @@ async fn update_refreshes_earlier_imports_but_never_what_iamdesk_changed() {
     let first = import(store, &db, &options(&table)).await;
     assert_eq!(first.imported, 2, "{first}");
 
-    // ConsoleMe moved on after the first import; iamdesk acted on b meanwhile.
+    // ConsoleMe moved on after the first import (a decision and a comment); in iamdesk,
+    // somebody commented on a and rejected b meanwhile.
     item_a["status"] = json!("approved");
     item_a["extended_request"]["request_status"] = json!("approved");
     item_a["extended_request"]["changes"]["changes"][0]["status"] = json!("applied");
     item_a["extended_request"]["reviewer"] = json!(ADMIN);
-    item_b["status"] = json!("rejected");
+    item_a["extended_request"]["comments"] = json!([comment(ADMIN, "applied in ConsoleMe")]);
+    item_b["status"] = json!("approved");
+    item_b["extended_request"]["request_status"] = json!("approved");
     put(&db, &table, &item_a).await;
     put(&db, &table, &item_b).await;
+    let resp = w
+        .act(
+            OTHER_ADMIN,
+            "admins",
+            &a,
+            json!({"command": "add_comment", "comment_text": "looking at it in iamdesk"}),
+        )
+        .await;
+    assert_eq!(resp.status(), 200);
     let resp = w
         .act(
             ADMIN,
             "admins",
             &b,
-            json!({"command": "add_comment", "comment_text": "looking at it in iamdesk"}),
+            json!({"command": "reject_request", "version": 1}),
         )
         .await;
-    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.status(), 200, "{:?}", resp.text().await);
     put(
         &db,
         &table,
@@ -527,13 +541,19 @@ async fn update_refreshes_earlier_imports_but_never_what_iamdesk_changed() {
     assert_eq!(ra.version, 2);
     assert_eq!(ra.imported.as_ref().map(|i| i.version), Some(2));
     assert_eq!(ra.results[0].status, ChangeStatus::Applied);
+    let mut texts: Vec<&str> = ra.comments.iter().map(|c| c.text.as_str()).collect();
+    texts.sort_unstable();
+    assert_eq!(
+        texts,
+        ["applied in ConsoleMe", "looking at it in iamdesk"],
+        "ConsoleMe's new comment joins the one written in iamdesk"
+    );
     let rb = w.request(&b).await;
     assert_eq!(
         rb.status,
-        RequestStatus::Pending,
-        "iamdesk's own history is kept"
+        RequestStatus::Rejected,
+        "iamdesk's own decision is kept"
     );
-    assert_eq!(rb.comments.len(), 1);
 
     // Unchanged in ConsoleMe: a second --update changes nothing.
     let again = import(store, &db, &update).await;
@@ -549,7 +569,9 @@ async fn import_one(w: &World, who: &str, role_name: &str, extra: Vec<Value>) ->
     let arn = role(&w.account, role_name);
     let mut changes = vec![inline(&arn, "from-consoleme", "not_applied")];
     changes.extend(extra);
-    put(&db, &table, &v2_item(&id, "pending", who, &arn, changes)).await;
+    let mut item = v2_item(&id, "pending", who, &arn, changes);
+    item["extended_request"]["comments"] = json!([comment(OTHER_ADMIN, "why this bucket?")]);
+    put(&db, &table, &item).await;
     let s = import(w.app.state.store.as_ref(), &db, &options(&table)).await;
     assert_eq!(s.imported, 1, "{s}");
     id
@@ -618,6 +640,8 @@ async fn an_imported_pending_request_is_reviewed_approved_and_applied_in_iamdesk
         inline_policy_exists(&w, "from-consoleme").await,
         "applied in the spoke account"
     );
+    assert_eq!(r.comments.len(), 1, "ConsoleMe's comment is kept");
+    assert_eq!(r.comments[0].author, OTHER_ADMIN);
     let actions: Vec<String> = w
         .app
         .state

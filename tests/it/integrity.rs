@@ -682,3 +682,79 @@ async fn every_change_type_applies_exactly_the_calls_the_review_shows() {
     assert!(made.iter().any(|op| matches!(op,
         IamOp::AttachRolePolicy { role, policy_arn } if *role == copy && *policy_arn == extra)));
 }
+
+// ------------------------------------------------------------------------------------------
+// Comments
+
+#[tokio::test]
+async fn a_full_comment_thread_never_stops_an_approval_on_dynamodb() {
+    // 90 comments of 5,000 characters: 450 KB of discussion, past DynamoDB's 400 KB item limit
+    // (the default limit, 200, only takes longer to fill).
+    let Some(w) = world_tuned(Backends::DynamoRedis, |c| c.policies.max_comments = 90).await else {
+        return;
+    };
+    let id = create_ok(
+        &w,
+        DEV,
+        "dev",
+        body(vec![w.inline("talked-about", "attach")]),
+    )
+    .await;
+    let version = w.request(&id).await.version;
+    let long = "x".repeat(5000);
+    for i in 0..90 {
+        let who = if i % 2 == 0 { DEV } else { ADMIN };
+        let resp = w
+            .act(
+                who,
+                "dev",
+                &id,
+                json!({"command": "add_comment", "comment_text": long}),
+            )
+            .await;
+        assert_eq!(resp.status(), 200, "comment {i}");
+    }
+    let resp = w
+        .act(
+            DEV,
+            "dev",
+            &id,
+            json!({"command": "add_comment", "comment_text": "one more"}),
+        )
+        .await;
+    assert_eq!(resp.status(), 409, "the 91st comment");
+    assert!(
+        resp.text()
+            .await
+            .unwrap_or_default()
+            .contains("policies.max_comments"),
+        "the 409 names the limit"
+    );
+    let too_long = "y".repeat(5001);
+    let resp = w
+        .act(
+            DEV,
+            "dev",
+            &id,
+            json!({"command": "add_comment", "comment_text": too_long}),
+        )
+        .await;
+    assert_eq!(resp.status(), 400, "5,001 characters");
+    let r = w.request(&id).await;
+    assert_eq!(r.comments.len(), 90);
+    assert_eq!(
+        r.version, version,
+        "comments never move the version a reviewer saw"
+    );
+    let resp = w
+        .act(
+            OTHER_ADMIN,
+            "admins",
+            &id,
+            json!({"command": "approve_request", "version": version}),
+        )
+        .await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(w.request(&id).await.status, RequestStatus::Approved);
+    assert!(policy_exists(&w, "app", "talked-about").await);
+}

@@ -366,7 +366,10 @@ fn check_config_prints_the_effective_config_without_secrets() {
     let cfg = dir.path().join("iamdesk.yaml");
     std::fs::write(
         &cfg,
-        "jwt_secret: hunter2-very-secret\nurl: https://iam.example.com\n",
+        concat!(
+            "jwt_secret: hunter2-very-secret\nurl: https://iam.example.com\n",
+            "auth:\n  get_user_by_aws_alb_auth: true\n  alb:\n    arns: [arn:aws:elasticloadbalancing:us-east-1:1:loadbalancer/app/x/1]\n"
+        ),
     )
     .expect("write config");
     let out = bin()

@@ -147,7 +147,7 @@ pub async fn form_token(app: &TestApp, path: &str) -> (String, String) {
         .get_all("set-cookie")
         .iter()
         .filter_map(|v| v.to_str().ok())
-        .find(|c| c.starts_with("iamdesk_csrf="))
+        .find(|c| is_csrf_cookie(c))
         .and_then(|c| c.split(';').next())
         .map(str::to_string)
         .expect("csrf cookie set");
@@ -240,13 +240,21 @@ pub async fn csrf_for(app: &TestApp) -> (String, String) {
         .get_all("set-cookie")
         .iter()
         .filter_map(|v| v.to_str().ok())
-        .find(|c| c.starts_with("iamdesk_csrf="))
+        .find(|c| is_csrf_cookie(c))
         .and_then(|c| c.split(';').next())
         .expect("csrf cookie")
         .to_string();
-    let value = cookie.trim_start_matches("iamdesk_csrf=").to_string();
+    let value = cookie
+        .split_once('=')
+        .map(|(_, v)| v.to_string())
+        .unwrap_or_default();
     let key = app.state.secret.clone();
     (cookie, iamdesk_csrf_token(&key, &value))
+}
+
+/// The CSRF cookie, named `iamdesk_csrf` (`__Host-iamdesk_csrf` when `url` is https).
+pub fn is_csrf_cookie(set_cookie: &str) -> bool {
+    set_cookie.starts_with("iamdesk_csrf=") || set_cookie.starts_with("__Host-iamdesk_csrf=")
 }
 
 pub fn iamdesk_csrf_token(key: &[u8], cookie: &str) -> String {
