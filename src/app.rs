@@ -36,6 +36,8 @@ pub struct App {
     pub outbox_wake: tokio::sync::Notify,
     /// The SESv2 client, made on first use (only when a sender is configured).
     pub ses: tokio::sync::OnceCell<aws_sdk_sesv2::Client>,
+    /// Events from AWS: counters and the SNS signature verifier (`src/events/`).
+    pub events: crate::events::Events,
 }
 
 #[derive(Clone)]
@@ -122,6 +124,7 @@ impl App {
             cloud,
             outbox_wake: tokio::sync::Notify::new(),
             ses: tokio::sync::OnceCell::new(),
+            events: crate::events::Events::new(),
         });
         app.load_resources().await;
         Ok(app)

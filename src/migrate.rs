@@ -23,6 +23,7 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
         include_str!("../migrations/resources.json"),
     ),
     ("tokens.json", include_str!("../migrations/tokens.json")),
+    ("events.json", include_str!("../migrations/events.json")),
 ];
 
 /// How long to wait for a new table or index to become ACTIVE.

@@ -217,11 +217,16 @@ pub struct RolePage {
     synced_at: String,
     trust_pretty: String,
     inline: Vec<(String, String)>,
+    /// Recent denials and outside changes (`src/web/events.rs`).
+    activity: super::events::RoleActivity,
 }
 
 #[derive(Debug, Deserialize)]
 pub struct RoleQuery {
     refreshed: Option<String>,
+    /// A prefilled "Request a change" form (e.g. from a denial's "Request this").
+    #[serde(flatten)]
+    prefill: ChangeForm,
 }
 
 pub async fn role_page(
@@ -232,12 +237,14 @@ pub async fn role_page(
     Query(rq): Query<RoleQuery>,
 ) -> Result<RolePage, AppError> {
     let found = find_role(&state, &account_id, &name)?;
+    let activity = super::events::role_activity(&state, &account_id, &found.role.name).await;
     Ok(render_role_page(
         layout,
         found,
         rq.refreshed.is_some(),
-        ChangeForm::default(),
+        rq.prefill,
         vec![],
+        activity,
     ))
 }
 
@@ -247,9 +254,11 @@ fn render_role_page(
     refreshed: bool,
     form: ChangeForm,
     form_errors: Vec<String>,
+    activity: super::events::RoleActivity,
 ) -> RolePage {
     let pretty = |v: &serde_json::Value| serde_json::to_string_pretty(v).unwrap_or_default();
     RolePage {
+        activity,
         layout: layout.nav("policies"),
         form,
         form_errors,
@@ -345,10 +354,11 @@ pub async fn request_change(
 ) -> Result<axum::response::Response, AppError> {
     use axum::response::IntoResponse;
     let found = find_role(&state, &account_id, &name)?;
+    let activity = super::events::role_activity(&state, &account_id, &found.role.name).await;
     let draft = match form.to_draft(&found.role.arn) {
         Ok(b) => b,
         Err(errors) => {
-            let page = render_role_page(layout, found, false, form, errors);
+            let page = render_role_page(layout, found, false, form, errors, activity);
             return Ok((axum::http::StatusCode::BAD_REQUEST, page).into_response());
         }
     };
@@ -363,7 +373,7 @@ pub async fn request_change(
                 .into_iter()
                 .map(|(f, m)| format!("{f}: {m}"))
                 .collect();
-            let page = render_role_page(layout, found, false, form, errors);
+            let page = render_role_page(layout, found, false, form, errors, activity);
             Ok((axum::http::StatusCode::BAD_REQUEST, page).into_response())
         }
         Err(e) => Err(e),
