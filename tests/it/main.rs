@@ -6,6 +6,7 @@ mod cache;
 mod config;
 mod credentials;
 mod demo;
+mod events;
 mod identity;
 mod integrity;
 mod notify;

@@ -63,7 +63,7 @@ mod dynamo {
         let first = iamdesk::migrate::run(&client, &prefix)
             .await
             .expect("migrate");
-        assert_eq!(first.len(), 5);
+        assert_eq!(first.len(), 6);
         assert!(
             first.iter().all(|l| l.starts_with("created table")),
             "{first:?}"
@@ -156,6 +156,6 @@ mod dynamo {
         let second = run();
         assert!(second.status.success());
         let out = String::from_utf8_lossy(&second.stdout);
-        assert_eq!(out.matches("already up to date").count(), 5, "{out}");
+        assert_eq!(out.matches("already up to date").count(), 6, "{out}");
     }
 }
