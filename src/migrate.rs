@@ -319,7 +319,14 @@ mod tests {
         let names: Vec<&str> = defs.iter().map(|d| d.table.as_str()).collect();
         assert_eq!(
             names,
-            ["requests", "audit", "outbox", "resources", "tokens"]
+            [
+                "requests",
+                "audit",
+                "outbox",
+                "resources",
+                "tokens",
+                "events"
+            ]
         );
         assert!(
             defs.iter().all(|d| !d.comment.is_empty()),

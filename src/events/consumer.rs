@@ -207,7 +207,7 @@ pub async fn poll_once(
             Outcome::Unparseable(_) => {
                 let hide = i32::try_from(app.config.events.unparseable_retry_seconds)
                     .unwrap_or(43_200)
-                    .clamp(0, 43_200);
+                    .clamp(10, 43_200);
                 if let Err(e) = sqs
                     .change_message_visibility()
                     .queue_url(&queue.url)

@@ -131,6 +131,16 @@ pub fn check_config(c: &EventsConfig) -> Result<(), (String, String)> {
             ),
         ));
     }
+    if !(10..=43_200).contains(&c.unparseable_retry_seconds) {
+        return Err((
+            "events.unparseable_retry_seconds".into(),
+            format!(
+                "{} is outside 10 to 43200 seconds (SQS's visibility limit; less would retry \
+                 garbage in a tight loop)",
+                c.unparseable_retry_seconds
+            ),
+        ));
+    }
     if c.denies.keep_days == 0 {
         return Err((
             "events.denies.keep_days".into(),
@@ -164,6 +174,12 @@ mod tests {
             Err("events.sns_topics".into())
         );
         c.sns_topics = vec!["arn:aws:sns:us-east-1:123456789012:config".into()];
+        c.unparseable_retry_seconds = 0;
+        assert_eq!(
+            check_config(&c).map_err(|e| e.0),
+            Err("events.unparseable_retry_seconds".into())
+        );
+        c.unparseable_retry_seconds = 300;
         c.wait_seconds = 21;
         assert_eq!(
             check_config(&c).map_err(|e| e.0),

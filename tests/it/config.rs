@@ -525,3 +525,28 @@ fn check_config_prints_redacted_config_and_fails_on_errors() {
         "{stderr}"
     );
 }
+
+#[test]
+fn events_keys_load_and_their_errors_name_key_and_line() {
+    let dir = TempDir::new().expect("tempdir");
+    let good = write(
+        &dir,
+        "events.yaml",
+        "events:\n  queues:\n    - arn:aws:sqs:eu-west-1:123456789012:iam-events\n  \
+         sns_topics: [arn:aws:sns:eu-west-1:123456789012:config]\n  config:\n    \
+         repeat_minutes: 15\n  denies:\n    keep_days: 7\n",
+    );
+    let loaded = load(&good).expect("loads");
+    assert!(loaded.warnings.is_empty(), "{:?}", loaded.warnings);
+    assert_eq!(loaded.config.events.config.repeat_minutes, 15);
+    assert_eq!(loaded.config.events.denies.keep_days, 7);
+    assert_eq!(loaded.config.events.wait_seconds, 20, "default");
+    let bad = write(
+        &dir,
+        "bad.yaml",
+        "url: https://iamdesk.example.com\nevents:\n  queues: [not-a-queue]\n",
+    );
+    let e = load_err(&bad);
+    assert!(e.contains("bad.yaml:3:") && e.contains("'events.queues'"), "{e}");
+    assert!(e.contains("not-a-queue"), "{e}");
+}
