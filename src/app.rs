@@ -41,6 +41,8 @@ pub struct App {
     pub clock_skew_seconds: std::sync::atomic::AtomicI64,
     /// The SESv2 client, made on first use (only when a sender is configured).
     pub ses: tokio::sync::OnceCell<aws_sdk_sesv2::Client>,
+    /// Events from AWS: counters and the SNS signature verifier (`src/events/`).
+    pub events: crate::events::Events,
 }
 
 #[derive(Clone)]
@@ -142,6 +144,7 @@ impl App {
             outbox_wake: tokio::sync::Notify::new(),
             ses: tokio::sync::OnceCell::new(),
             clock_skew_seconds: std::sync::atomic::AtomicI64::new(0),
+            events: crate::events::Events::new(),
         });
         app.load_resources().await;
         Ok(app)

@@ -178,6 +178,7 @@ async fn serve(loaded: Loaded) -> anyhow::Result<ExitCode> {
     );
     let sync_job = tokio::spawn(crate::resources::sync::background(app.clone()));
     let outbox_job = tokio::spawn(crate::notify::worker::run(app.clone()));
+    let event_jobs = crate::events::consumer::spawn(&app);
     let limits = app.clone();
     let shrink_job = tokio::spawn(async move {
         let mut tick = tokio::time::interval(crate::ratelimit::SHRINK_EVERY);
@@ -190,6 +191,9 @@ async fn serve(loaded: Loaded) -> anyhow::Result<ExitCode> {
     crate::web::serve(listener, AppState(app), crate::web::shutdown_signal()).await?;
     sync_job.abort();
     outbox_job.abort();
+    for job in event_jobs {
+        job.abort();
+    }
     shrink_job.abort();
     tracing::info!("iamdesk stopped");
     Ok(ExitCode::SUCCESS)

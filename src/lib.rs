@@ -12,6 +12,7 @@ pub mod cloud;
 pub mod config;
 pub mod credentials;
 pub mod error;
+pub mod events;
 pub mod import;
 pub mod migrate;
 pub mod notify;

@@ -25,6 +25,7 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
     ("tokens.json", include_str!("../migrations/tokens.json")),
     ("comments.json", include_str!("../migrations/comments.json")),
     ("sessions.json", include_str!("../migrations/sessions.json")),
+    ("events.json", include_str!("../migrations/events.json")),
 ];
 
 /// How long to wait for a new table or index to become ACTIVE.
@@ -327,7 +328,8 @@ mod tests {
                 "resources",
                 "tokens",
                 "comments",
-                "sessions"
+                "sessions",
+                "events"
             ]
         );
         assert!(

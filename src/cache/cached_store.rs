@@ -344,4 +344,38 @@ impl Store for CachedStore {
     async fn is_session_revoked(&self, sid: &str) -> StoreResult<bool> {
         self.store.is_session_revoked(sid).await
     }
+
+    // Events from AWS: not cached (read by admins and role pages, written by the consumer).
+
+    async fn get_finding(&self, key: &str) -> StoreResult<Option<Finding>> {
+        self.store.get_finding(key).await
+    }
+
+    async fn put_finding(&self, finding: &Finding, outbox: &[OutboxMessage]) -> StoreResult<()> {
+        self.store.put_finding(finding, outbox).await
+    }
+
+    async fn list_open_findings(&self, limit: usize) -> StoreResult<Vec<Finding>> {
+        self.store.list_open_findings(limit).await
+    }
+
+    async fn record_denials(&self, denials: &[Denial]) -> StoreResult<()> {
+        self.store.record_denials(denials).await
+    }
+
+    async fn list_denials(&self, role: &str, since: DateTime<Utc>) -> StoreResult<Vec<Denial>> {
+        self.store.list_denials(role, since).await
+    }
+
+    async fn add_outside_change(&self, change: &OutsideChange) -> StoreResult<bool> {
+        self.store.add_outside_change(change).await
+    }
+
+    async fn list_outside_changes(
+        &self,
+        resource: &str,
+        limit: usize,
+    ) -> StoreResult<Vec<OutsideChange>> {
+        self.store.list_outside_changes(resource, limit).await
+    }
 }

@@ -105,6 +105,8 @@ pub(crate) fn translate(root: &mut Node) -> Result<(), ConfigError> {
         }
     }
 
+    event_bridge_queues(root)?;
+
     if let Some(listen) = root.get("listen") {
         let ok = match &listen.value {
             Value::Str(s) => s.trim().parse::<SocketAddr>().is_ok(),
@@ -117,6 +119,73 @@ pub(crate) fn translate(root: &mut Node) -> Result<(), ConfigError> {
                 "a socket address like 127.0.0.1:8081",
             ));
         }
+    }
+    Ok(())
+}
+
+/// ConsoleMe's EventBridge jobs read one queue each:
+/// `event_bridge.detect_role_changes_and_update_cache.queue_arn` and
+/// `event_bridge.detect_cloudtrail_denies_and_update_cache.queue_arn` (with `{region}` standing
+/// for `aws.region`). iamdesk reads both kinds of events from any queue, so they become
+/// `events.queues` unless that is written.
+fn event_bridge_queues(root: &mut Node) -> Result<(), ConfigError> {
+    let Some(bridge) = root.remove("event_bridge") else {
+        return Ok(());
+    };
+    let region = match root.lookup("aws.region").map(|n| &n.value) {
+        Some(Value::Str(r)) => r.clone(),
+        _ => "us-east-1".to_string(),
+    };
+    let mut queues: Vec<Node> = vec![];
+    for job in [
+        "detect_role_changes_and_update_cache",
+        "detect_cloudtrail_denies_and_update_cache",
+    ] {
+        let key = format!("{job}.queue_arn");
+        match bridge.value.lookup(&key) {
+            None => {}
+            Some(Node {
+                value: Value::Null, ..
+            }) => {}
+            Some(
+                node @ Node {
+                    value: Value::Str(arn),
+                    ..
+                },
+            ) => {
+                let arn = arn.trim().replace("{region}", &region);
+                let seen = queues
+                    .iter()
+                    .any(|q| matches!(&q.value, Value::Str(s) if *s == arn));
+                if !arn.is_empty() && !seen {
+                    queues.push(Node::new(Value::Str(arn), node.at.clone()));
+                }
+            }
+            Some(node) => {
+                return Err(wrong_type(
+                    node,
+                    &join("event_bridge", &key),
+                    "an SQS queue ARN",
+                ));
+            }
+        }
+    }
+    if queues.is_empty() || root.lookup("events.queues").is_some() {
+        return Ok(());
+    }
+    if root.get("events").is_none() {
+        root.set(
+            "events",
+            bridge.key_at.clone(),
+            Node::new(Value::Map(vec![]), bridge.key_at.clone()),
+        );
+    }
+    if let Some(events) = root.get_mut("events") {
+        events.set(
+            "queues",
+            bridge.key_at,
+            Node::new(Value::Seq(queues), bridge.value.at),
+        );
     }
     Ok(())
 }

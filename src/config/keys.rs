@@ -45,7 +45,6 @@ const IGNORED: &[&str] = &[
     "dynamo",
     "ed25519",
     "enable_self_service",
-    "event_bridge",
     "example_config",
     "format_role_name",
     "get_aws_config_history_url_for_resource",
@@ -116,6 +115,8 @@ const IGNORED: &[&str] = &[
     "aws.session_duration",
     "aws.tags",
     "aws.users_dynamo_table",
+    "event_bridge.detect_cloudtrail_denies_and_update_cache.assume_role",
+    "event_bridge.detect_role_changes_and_update_cache.assume_role",
     "cloud_credential_authorization_mapping.dynamic_config",
     "cloud_credential_authorization_mapping.internal_plugin",
     "cloud_credential_authorization_mapping.role_tags.required_trust_policy_entity",
@@ -162,6 +163,8 @@ const IGNORED: &[&str] = &[
 const TRANSLATED: &[&str] = &[
     "auth_cookie_name",
     "development",
+    "event_bridge.detect_cloudtrail_denies_and_update_cache.queue_arn",
+    "event_bridge.detect_role_changes_and_update_cache.queue_arn",
     "tornado.address",
     "tornado.port",
 ];

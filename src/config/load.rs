@@ -193,6 +193,13 @@ pub fn load_file_with_env(
             message: problems.join("; "),
         });
     }
+    if let Err((key, message)) = crate::events::check_config(&config.events) {
+        let at = tree
+            .lookup(&key)
+            .map(|n| n.at.clone())
+            .unwrap_or_else(|| SourcePos::file_only(Arc::from(path)));
+        return Err(ConfigError::Invalid { at, key, message });
+    }
     Ok(Loaded {
         config,
         source: Some(path.to_path_buf()),

@@ -66,6 +66,8 @@ pub struct Config {
     pub approvals: ApprovalsConfig,
     /// Applying one's own temporary grant at once, audited (`groups.can_break_glass`).
     pub break_glass: BreakGlassConfig,
+    /// Events from AWS: Config findings, IAM changes, access denials (`src/events/`).
+    pub events: EventsConfig,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -125,6 +127,66 @@ impl Default for BreakGlassConfig {
             max_hours: 4,
             max_per_day: 3,
         }
+    }
+}
+
+/// `events.*`: where AWS events come from and what to do with them.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct EventsConfig {
+    /// SQS queues (URLs, or ARNs as ConsoleMe's `event_bridge` keys had them) long-polled by
+    /// the leader replica, with the portal's own credentials.
+    pub queues: Vec<String>,
+    /// SNS topic ARNs whose messages `POST /api/v2/events/sns` accepts (and whose subscriptions
+    /// it confirms). Empty: that endpoint refuses everything.
+    pub sns_topics: Vec<String>,
+    /// Long-poll wait of one ReceiveMessage, 0 to 20 seconds (0: poll every second).
+    pub wait_seconds: u64,
+    /// How long a message that cannot be parsed stays hidden before the queue offers it again;
+    /// after the queue's `maxReceiveCount` its redrive policy moves it to the dead-letter queue.
+    pub unparseable_retry_seconds: u64,
+    pub config: ConfigRulesEvents,
+    pub denies: DeniesEvents,
+}
+
+/// `events.config.*`: AWS Config compliance changes posted to Slack.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ConfigRulesEvents {
+    /// The same rule and resource in the same state are not posted again within this time.
+    pub repeat_minutes: u64,
+}
+
+/// `events.denies.*`: access-denied events grouped per role, action and resource.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct DeniesEvents {
+    /// A group not seen for this long is dropped.
+    pub keep_days: u64,
+}
+
+impl Default for EventsConfig {
+    fn default() -> Self {
+        EventsConfig {
+            queues: vec![],
+            sns_topics: vec![],
+            wait_seconds: 20,
+            unparseable_retry_seconds: 300,
+            config: ConfigRulesEvents::default(),
+            denies: DeniesEvents::default(),
+        }
+    }
+}
+
+impl Default for ConfigRulesEvents {
+    fn default() -> Self {
+        ConfigRulesEvents { repeat_minutes: 60 }
+    }
+}
+
+impl Default for DeniesEvents {
+    fn default() -> Self {
+        DeniesEvents { keep_days: 30 }
     }
 }
 
@@ -430,6 +492,7 @@ impl Default for Config {
             self_service: Default::default(),
             approvals: Default::default(),
             break_glass: Default::default(),
+            events: EventsConfig::default(),
         }
     }
 }

@@ -28,6 +28,7 @@ pub async fn run_all(store: Arc<dyn Store>) {
     outbox_lifecycle(store.as_ref()).await;
     snapshots_round_trip(store.as_ref()).await;
     api_tokens_round_trip(store.as_ref()).await;
+    events_round_trip(store.as_ref()).await;
     comments_live_apart_from_the_request(store.as_ref()).await;
     sign_ins_and_revoked_sessions(store.as_ref()).await;
 }
@@ -885,4 +886,186 @@ pub async fn snapshots_round_trip(store: &dyn Store) {
     store.put_account_status(&status).await.expect("put status");
     let all = store.list_account_status().await.expect("list status");
     assert!(all.iter().any(|s| s == &status));
+}
+
+/// Findings (versioned, written with their outbox message), denial groups (counts add up,
+/// windows widen, expired ones vanish) and outside changes (once per event id).
+pub async fn events_round_trip(store: &dyn Store) {
+    use crate::events::model::{Denial, Finding, OutsideChange, role_key};
+
+    use chrono::SubsecRound;
+    let rule = uniq("rule");
+    // Stores keep microseconds.
+    let now = Utc::now().trunc_subsecs(6);
+    let key = Finding::key_of(
+        "123456789012",
+        "us-east-1",
+        &rule,
+        "AWS::IAM::Role",
+        "AROA1",
+    );
+    assert_eq!(store.get_finding(&key).await.expect("get"), None);
+    let mut f = Finding {
+        key: key.clone(),
+        rule: rule.clone(),
+        account_id: "123456789012".into(),
+        region: "us-east-1".into(),
+        resource_type: "AWS::IAM::Role".into(),
+        resource_id: "AROA1".into(),
+        compliance: "NON_COMPLIANT".into(),
+        since: now - Duration::minutes(5),
+        last_seen: now,
+        last_posted_at: Some(now),
+        last_posted: Some("NON_COMPLIANT".into()),
+        version: 1,
+    };
+    let alert = OutboxMessage::new("slack", json!({"subject": rule.clone(), "body": {}}));
+    store
+        .put_finding(&f, std::slice::from_ref(&alert))
+        .await
+        .expect("new finding");
+    assert!(
+        matches!(
+            store.put_finding(&f, &[]).await,
+            Err(StoreError::Conflict(_))
+        ),
+        "a second version 1 conflicts"
+    );
+    assert_eq!(store.get_finding(&key).await.expect("get"), Some(f.clone()));
+    assert_eq!(
+        store
+            .get_outbox(&alert.id)
+            .await
+            .expect("outbox")
+            .map(|m| m.id),
+        Some(alert.id.clone()),
+        "the alert was written with the finding"
+    );
+    let open = store.list_open_findings(500).await.expect("open");
+    assert!(open.iter().any(|o| o.key == key));
+
+    // A stale write changes nothing, its outbox message included.
+    let mut stale = f.clone();
+    stale.version = 3;
+    let lost = OutboxMessage::new("slack", json!({"subject": "lost"}));
+    assert!(matches!(
+        store.put_finding(&stale, std::slice::from_ref(&lost)).await,
+        Err(StoreError::Conflict(_))
+    ));
+    assert_eq!(store.get_outbox(&lost.id).await.expect("outbox"), None);
+
+    f.version = 2;
+    f.compliance = "COMPLIANT".into();
+    store.put_finding(&f, &[]).await.expect("resolve");
+    let open = store.list_open_findings(500).await.expect("open");
+    assert!(!open.iter().any(|o| o.key == key), "resolved is not open");
+    assert_eq!(
+        store
+            .get_finding(&key)
+            .await
+            .expect("get")
+            .map(|g| g.version),
+        Some(2)
+    );
+
+    // Denials: counts add up and the window widens in both directions.
+    let role = role_key("123456789012", &uniq("Denied-Role"));
+    let d = |count: u64, first: i64, last: i64, action: &str| Denial {
+        role: role.clone(),
+        role_arn: "arn:aws:iam::123456789012:role/app/Denied-Role".into(),
+        action: action.into(),
+        resource: "arn:aws:s3:::bucket/key#1".into(),
+        error_code: "AccessDenied".into(),
+        count,
+        first_seen: now - Duration::minutes(first),
+        last_seen: now - Duration::minutes(last),
+    };
+    store
+        .record_denials(&[d(2, 10, 8, "s3:GetObject"), d(1, 3, 3, "s3:PutObject")])
+        .await
+        .expect("record");
+    store
+        .record_denials(&[d(3, 20, 1, "s3:GetObject")])
+        .await
+        .expect("record again");
+    store
+        .record_denials(&[d(1, 9, 9, "s3:GetObject")])
+        .await
+        .expect("record inside the window");
+    let got = store
+        .list_denials(&role, now - Duration::hours(1))
+        .await
+        .expect("list");
+    assert_eq!(got.len(), 2, "{got:?}");
+    assert_eq!(got[0].action, "s3:GetObject", "most recent first");
+    assert_eq!(got[0].count, 6);
+    assert_eq!(got[0].first_seen, now - Duration::minutes(20));
+    assert_eq!(got[0].last_seen, now - Duration::minutes(1));
+    assert_eq!(got[1].count, 1);
+    assert_eq!(
+        got[1].role_arn,
+        "arn:aws:iam::123456789012:role/app/Denied-Role"
+    );
+    // Past the keep window: gone.
+    let got = store
+        .list_denials(&role, now - Duration::minutes(2))
+        .await
+        .expect("list");
+    assert_eq!(
+        got.iter().map(|d| d.action.as_str()).collect::<Vec<_>>(),
+        ["s3:GetObject"]
+    );
+    assert!(
+        store
+            .list_denials(
+                &role_key("123456789012", "nobody"),
+                now - Duration::hours(1)
+            )
+            .await
+            .expect("list")
+            .is_empty()
+    );
+
+    // Outside changes: once per event id, newest first.
+    let resource = role_key("123456789012", &uniq("Changed"));
+    let change = |id: &str, age: i64| OutsideChange {
+        event_id: format!("{id}-{resource}"),
+        resource: resource.clone(),
+        account_id: "123456789012".into(),
+        by: "arn:aws:sts::123456789012:assumed-role/Admin/alice".into(),
+        event_name: "PutRolePolicy".into(),
+        at: now - Duration::seconds(age),
+    };
+    assert!(
+        store
+            .add_outside_change(&change("a", 30))
+            .await
+            .expect("add")
+    );
+    assert!(
+        store
+            .add_outside_change(&change("b", 10))
+            .await
+            .expect("add")
+    );
+    assert!(
+        !store
+            .add_outside_change(&change("a", 30))
+            .await
+            .expect("again"),
+        "a redelivered event is recorded once"
+    );
+    let listed = store
+        .list_outside_changes(&resource, 10)
+        .await
+        .expect("list");
+    assert_eq!(listed, [change("b", 10), change("a", 30)]);
+    assert_eq!(
+        store
+            .list_outside_changes(&resource, 1)
+            .await
+            .expect("list")
+            .len(),
+        1
+    );
 }

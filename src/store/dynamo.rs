@@ -27,6 +27,8 @@ pub struct DynamoStore {
     outbox: String,
     resources: String,
     tokens: String,
+    /// `migrations/events.json`: findings, denials and outside changes (`src/events/`).
+    events: String,
     comments: String,
     sessions: String,
 }
@@ -44,6 +46,7 @@ impl DynamoStore {
             outbox: table_name(table_prefix, "outbox"),
             resources: table_name(table_prefix, "resources"),
             tokens: table_name(table_prefix, "tokens"),
+            events: table_name(table_prefix, "events"),
             comments: table_name(table_prefix, "comments"),
             sessions: table_name(table_prefix, "sessions"),
         }
@@ -1048,6 +1051,268 @@ impl Store for DynamoStore {
             .iter()
             .map(body_of)
             .collect()
+    }
+
+    async fn get_finding(&self, key: &str) -> StoreResult<Option<Finding>> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.events)
+            .key("pk", s(FINDINGS))
+            .key("sk", s(key))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| backend("get_item", e))?;
+        out.item().map(body_of).transpose()
+    }
+
+    async fn put_finding(&self, finding: &Finding, outbox: &[OutboxMessage]) -> StoreResult<()> {
+        self.events_put_finding(finding, outbox).await
+    }
+
+    async fn list_open_findings(&self, limit: usize) -> StoreResult<Vec<Finding>> {
+        let mut open: Vec<Finding> = self
+            .event_items(FINDINGS)
+            .await?
+            .iter()
+            .filter(|i| text(i, "open") == "1")
+            .map(body_of)
+            .collect::<StoreResult<_>>()?;
+        open.sort_by(|a, b| b.since.cmp(&a.since).then_with(|| a.key.cmp(&b.key)));
+        open.truncate(limit.clamp(1, PageRequest::MAX_LIMIT));
+        Ok(open)
+    }
+
+    async fn record_denials(&self, denials: &[Denial]) -> StoreResult<()> {
+        for d in denials {
+            let updated = self
+                .client
+                .update_item()
+                .table_name(&self.events)
+                .key("pk", s(denial_pk(&d.role)))
+                .key("sk", s(format!("{}#{}", d.action, d.resource)))
+                .update_expression(
+                    "ADD #c :n SET #role = :role, role_arn = :arn, #a = :action, #r = :resource, \
+                     error_code = :code, first_seen = if_not_exists(first_seen, :first), \
+                     last_seen = if_not_exists(last_seen, :last)",
+                )
+                .expression_attribute_names("#c", "count")
+                .expression_attribute_names("#role", "role")
+                .expression_attribute_names("#a", "action")
+                .expression_attribute_names("#r", "resource")
+                .expression_attribute_values(":n", n(d.count))
+                .expression_attribute_values(":role", s(&d.role))
+                .expression_attribute_values(":arn", s(&d.role_arn))
+                .expression_attribute_values(":action", s(&d.action))
+                .expression_attribute_values(":resource", s(&d.resource))
+                .expression_attribute_values(":code", s(&d.error_code))
+                .expression_attribute_values(":first", s(ts(d.first_seen)))
+                .expression_attribute_values(":last", s(ts(d.last_seen)))
+                .return_values(aws_sdk_dynamodb::types::ReturnValue::AllNew)
+                .send()
+                .await
+                .map_err(|e| backend("update_item", e))?;
+            // Fixed-width timestamps compare as strings; widen only when this batch does.
+            if let Some(now) = updated.attributes() {
+                if text(now, "first_seen") > ts(d.first_seen) {
+                    self.widen_denial(d, "first_seen", ">", d.first_seen).await;
+                }
+                if text(now, "last_seen") < ts(d.last_seen) {
+                    self.widen_denial(d, "last_seen", "<", d.last_seen).await;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn list_denials(&self, role: &str, since: DateTime<Utc>) -> StoreResult<Vec<Denial>> {
+        let mut fresh = vec![];
+        for item in self.event_items(&denial_pk(role)).await? {
+            let d = denial_of(&item)?;
+            if d.last_seen >= since {
+                fresh.push(d);
+            } else if let Err(e) = self
+                .client
+                .delete_item()
+                .table_name(&self.events)
+                .key("pk", s(denial_pk(role)))
+                .key("sk", s(text(&item, "sk")))
+                .send()
+                .await
+            {
+                // Garbage left behind is filtered out on the next read all the same.
+                tracing::debug!(error = %crate::aws::error_text(&e), "cannot delete an expired denial");
+            }
+        }
+        fresh.sort_by(|a, b| {
+            b.last_seen
+                .cmp(&a.last_seen)
+                .then_with(|| (&a.action, &a.resource).cmp(&(&b.action, &b.resource)))
+        });
+        Ok(fresh)
+    }
+
+    async fn add_outside_change(&self, change: &OutsideChange) -> StoreResult<bool> {
+        let result = self
+            .client
+            .put_item()
+            .table_name(&self.events)
+            .item("pk", s(change_pk(&change.resource)))
+            .item("sk", s(change.sort_key()))
+            .item("body", s(encode(change)?))
+            .condition_expression("attribute_not_exists(pk)")
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(e) if is_condition_failed(&e) => Ok(false),
+            Err(e) => Err(backend("put_item", e)),
+        }
+    }
+
+    async fn list_outside_changes(
+        &self,
+        resource: &str,
+        limit: usize,
+    ) -> StoreResult<Vec<OutsideChange>> {
+        let out = self
+            .client
+            .query()
+            .table_name(&self.events)
+            .key_condition_expression("pk = :p")
+            .expression_attribute_values(":p", s(change_pk(resource)))
+            .scan_index_forward(false)
+            .limit(i32::try_from(limit.clamp(1, PageRequest::MAX_LIMIT)).unwrap_or(500))
+            .send()
+            .await
+            .map_err(|e| backend("query", e))?;
+        out.items().iter().map(body_of).collect()
+    }
+}
+
+// --- Events from AWS (src/events/): one table, `pk` + `sk` (migrations/events.json). ---
+
+const FINDINGS: &str = "finding";
+
+fn denial_pk(role: &str) -> String {
+    format!("deny#{role}")
+}
+
+fn change_pk(resource: &str) -> String {
+    format!("change#{resource}")
+}
+
+fn text(item: &Item, attr: &str) -> String {
+    sk_of(item, attr)
+}
+
+fn time_of(item: &Item, attr: &str) -> StoreResult<DateTime<Utc>> {
+    let raw = text(item, attr);
+    DateTime::parse_from_rfc3339(&raw)
+        .map(|t| t.with_timezone(&Utc))
+        .map_err(|e| StoreError::Backend(format!("corrupt time {raw}: {e}")))
+}
+
+fn denial_of(item: &Item) -> StoreResult<Denial> {
+    Ok(Denial {
+        role: text(item, "role"),
+        role_arn: text(item, "role_arn"),
+        action: text(item, "action"),
+        resource: text(item, "resource"),
+        error_code: text(item, "error_code"),
+        count: num(item, "count"),
+        first_seen: time_of(item, "first_seen")?,
+        last_seen: time_of(item, "last_seen")?,
+    })
+}
+
+fn is_condition_failed<E, R>(e: &SdkError<E, R>) -> bool
+where
+    E: ProvideErrorMetadata,
+{
+    e.as_service_error()
+        .and_then(|s| s.code())
+        .is_some_and(|c| c == "ConditionalCheckFailedException")
+}
+
+impl DynamoStore {
+    /// Every item of one `events` partition.
+    async fn event_items(&self, pk: &str) -> StoreResult<Vec<Item>> {
+        let mut out = vec![];
+        let mut start: Option<Item> = None;
+        loop {
+            let page = self
+                .client
+                .query()
+                .table_name(&self.events)
+                .key_condition_expression("pk = :p")
+                .expression_attribute_values(":p", s(pk))
+                .consistent_read(true)
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(|e| backend("query", e))?;
+            out.extend(page.items().iter().cloned());
+            match page.last_evaluated_key() {
+                Some(k) if !k.is_empty() => start = Some(k.clone()),
+                _ => return Ok(out),
+            }
+        }
+    }
+
+    /// Move one side of a denial group's time window, if `at` widens it.
+    async fn widen_denial(&self, d: &Denial, attr: &str, op: &str, at: DateTime<Utc>) {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.events)
+            .key("pk", s(denial_pk(&d.role)))
+            .key("sk", s(format!("{}#{}", d.action, d.resource)))
+            .update_expression("SET #t = :t")
+            .condition_expression(format!("#t {op} :t"))
+            .expression_attribute_names("#t", attr)
+            .expression_attribute_values(":t", s(ts(at)))
+            .send()
+            .await;
+        if let Err(e) = result
+            && !is_condition_failed(&e)
+        {
+            tracing::warn!(error = %crate::aws::error_text(&e), "cannot widen a denial's time window");
+        }
+    }
+}
+
+impl DynamoStore {
+    async fn events_put_finding(&self, f: &Finding, outbox: &[OutboxMessage]) -> StoreResult<()> {
+        let item: Item = HashMap::from([
+            ("pk".into(), s(FINDINGS)),
+            ("sk".into(), s(&f.key)),
+            ("open".into(), s(if f.is_open() { "1" } else { "0" })),
+            ("version".into(), n(f.version)),
+            ("body".into(), s(encode(f)?)),
+        ]);
+        let mut put = Put::builder().table_name(&self.events).set_item(Some(item));
+        put = if f.version <= 1 {
+            put.condition_expression("attribute_not_exists(pk)")
+        } else {
+            put.condition_expression("#v = :expected")
+                .expression_attribute_names("#v", "version")
+                .expression_attribute_values(":expected", n(f.version - 1))
+        };
+        let put = put
+            .build()
+            .map_err(|e| StoreError::Backend(e.to_string()))?;
+        let mut items = vec![TransactWriteItem::builder().put(put).build()];
+        for m in outbox {
+            items.push(put_new(&self.outbox, outbox_item(m)?)?);
+        }
+        self.transact(items).await.map_err(|e| match e {
+            StoreError::Conflict(_) => {
+                StoreError::Conflict(format!("finding {} changed since it was read", f.key))
+            }
+            other => other,
+        })
     }
 }
 

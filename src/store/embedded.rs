@@ -87,6 +87,37 @@ CREATE TABLE IF NOT EXISTS meta (
 );
 "#;
 
+/// Tables of the event consumer (`src/events/`).
+const EVENTS_SCHEMA: &str = r#"
+CREATE TABLE IF NOT EXISTS findings (
+    key     TEXT PRIMARY KEY,
+    open    INTEGER NOT NULL,
+    since   TEXT NOT NULL,
+    version INTEGER NOT NULL,
+    body    TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS findings_open ON findings (open, since);
+CREATE TABLE IF NOT EXISTS denials (
+    role       TEXT NOT NULL,
+    action     TEXT NOT NULL,
+    resource   TEXT NOT NULL,
+    role_arn   TEXT NOT NULL,
+    error_code TEXT NOT NULL,
+    count      INTEGER NOT NULL,
+    first_seen TEXT NOT NULL,
+    last_seen  TEXT NOT NULL,
+    PRIMARY KEY (role, action, resource)
+);
+CREATE INDEX IF NOT EXISTS denials_by_last_seen ON denials (last_seen);
+CREATE TABLE IF NOT EXISTS outside_changes (
+    event_id TEXT PRIMARY KEY,
+    resource TEXT NOT NULL,
+    sort_key TEXT NOT NULL,
+    body     TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS outside_changes_by_resource ON outside_changes (resource, sort_key);
+"#;
+
 /// SQLite-backed [`Store`]. One connection behind a mutex: SQLite serialises writers anyway, and
 /// every call runs on the blocking pool so the async runtime never waits on disk.
 #[derive(Clone)]
@@ -122,6 +153,7 @@ impl EmbeddedStore {
         conn.pragma_update(None, "synchronous", "NORMAL")
             .map_err(backend)?;
         conn.execute_batch(SCHEMA).map_err(backend)?;
+        conn.execute_batch(EVENTS_SCHEMA).map_err(backend)?;
         upgrade_outbox(&conn)?;
         Ok(EmbeddedStore {
             conn: Arc::new(Mutex::new(conn)),
@@ -180,6 +212,12 @@ fn from_json<T: serde::de::DeserializeOwned>(s: &str) -> StoreResult<T> {
 
 fn ts(at: DateTime<Utc>) -> String {
     at.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string()
+}
+
+fn parse_ts(s: &str) -> StoreResult<DateTime<Utc>> {
+    DateTime::parse_from_rfc3339(s)
+        .map(|t| t.with_timezone(&Utc))
+        .map_err(|e| StoreError::Backend(format!("corrupt time {s}: {e}")))
 }
 
 fn is_constraint(e: &rusqlite::Error) -> bool {
@@ -837,6 +875,185 @@ impl Store for EmbeddedStore {
             .optional()
             .map(|r| r.is_some())
             .map_err(backend)
+        })
+        .await
+    }
+
+    async fn get_finding(&self, key: &str) -> StoreResult<Option<Finding>> {
+        let key = key.to_string();
+        self.with_conn(move |c| {
+            let body: Option<String> = c
+                .query_row("SELECT body FROM findings WHERE key = ?1", [&key], |r| {
+                    r.get(0)
+                })
+                .optional()
+                .map_err(backend)?;
+            body.as_deref().map(from_json).transpose()
+        })
+        .await
+    }
+
+    async fn put_finding(&self, finding: &Finding, outbox: &[OutboxMessage]) -> StoreResult<()> {
+        let (f, outbox) = (finding.clone(), outbox.to_vec());
+        self.with_conn(move |c| {
+            let tx = c
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(backend)?;
+            let (open, since, body) = (f.is_open(), ts(f.since), to_json(&f)?);
+            let written = if f.version <= 1 {
+                tx.execute(
+                    "INSERT INTO findings (key, open, since, version, body) VALUES (?1, ?2, ?3, ?4, ?5)
+                     ON CONFLICT (key) DO NOTHING",
+                    params![f.key, open, since, f.version as i64, body],
+                )
+            } else {
+                tx.execute(
+                    "UPDATE findings SET open = ?2, since = ?3, version = ?4, body = ?5
+                     WHERE key = ?1 AND version = ?6",
+                    params![f.key, open, since, f.version as i64, body, (f.version - 1) as i64],
+                )
+            }
+            .map_err(backend)?;
+            if written == 0 {
+                return Err(StoreError::Conflict(format!(
+                    "finding {} changed since it was read",
+                    f.key
+                )));
+            }
+            for m in &outbox {
+                insert_outbox(&tx, m)?;
+            }
+            tx.commit().map_err(backend)
+        })
+        .await
+    }
+
+    async fn list_open_findings(&self, limit: usize) -> StoreResult<Vec<Finding>> {
+        let limit = limit.clamp(1, PageRequest::MAX_LIMIT) as i64;
+        self.with_conn(move |c| {
+            all_bodies(
+                c,
+                "SELECT body FROM findings WHERE open = 1 ORDER BY since DESC, key LIMIT ?1",
+                params![limit],
+            )
+        })
+        .await
+    }
+
+    async fn record_denials(&self, denials: &[Denial]) -> StoreResult<()> {
+        let denials = denials.to_vec();
+        self.with_conn(move |c| {
+            let tx = c
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(backend)?;
+            for d in &denials {
+                tx.execute(
+                    "INSERT INTO denials
+                       (role, action, resource, role_arn, error_code, count, first_seen, last_seen)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+                     ON CONFLICT (role, action, resource) DO UPDATE SET
+                       count = count + excluded.count,
+                       role_arn = excluded.role_arn,
+                       error_code = excluded.error_code,
+                       first_seen = min(first_seen, excluded.first_seen),
+                       last_seen = max(last_seen, excluded.last_seen)",
+                    params![
+                        d.role,
+                        d.action,
+                        d.resource,
+                        d.role_arn,
+                        d.error_code,
+                        d.count as i64,
+                        ts(d.first_seen),
+                        ts(d.last_seen)
+                    ],
+                )
+                .map_err(backend)?;
+            }
+            tx.commit().map_err(backend)
+        })
+        .await
+    }
+
+    async fn list_denials(&self, role: &str, since: DateTime<Utc>) -> StoreResult<Vec<Denial>> {
+        let (role, since) = (role.to_string(), ts(since));
+        self.with_conn(move |c| {
+            // Expired groups of every role go: one indexed delete, cheaper than keeping them.
+            c.execute("DELETE FROM denials WHERE last_seen < ?1", params![since])
+                .map_err(backend)?;
+            let mut stmt = c
+                .prepare_cached(
+                    "SELECT role, role_arn, action, resource, error_code, count, first_seen,
+                            last_seen
+                     FROM denials WHERE role = ?1 ORDER BY last_seen DESC, action, resource
+                     LIMIT 500",
+                )
+                .map_err(backend)?;
+            let rows = stmt
+                .query_map(params![role], |r| {
+                    Ok((
+                        r.get::<_, String>(0)?,
+                        r.get::<_, String>(1)?,
+                        r.get::<_, String>(2)?,
+                        r.get::<_, String>(3)?,
+                        r.get::<_, String>(4)?,
+                        r.get::<_, i64>(5)?,
+                        r.get::<_, String>(6)?,
+                        r.get::<_, String>(7)?,
+                    ))
+                })
+                .map_err(backend)?;
+            let mut out = vec![];
+            for row in rows {
+                let (role, role_arn, action, resource, error_code, count, first, last) =
+                    row.map_err(backend)?;
+                out.push(Denial {
+                    role,
+                    role_arn,
+                    action,
+                    resource,
+                    error_code,
+                    count: count.max(0) as u64,
+                    first_seen: parse_ts(&first)?,
+                    last_seen: parse_ts(&last)?,
+                });
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn add_outside_change(&self, change: &OutsideChange) -> StoreResult<bool> {
+        let ch = change.clone();
+        self.with_conn(move |c| {
+            let n = c
+                .execute(
+                    "INSERT INTO outside_changes (event_id, resource, sort_key, body)
+                     VALUES (?1, ?2, ?3, ?4) ON CONFLICT (event_id) DO NOTHING",
+                    params![ch.event_id, ch.resource, ch.sort_key(), to_json(&ch)?],
+                )
+                .map_err(backend)?;
+            Ok(n == 1)
+        })
+        .await
+    }
+
+    async fn list_outside_changes(
+        &self,
+        resource: &str,
+        limit: usize,
+    ) -> StoreResult<Vec<OutsideChange>> {
+        let (resource, limit) = (
+            resource.to_string(),
+            limit.clamp(1, PageRequest::MAX_LIMIT) as i64,
+        );
+        self.with_conn(move |c| {
+            all_bodies(
+                c,
+                "SELECT body FROM outside_changes WHERE resource = ?1
+                 ORDER BY sort_key DESC LIMIT ?2",
+                params![resource, limit],
+            )
         })
         .await
     }

@@ -14,6 +14,8 @@ use serde::{Deserialize, Serialize};
 use crate::resources::model::AccountSnapshot;
 use crate::resources::sync::AccountStatus;
 
+pub use crate::events::model::{Denial, Finding, OutsideChange};
+
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     /// Optimistic concurrency lost: somebody else wrote first (or the id already exists).
@@ -614,6 +616,57 @@ pub trait Store: Send + Sync + 'static {
     async fn update_api_token(&self, token: &ApiToken, event: &AuditEvent) -> StoreResult<()> {
         let _ = (token, event);
         Err(unsupported(self.backend_name(), "API tokens"))
+    }
+
+    // --- Events from AWS (src/events/): Config findings, access denials, outside changes. ---
+
+    async fn get_finding(&self, key: &str) -> StoreResult<Option<Finding>> {
+        let _ = key;
+        Err(unsupported(self.backend_name(), "Config findings"))
+    }
+
+    /// Write a finding if the stored one is at `finding.version - 1` (absent for version 1),
+    /// together with the outbox messages it caused, atomically. Otherwise `Conflict`, and
+    /// nothing is written.
+    async fn put_finding(&self, finding: &Finding, outbox: &[OutboxMessage]) -> StoreResult<()> {
+        let _ = (finding, outbox);
+        Err(unsupported(self.backend_name(), "Config findings"))
+    }
+
+    /// Open (`NON_COMPLIANT`) findings, newest `since` first, at most `limit`.
+    async fn list_open_findings(&self, limit: usize) -> StoreResult<Vec<Finding>> {
+        let _ = limit;
+        Err(unsupported(self.backend_name(), "Config findings"))
+    }
+
+    /// Add each group's `count` to the stored one (a new group starts at it) and widen its
+    /// first and last seen times.
+    async fn record_denials(&self, denials: &[Denial]) -> StoreResult<()> {
+        let _ = denials;
+        Err(unsupported(self.backend_name(), "access denials"))
+    }
+
+    /// A role's denial groups last seen at or after `since`, most recent first. Older groups are
+    /// never returned and may be deleted.
+    async fn list_denials(&self, role: &str, since: DateTime<Utc>) -> StoreResult<Vec<Denial>> {
+        let _ = (role, since);
+        Err(unsupported(self.backend_name(), "access denials"))
+    }
+
+    /// Record a change made outside iamdesk; `false` when its event id was already recorded.
+    async fn add_outside_change(&self, change: &OutsideChange) -> StoreResult<bool> {
+        let _ = change;
+        Err(unsupported(self.backend_name(), "outside changes"))
+    }
+
+    /// The newest `limit` outside changes of one resource, newest first.
+    async fn list_outside_changes(
+        &self,
+        resource: &str,
+        limit: usize,
+    ) -> StoreResult<Vec<OutsideChange>> {
+        let _ = (resource, limit);
+        Err(unsupported(self.backend_name(), "outside changes"))
     }
 
     // --- Sessions and interactive sign-ins. ---

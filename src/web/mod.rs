@@ -8,6 +8,7 @@ mod credentials;
 mod csrf;
 mod demo;
 mod errors;
+mod events;
 mod extract;
 pub mod identity;
 mod legacy;
@@ -121,6 +122,7 @@ pub fn routes() -> Routes {
         .route("/admin/outbox", get(pages::outbox))
         .route("/admin/outbox/{id}/retry", post(pages::retry_outbox))
         .route("/admin/accounts", get(resources::accounts_page))
+        .route("/admin/findings", get(events::findings_page))
         // JSON API (ConsoleMe v2 shapes)
         .route("/api/v2/requests", get(api::list_requests))
         .route("/api/v2/request", post(api::create_request))
@@ -136,6 +138,10 @@ pub fn routes() -> Routes {
         .route(
             "/api/v2/roles/{account_id}/{role_name}",
             get(resources::api_role),
+        )
+        .route(
+            "/api/v2/roles/{account_id}/{role_name}/denies",
+            get(events::api_denies),
         )
         // Health and assets
         .route("/healthcheck", get(api::healthcheck))
@@ -164,6 +170,9 @@ pub fn router(state: AppState) -> Router {
             state.clone(),
             client::resolve,
         ))
+        // Added after the layers above on purpose: SNS has neither a session nor a CSRF token;
+        // its signature is verified instead (src/events/sns.rs), before anything is read.
+        .route("/api/v2/events/sns", post(events::sns_endpoint))
         .fallback(errors::not_found)
         .with_state(state.clone());
 

@@ -219,6 +219,8 @@ pub struct RolePage {
     inline: Vec<(String, String)>,
     /// Grants of this role that expire: (what and when, request id).
     expiring: Vec<(String, String)>,
+    /// Recent denials and outside changes (`src/web/events.rs`).
+    activity: super::events::RoleActivity,
 }
 
 /// The role page's query: a flash after a refresh, and a change form to prefill (the "extend"
@@ -226,22 +228,9 @@ pub struct RolePage {
 #[derive(Debug, Deserialize)]
 pub struct RoleQuery {
     refreshed: Option<String>,
-    #[serde(default)]
-    kind: String,
-    #[serde(default)]
-    policy_name: String,
-    #[serde(default)]
-    policy_document: String,
-    #[serde(default)]
-    arn: String,
-    #[serde(default)]
-    tag_key: String,
-    #[serde(default)]
-    tag_value: String,
-    #[serde(default)]
-    expires: String,
-    #[serde(default)]
-    justification: String,
+    /// A prefilled "Request a change" form (e.g. from a denial's "Request this").
+    #[serde(flatten)]
+    prefill: ChangeForm,
 }
 
 pub async fn role_page(
@@ -253,18 +242,15 @@ pub async fn role_page(
 ) -> Result<RolePage, AppError> {
     let found = find_role(&state, &account_id, &name)?;
     let expiring = expiring(&state, &found.role.arn).await;
-    let form = ChangeForm {
-        kind: rq.kind,
-        policy_name: rq.policy_name,
-        policy_document: rq.policy_document,
-        arn: rq.arn,
-        tag_key: rq.tag_key,
-        tag_value: rq.tag_value,
-        expires: rq.expires,
-        justification: rq.justification,
-        ..ChangeForm::default()
-    };
-    let mut page = render_role_page(layout, found, rq.refreshed.is_some(), form, vec![]);
+    let activity = super::events::role_activity(&state, &account_id, &found.role.name).await;
+    let mut page = render_role_page(
+        layout,
+        found,
+        rq.refreshed.is_some(),
+        rq.prefill,
+        vec![],
+        activity,
+    );
     page.expiring = expiring;
     Ok(page)
 }
@@ -290,9 +276,11 @@ fn render_role_page(
     refreshed: bool,
     form: ChangeForm,
     form_errors: Vec<String>,
+    activity: super::events::RoleActivity,
 ) -> RolePage {
     let pretty = |v: &serde_json::Value| serde_json::to_string_pretty(v).unwrap_or_default();
     RolePage {
+        activity,
         layout: layout.nav("policies"),
         form,
         form_errors,
@@ -433,10 +421,11 @@ pub async fn request_change(
 ) -> Result<axum::response::Response, AppError> {
     use axum::response::IntoResponse;
     let found = find_role(&state, &account_id, &name)?;
+    let activity = super::events::role_activity(&state, &account_id, &found.role.name).await;
     let draft = match form.to_draft(&found.role.arn) {
         Ok(b) => b,
         Err(errors) => {
-            let page = render_role_page(layout, found, false, form, errors);
+            let page = render_role_page(layout, found, false, form, errors, activity);
             return Ok((axum::http::StatusCode::BAD_REQUEST, page).into_response());
         }
     };
@@ -448,7 +437,7 @@ pub async fn request_change(
                 .into_iter()
                 .map(|(f, m)| format!("{f}: {m}"))
                 .collect();
-            let page = render_role_page(layout, found, false, form, errors);
+            let page = render_role_page(layout, found, false, form, errors, activity);
             Ok((axum::http::StatusCode::BAD_REQUEST, page).into_response())
         }
         Err(e) => Err(e),

@@ -528,3 +528,62 @@ fn check_config_prints_redacted_config_and_fails_on_errors() {
         "{stderr}"
     );
 }
+
+#[test]
+fn events_keys_load_and_their_errors_name_key_and_line() {
+    let dir = TempDir::new().expect("tempdir");
+    let good = write(
+        &dir,
+        "events.yaml",
+        "events:\n  queues:\n    - arn:aws:sqs:eu-west-1:123456789012:iam-events\n  \
+         sns_topics: [arn:aws:sns:eu-west-1:123456789012:config]\n  config:\n    \
+         repeat_minutes: 15\n  denies:\n    keep_days: 7\n",
+    );
+    let loaded = load(&good).expect("loads");
+    assert!(loaded.warnings.is_empty(), "{:?}", loaded.warnings);
+    assert_eq!(loaded.config.events.config.repeat_minutes, 15);
+    assert_eq!(loaded.config.events.denies.keep_days, 7);
+    assert_eq!(loaded.config.events.wait_seconds, 20, "default");
+    let bad = write(
+        &dir,
+        "bad.yaml",
+        "url: https://iamdesk.example.com\nevents:\n  queues: [not-a-queue]\n",
+    );
+    let e = load_err(&bad);
+    assert!(
+        e.contains("bad.yaml:3:") && e.contains("'events.queues'"),
+        "{e}"
+    );
+    assert!(e.contains("not-a-queue"), "{e}");
+}
+
+#[test]
+fn consolemes_event_bridge_queue_arns_become_event_queues() {
+    let dir = TempDir::new().expect("tempdir");
+    let path = write(
+        &dir,
+        "consoleme.yaml",
+        "aws:\n  region: eu-west-1\nevent_bridge:\n  detect_role_changes_and_update_cache:\n    \
+         queue_arn: arn:aws:sqs:{region}:123456789012:consoleme-cloudtrail-role-events\n    \
+         assume_role: arn:aws:iam::123456789012:role/ConsoleMe\n  \
+         detect_cloudtrail_denies_and_update_cache:\n    \
+         queue_arn: arn:aws:sqs:{region}:123456789012:consoleme-cloudtrail-access-deny-events\n",
+    );
+    let loaded = load(&path).expect("loads");
+    assert!(loaded.warnings.is_empty(), "{:?}", loaded.warnings);
+    assert_eq!(
+        loaded.config.events.queues,
+        [
+            "arn:aws:sqs:eu-west-1:123456789012:consoleme-cloudtrail-role-events",
+            "arn:aws:sqs:eu-west-1:123456789012:consoleme-cloudtrail-access-deny-events"
+        ]
+    );
+    assert!(
+        loaded
+            .ignored
+            .iter()
+            .any(|k| k == "event_bridge.detect_role_changes_and_update_cache.assume_role"),
+        "{:?}",
+        loaded.ignored
+    );
+}

@@ -7,6 +7,7 @@ mod cache;
 mod config;
 mod credentials;
 mod demo;
+mod events;
 mod expiry;
 mod frontdoor;
 mod fuzz;
