@@ -12,6 +12,7 @@ pub mod cloud;
 pub mod config;
 pub mod credentials;
 pub mod error;
+pub mod iam_actions;
 pub mod migrate;
 pub mod notify;
 pub mod ratelimit;

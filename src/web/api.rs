@@ -53,6 +53,9 @@ pub struct ListQuery {
 pub struct ListResponse {
     pub requests: Vec<PolicyRequest>,
     pub next_cursor: Option<String>,
+    /// One table row per request, in the same order (principal, account name, change kinds,
+    /// age): what the requests page shows, for its search as you type.
+    pub summaries: Vec<super::view::RequestRow>,
 }
 
 pub const DEFAULT_PAGE: usize = 50;
@@ -118,6 +121,11 @@ pub async fn list_requests(
     let (filter, page) = parse_list_query(&q)?;
     let page = crate::store::search_requests(state.store.as_ref(), &filter, &page).await?;
     Ok(Json(ListResponse {
+        summaries: page
+            .items
+            .iter()
+            .map(|r| super::view::RequestRow::new(r, &state.resources))
+            .collect(),
         requests: page.items,
         next_cursor: page.next_cursor,
     }))

@@ -76,7 +76,11 @@ pub async fn home(
         pending_more: pending.next_cursor.is_some(),
         store_backend: state.store.backend_name(),
         cache_backend: state.cache.backend_name(),
-        recent: recent.items.iter().map(RequestRow::from).collect(),
+        recent: recent
+            .items
+            .iter()
+            .map(|r| RequestRow::new(r, &state.resources))
+            .collect(),
         my_requests_url: format!(
             "/requests?{}",
             url_encode_pairs(&[("requester", user.email.as_str())])
@@ -165,7 +169,11 @@ pub async fn requests(
     let accounts = state.resources.accounts();
     Ok(RequestsPage {
         layout: layout.nav("requests"),
-        recent: result.items.iter().map(RequestRow::from).collect(),
+        recent: result
+            .items
+            .iter()
+            .map(|r| RequestRow::new(r, &state.resources))
+            .collect(),
         statuses: RequestStatus::ALL.iter().map(|s| s.as_str()).collect(),
         next_url: result
             .next_cursor
@@ -190,6 +198,8 @@ pub struct AuditPage {
 
 #[derive(Debug, Deserialize)]
 pub struct CursorQuery {
+    /// The outbox message just queued again (feedback after "Retry now").
+    retried: Option<String>,
     cursor: Option<String>,
     status: Option<String>,
     request_id: Option<String>,
@@ -266,6 +276,8 @@ pub struct OutboxPage {
     status_filter: String,
     /// Why email is not being delivered, when it is not.
     delivery_note: Option<String>,
+    /// After "Retry now": the message queued again.
+    retried: String,
 }
 
 /// Retry a dead or pending outbox message now (admins).
@@ -285,7 +297,10 @@ pub async fn retry_outbox(
                                "status": m.status.as_str()}),
         ))
         .await?;
-    Ok(axum::response::Redirect::to("/admin/outbox"))
+    Ok(axum::response::Redirect::to(&format!(
+        "/admin/outbox?retried={}#m-{}",
+        m.id, m.id
+    )))
 }
 
 pub async fn outbox(
@@ -311,6 +326,7 @@ pub async fn outbox(
             .to_string()
     });
     Ok(OutboxPage {
+        retried: q.retried.clone().unwrap_or_default(),
         layout: layout.nav("outbox"),
         status_filter: status_s.to_string(),
         delivery_note,
