@@ -380,14 +380,63 @@ async fn make_token(w: &World, who: &str, groups: &str) -> (String, String) {
         .send()
         .await
         .expect("POST");
-    assert_eq!(resp.status(), 200);
-    let html = resp.text().await.expect("html");
+    // Post, redirect, get: the token waits sealed in a cookie for the profile page, once.
+    assert_eq!(resp.status(), 303);
+    assert_eq!(resp.headers()["location"], "/profile#new-token");
+    let sealed = resp
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|c| c.starts_with("iamdesk_once_token="))
+        .expect("the sealed token")
+        .to_string();
+    assert!(
+        sealed.contains("Path=/profile") && sealed.contains("HttpOnly"),
+        "{sealed}"
+    );
+    assert!(!sealed.contains("idt_"), "sealed, not in clear: {sealed}");
+    let cookie = format!(
+        "{}; {}",
+        w.csrf.0,
+        sealed.split(';').next().unwrap_or_default()
+    );
+    let profile = |cookie: String| {
+        w.app
+            .client
+            .get(w.app.url("/profile"))
+            .header("x-user", who)
+            .header("x-groups", groups)
+            .header("cookie", cookie)
+            .send()
+    };
+    let html = profile(cookie.clone())
+        .await
+        .expect("GET")
+        .text()
+        .await
+        .expect("html");
     let token = html
-        .split("id=\"new-token\">")
+        .split("id=\"new-token\"")
         .nth(1)
-        .and_then(|r| r.split('<').next())
+        .and_then(|r| r.split_once('>'))
+        .and_then(|(_, r)| r.split('<').next())
         .expect("the token is shown once")
         .to_string();
+    // Another user holding the same cookie sees nothing.
+    let other = w
+        .app
+        .client
+        .get(w.app.url("/profile"))
+        .header("x-user", "mallory@example.com")
+        .header("cookie", cookie)
+        .send()
+        .await
+        .expect("GET")
+        .text()
+        .await
+        .expect("html");
+    assert!(!other.contains(&token) && !other.contains("id=\"new-token\""));
     let stored = w
         .app
         .state

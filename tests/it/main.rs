@@ -11,6 +11,7 @@ mod fuzz;
 mod identity;
 mod integrity;
 mod notify;
+mod pages;
 mod requests;
 mod resources;
 mod selfservice;
