@@ -82,16 +82,20 @@ async fn axe_violations(c: &fantoccini::Client, axe: &str) -> (Vec<String>, usiz
     let result = c
         .execute_async(
             "const done = arguments[arguments.length - 1];
-             axe.run(document, {resultTypes: ['violations']}).then(r => done(r.violations.map(v =>
+             axe.run(document).then(r => done({passes: r.passes.length, violations: r.violations.map(v =>
                ({id: v.id, impact: v.impact, help: v.help,
                  nodes: v.nodes.slice(0, 3).map(n => n.target.join(' ') + ' ' +
-                   (n.failureSummary || '').replace(/\\s+/g, ' '))}))))
-               .catch(e => done([{id: 'axe-error', impact: 'critical', help: String(e), nodes: []}]));",
+                   (n.failureSummary || '').replace(/\\s+/g, ' '))}))}))
+               .catch(e => done({passes: 0, violations: [{id: 'axe-error', impact: 'critical', help: String(e), nodes: []}]}));",
             vec![],
         )
         .await
         .expect("axe.run");
-    let all = result.as_array().cloned().unwrap_or_default();
+    assert!(
+        result["passes"].as_u64().unwrap_or_default() > 10,
+        "axe-core checked the page: {result}"
+    );
+    let all = result["violations"].as_array().cloned().unwrap_or_default();
     let bad = all
         .iter()
         .filter(|v| matches!(v["impact"].as_str(), Some("serious" | "critical")))
@@ -102,6 +106,12 @@ async fn axe_violations(c: &fantoccini::Client, axe: &str) -> (Vec<String>, usiz
             )
         })
         .collect();
+    for v in all
+        .iter()
+        .filter(|v| !matches!(v["impact"].as_str(), Some("serious" | "critical")))
+    {
+        eprintln!("axe (minor): {} {} {}", v["id"], v["help"], v["nodes"]);
+    }
     (bad, all.len())
 }
 
@@ -197,6 +207,20 @@ async fn every_page_passes_axe_in_both_themes_fits_420px_and_weighs_under_100kb(
         "| page | theme | width | bytes (HTML+CSS+JS) | axe: serious/critical | axe: all |\n|---|---|---|---|---|---|\n",
     );
     let mut failures = vec![];
+    // axe-core finds what it should: an unlabelled input added to a page is critical.
+    c.goto(&app.url("/")).await.expect("home");
+    c.execute(
+        "const i = document.createElement('input'); i.type = 'text'; \
+         document.querySelector('main').appendChild(i);",
+        vec![],
+    )
+    .await
+    .expect("canary");
+    let (bad, _) = axe_violations(c, &axe).await;
+    assert!(
+        bad.iter().any(|v| v.contains("\"label\"")),
+        "axe-core reports an unlabelled input: {bad:?}"
+    );
     c.goto(&app.url("/")).await.expect("home");
     for theme in ["light", "dark"] {
         if theme == "dark" {
@@ -308,7 +332,9 @@ async fn typing_in_policies_narrows_the_results_in_place_and_keeps_the_url() {
     let search = c.find(Css("input[name=q]")).await.expect("search box");
     search.send_keys("s3:PutObject").await.expect("type");
     c.wait()
-        .for_element(XPath("//p[@data-live-status][contains(., '6 results')]"))
+        .for_element(XPath(
+            "//p[@data-live-status][starts-with(normalize-space(.), '6 results')]",
+        ))
         .await
         .expect("the results narrowed");
     assert_eq!(rows(c).await, 6);
@@ -319,10 +345,12 @@ async fn typing_in_policies_narrows_the_results_in_place_and_keeps_the_url() {
     assert_eq!(marker, json!("yes"), "no page load happened");
     let url = c.current_url().await.expect("url");
     assert_eq!(url.path(), "/policies");
-    assert_eq!(
-        url.query(),
-        Some("q=s3%3APutObject"),
-        "the URL follows the search"
+    assert!(
+        url.query()
+            .unwrap_or_default()
+            .split('&')
+            .any(|p| p == "q=s3%3APutObject"),
+        "the URL follows the search: {url}"
     );
     let why = c
         .find(XPath("//tr[.//a[.='ml-training']]//span[@class='matched']"))
@@ -349,7 +377,9 @@ async fn typing_in_policies_narrows_the_results_in_place_and_keeps_the_url() {
     shot(c, "role-matching-statement").await;
     c.back().await.expect("back");
     c.wait()
-        .for_element(XPath("//p[@data-live-status][contains(., '6 results')]"))
+        .for_element(XPath(
+            "//p[@data-live-status][starts-with(normalize-space(.), '6 results')]",
+        ))
         .await
         .expect("back on the search");
     let value = c
