@@ -520,3 +520,377 @@ async fn a_request_is_made_and_approved_with_the_keyboard_alone() {
         "applied in the sandbox"
     );
 }
+
+// ---- The forms' answers, over HTTP -------------------------------------------------------------
+
+/// A demo visitor posting forms as `persona`.
+struct Forms<'a> {
+    app: &'a TestApp,
+    cookie: String,
+    token: String,
+}
+
+impl<'a> Forms<'a> {
+    async fn new(app: &'a TestApp) -> Forms<'a> {
+        let (cookie, token) = form_token(app, "/").await;
+        Forms { app, cookie, token }
+    }
+
+    async fn post(&self, persona: &str, path: &str, fields: &[(&str, &str)]) -> reqwest::Response {
+        let mut fields = fields.to_vec();
+        fields.push(("csrf_token", self.token.as_str()));
+        self.app
+            .client
+            .post(self.app.url(path))
+            .header(
+                "cookie",
+                format!("{}; iamdesk_demo_persona={persona}", self.cookie),
+            )
+            .header("origin", &self.app.base)
+            .form(&fields)
+            .send()
+            .await
+            .expect("POST")
+    }
+
+    async fn get(&self, persona: &str, path: &str) -> String {
+        self.app
+            .client
+            .get(self.app.url(path))
+            .header(
+                "cookie",
+                format!("{}; iamdesk_demo_persona={persona}", self.cookie),
+            )
+            .send()
+            .await
+            .expect("GET")
+            .text()
+            .await
+            .expect("html")
+    }
+}
+
+async fn stored(app: &TestApp) -> Vec<iamdesk::store::PolicyRequest> {
+    app.state
+        .store
+        .list_requests(
+            &Default::default(),
+            &iamdesk::store::PageRequest::first(100),
+        )
+        .await
+        .expect("list")
+        .items
+}
+
+fn doc_with(action: &str, effect: &str) -> String {
+    format!(
+        r#"{{"Version": "2012-10-17", "Statement": [{{"Effect": "{effect}", "Action": "{action}", "Resource": "arn:aws:s3:::invoices/*"}}]}}"#
+    )
+}
+
+#[tokio::test]
+async fn the_role_form_speaks_in_its_labels_and_asks_about_unknown_actions() {
+    let app = TestApp::demo().await;
+    let f = Forms::new(&app).await;
+    let path = format!("/policies/edit/{ACCOUNT}/iamrole/billing-reports/request");
+    let submit = |doc: String, justification: &'static str, accept: &'static str| {
+        let path = path.clone();
+        let f = &f;
+        async move {
+            f.post(
+                "requester",
+                &path,
+                &[
+                    ("kind", "inline_policy:attach"),
+                    ("policy_name", "read-invoices"),
+                    ("policy_document", &doc),
+                    ("justification", justification),
+                    ("accept_unknown", accept),
+                ],
+            )
+            .await
+        }
+    };
+
+    // Problems: summary first, each linked to its field by the form's label, API path kept.
+    let resp = submit(doc_with("s3:GetObject", "Maybe"), "", "").await;
+    assert_eq!(resp.status(), 400);
+    let html = resp.text().await.expect("html");
+    assert!(
+        html.contains("Nothing was submitted: 2 problems to fix"),
+        "{html}"
+    );
+    assert!(
+        html.contains("<a href=\"#f-policy_document\">Policy document</a> (statement 1 › Effect)"),
+        "{html}"
+    );
+    assert!(html.contains("<code>changes[0].policy.policy_document.Statement[0].Effect</code>"));
+    assert!(html.contains("<a href=\"#f-justification\">Justification</a>"));
+    assert!(
+        html.contains("aria-invalid=\"true\""),
+        "the fields are marked"
+    );
+    let summary = html.find("id=\"form-errors\"").expect("summary");
+    let form = html.find("class=\"change-form\"").expect("form");
+    assert!(summary < form, "the summary comes first on the page");
+
+    // A typo in an action: asked once, with the suggestion; nothing stored.
+    let resp = submit(doc_with("s3:GetObjekt", "Allow"), "monthly close", "").await;
+    assert_eq!(resp.status(), 400);
+    let html = resp.text().await.expect("html");
+    assert!(html.contains("did you mean s3:GetObject"), "{html}");
+    assert!(html.contains("name=\"accept_unknown\""), "{html}");
+    assert!(stored(&app).await.is_empty(), "nothing stored yet");
+    // ... submitted when the requester insists; the reviewer sees the warning.
+    let resp = submit(doc_with("s3:GetObjekt", "Allow"), "monthly close", "yes").await;
+    assert_eq!(resp.status(), 303);
+    let requests = stored(&app).await;
+    assert_eq!(requests.len(), 1);
+    assert!(
+        requests[0]
+            .warnings
+            .iter()
+            .any(|w| w.contains("did you mean s3:GetObject")),
+        "{:?}",
+        requests[0].warnings
+    );
+
+    // An unknown service is an error (the API says the same).
+    let resp = submit(doc_with("s4:GetObject", "Allow"), "monthly close", "yes").await;
+    assert_eq!(resp.status(), 400);
+    let html = resp.text().await.expect("html");
+    assert!(
+        html.contains("there is no AWS service `s4`; did you mean s3"),
+        "{html}"
+    );
+    assert_eq!(stored(&app).await.len(), 1);
+}
+
+#[tokio::test]
+async fn the_wizard_submits_the_entry_being_filled_in_and_warns_about_bare_prefixes() {
+    let app = TestApp::demo().await;
+    let f = Forms::new(&app).await;
+    let base = [
+        ("role", ROLE_ARN),
+        ("permissions", "[]"),
+        ("template", "s3_read"),
+        ("v_bucket", "invoices"),
+        ("justification", "read the weekly invoices"),
+    ];
+    // "Add" with a prefix lacking its slash: added, with a plain warning.
+    let mut add = base.to_vec();
+    add.extend([("v_prefix", "weekly"), ("action", "add")]);
+    let resp = f.post("requester", "/selfservice", &add).await;
+    assert_eq!(resp.status(), 200);
+    let html = resp.text().await.expect("html");
+    assert!(html.contains("Check before submitting"), "{html}");
+    assert!(html.contains("Write “weekly/”"), "{html}");
+
+    // A broken entry filled in but not added: said plainly, nothing submitted.
+    let mut broken = base.to_vec();
+    broken.retain(|(k, _)| *k != "v_bucket");
+    broken.extend([("v_bucket", "Not A Bucket!"), ("action", "submit")]);
+    let resp = f.post("requester", "/selfservice", &broken).await;
+    assert_eq!(resp.status(), 400);
+    let html = resp.text().await.expect("html");
+    assert!(html.contains("is not added yet"), "{html}");
+    assert!(html.contains("<a href=\"#v-bucket\">"), "{html}");
+    assert!(stored(&app).await.is_empty());
+
+    // A good entry filled in but not added: "Submit" includes it, as the preview showed.
+    let mut submit = base.to_vec();
+    submit.extend([("v_prefix", "weekly/"), ("action", "submit")]);
+    let resp = f.post("requester", "/selfservice", &submit).await;
+    assert_eq!(resp.status(), 303, "{:?}", resp.text().await);
+    let requests = stored(&app).await;
+    assert_eq!(requests.len(), 1);
+    let changes = serde_json::to_string(&requests[0].changes).expect("json");
+    assert!(
+        changes.contains("arn:aws:s3:::invoices/weekly/*"),
+        "{changes}"
+    );
+}
+
+#[tokio::test]
+async fn rejecting_says_why_and_reopening_asks_first() {
+    let app = TestApp::demo().await;
+    let id = seed_request(&app, "read-invoices").await;
+    let f = Forms::new(&app).await;
+    let act = format!("/policies/request/{id}/act");
+    let version = app
+        .state
+        .store
+        .get_request(&id)
+        .await
+        .expect("get")
+        .expect("request")
+        .version
+        .to_string();
+    let resp = f
+        .post(
+            "admin",
+            &act,
+            &[
+                ("command", "reject_request"),
+                ("confirm", "yes"),
+                ("version", &version),
+            ],
+        )
+        .await;
+    assert_eq!(resp.status(), 400);
+    assert!(
+        resp.text()
+            .await
+            .expect("html")
+            .contains("Say why you reject")
+    );
+    let resp = f
+        .post(
+            "admin",
+            &act,
+            &[
+                ("command", "reject_request"),
+                ("confirm", "yes"),
+                ("version", &version),
+                ("reason", "Resource * is too broad: name the bucket."),
+            ],
+        )
+        .await;
+    assert_eq!(resp.status(), 303);
+    let html = f.get("requester", &format!("/policies/request/{id}")).await;
+    let timeline = html
+        .split("<ol class=\"timeline\">")
+        .nth(1)
+        .expect("timeline");
+    let rejected = timeline.find("rejected the request").expect("rejection");
+    let reason = timeline
+        .find("Rejected: Resource * is too broad: name the bucket.")
+        .expect("the reason");
+    assert!(rejected < reason, "the reason follows the rejection");
+    assert!(timeline.contains("class=\"t-rejected\""));
+    assert!(html.contains(&format!(
+        "<a href=\"/policies/edit/{ACCOUNT}/iamrole/billing-reports\"><code>{ROLE_ARN}</code></a>"
+    )));
+    assert!(html.contains("account demo-prod (111122223333)"), "{html}");
+
+    // Moving it back needs the box ticked.
+    let resp = f
+        .post("admin", &act, &[("command", "move_back_to_pending")])
+        .await;
+    assert_eq!(resp.status(), 400);
+    let resp = f
+        .post(
+            "admin",
+            &act,
+            &[("command", "move_back_to_pending"), ("confirm", "yes")],
+        )
+        .await;
+    assert_eq!(resp.status(), 303);
+
+    // The list shows role, account and kinds; its JSON carries the same rows.
+    let html = f.get("admin", "/requests").await;
+    assert!(html.contains("billing-reports</a>") && html.contains("demo-prod (111122223333)"));
+    assert!(html.contains("<td>inline policy</td>"), "{html}");
+    let list: Value = app
+        .client
+        .get(app.url("/api/v2/requests"))
+        .send()
+        .await
+        .expect("GET")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(list["summaries"][0]["principal_name"], "billing-reports");
+    assert_eq!(list["summaries"][0]["account_name"], "demo-prod");
+    assert_eq!(list["summaries"][0]["kinds"], "inline policy");
+}
+
+#[tokio::test]
+async fn the_theme_is_a_csrf_checked_choice_remembered_in_a_cookie() {
+    let app = TestApp::demo().await;
+    let f = Forms::new(&app).await;
+    let resp = f
+        .post(
+            "admin",
+            "/preferences/theme",
+            &[("theme", "dark"), ("next", "/policies")],
+        )
+        .await;
+    assert_eq!(resp.status(), 303);
+    assert_eq!(resp.headers()["location"], "/policies");
+    let cookie = resp.headers()["set-cookie"]
+        .to_str()
+        .expect("cookie")
+        .to_string();
+    assert!(cookie.starts_with("iamdesk_theme=dark;"), "{cookie}");
+    let html = app
+        .client
+        .get(app.url("/policies"))
+        .header("cookie", "iamdesk_theme=dark")
+        .send()
+        .await
+        .expect("GET")
+        .text()
+        .await
+        .expect("html");
+    assert!(html.contains("<html lang=\"en\" data-theme=\"dark\">"));
+    assert!(html.contains("<option value=\"dark\" selected>"));
+    let resp = f
+        .post("admin", "/preferences/theme", &[("theme", "pink")])
+        .await;
+    assert_eq!(resp.status(), 400);
+    let resp = f
+        .post(
+            "admin",
+            "/preferences/theme",
+            &[("theme", "light"), ("next", "//evil.example/")],
+        )
+        .await;
+    assert_eq!(resp.headers()["location"], "/", "only local pages");
+    // Without the CSRF token: refused.
+    let resp = app
+        .client
+        .post(app.url("/preferences/theme"))
+        .form(&[("theme", "dark")])
+        .send()
+        .await
+        .expect("POST");
+    assert_eq!(resp.status(), 403);
+}
+
+#[tokio::test]
+async fn policies_search_explains_its_matches_and_the_role_page_marks_them() {
+    let app = TestApp::demo().await;
+    let body: Value = app
+        .get("/api/v2/policies?q=s3:GetObject&type=role")
+        .await
+        .json()
+        .await
+        .expect("json");
+    let billing = body["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .find(|i| i["name"] == "billing-reports" && i["account_id"] == ACCOUNT)
+        .expect("billing-reports allows s3:GetObject")
+        .clone();
+    assert_eq!(
+        billing["matched"][0],
+        "inline policy read-cur: statement 1 allows s3:GetObject"
+    );
+    let url = billing["url"].as_str().expect("url");
+    assert!(url.contains("from=q%3Ds3%253AGetObject"), "{url}");
+    let html = app.get(url).await.text().await.expect("html");
+    assert!(html.contains("<mark class=\"match\">"), "{html}");
+    assert!(
+        html.contains("href=\"/policies?q=s3%3AGetObject&amp;type=role\""),
+        "{html}"
+    );
+    // The document keeps its own key order (Version first), coloured by the server.
+    let pre = html
+        .split("aria-label=\"Inline policy read-cur\">")
+        .nth(1)
+        .expect("policy");
+    assert!(pre.find("Version").expect("Version") < pre.find("Statement").expect("Statement"));
+    assert!(pre.contains("<span class=\"k\">"));
+}
