@@ -883,7 +883,7 @@ async fn policies_search_explains_its_matches_and_the_role_page_marks_them() {
     let html = app.get(url).await.text().await.expect("html");
     assert!(html.contains("<mark class=\"match\">"), "{html}");
     assert!(
-        html.contains("href=\"/policies?q=s3%3AGetObject&amp;type=role\""),
+        html.contains("href=\"/policies?q=s3%3AGetObject&#38;type=role\""),
         "{html}"
     );
     // The document keeps its own key order (Version first), coloured by the server.
