@@ -307,6 +307,15 @@ fn problems_of(list: Vec<FieldProblem>) -> Vec<(String, String)> {
 }
 
 impl WizardPage {
+    /// The messages about the field with this `id` (to show under it and mark it invalid).
+    fn field_errors(&self, id: &str) -> Vec<String> {
+        self.form_problems
+            .iter()
+            .filter(|p| p.target == id)
+            .map(|p| p.message.clone())
+            .collect()
+    }
+
     /// The problems in the wizard's words: the field being filled in (`permissions[N]` with N
     /// the number already added), an added permission, the new role, the justification.
     fn set_problems(&mut self, problems: Vec<(String, String)>, pending: usize) {

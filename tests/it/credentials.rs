@@ -919,3 +919,82 @@ async fn api_tokens_follow_their_owner_groups_and_rest_when_they_stop_signing_in
         "{body}"
     );
 }
+
+/// `POST /roles/credentials` issues once, then `GET /roles/credentials` shows them once: a
+/// reload never issues (nor audits) another set, and the secret never travels in a URL.
+#[tokio::test]
+async fn the_credentials_page_shows_them_once_after_a_redirect() {
+    let Some(w) = world().await else { return };
+    let resp = w
+        .app
+        .client
+        .post(w.app.url("/roles/credentials"))
+        .header("x-user", DEV)
+        .header("x-groups", "eng")
+        .header("cookie", &w.csrf.0)
+        .form(&[("csrf_token", w.csrf.1.as_str()), ("role", &w.arn("app"))])
+        .send()
+        .await
+        .expect("POST");
+    assert_eq!(resp.status(), 303);
+    assert_eq!(resp.headers()["location"], "/roles/credentials");
+    let sealed = resp
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|c| c.starts_with("iamdesk_once_credentials="))
+        .expect("sealed credentials")
+        .to_string();
+    assert!(
+        sealed.contains("Path=/roles/credentials") && sealed.contains("SameSite=Strict"),
+        "{sealed}"
+    );
+    assert!(
+        !sealed.contains("AKIA") && !sealed.contains("ASIA"),
+        "{sealed}"
+    );
+    let show = |cookie: String| {
+        w.app
+            .client
+            .get(w.app.url("/roles/credentials"))
+            .header("x-user", DEV)
+            .header("x-groups", "eng")
+            .header("cookie", cookie)
+            .send()
+    };
+    let cookie = sealed.split(';').next().unwrap_or_default().to_string();
+    let resp = show(cookie.clone()).await.expect("GET");
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.headers()["cache-control"], "no-store, max-age=0");
+    let cleared = resp
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .any(|c| c.starts_with("iamdesk_once_credentials=;") && c.contains("Max-Age=0"));
+    assert!(cleared, "the cookie is cleared once read");
+    let html = resp.text().await.expect("html");
+    assert!(html.contains("export AWS_SESSION_TOKEN="), "{html}");
+    // The browser no longer has the cookie: a reload says they were shown.
+    let html = show(String::new())
+        .await
+        .expect("GET")
+        .text()
+        .await
+        .expect("html");
+    assert!(html.contains("Credentials are shown once"), "{html}");
+    assert!(!html.contains("AWS_SESSION_TOKEN="));
+    let issued = w
+        .app
+        .state
+        .store
+        .list_audit(None, &iamdesk::store::PageRequest::first(200))
+        .await
+        .expect("audit")
+        .items
+        .iter()
+        .filter(|e| e.action == "credentials.issued")
+        .count();
+    assert_eq!(issued, 1, "one issuance for one click");
+}
