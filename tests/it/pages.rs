@@ -403,6 +403,88 @@ async fn typing_in_policies_narrows_the_results_in_place_and_keeps_the_url() {
         .await
         .expect("focus");
     assert_eq!(focused, json!("q"));
+
+    // The same on My roles and the requests list.
+    for (page, text, expect) in [
+        ("/roles", "zzz-no-such-role", "0 results"),
+        ("/requests", "no-such-request-anywhere", "0 results"),
+    ] {
+        c.goto(&app.url(page)).await.expect("page");
+        c.execute("window.__stillHere = 'yes';", vec![])
+            .await
+            .expect("marker");
+        c.find(Css("input[name=q]"))
+            .await
+            .expect("search")
+            .send_keys(text)
+            .await
+            .expect("type");
+        c.wait()
+            .for_element(XPath(&format!(
+                "//p[@data-live-status][starts-with(normalize-space(.), '{expect}')]"
+            )))
+            .await
+            .expect("narrowed");
+        let marker = c
+            .execute("return window.__stillHere || null;", vec![])
+            .await
+            .expect("marker");
+        assert_eq!(marker, json!("yes"), "{page}: no page load");
+        let url = c.current_url().await.expect("url");
+        assert!(url.as_str().contains(&format!("q={text}")), "{url}");
+    }
+
+    // The role page's form shows the fields of the chosen change only.
+    c.goto(&app.url(&format!("/policies/edit/{ACCOUNT}/iamrole/billing-reports")))
+        .await
+        .expect("role");
+    assert!(
+        c.find(Css("#f-policy_document"))
+            .await
+            .expect("doc")
+            .is_displayed()
+            .await
+            .expect("shown")
+    );
+    assert!(
+        !c.find(Css("#f-tag_key"))
+            .await
+            .expect("tag")
+            .is_displayed()
+            .await
+            .expect("hidden")
+    );
+    c.find(Css("#f-kind"))
+        .await
+        .expect("kind")
+        .select_by_value("resource_tag:create")
+        .await
+        .expect("select");
+    assert!(
+        c.find(Css("#f-tag_key"))
+            .await
+            .expect("tag")
+            .is_displayed()
+            .await
+            .expect("shown")
+    );
+    assert!(
+        !c.find(Css("#f-policy_document"))
+            .await
+            .expect("doc")
+            .is_displayed()
+            .await
+            .expect("hidden")
+    );
+    assert!(
+        c.find(Css("button.copy"))
+            .await
+            .expect("copy")
+            .is_displayed()
+            .await
+            .expect("copy shown"),
+        "the copy button appears with JavaScript"
+    );
     browser.close().await;
 }
 
