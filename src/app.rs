@@ -36,6 +36,9 @@ pub struct App {
     pub sign_ins: crate::auth::signins::SignIns,
     /// Wakes the outbox worker when new messages were written.
     pub outbox_wake: tokio::sync::Notify,
+    /// Seconds added to the clock of the background jobs (the outbox's due times): tests move
+    /// time forward instead of sleeping. Always 0 in a running portal.
+    pub clock_skew_seconds: std::sync::atomic::AtomicI64,
     /// The SESv2 client, made on first use (only when a sender is configured).
     pub ses: tokio::sync::OnceCell<aws_sdk_sesv2::Client>,
 }
@@ -54,6 +57,14 @@ impl std::ops::Deref for AppState {
 const REQUEST_CACHE_TTL: Duration = Duration::from_secs(300);
 
 impl App {
+    /// Now, as the background jobs see it (see `clock_skew_seconds`).
+    pub fn now(&self) -> chrono::DateTime<chrono::Utc> {
+        let skew = self
+            .clock_skew_seconds
+            .load(std::sync::atomic::Ordering::Relaxed);
+        chrono::Utc::now() + chrono::Duration::seconds(skew)
+    }
+
     /// Open the configured Store and Cache. Fails only on errors a person must fix (bad path,
     /// bad Redis URL); an unreachable Redis is not one of them: the portal serves from the Store.
     pub async fn build(config: Config) -> anyhow::Result<Arc<App>> {
@@ -124,6 +135,7 @@ impl App {
             cloud,
             outbox_wake: tokio::sync::Notify::new(),
             ses: tokio::sync::OnceCell::new(),
+            clock_skew_seconds: std::sync::atomic::AtomicI64::new(0),
         });
         app.load_resources().await;
         Ok(app)

@@ -252,6 +252,10 @@ impl Store for CachedStore {
         self.store.list_audit(request_id, page).await
     }
 
+    async fn enqueue_outbox(&self, message: &OutboxMessage) -> StoreResult<()> {
+        self.store.enqueue_outbox(message).await
+    }
+
     async fn get_outbox(&self, id: &str) -> StoreResult<Option<OutboxMessage>> {
         self.store.get_outbox(id).await
     }
@@ -266,10 +270,11 @@ impl Store for CachedStore {
 
     async fn due_outbox(
         &self,
+        channel: &str,
         now: DateTime<Utc>,
         limit: usize,
     ) -> StoreResult<Vec<OutboxMessage>> {
-        self.store.due_outbox(now, limit).await
+        self.store.due_outbox(channel, now, limit).await
     }
 
     async fn update_outbox(&self, message: &OutboxMessage) -> StoreResult<()> {

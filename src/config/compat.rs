@@ -21,6 +21,10 @@ pub fn normalize_account_id(raw: &str) -> Option<String> {
 /// `extends` merging, so that `1` in a base file and `000000000001` in the including file are
 /// the same account (an override), while the two in one file are a duplicate (an error).
 pub(crate) fn normalize_account_keys(root: &mut Node) -> Result<(), ConfigError> {
+    // `accounts.sensitive` is a list, not an account: it moves to `sensitive_accounts`.
+    if let Some(sensitive) = root.get_mut("accounts").and_then(|a| a.remove("sensitive")) {
+        root.set("sensitive_accounts", sensitive.key_at, sensitive.value);
+    }
     for section in ACCOUNT_MAPS {
         let Some(map) = root.get_mut(section) else {
             continue;

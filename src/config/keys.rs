@@ -139,8 +139,6 @@ const IGNORED: &[&str] = &[
     "policies.number_cloudtrail_errors_to_display",
     "policies.redis_policies_key",
     "policies.supported_resource_types_for_policy_application",
-    "policies.temp_policy_prefix",
-    "policies.temp_policy_support",
     "redis.automatically_backup_to_s3",
     "redis.db",
     "redis.host",

@@ -182,6 +182,17 @@ pub fn load_file_with_env(
             message: problems.join("; "),
         });
     }
+    if let Err(problems) = crate::requests::approvals::check_rules(&config) {
+        let at = tree
+            .lookup("approvals.rules")
+            .map(|n| n.at.clone())
+            .unwrap_or_else(|| SourcePos::file_only(Arc::from(path)));
+        return Err(ConfigError::Invalid {
+            at,
+            key: "approvals.rules".into(),
+            message: problems.join("; "),
+        });
+    }
     Ok(Loaded {
         config,
         source: Some(path.to_path_buf()),

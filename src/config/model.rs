@@ -46,6 +46,9 @@ pub struct Config {
     pub account_ids_to_name: BTreeMap<String, String>,
     /// Per-account overrides (`accounts.<id>.role_name`).
     pub accounts: BTreeMap<String, AccountConfig>,
+    /// Accounts whose changes are sensitive: ids or name globs. Written `accounts.sensitive`
+    /// (moved here by the loader, as `accounts` otherwise holds account ids).
+    pub sensitive_accounts: Vec<String>,
     pub policies: PoliciesConfig,
     pub aws: AwsConfig,
     pub storage: StorageConfig,
@@ -59,6 +62,70 @@ pub struct Config {
     pub outbox: OutboxConfig,
     /// The self-service wizard's permission templates (default: the built-in set).
     pub self_service: crate::selfservice::templates::SelfServiceConfig,
+    /// Who must approve which requests (`approvals.rules`, first match wins).
+    pub approvals: ApprovalsConfig,
+    /// Applying one's own temporary grant at once, audited (`groups.can_break_glass`).
+    pub break_glass: BreakGlassConfig,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ApprovalsConfig {
+    /// Checked in order; the first whose `match` fits the request decides. No rule (or none
+    /// that fits): one approval by an administrator.
+    pub rules: Vec<ApprovalRule>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ApprovalRule {
+    pub name: String,
+    /// Every given criterion must hold (an empty `match` fits every request).
+    #[serde(rename = "match")]
+    pub matches: RuleMatch,
+    /// Approvals from distinct people, per group list.
+    pub require: Vec<Requirement>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct RuleMatch {
+    /// Account ids or name globs; a request fits when one of its changes is in one.
+    pub accounts: Vec<String>,
+    /// Change types (`inline_policy`, `create_role`, …); one change of one of them.
+    pub change_types: Vec<String>,
+    /// The request's highest risk is at least this.
+    pub min_risk: Option<crate::requests::risk::Level>,
+    /// Tags (key → value glob) of a role a change targets.
+    pub principal_tags: BTreeMap<String, String>,
+    /// Path globs (`/prod/*`) of a role a change targets.
+    pub principal_paths: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Requirement {
+    /// Users (with `@`) or groups, like `groups.can_admin`.
+    pub groups: Vec<String>,
+    pub count: usize,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct BreakGlassConfig {
+    /// The longest a break-glass grant may last.
+    pub max_hours: u32,
+    /// Break-glass requests one person may make in 24 hours.
+    pub max_per_day: usize,
+}
+
+impl Default for BreakGlassConfig {
+    fn default() -> Self {
+        BreakGlassConfig {
+            max_hours: 4,
+            max_per_day: 3,
+        }
+    }
 }
 
 /// Delivery of notifications from the outbox (email, Slack).
@@ -169,6 +236,8 @@ pub struct GroupsConfig {
     pub can_admin: Vec<String>,
     pub can_admin_policies: Vec<String>,
     pub fallback_policy_request_reviewers: Vec<String>,
+    /// Users or groups who may apply their own temporary grant at once, with a reason.
+    pub can_break_glass: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, Default)]
@@ -186,6 +255,25 @@ pub struct PoliciesConfig {
     pub max_managed_policies: usize,
     /// Comments one request may have (each at most 5,000 characters).
     pub max_comments: usize,
+    /// How far ahead a grant's `expiration_date` may be.
+    pub max_expiration_days: u32,
+    /// Which grants must carry an `expiration_date`.
+    pub require_expiration: RequireExpiration,
+    /// Mail the requester this long before one of their grants expires.
+    pub expiry_reminder_hours: u32,
+    /// Also remove inline policies named by ConsoleMe's scheme (`{temp_policy_prefix}_{YYYYmmdd}_…`)
+    /// on their day, so a ConsoleMe install keeps its expiries.
+    pub temp_policy_support: bool,
+    pub temp_policy_prefix: String,
+}
+
+/// `policies.require_expiration`: grants in these accounts (ids or name globs), or at this risk
+/// level or above, must expire.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct RequireExpiration {
+    pub accounts: Vec<String>,
+    pub min_risk: Option<crate::requests::risk::Level>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -325,6 +413,7 @@ impl Default for Config {
             groups: GroupsConfig::default(),
             account_ids_to_name: BTreeMap::new(),
             accounts: BTreeMap::new(),
+            sensitive_accounts: vec![],
             policies: PoliciesConfig::default(),
             aws: AwsConfig::default(),
             storage: StorageConfig::default(),
@@ -337,6 +426,8 @@ impl Default for Config {
             rate_limit: RateLimitConfig::default(),
             outbox: OutboxConfig::default(),
             self_service: Default::default(),
+            approvals: Default::default(),
+            break_glass: Default::default(),
         }
     }
 }
@@ -385,6 +476,11 @@ impl Default for PoliciesConfig {
             allow_self_approval: false,
             max_managed_policies: 10,
             max_comments: 200,
+            max_expiration_days: 90,
+            require_expiration: RequireExpiration::default(),
+            expiry_reminder_hours: 24,
+            temp_policy_support: false,
+            temp_policy_prefix: "cm_delete-on".into(),
         }
     }
 }

@@ -24,6 +24,23 @@ pub enum Event {
     Updated {
         editor: String,
     },
+    /// An expiring grant was taken away (`expired`), left alone because AWS no longer held what
+    /// was applied (`drift`), or found gone with its role (`gone`).
+    Grant {
+        outcome: String,
+        detail: String,
+    },
+    /// An expiring grant goes soon.
+    GrantReminder {
+        expires_at: chrono::DateTime<chrono::Utc>,
+    },
+    /// An approval that does not complete the rule: the approvers still needed are told.
+    ApprovalRecorded {
+        by: String,
+        still_needed: Vec<String>,
+        /// The addresses of the requirements still unmet.
+        to: Vec<String>,
+    },
 }
 
 /// An email as stored in the outbox (`channel = "email"`).
@@ -111,6 +128,18 @@ pub fn recipients(config: &Config, r: &PolicyRequest, event: &Event, actor: &str
             Some(actor)
         }
         Event::StatusChanged(_) | Event::Updated { .. } => Some(actor),
+        // About a grant: the requester (and, for drift, the reviewers: somebody changed AWS).
+        Event::Grant { outcome, .. } if outcome == "drift" => Some(actor),
+        Event::Grant { .. } | Event::GrantReminder { .. } => {
+            list.truncate(1);
+            Some(actor)
+        }
+        // The approvers still needed (and the requester, to follow along).
+        Event::ApprovalRecorded { to, .. } => {
+            list.truncate(1);
+            list.extend(to.iter().cloned());
+            Some(actor)
+        }
     };
     let mut to = dedup_without(emails(&list), except);
     if to.is_empty() {
@@ -153,6 +182,37 @@ pub fn subject_and_text(config: &Config, r: &PolicyRequest, event: &Event) -> (S
             format!(
                 "A new comment has been added to the policy change request for {arn} by \
                  {author}\n\n{see}"
+            ),
+        ),
+        Event::Grant { outcome, detail } => {
+            let what = match outcome.as_str() {
+                "expired" => "has expired and was removed",
+                "drift" => "has expired but was changed outside iamdesk, so it was left alone",
+                _ => "has expired; its role no longer exists",
+            };
+            (
+                format!("{name}: A temporary grant of policy change request for {arn} {what}"),
+                format!(
+                    "A temporary grant of the policy change request for {arn} {what}: \
+                     {detail}\n\n{see}"
+                ),
+            )
+        }
+        Event::GrantReminder { expires_at } => (
+            format!("{name}: A temporary grant for {arn} expires soon"),
+            format!(
+                "A temporary grant of the policy change request for {arn} expires at \
+                 {}. Open the request to ask for an extension.\n\n{see}",
+                expires_at.format("%Y-%m-%d %H:%M UTC")
+            ),
+        ),
+        Event::ApprovalRecorded {
+            by, still_needed, ..
+        } => (
+            format!("{name}: Policy change request for {arn} needs more approvals"),
+            format!(
+                "The policy change request for {arn} was approved by {by}; it still needs {}.\n\n{see}",
+                still_needed.join(" and ")
             ),
         ),
         Event::Updated { editor } => (
@@ -206,6 +266,9 @@ fn askama_escape(s: &str) -> String {
 fn slack_color(event: &Event) -> &'static str {
     match event {
         Event::Created | Event::Commented { .. } | Event::Updated { .. } => "#1D9BD1",
+        Event::Grant { .. } | Event::GrantReminder { .. } | Event::ApprovalRecorded { .. } => {
+            "#9E9E9E"
+        }
         Event::StatusChanged(RequestStatus::Approved) => "#2EB67D",
         Event::StatusChanged(RequestStatus::Rejected) => "#D50200",
         Event::StatusChanged(_) => "#9E9E9E",
@@ -227,7 +290,11 @@ pub fn slack_for(config: &Config, r: &PolicyRequest, event: &Event) -> Option<Va
     let status = match event {
         Event::Created => "pending",
         Event::StatusChanged(s) => status_words(*s),
-        Event::Commented { .. } | Event::Updated { .. } => return None,
+        Event::Commented { .. }
+        | Event::Updated { .. }
+        | Event::Grant { .. }
+        | Event::GrantReminder { .. }
+        | Event::ApprovalRecorded { .. } => return None,
     };
     let (subject, _) = subject_and_text(config, r, event);
     let link = request_link(config, &r.id);

@@ -13,6 +13,7 @@ use chrono::Utc;
 
 use super::Email;
 use crate::app::App;
+use crate::requests::expiry::GRANT_CHANNEL;
 use crate::store::{OutboxMessage, OutboxStatus, StoreError, StoreResult};
 
 /// Messages looked at per pass.
@@ -34,6 +35,7 @@ pub fn can_deliver(app: &App, channel: &str) -> bool {
     match channel {
         "email" => app.config.ses.consoleme.sender.is_some(),
         "slack" => app.config.slack.notifications_enabled && app.config.slack.webhook_url.is_some(),
+        GRANT_CHANNEL => true,
         _ => false,
     }
 }
@@ -48,19 +50,21 @@ pub fn backoff(retry_seconds: u64, attempts: u32) -> chrono::Duration {
     chrono::Duration::seconds(i64::try_from(secs).unwrap_or(3600))
 }
 
-/// Deliver every due message this process can deliver.
+/// Every channel the outbox carries: mail, Slack, and the grant jobs (expiries, reminders).
+pub const CHANNELS: &[&str] = &["email", "slack", GRANT_CHANNEL];
+
+/// Deliver every due message this process can deliver, channel by channel.
 pub async fn deliver_due(app: &App) -> StoreResult<Pass> {
     let mut pass = Pass::default();
-    let due = app.store.due_outbox(Utc::now(), BATCH).await?;
-    for m in due {
-        if !can_deliver(app, &m.channel) {
-            continue;
-        }
-        match deliver_one(app, m).await? {
-            Some(OutboxStatus::Sent) => pass.sent += 1,
-            Some(OutboxStatus::Dead) => pass.dead += 1,
-            Some(OutboxStatus::Pending) => pass.failed += 1,
-            None => {}
+    for channel in CHANNELS.iter().filter(|c| can_deliver(app, c)) {
+        let due = app.store.due_outbox(channel, app.now(), BATCH).await?;
+        for m in due {
+            match deliver_one(app, m).await? {
+                Some(OutboxStatus::Sent) => pass.sent += 1,
+                Some(OutboxStatus::Dead) => pass.dead += 1,
+                Some(OutboxStatus::Pending) => pass.failed += 1,
+                None => {}
+            }
         }
     }
     Ok(pass)
@@ -68,7 +72,7 @@ pub async fn deliver_due(app: &App) -> StoreResult<Pass> {
 
 /// Claim, send and record one message. `None` when another worker claimed it first.
 pub async fn deliver_one(app: &App, mut m: OutboxMessage) -> StoreResult<Option<OutboxStatus>> {
-    let now = Utc::now();
+    let now = app.now();
     m.attempts += 1;
     m.version += 1;
     m.next_attempt_at = now + backoff(app.config.outbox.retry_seconds, m.attempts);
@@ -80,6 +84,7 @@ pub async fn deliver_one(app: &App, mut m: OutboxMessage) -> StoreResult<Option<
     let result = match m.channel.as_str() {
         "email" => send_email(app, &m).await,
         "slack" => send_slack(app, &m).await,
+        GRANT_CHANNEL => crate::requests::expiry::run_job(app, &m).await,
         other => Err(format!("unknown channel {other}")),
     };
     m.version += 1;
@@ -240,11 +245,27 @@ pub async fn run(app: Arc<App>) {
     if !can_deliver(&app, "email") && !can_deliver(&app, "slack") {
         tracing::info!(
             "no ses.consoleme.sender and no Slack webhook: notifications stay in the outbox \
-             (/admin/outbox)"
+             (/admin/outbox); expiring grants are still taken away on time"
         );
-        return;
     }
+    let replica = uuid::Uuid::new_v4().to_string();
+    let mut next_sweep = tokio::time::Instant::now();
     loop {
+        // ConsoleMe's temporary policies: once a minute, by one replica.
+        if app.config.policies.temp_policy_support && tokio::time::Instant::now() >= next_sweep {
+            next_sweep = tokio::time::Instant::now() + Duration::from_secs(60);
+            if let Ok(true) = app
+                .cache
+                .try_lock("grant-sweep", &replica, Duration::from_secs(55))
+                .await
+            {
+                let n =
+                    crate::requests::expiry::sweep_consoleme_temp_policies(&app, app.now()).await;
+                if n > 0 {
+                    tracing::info!(deleted = n, "expired ConsoleMe temporary policies removed");
+                }
+            }
+        }
         match deliver_due(&app).await {
             Ok(p) if p != Pass::default() => {
                 tracing::debug!(

@@ -51,7 +51,7 @@ pub async fn create(app: &App, actor: &Actor, body: &Value) -> Result<Created, A
     let changes = ChangeList {
         changes: valid.changes,
     };
-    let plan = super::review::plan(&changes);
+    let plan = super::synced::with_risk(app, |ctx| super::review::plan(&changes, ctx));
     if body.get("dry_run").and_then(Value::as_bool) == Some(true) {
         return Ok(Created {
             request_created: false,
@@ -84,6 +84,9 @@ pub async fn create(app: &App, actor: &Actor, body: &Value) -> Result<Created, A
         applying: None,
         warnings: warnings.clone(),
         edits: vec![],
+        grant_outcomes: vec![],
+        approvals: vec![],
+        break_glass: None,
     };
     let event = AuditEvent::new(
         &actor.email,

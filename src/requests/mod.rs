@@ -7,14 +7,20 @@
 //! - `synced.rs`: what the validator knows of this installation (synced roles, own roles,
 //!   quotas).
 //! - `create.rs`: validate, store with the audit event and notifications, optionally apply.
+//! - `approvals.rs`: which approvals a request needs (`approvals.rules`) and how far it is.
 //! - `lifecycle/`: comment, approve (claim, apply, record, refresh), reject, cancel, reopen, edit.
+//! - `expiry.rs`: expiring grants taken away on time (outbox `grant` jobs), drift left alone.
+//! - `risk.rs`: low to critical, with the reasons, for every change.
 //! - `review.rs` + `diff.rs`: each change against the role as last synced, and its calls.
 
+pub mod approvals;
 pub mod create;
 pub mod diff;
+pub mod expiry;
 pub mod lifecycle;
 pub mod model;
 pub mod review;
+pub mod risk;
 pub mod synced;
 pub mod validate;
 

@@ -236,6 +236,77 @@ impl PolicyDocument {
     }
 }
 
+/// When an expiring grant is taken away again. On the wire: ConsoleMe's `YYYYmmdd` (an integer
+/// or a string; the grant goes at 00:00 UTC that day, as ConsoleMe's `cm_delete-on_{date}`
+/// policies did), a date `YYYY-MM-DD` (same), or an RFC 3339 time. Stored as RFC 3339.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Expiry(pub chrono::DateTime<chrono::Utc>);
+
+impl Expiry {
+    pub fn parse(v: &Value) -> Result<Expiry, String> {
+        use chrono::{NaiveDate, TimeZone, Utc};
+        let day = |y: i32, m: u32, d: u32| {
+            NaiveDate::from_ymd_opt(y, m, d)
+                .and_then(|d| d.and_hms_opt(0, 0, 0))
+                .map(|t| Expiry(Utc.from_utc_datetime(&t)))
+        };
+        let compact = |s: &str| -> Option<Expiry> {
+            (s.len() == 8 && s.bytes().all(|b| b.is_ascii_digit())).then_some(())?;
+            day(
+                s[..4].parse().ok()?,
+                s[4..6].parse().ok()?,
+                s[6..].parse().ok()?,
+            )
+        };
+        let bad = || {
+            "expiration_date must be a date YYYYmmdd (e.g. 20261231), YYYY-MM-DD, or an RFC 3339 \
+             time such as 2026-12-31T18:00:00Z"
+                .to_string()
+        };
+        match v {
+            Value::Number(n) => n
+                .as_u64()
+                .and_then(|n| compact(&n.to_string()))
+                .ok_or_else(bad),
+            Value::String(s) => {
+                let s = s.trim();
+                if let Some(e) = compact(s) {
+                    return Ok(e);
+                }
+                if let Ok(d) = NaiveDate::parse_from_str(s, "%Y-%m-%d") {
+                    return day(
+                        chrono::Datelike::year(&d),
+                        chrono::Datelike::month(&d),
+                        chrono::Datelike::day(&d),
+                    )
+                    .ok_or_else(bad);
+                }
+                chrono::DateTime::parse_from_rfc3339(s)
+                    .map(|t| Expiry(t.with_timezone(&Utc)))
+                    .map_err(|_| bad())
+            }
+            _ => Err(bad()),
+        }
+    }
+
+    pub fn at(&self) -> chrono::DateTime<chrono::Utc> {
+        self.0
+    }
+}
+
+impl Serialize for Expiry {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.0.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+    }
+}
+
+impl<'de> Deserialize<'de> for Expiry {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let v = Value::deserialize(d)?;
+        Expiry::parse(&v).map_err(serde::de::Error::custom)
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // The change model.
 
@@ -328,6 +399,8 @@ pub struct InlinePolicyChange {
     pub principal: PrincipalRef,
     pub policy_name: PolicyName,
     pub edit: InlineEdit,
+    /// A `Put` that is taken away again at this time.
+    pub expires: Option<Expiry>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -336,6 +409,8 @@ pub struct ManagedPolicyChange {
     pub principal: PrincipalRef,
     pub action: AttachAction,
     pub arn: ManagedPolicyArn,
+    /// An attachment that is detached again at this time.
+    pub expires: Option<Expiry>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -372,6 +447,8 @@ pub struct TagChange {
     pub principal: PrincipalRef,
     pub key: String,
     pub edit: TagEdit,
+    /// A tag that is removed again at this time.
+    pub expires: Option<Expiry>,
 }
 
 /// One inline policy of a new role (given by the requester, or copied from a clone source).
@@ -526,6 +603,54 @@ impl Change {
             Change::AssumeRolePolicy(c) => &c.principal.principal_arn,
             Change::ResourceTag(c) => &c.principal.principal_arn,
             Change::CreateRole(c) => &c.role,
+        }
+    }
+
+    /// When the grant this change makes is taken away again, if it expires.
+    pub fn expires(&self) -> Option<Expiry> {
+        match self {
+            Change::InlinePolicy(c) => c.expires,
+            Change::ManagedPolicy(c) => c.expires,
+            Change::ResourceTag(c) => c.expires,
+            _ => None,
+        }
+    }
+
+    /// Whether the change gives something (a policy, an attachment, a tag, a role) rather than
+    /// taking it away.
+    pub fn grants(&self) -> bool {
+        match self {
+            Change::InlinePolicy(c) => matches!(c.edit, InlineEdit::Put(_)),
+            Change::ManagedPolicy(c) => c.action == AttachAction::Attach,
+            Change::PermissionsBoundary(_) => false,
+            Change::AssumeRolePolicy(_) | Change::CreateRole(_) => true,
+            Change::ResourceTag(c) => !matches!(c.edit, TagEdit::Delete),
+        }
+    }
+
+    /// The calls that take an expiring grant away again (the reverse of [`Change::calls`]).
+    pub fn revoke_calls(&self) -> Vec<IamOp> {
+        let role = self.target().name().to_string();
+        match self {
+            Change::InlinePolicy(c) if matches!(c.edit, InlineEdit::Put(_)) => {
+                vec![IamOp::DeleteRolePolicy {
+                    role,
+                    policy_name: c.policy_name.to_string(),
+                }]
+            }
+            Change::ManagedPolicy(c) if c.action == AttachAction::Attach => {
+                vec![IamOp::DetachRolePolicy {
+                    role,
+                    policy_arn: c.arn.to_string(),
+                }]
+            }
+            Change::ResourceTag(c) if !matches!(c.edit, TagEdit::Delete) => {
+                vec![IamOp::UntagRole {
+                    role,
+                    keys: vec![c.key.clone()],
+                }]
+            }
+            _ => vec![],
         }
     }
 
@@ -691,9 +816,17 @@ pub struct ChangeDraft {
     description: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     inline_policies: Option<Vec<Value>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    expiration_date: Option<String>,
 }
 
 impl ChangeDraft {
+    /// The same change, taken away again at `when` (RFC 3339 or `YYYYmmdd`), if given.
+    pub fn expiring(mut self, when: Option<String>) -> Self {
+        self.expiration_date = when;
+        self
+    }
+
     fn on(kind: ChangeType, role_arn: &str) -> Self {
         ChangeDraft {
             change_type: Some(kind),
@@ -850,6 +983,8 @@ pub struct ChangeWire {
     pub copy_tags: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resolved_clone: Option<ResolvedClone>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expiration_date: Option<Expiry>,
 }
 
 impl From<Change> for ChangeWire {
@@ -864,6 +999,7 @@ impl From<Change> for ChangeWire {
             Change::InlinePolicy(c) => {
                 w.principal = Some(c.principal);
                 w.policy_name = Some(c.policy_name);
+                w.expiration_date = c.expires;
                 match c.edit {
                     InlineEdit::Put(doc) => {
                         w.action = Some(AttachAction::Attach);
@@ -878,6 +1014,7 @@ impl From<Change> for ChangeWire {
                 w.principal = Some(c.principal);
                 w.action = Some(c.action);
                 w.arn = Some(c.arn);
+                w.expiration_date = c.expires;
             }
             Change::PermissionsBoundary(c) => {
                 w.principal = Some(c.principal);
@@ -901,6 +1038,7 @@ impl From<Change> for ChangeWire {
             Change::ResourceTag(c) => {
                 w.principal = Some(c.principal);
                 w.key = Some(c.key);
+                w.expiration_date = c.expires;
                 let (action, value) = match c.edit {
                     TagEdit::Create(v) => (TagAction::Create, Some(v)),
                     TagEdit::Update(v) => (TagAction::Update, Some(v)),
@@ -933,11 +1071,17 @@ impl From<Change> for ChangeWire {
 /// Which wire keys a change type uses (besides `change_type` and `id`).
 pub fn wire_keys(kind: ChangeType) -> &'static [&'static str] {
     match kind {
-        ChangeType::InlinePolicy => &["principal", "policy_name", "action", "policy"],
-        ChangeType::ManagedPolicy => &["principal", "action", "arn"],
+        ChangeType::InlinePolicy => &[
+            "principal",
+            "policy_name",
+            "action",
+            "policy",
+            "expiration_date",
+        ],
+        ChangeType::ManagedPolicy => &["principal", "action", "arn", "expiration_date"],
         ChangeType::PermissionsBoundary => &["principal", "action", "arn"],
         ChangeType::AssumeRolePolicy => &["principal", "policy"],
-        ChangeType::ResourceTag => &["principal", "key", "value", "tag_action"],
+        ChangeType::ResourceTag => &["principal", "key", "value", "tag_action", "expiration_date"],
         ChangeType::CreateRole => &[
             "principal",
             "account_id",
@@ -983,12 +1127,14 @@ impl TryFrom<ChangeWire> for Change {
                     AttachAction::Attach => InlineEdit::Put(document()?),
                     AttachAction::Detach => InlineEdit::Delete,
                 },
+                expires: w.expiration_date,
             }),
             ChangeType::ManagedPolicy => Change::ManagedPolicy(ManagedPolicyChange {
                 id,
                 principal: principal()?,
                 action: w.action.unwrap_or(AttachAction::Attach),
                 arn: w.arn.clone().ok_or_else(|| missing("arn"))?,
+                expires: w.expiration_date,
             }),
             ChangeType::PermissionsBoundary => Change::PermissionsBoundary(BoundaryChange {
                 id,
@@ -1016,6 +1162,7 @@ impl TryFrom<ChangeWire> for Change {
                         TagAction::Update => TagEdit::Update(value()?),
                         TagAction::Delete => TagEdit::Delete,
                     },
+                    expires: w.expiration_date,
                 })
             }
             ChangeType::CreateRole => {

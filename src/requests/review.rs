@@ -9,11 +9,12 @@ use super::diff::{Diff, diff_json, diff_text};
 use super::model::{
     AttachAction, BoundaryEdit, Change, ChangeList, CreateRoleChange, InlineEdit, TagEdit,
 };
+use super::risk::{Context, Risk, assess};
 use crate::cloud::IamOp;
 use crate::resources::model::Principal;
 use crate::resources::service::Resources;
 
-/// The calls of one change, for the API and the request page.
+/// The calls of one change, with its risk, for the API and the request page.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PlannedChange {
     pub change_id: String,
@@ -21,10 +22,14 @@ pub struct PlannedChange {
     /// The role the calls change (a new role's ARN for `create_role`).
     pub role_arn: String,
     pub calls: Vec<IamOp>,
+    pub risk: Risk,
+    /// When the grant is taken away again (RFC 3339), if it expires.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expires: Option<super::model::Expiry>,
 }
 
 /// Every change's calls, in the order approval makes them.
-pub fn plan(changes: &ChangeList) -> Vec<PlannedChange> {
+pub fn plan(changes: &ChangeList, ctx: &Context<'_>) -> Vec<PlannedChange> {
     changes
         .iter()
         .map(|c| PlannedChange {
@@ -32,6 +37,8 @@ pub fn plan(changes: &ChangeList) -> Vec<PlannedChange> {
             account_id: c.target().account().to_string(),
             role_arn: c.target().to_string(),
             calls: c.calls(),
+            risk: assess(c, ctx),
+            expires: c.expires(),
         })
         .collect()
 }

@@ -3,7 +3,9 @@
 
 use serde_json::Value;
 
-use super::validate::{Limits, Synced, Validated, validate_request};
+use super::model::Change;
+use super::risk::{self, Risk};
+use super::validate::{Limits, Problem, Synced, Validated, validate_request};
 use crate::app::App;
 use crate::config::Config;
 use crate::error::AppError;
@@ -56,13 +58,87 @@ impl Synced for AppSynced<'_> {
 pub fn limits(app: &App) -> Limits {
     Limits {
         max_managed_policies: app.config.policies.max_managed_policies.clamp(1, 1000),
+        max_expiration_days: app.config.policies.max_expiration_days.clamp(1, 3650),
         ..Limits::default()
     }
 }
 
-/// Validate a request body: the typed request, or every problem with its field (400).
+fn invalid(problems: Vec<Problem>) -> AppError {
+    AppError::Invalid(problems.into_iter().map(|p| (p.field, p.message)).collect())
+}
+
+/// Validate a request body: the typed request, or every problem with its field (400). On top
+/// of the validator: `policies.require_expiration`.
 pub fn validate(app: &App, body: &Value) -> Result<Validated, AppError> {
-    validate_request(body, &AppSynced::new(app), &limits(app)).map_err(|problems| {
-        AppError::Invalid(problems.into_iter().map(|p| (p.field, p.message)).collect())
-    })
+    let valid = validate_request(body, &AppSynced::new(app), &limits(app)).map_err(invalid)?;
+    let missing = missing_expirations(app, &valid.changes);
+    if missing.is_empty() {
+        Ok(valid)
+    } else {
+        Err(invalid(missing))
+    }
+}
+
+/// Run `f` with this installation's risk context.
+pub fn with_risk<T>(app: &App, f: impl FnOnce(&risk::Context<'_>) -> T) -> T {
+    let docs = |arn: &str| app.resources.managed_policy_document(arn);
+    f(&risk::Context::of_config(&app.config, &docs))
+}
+
+/// The risk of one change here.
+pub fn risk_of(app: &App, change: &Change) -> Risk {
+    with_risk(app, |ctx| risk::assess(change, ctx))
+}
+
+/// The highest risk of a request's changes here.
+pub fn request_risk(app: &App, r: &crate::store::PolicyRequest) -> risk::Level {
+    with_risk(app, |ctx| risk::request_level(&r.changes, ctx))
+}
+
+/// Grants that `policies.require_expiration` says must expire but do not.
+fn missing_expirations(app: &App, changes: &[Change]) -> Vec<Problem> {
+    let rule = &app.config.policies.require_expiration;
+    if rule.accounts.is_empty() && rule.min_risk.is_none() {
+        return vec![];
+    }
+    let mut out = vec![];
+    with_risk(app, |ctx| {
+        for (i, c) in changes.iter().enumerate() {
+            let expirable = matches!(
+                c,
+                Change::InlinePolicy(_) | Change::ManagedPolicy(_) | Change::ResourceTag(_)
+            );
+            if !expirable || !c.grants() || c.expires().is_some() {
+                continue;
+            }
+            let account = c.target().account().as_str();
+            let name = app
+                .config
+                .account_ids_to_name
+                .get(account)
+                .map(String::as_str)
+                .unwrap_or("");
+            let by_account = rule.accounts.iter().any(|a| {
+                a == account
+                    || (!name.is_empty() && crate::resources::model::action_matches(a, name))
+            });
+            let level = risk::assess(c, ctx).level;
+            let by_risk = rule.min_risk.is_some_and(|min| level >= min);
+            if by_account || by_risk {
+                let why = if by_account {
+                    format!("account {account} {name}")
+                } else {
+                    format!("its risk is {level}")
+                };
+                out.push(Problem {
+                    field: format!("changes[{i}].expiration_date"),
+                    message: format!(
+                        "this grant must expire ({why}; policies.require_expiration): set \
+                         expiration_date, e.g. 8 hours or 3 days from now"
+                    ),
+                });
+            }
+        }
+    });
+    out
 }

@@ -89,6 +89,17 @@ impl Resources {
         self.read().index.generation
     }
 
+    /// The document of a synced customer-managed policy (`None` for AWS managed ones).
+    pub fn managed_policy_document(&self, arn: &str) -> Option<serde_json::Value> {
+        let account = arn.strip_prefix("arn:aws:iam::")?.split(':').next()?;
+        let snaps = self.snapshots();
+        let snap = snaps.iter().find(|s| s.account_id == account)?;
+        snap.policies
+            .iter()
+            .find(|p| p.arn == arn)
+            .map(|p| p.document.clone())
+    }
+
     /// A role by account id and name (case-sensitive, as IAM names are unique case-insensitively
     /// but displayed as created).
     pub fn role(&self, account_id: &str, name: &str) -> Option<(Arc<AccountSnapshot>, Principal)> {

@@ -254,9 +254,11 @@ async fn search_by_account_and_text(store: &dyn Store) {
         let mut ids = vec![];
         let mut page = PageRequest::first(limit);
         loop {
-            let p = crate::store::search_requests(store, &filter, &page)
-                .await
-                .expect("search");
+            let p = crate::store::search_requests(store, &filter, &page, &|_| {
+                crate::requests::risk::Level::Low
+            })
+            .await
+            .expect("search");
             assert!(p.items.len() <= limit);
             ids.extend(p.items.into_iter().map(|r| r.id));
             match p.next_cursor {
@@ -334,6 +336,9 @@ pub fn sample_request(requester: &str, age_secs: i64) -> PolicyRequest {
         applying: None,
         warnings: vec![],
         edits: vec![],
+        grant_outcomes: vec![],
+        approvals: vec![],
+        break_glass: None,
     }
 }
 
@@ -719,12 +724,34 @@ pub async fn outbox_lifecycle(store: &dyn Store) {
     due.next_attempt_at = now - Duration::seconds(5);
     let mut later = OutboxMessage::new("slack", json!({"text": "later"}));
     later.next_attempt_at = now + Duration::hours(1);
+    let mut other = OutboxMessage::new("slack", json!({"text": "due, on another channel"}));
+    other.next_attempt_at = now - Duration::seconds(10);
     store
-        .create_request(&r, &created_event(&r), &[due.clone(), later.clone()])
+        .create_request(
+            &r,
+            &created_event(&r),
+            &[due.clone(), later.clone(), other.clone()],
+        )
         .await
         .expect("create with outbox");
 
-    let ready = store.due_outbox(now, 1000).await.expect("due_outbox");
+    let ready = store
+        .due_outbox("email", now, 1000)
+        .await
+        .expect("due_outbox");
+    assert!(
+        !ready.iter().any(|m| m.id == other.id),
+        "another channel's message is not listed"
+    );
+    let slack = store
+        .due_outbox("slack", now, 1000)
+        .await
+        .expect("due_outbox");
+    assert!(
+        slack.iter().any(|m| m.id == other.id),
+        "listed on its channel"
+    );
+    assert!(!slack.iter().any(|m| m.id == later.id));
     assert!(ready.iter().any(|m| m.id == due.id), "due message listed");
     assert!(
         !ready.iter().any(|m| m.id == later.id),
@@ -747,7 +774,10 @@ pub async fn outbox_lifecycle(store: &dyn Store) {
         matches!(res, Err(StoreError::Conflict(_))),
         "stale outbox write: {res:?}"
     );
-    let ready = store.due_outbox(now, 1000).await.expect("due_outbox");
+    let ready = store
+        .due_outbox("email", now, 1000)
+        .await
+        .expect("due_outbox");
     assert!(
         !ready.iter().any(|m| m.id == due.id),
         "rescheduled message not due"

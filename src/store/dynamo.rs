@@ -144,8 +144,10 @@ fn token_item(t: &ApiToken) -> StoreResult<Item> {
     ]))
 }
 
+/// `channel#time#id`: pending messages are found per channel, oldest first, so a channel this
+/// replica cannot deliver never blocks another.
 fn due_key(m: &OutboxMessage) -> String {
-    format!("{}#{}", ts(m.next_attempt_at), m.id)
+    format!("{}#{}#{}", m.channel, ts(m.next_attempt_at), m.id)
 }
 
 fn outbox_item(m: &OutboxMessage) -> StoreResult<Item> {
@@ -196,6 +198,8 @@ struct IndexQuery<'a> {
     newest_first: bool,
     filter: Option<(&'a str, String)>,
     limit: usize,
+    /// Inclusive lower bound on the range key (oldest-first queries of one key prefix).
+    lower: Option<String>,
 }
 
 impl DynamoStore {
@@ -227,7 +231,15 @@ impl DynamoStore {
                 .query()
                 .table_name(q.table)
                 .index_name(q.index)
-                .key_condition_expression(format!("#h = :h AND #r {op} :r"))
+                .key_condition_expression(match &q.lower {
+                    Some(_) => "#h = :h AND #r BETWEEN :lo AND :r".to_string(),
+                    None => format!("#h = :h AND #r {op} :r"),
+                })
+                .set_expression_attribute_values(
+                    q.lower
+                        .as_ref()
+                        .map(|lo| HashMap::from([(":lo".to_string(), s(lo))])),
+                )
                 .expression_attribute_names("#h", q.hash.0)
                 .expression_attribute_names("#r", q.range_attr)
                 .expression_attribute_values(":h", s(&q.hash.1))
@@ -278,6 +290,7 @@ impl DynamoStore {
                 newest_first: true,
                 filter,
                 limit,
+                lower: None,
             })
             .await?;
         let next_cursor = if items.len() > limit {
@@ -696,6 +709,26 @@ impl Store for DynamoStore {
         }
     }
 
+    async fn enqueue_outbox(&self, message: &OutboxMessage) -> StoreResult<()> {
+        self.client
+            .put_item()
+            .table_name(&self.outbox)
+            .set_item(Some(outbox_item(message)?))
+            .condition_expression("attribute_not_exists(id)")
+            .send()
+            .await
+            .map(drop)
+            .map_err(|e| {
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_conditional_check_failed_exception())
+                {
+                    StoreError::Conflict(format!("outbox message {} already exists", message.id))
+                } else {
+                    backend("put_item", e)
+                }
+            })
+    }
+
     async fn get_outbox(&self, id: &str) -> StoreResult<Option<OutboxMessage>> {
         self.get_by_id(&self.outbox, id).await
     }
@@ -756,6 +789,7 @@ impl Store for DynamoStore {
 
     async fn due_outbox(
         &self,
+        channel: &str,
         now: DateTime<Utc>,
         limit: usize,
     ) -> StoreResult<Vec<OutboxMessage>> {
@@ -766,11 +800,12 @@ impl Store for DynamoStore {
                 index: "by_due",
                 hash: ("status", OutboxStatus::Pending.as_str().to_string()),
                 range_attr: "due",
-                // Everything due at or before `now`, whatever its id.
-                bound: format!("{}#~", ts(now)),
+                // Everything of this channel due at or before `now`, whatever its id.
+                bound: format!("{channel}#{}#~", ts(now)),
                 newest_first: false,
                 filter: None,
                 limit,
+                lower: Some(format!("{channel}#")),
             })
             .await?;
         items.truncate(limit);

@@ -57,7 +57,6 @@ CREATE TABLE IF NOT EXISTS outbox (
     body            TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS outbox_by_status ON outbox (status, sort_key);
-CREATE INDEX IF NOT EXISTS outbox_due ON outbox (status, next_attempt_at);
 
 CREATE TABLE IF NOT EXISTS snapshots (
     account_id TEXT PRIMARY KEY,
@@ -123,6 +122,7 @@ impl EmbeddedStore {
         conn.pragma_update(None, "synchronous", "NORMAL")
             .map_err(backend)?;
         conn.execute_batch(SCHEMA).map_err(backend)?;
+        upgrade_outbox(&conn)?;
         Ok(EmbeddedStore {
             conn: Arc::new(Mutex::new(conn)),
         })
@@ -233,17 +233,40 @@ fn insert_audit(tx: &rusqlite::Transaction<'_>, ev: &AuditEvent) -> StoreResult<
     Ok(())
 }
 
+/// Databases made before the outbox had a `channel` column get it (filled from each message)
+/// and the per-channel due index.
+fn upgrade_outbox(c: &Connection) -> StoreResult<()> {
+    let has_channel = c
+        .prepare("SELECT 1 FROM pragma_table_info('outbox') WHERE name = 'channel'")
+        .and_then(|mut s| s.exists([]))
+        .map_err(backend)?;
+    if !has_channel {
+        c.execute_batch(
+            "ALTER TABLE outbox ADD COLUMN channel TEXT NOT NULL DEFAULT '';
+             UPDATE outbox SET channel = json_extract(body, '$.channel');",
+        )
+        .map_err(backend)?;
+    }
+    c.execute_batch(
+        "DROP INDEX IF EXISTS outbox_due;
+         CREATE INDEX IF NOT EXISTS outbox_due_by_channel
+             ON outbox (status, channel, next_attempt_at);",
+    )
+    .map_err(backend)
+}
+
 fn insert_outbox(tx: &rusqlite::Transaction<'_>, m: &OutboxMessage) -> StoreResult<()> {
     tx.execute(
-        "INSERT INTO outbox (id, status, sort_key, next_attempt_at, version, body)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        "INSERT INTO outbox (id, status, sort_key, next_attempt_at, version, body, channel)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
         params![
             m.id,
             m.status.as_str(),
             m.sort_key(),
             ts(m.next_attempt_at),
             m.version as i64,
-            to_json(m)?
+            to_json(m)?,
+            m.channel
         ],
     )
     .map_err(|e| {
@@ -550,6 +573,18 @@ impl Store for EmbeddedStore {
         .await
     }
 
+    async fn enqueue_outbox(&self, message: &OutboxMessage) -> StoreResult<()> {
+        let m = message.clone();
+        self.with_conn(move |c| {
+            let tx = c
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(backend)?;
+            insert_outbox(&tx, &m)?;
+            tx.commit().map_err(backend)
+        })
+        .await
+    }
+
     async fn get_outbox(&self, id: &str) -> StoreResult<Option<OutboxMessage>> {
         self.get_by_id("outbox", id).await
     }
@@ -582,19 +617,25 @@ impl Store for EmbeddedStore {
 
     async fn due_outbox(
         &self,
+        channel: &str,
         now: DateTime<Utc>,
         limit: usize,
     ) -> StoreResult<Vec<OutboxMessage>> {
+        let channel = channel.to_string();
         self.with_conn(move |c| {
             let mut stmt = c
                 .prepare_cached(
-                    "SELECT body FROM outbox WHERE status = 'pending' AND next_attempt_at <= ?1
-                     ORDER BY next_attempt_at ASC LIMIT ?2",
+                    "SELECT body FROM outbox WHERE status = 'pending' AND channel = ?3
+                     AND next_attempt_at <= ?1 ORDER BY next_attempt_at ASC LIMIT ?2",
                 )
                 .map_err(backend)?;
             let rows = stmt
                 .query_map(
-                    params![ts(now), limit.clamp(1, PageRequest::MAX_LIMIT) as i64],
+                    params![
+                        ts(now),
+                        limit.clamp(1, PageRequest::MAX_LIMIT) as i64,
+                        channel
+                    ],
                     |r| r.get::<_, String>(0),
                 )
                 .map_err(backend)?;

@@ -103,6 +103,26 @@ pub struct PolicyRequest {
     /// An editor may not approve or reject, and an approval must name a version after the last.
     #[serde(default)]
     pub edits: Vec<ChangeEdit>,
+    /// What became of its expiring grants (taken away, drifted, gone).
+    #[serde(default)]
+    pub grant_outcomes: Vec<crate::requests::expiry::GrantOutcome>,
+    /// Approvals given so far (a rule may need several).
+    #[serde(default)]
+    pub approvals: Vec<crate::requests::approvals::Approval>,
+    /// Set when the requester applied it at once under break-glass.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub break_glass: Option<BreakGlass>,
+}
+
+/// A break-glass request: applied at once by its requester, reviewed by an admin afterwards.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BreakGlass {
+    pub reason: String,
+    /// The admin who looked at it afterwards (and when); `None` while it needs review.
+    #[serde(default)]
+    pub reviewed_by: Option<String>,
+    #[serde(default)]
+    pub reviewed_at: Option<DateTime<Utc>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -301,6 +321,9 @@ pub struct RequestFilter {
     /// Case-insensitive text in the id, requester, justification, principal ARNs, role and
     /// policy names (listings carry no comments).
     pub text: Option<String>,
+    /// Requests whose highest change risk is at least this (computed by the caller's
+    /// `level_of`, since risk depends on the installation).
+    pub min_risk: Option<crate::requests::risk::Level>,
 }
 
 impl RequestFilter {
@@ -357,8 +380,9 @@ pub async fn search_requests(
     store: &dyn Store,
     filter: &RequestFilter,
     page: &PageRequest,
+    level_of: &(dyn Fn(&PolicyRequest) -> crate::requests::risk::Level + Sync),
 ) -> StoreResult<Page<PolicyRequest>> {
-    if filter.account.is_none() && filter.text.is_none() {
+    if filter.account.is_none() && filter.text.is_none() && filter.min_risk.is_none() {
         return store.list_requests(filter, page).await;
     }
     let limit = page.limit.clamp(1, PageRequest::MAX_LIMIT);
@@ -378,7 +402,8 @@ pub async fn search_requests(
         for r in batch.items {
             scanned += 1;
             let key = r.sort_key();
-            if filter.matches_unindexed(&r) {
+            if filter.matches_unindexed(&r) && filter.min_risk.is_none_or(|min| level_of(&r) >= min)
+            {
                 found.push(r);
                 if found.len() == limit {
                     return Ok(Page {
@@ -496,6 +521,10 @@ pub trait Store: Send + Sync + 'static {
 
     async fn get_outbox(&self, id: &str) -> StoreResult<Option<OutboxMessage>>;
 
+    /// Add a message that no request write goes with (a reminder). An existing id is a
+    /// `Conflict`.
+    async fn enqueue_outbox(&self, message: &OutboxMessage) -> StoreResult<()>;
+
     /// Outbox messages newest first, optionally by status.
     async fn list_outbox(
         &self,
@@ -503,9 +532,14 @@ pub trait Store: Send + Sync + 'static {
         page: &PageRequest,
     ) -> StoreResult<Page<OutboxMessage>>;
 
-    /// Pending messages whose `next_attempt_at <= now`, oldest first, at most `limit`.
-    async fn due_outbox(&self, now: DateTime<Utc>, limit: usize)
-    -> StoreResult<Vec<OutboxMessage>>;
+    /// Pending messages of `channel` whose `next_attempt_at <= now`, oldest first, at most
+    /// `limit`. Per channel, so messages nobody here can deliver never block the others.
+    async fn due_outbox(
+        &self,
+        channel: &str,
+        now: DateTime<Utc>,
+        limit: usize,
+    ) -> StoreResult<Vec<OutboxMessage>>;
 
     /// Replace an outbox message if its stored version is `message.version - 1` (else `Conflict`).
     async fn update_outbox(&self, message: &OutboxMessage) -> StoreResult<()>;

@@ -43,8 +43,10 @@ pub struct ListQuery {
     pub status: Option<String>,
     pub requester: Option<String>,
     pub account: Option<String>,
-    /// Free text: id, requester, justification, ARNs, names, comments.
+    /// Free text: id, requester, justification, ARNs, role and policy names.
     pub q: Option<String>,
+    /// Only requests whose risk is at least this (`low`, `medium`, `high`, `critical`).
+    pub risk: Option<String>,
     pub cursor: Option<String>,
     pub limit: Option<usize>,
 }
@@ -93,6 +95,14 @@ pub fn parse_list_query(q: &ListQuery) -> Result<(RequestFilter, PageRequest), A
             .map(str::trim)
             .filter(|s| !s.is_empty())
             .map(|s| s.chars().take(200).collect::<String>());
+    let min_risk = match q.risk.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
+        None => None,
+        Some(r) => Some(crate::requests::risk::Level::parse(r).ok_or_else(|| {
+            AppError::BadRequest(format!(
+                "risk '{r}' is not one of low, medium, high, critical"
+            ))
+        })?),
+    };
     let requester = q
         .requester
         .as_deref()
@@ -105,6 +115,7 @@ pub fn parse_list_query(q: &ListQuery) -> Result<(RequestFilter, PageRequest), A
             requester,
             account,
             text,
+            min_risk,
         },
         PageRequest {
             limit,
@@ -119,12 +130,18 @@ pub async fn list_requests(
     Query(q): Query<ListQuery>,
 ) -> Result<Json<ListResponse>, AppError> {
     let (filter, page) = parse_list_query(&q)?;
-    let page = crate::store::search_requests(state.store.as_ref(), &filter, &page).await?;
+    let page = crate::store::search_requests(state.store.as_ref(), &filter, &page, &|r| {
+        crate::requests::synced::request_risk(&state, r)
+    })
+    .await?;
     Ok(Json(ListResponse {
         summaries: page
             .items
             .iter()
-            .map(|r| super::view::RequestRow::new(r, &state.resources))
+            .map(|r| {
+                super::view::RequestRow::new(r, &state.resources)
+                    .with_risk(crate::requests::synced::request_risk(&state, r))
+            })
             .collect(),
         requests: page.items,
         next_cursor: page.next_cursor,
@@ -138,6 +155,10 @@ pub struct RequestView {
     #[serde(flatten)]
     request: PolicyRequest,
     plan: Vec<crate::requests::review::PlannedChange>,
+    /// The highest risk of its changes.
+    risk: crate::requests::risk::Level,
+    /// The approval rule that applies and each requirement's approvals so far.
+    approval: crate::requests::approvals::RuleState,
 }
 
 pub async fn get_request(
@@ -149,8 +170,21 @@ pub async fn get_request(
         state.store.get_request(&id).await?.ok_or_else(|| {
             AppError::NotFound(format!("there is no policy request with id '{id}'"))
         })?;
-    let plan = crate::requests::review::plan(&request.changes);
-    Ok(Json(RequestView { request, plan }))
+    let plan = crate::requests::synced::with_risk(&state, |ctx| {
+        crate::requests::review::plan(&request.changes, ctx)
+    });
+    let risk = plan
+        .iter()
+        .map(|p| p.risk.level)
+        .max()
+        .unwrap_or(crate::requests::risk::Level::Low);
+    let approval = crate::requests::lifecycle::approval_state(&state, &request);
+    Ok(Json(RequestView {
+        request,
+        plan,
+        risk,
+        approval,
+    }))
 }
 
 /// `{user, groups, is_admin}` of whoever is signed in (ConsoleMe's `/api/v2/user`).
@@ -166,10 +200,7 @@ pub async fn modify_request(
     super::extract::Json(body): super::extract::Json<serde_json::Value>,
 ) -> Result<Json<serde_json::Value>, AppError> {
     let command = crate::requests::lifecycle::parse_command(&body)?;
-    let actor = crate::requests::lifecycle::Actor {
-        email: user.email,
-        is_admin: user.is_admin,
-    };
+    let actor = user.actor();
     let request = crate::requests::lifecycle::modify(&state, &id, &actor, command).await?;
     Ok(Json(json!({"status": "success", "request": request})))
 }
@@ -181,10 +212,7 @@ pub async fn create_request(
     State(state): State<AppState>,
     super::extract::Json(body): super::extract::Json<serde_json::Value>,
 ) -> Result<Json<crate::requests::create::Created>, AppError> {
-    let actor = crate::requests::lifecycle::Actor {
-        email: user.email,
-        is_admin: user.is_admin,
-    };
+    let actor = user.actor();
     crate::requests::create::create(&state, &actor, &body)
         .await
         .map(Json)

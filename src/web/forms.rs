@@ -78,6 +78,8 @@ pub fn role_form_problem(path: &str, message: &str) -> FormProblem {
                 ("f-tag_key", "Tag key", String::new())
             } else if f.starts_with("value") {
                 ("f-tag_value", "Tag value", String::new())
+            } else if f.starts_with("expiration") {
+                ("f-expires", "Expires", String::new())
             } else if f.starts_with("principal") {
                 ("f-kind", "This role", String::new())
             } else {

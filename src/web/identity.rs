@@ -61,6 +61,15 @@ pub struct CurrentUser {
 }
 
 impl CurrentUser {
+    /// Who acts on a request: this user, with their groups (approval rules judge them).
+    pub fn actor(&self) -> crate::requests::lifecycle::Actor {
+        crate::requests::lifecycle::Actor {
+            email: self.email.clone(),
+            is_admin: self.is_admin,
+            groups: self.groups.clone(),
+        }
+    }
+
     pub fn new(config: &Config, email: String, groups: Vec<String>, method: AuthMethod) -> Self {
         let is_admin = is_admin(config, &email, &groups);
         CurrentUser {

@@ -79,7 +79,10 @@ pub async fn home(
         recent: recent
             .items
             .iter()
-            .map(|r| RequestRow::new(r, &state.resources))
+            .map(|r| {
+                RequestRow::new(r, &state.resources)
+                    .with_risk(crate::requests::synced::request_risk(&state, r))
+            })
             .collect(),
         my_requests_url: format!(
             "/requests?{}",
@@ -94,6 +97,7 @@ pub struct RequestsPage {
     layout: Layout,
     recent: Vec<RequestRow>,
     statuses: Vec<&'static str>,
+    risks: Vec<&'static str>,
     filter: RequestsFilterView,
     /// (id, name) of the synced accounts, for the account filter.
     accounts: Vec<(String, String)>,
@@ -109,6 +113,7 @@ pub struct RequestsFilterView {
     pub requester: String,
     pub account: String,
     pub q: String,
+    pub risk: String,
 }
 
 /// Query string for the requests page, keeping the filters and moving the cursor.
@@ -118,6 +123,7 @@ fn requests_url(f: &RequestsFilterView, cursor: Option<&str>) -> String {
         ("requester", f.requester.as_str()),
         ("account", f.account.as_str()),
         ("q", f.q.as_str()),
+        ("risk", f.risk.as_str()),
         ("cursor", cursor.unwrap_or_default()),
     ]);
     if q.is_empty() {
@@ -159,12 +165,20 @@ pub async fn requests(
         ..q
     })?;
     let has_cursor = page.cursor.is_some();
-    let result = crate::store::search_requests(state.store.as_ref(), &filter, &page).await?;
+    let result = crate::store::search_requests(state.store.as_ref(), &filter, &page, &|r| {
+        crate::requests::synced::request_risk(&state, r)
+    })
+    .await?;
     let view = RequestsFilterView {
         status: filter.status.map(|s| s.as_str()).unwrap_or("").to_string(),
         requester: filter.requester.clone().unwrap_or_default(),
         account: filter.account.clone().unwrap_or_default(),
         q: filter.text.clone().unwrap_or_default(),
+        risk: filter
+            .min_risk
+            .map(|l| l.as_str())
+            .unwrap_or("")
+            .to_string(),
     };
     let accounts = state.resources.accounts();
     Ok(RequestsPage {
@@ -172,9 +186,16 @@ pub async fn requests(
         recent: result
             .items
             .iter()
-            .map(|r| RequestRow::new(r, &state.resources))
+            .map(|r| {
+                RequestRow::new(r, &state.resources)
+                    .with_risk(crate::requests::synced::request_risk(&state, r))
+            })
             .collect(),
         statuses: RequestStatus::ALL.iter().map(|s| s.as_str()).collect(),
+        risks: crate::requests::risk::Level::ALL
+            .iter()
+            .map(|l| l.as_str())
+            .collect(),
         next_url: result
             .next_cursor
             .as_deref()

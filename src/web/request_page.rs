@@ -11,7 +11,7 @@ use super::identity::CurrentUser;
 use super::view::{Layout, Page, When, human_time};
 use crate::app::AppState;
 use crate::error::AppError;
-use crate::requests::lifecycle::{self, Actor, Command};
+use crate::requests::lifecycle::{self, Command};
 use crate::requests::review;
 use crate::store::{AuditEvent, ChangeStatus, Comment, PageRequest, RequestStatus};
 
@@ -32,6 +32,14 @@ pub struct ChangeView {
     sections: Vec<SectionView>,
     /// The AWS calls approving this change makes, as people read them.
     calls: Vec<String>,
+    risk: &'static str,
+    risk_reasons: Vec<String>,
+    /// "expires 2026-12-01 12:00 UTC (in 3 h)".
+    expires: Option<String>,
+    /// The role page with this grant's form filled in again, to ask for more time.
+    extend_url: Option<String>,
+    /// What became of an expiring grant (expired, drift, gone).
+    grant_outcome: Option<String>,
     status: &'static str,
     message: String,
     /// (change id, pretty document) when the viewer may edit this change's document.
@@ -70,6 +78,17 @@ impl From<&AuditEvent> for HistoryRow {
             "request.created" => "created the request".to_string(),
             "request.commented" => "commented".to_string(),
             "request.approval_started" => "approved; applying in AWS".to_string(),
+            "request.approval_recorded" => format!(
+                "approved ({})",
+                d["approvals"]
+                    .as_array()
+                    .map(|a| a
+                        .iter()
+                        .filter_map(|x| x.as_str())
+                        .collect::<Vec<_>>()
+                        .join("; "))
+                    .unwrap_or_default()
+            ),
             "request.approved" => format!(
                 "applied every change ({} AWS calls): approved",
                 d["calls"].as_u64().unwrap_or_default()
@@ -136,6 +155,10 @@ pub struct RequestPage {
     version: u64,
     justification: String,
     history: Vec<HistoryRow>,
+    /// The approval rule and how far it is: ("1 of 2 from security", approvers).
+    approval_rule: String,
+    approval_progress: Vec<(String, String)>,
+    still_needed: Vec<String>,
 }
 
 pub async fn request_detail(
@@ -155,11 +178,13 @@ pub async fn request_detail(
         .iter()
         .any(|e| e.by.eq_ignore_ascii_case(&user.email));
     let may_edit = pending && r.applying.is_none() && (own || user.is_admin);
+    let now = chrono::Utc::now();
     let changes = r
         .changes
         .iter()
         .enumerate()
         .map(|(i, c)| {
+            let risk = crate::requests::synced::risk_of(&state, c);
             let result = r.results.get(i);
             let applied = result.is_some_and(|x| x.status == ChangeStatus::Applied);
             let current = review::current_role(&state.resources, c);
@@ -193,6 +218,17 @@ pub async fn request_detail(
                     })
                     .collect(),
                 calls: c.calls().iter().map(review::describe_call).collect(),
+                risk: risk.level.as_str(),
+                risk_reasons: risk.reasons.iter().map(|x| x.message.clone()).collect(),
+                expires: c.expires().map(|e| expiry_text(e.at(), now)),
+                extend_url: (applied && c.expires().is_some())
+                    .then(|| extend_url(&r.id, c))
+                    .flatten(),
+                grant_outcome: r
+                    .grant_outcomes
+                    .iter()
+                    .find(|o| o.change_id == c.id())
+                    .map(|o| format!("{}: {}", o.outcome, o.detail)),
                 status: match result.map(|x| x.status) {
                     Some(ChangeStatus::Applied) => "applied",
                     Some(ChangeStatus::Failed) => "failed",
@@ -221,12 +257,14 @@ pub async fn request_detail(
     history.extend(r.comments.iter().map(HistoryRow::from));
     history.sort_by_key(|h| h.sort_at);
     let self_allowed = state.config.policies.allow_self_approval;
+    let approval = lifecycle::approval_state(&state, &r);
+    let may_approve = lifecycle::may_approve(&state, &r, &user.actor());
     Ok(RequestPage {
         layout: layout.nav("requests"),
         id: r.id.clone(),
         changes,
-        can_approve: pending && user.is_admin && (!own || self_allowed) && !editor,
-        can_reject: pending && user.is_admin && !editor,
+        can_approve: pending && may_approve,
+        can_reject: pending && !own && !editor && (user.is_admin || may_approve),
         can_cancel: pending && own,
         can_reopen: user.is_admin
             && matches!(r.status, RequestStatus::Rejected | RequestStatus::Cancelled),
@@ -243,7 +281,87 @@ pub async fn request_detail(
         version: r.version,
         justification: r.justification.clone(),
         history,
+        approval_rule: approval.rule.clone(),
+        approval_progress: approval
+            .requirements
+            .iter()
+            .map(|q| (q.describe(), q.approved_by.join(", ")))
+            .collect(),
+        still_needed: if pending {
+            approval.still_needed()
+        } else {
+            vec![]
+        },
     })
+}
+
+/// The role page, its form filled in with `change` again (a new request for more time).
+fn extend_url(request_id: &str, change: &crate::requests::Change) -> Option<String> {
+    use crate::requests::Change;
+    use crate::requests::model::{InlineEdit, TagEdit};
+    let enc = |v: &str| urlencoding::encode(v).into_owned();
+    let target = change.target();
+    let mut q = vec![(
+        "justification",
+        format!("More time for the grant of request {request_id}"),
+    )];
+    match change {
+        Change::InlinePolicy(c) => {
+            let InlineEdit::Put(doc) = &c.edit else {
+                return None;
+            };
+            q.push(("kind", "inline_policy:attach".into()));
+            q.push(("policy_name", c.policy_name.to_string()));
+            q.push((
+                "policy_document",
+                serde_json::to_string_pretty(doc.as_value()).unwrap_or_default(),
+            ));
+        }
+        Change::ManagedPolicy(c) => {
+            q.push(("kind", "managed_policy:attach".into()));
+            q.push(("arn", c.arn.to_string()));
+        }
+        Change::ResourceTag(c) => {
+            let (TagEdit::Create(v) | TagEdit::Update(v)) = &c.edit else {
+                return None;
+            };
+            q.push(("kind", "resource_tag:update".into()));
+            q.push(("tag_key", c.key.clone()));
+            q.push(("tag_value", v.clone()));
+        }
+        _ => return None,
+    }
+    let query: Vec<String> = q.iter().map(|(k, v)| format!("{k}={}", enc(v))).collect();
+    Some(format!(
+        "/policies/edit/{}/iamrole/{}?{}#request-change",
+        target.account(),
+        enc(target.name()),
+        query.join("&")
+    ))
+}
+
+/// `expires 2026-12-01 12:00 UTC (in 3 h)`, or `expired … (2 d ago)`.
+pub fn expiry_text(
+    at: chrono::DateTime<chrono::Utc>,
+    now: chrono::DateTime<chrono::Utc>,
+) -> String {
+    let when = at.format("%Y-%m-%d %H:%M UTC");
+    let d = at - now;
+    let span = |d: chrono::Duration| {
+        let m = d.num_minutes().abs();
+        if m < 90 {
+            format!("{m} min")
+        } else if m < 48 * 60 {
+            format!("{} h", m / 60)
+        } else {
+            format!("{} d", m / (24 * 60))
+        }
+    };
+    if d > chrono::Duration::zero() {
+        format!("expires {when} (in {})", span(d))
+    } else {
+        format!("expired {when} ({} ago)", span(d))
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -343,10 +461,7 @@ pub async fn act_on_request(
         }
         _ => None,
     };
-    let actor = Actor {
-        email: user.email,
-        is_admin: user.is_admin,
-    };
+    let actor = user.actor();
     lifecycle::modify(&state, &id, &actor, command).await?;
     if let Some(comment) = reason
         && let Err(e) = lifecycle::modify(&state, &id, &actor, comment).await

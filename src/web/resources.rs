@@ -327,6 +327,8 @@ pub struct RolePage {
     /// The searched action whose statements are marked.
     action: String,
     page_url: String,
+    /// Grants of this role that expire: (what and when, request id).
+    expiring: Vec<(String, String)>,
 }
 
 impl RolePage {
@@ -358,12 +360,25 @@ pub struct RoleQuery {
     from: Option<String>,
     /// An action whose allowing statements are marked.
     action: Option<String>,
-    /// Prefill the form: `inline_policy:attach` with `policy_name` (its current document),
-    /// `managed_policy:detach` with `arn`, `resource_tag:update` with `tag_key`.
-    change: Option<String>,
-    policy_name: Option<String>,
-    arn: Option<String>,
-    tag_key: Option<String>,
+    /// Prefill the form (the page's own "Change"/"Remove" links, the "extend" link of an
+    /// expiring grant, a denial's "request this"): `kind` like `inline_policy:attach`; an
+    /// inline policy's or the trust policy's current document when none is given.
+    #[serde(default)]
+    kind: String,
+    #[serde(default)]
+    policy_name: String,
+    #[serde(default)]
+    policy_document: String,
+    #[serde(default)]
+    arn: String,
+    #[serde(default)]
+    tag_key: String,
+    #[serde(default)]
+    tag_value: String,
+    #[serde(default)]
+    expires: String,
+    #[serde(default)]
+    justification: String,
 }
 
 impl RoleQuery {
@@ -394,28 +409,36 @@ impl RoleQuery {
     }
 
     fn prefill(&self, role: &Principal) -> ChangeForm {
-        let mut form = ChangeForm::default();
-        let Some(change) = self.change.as_deref() else {
-            return form;
+        let mut form = ChangeForm {
+            kind: self.kind.clone(),
+            policy_name: self.policy_name.clone(),
+            policy_document: self.policy_document.clone(),
+            arn: self.arn.clone(),
+            tag_key: self.tag_key.clone(),
+            tag_value: self.tag_value.clone(),
+            expires: self.expires.clone(),
+            justification: self.justification.clone(),
+            ..ChangeForm::default()
         };
-        form.kind = change.to_string();
-        form.policy_name = self.policy_name.clone().unwrap_or_default();
-        form.arn = self.arn.clone().unwrap_or_default();
-        form.tag_key = self.tag_key.clone().unwrap_or_default();
-        if change == "inline_policy:attach"
-            && let Some(p) = role
-                .inline_policies
-                .iter()
-                .find(|p| p.name == form.policy_name)
-        {
-            form.policy_document = serde_json::to_string_pretty(&p.document).unwrap_or_default();
+        if form.policy_document.is_empty() {
+            if form.kind == "inline_policy:attach"
+                && let Some(p) = role
+                    .inline_policies
+                    .iter()
+                    .find(|p| p.name == form.policy_name)
+            {
+                form.policy_document =
+                    serde_json::to_string_pretty(&p.document).unwrap_or_default();
+            }
+            if form.kind == "assume_role_policy:"
+                && let Some(t) = &role.trust_policy
+            {
+                form.policy_document = serde_json::to_string_pretty(t).unwrap_or_default();
+            }
         }
-        if change == "assume_role_policy:"
-            && let Some(t) = &role.trust_policy
+        if form.tag_value.is_empty()
+            && let Some(t) = role.tags.iter().find(|t| t.key == form.tag_key)
         {
-            form.policy_document = serde_json::to_string_pretty(t).unwrap_or_default();
-        }
-        if let Some(t) = role.tags.iter().find(|t| t.key == form.tag_key) {
             form.tag_value = t.value.clone();
         }
         form
@@ -430,16 +453,26 @@ pub async fn role_page(
     Query(rq): Query<RoleQuery>,
 ) -> Result<RolePage, AppError> {
     let found = find_role(&state, &account_id, &name)?;
+    let expiring = expiring(&state, &found.role.arn).await;
     let form = rq.prefill(&found.role);
-    Ok(render_role_page(
-        &state,
-        layout,
-        found,
-        &rq,
-        form,
-        vec![],
-        vec![],
-    ))
+    let mut page = render_role_page(&state, layout, found, &rq, form, vec![], vec![]);
+    page.expiring = expiring;
+    Ok(page)
+}
+
+/// "inline policy read — expires 2026-12-01 12:00 UTC (in 3 h)", with the request's id.
+async fn expiring(state: &AppState, role_arn: &str) -> Vec<(String, String)> {
+    let now = chrono::Utc::now();
+    crate::requests::expiry::expiring_on(state, role_arn)
+        .await
+        .into_iter()
+        .map(|(what, at, request)| {
+            (
+                format!("{what} — {}", super::request_page::expiry_text(at, now)),
+                request,
+            )
+        })
+        .collect()
 }
 
 fn render_role_page(
@@ -535,6 +568,7 @@ fn render_role_page(
         page_url: base,
         account_name: found.account_name,
         role: found.role,
+        expiring: vec![],
     }
 }
 
@@ -559,9 +593,46 @@ pub struct ChangeForm {
     /// `yes`: submit although an action is unknown (the requester checked it).
     #[serde(default)]
     pub accept_unknown: String,
+    /// `8h`, `1d`, `3d`, `7d`, `30d`, or empty for a permanent grant.
+    #[serde(default)]
+    pub expires: String,
+    /// A day (`YYYY-MM-DD`): the grant goes at its start (UTC). Wins over `expires`.
+    #[serde(default)]
+    pub expires_on: String,
 }
 
 impl ChangeForm {
+    /// The form's expiry as the validator reads it (RFC 3339), or what is wrong with it.
+    fn expiration(&self) -> Result<Option<String>, Vec<FormProblem>> {
+        let on = self.expires_on.trim();
+        if !on.is_empty() {
+            return Ok(Some(on.to_string()));
+        }
+        let hours = match self.expires.trim() {
+            "" | "never" => return Ok(None),
+            "8h" => 8,
+            "1d" => 24,
+            "3d" => 72,
+            "7d" => 168,
+            "30d" => 720,
+            other => {
+                // An RFC 3339 time (the "extend" link keeps the original form's value).
+                if chrono::DateTime::parse_from_rfc3339(other).is_ok() {
+                    return Ok(Some(other.to_string()));
+                }
+                return Err(vec![FormProblem::new(
+                    "f-expires",
+                    "Expires",
+                    String::new(),
+                    &format!("`{other}` is not one of the offered durations"),
+                    "changes[0].expiration_date",
+                )]);
+            }
+        };
+        let at = chrono::Utc::now() + chrono::Duration::hours(hours);
+        Ok(Some(at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)))
+    }
+
     /// The draft request this form proposes, or what is wrong with the form itself.
     fn to_draft(&self, role_arn: &str) -> Result<RequestDraft, Vec<FormProblem>> {
         let (kind, action) = self
@@ -609,6 +680,17 @@ impl ChangeForm {
                 )]);
             }
         };
+        let grants = matches!(
+            (kind, action),
+            ("inline_policy", "attach")
+                | ("managed_policy", "attach")
+                | ("resource_tag", "create" | "update" | "")
+        );
+        let change = if grants {
+            change.expiring(self.expiration()?)
+        } else {
+            change
+        };
         Ok(RequestDraft {
             justification: self.justification.clone(),
             changes: vec![change],
@@ -644,10 +726,7 @@ pub async fn request_change(
         Ok(b) => b,
         Err(problems) => return Ok(again(found, problems, vec![], form)),
     };
-    let actor = crate::requests::lifecycle::Actor {
-        email: user.email,
-        is_admin: user.is_admin,
-    };
+    let actor = user.actor();
     let invalid = |problems: Vec<(String, String)>| -> Vec<FormProblem> {
         problems
             .into_iter()

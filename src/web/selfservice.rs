@@ -21,7 +21,6 @@ use super::identity::CurrentUser;
 use super::view::{Layout, Page};
 use crate::app::AppState;
 use crate::error::AppError;
-use crate::requests::lifecycle::Actor;
 use crate::requests::model::{ChangeDraft, RequestDraft};
 use crate::resources::index::Query as SearchQuery;
 use crate::resources::model::ResourceKind;
@@ -561,10 +560,7 @@ async fn submit(
         justification: page.justification.clone(),
         changes: vec![change],
     };
-    let actor = Actor {
-        email: user.email.clone(),
-        is_admin: user.is_admin,
-    };
+    let actor = user.actor();
     match crate::requests::create::create_draft(state, &actor, &draft).await {
         Ok(url) => Ok(url),
         Err(AppError::Invalid(problems)) => Err(problems),

@@ -209,6 +209,15 @@ pub struct RequestRow {
     pub account_name: String,
     /// "inline policy, tag".
     pub kinds: String,
+    /// The highest risk of its changes (`low` … `critical`).
+    pub risk: &'static str,
+}
+
+impl RequestRow {
+    pub fn with_risk(mut self, level: crate::requests::risk::Level) -> Self {
+        self.risk = level.as_str();
+        self
+    }
 }
 
 impl RequestRow {
@@ -259,6 +268,7 @@ impl RequestRow {
             account_id,
             account_name,
             kinds: kinds.join(", "),
+            risk: "",
         }
     }
 }

@@ -145,8 +145,13 @@ impl Store for MapStore {
         unsupported()
     }
 
+    async fn enqueue_outbox(&self, _message: &OutboxMessage) -> StoreResult<()> {
+        unsupported()
+    }
+
     async fn due_outbox(
         &self,
+        _channel: &str,
         _now: DateTime<Utc>,
         _limit: usize,
     ) -> StoreResult<Vec<OutboxMessage>> {

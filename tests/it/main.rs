@@ -1,11 +1,13 @@
 //! The one integration-test binary (GUIDE §7): every module starts what it needs itself.
 //! External services come from `scripts/test`: `AWS_ENDPOINT_URL` (moto_server) and `REDIS_URL`.
 
+mod approvals;
 mod browser;
 mod cache;
 mod config;
 mod credentials;
 mod demo;
+mod expiry;
 mod frontdoor;
 mod fuzz;
 mod identity;

@@ -125,6 +125,9 @@ impl World {
             applying: None,
             warnings: vec![],
             edits: vec![],
+            grant_outcomes: vec![],
+            approvals: vec![],
+            break_glass: None,
         };
         let ev = AuditEvent::new(requester, "request.created", Some(&r.id), json!({}));
         self.app

@@ -4,12 +4,12 @@ use chrono::Utc;
 use serde_json::json;
 
 use super::{
-    Actor, audit_refusal, conflict, expect_status, expect_version, load, not_an_editor,
-    not_while_applying, require_admin, save,
+    Actor, audit_refusal, conflict, expect_status, expect_version, load, not_while_applying, save,
 };
 use crate::app::App;
 use crate::error::AppError;
 use crate::notify::Event;
+use crate::requests::approvals::{self, Approval};
 use crate::store::{
     ApplyClaim, AuditEvent, ChangeResult, ChangeStatus, PolicyRequest, RequestStatus, StoreError,
 };
@@ -29,23 +29,186 @@ pub(super) async fn approve(
     version: Option<u64>,
     auto: bool,
 ) -> Result<PolicyRequest, AppError> {
-    require_admin(actor, "approve")?;
     expect_status(&current, RequestStatus::Pending, "approved")?;
     not_while_applying(&current)?;
     expect_version(&current, version)?;
-    if current.requester.eq_ignore_ascii_case(&actor.email)
-        && !app.config.policies.allow_self_approval
-    {
-        audit_refusal(app, actor, &current.id, "requester tried to approve").await;
-        return Err(AppError::Forbidden(
-            "You cannot approve your own request: another administrator must review it \
-             (policies.allow_self_approval is off)."
-                .into(),
-        ));
+    if auto {
+        // `admin_auto_approve` / break-glass: decided at creation (src/requests/create.rs).
+        return apply_all(app, current, actor, auto).await;
     }
-    not_an_editor(app, &current, actor, "approve").await?;
+    if let Some(who) = approvals::excluded(&app.config, &current, &actor.email) {
+        audit_refusal(app, actor, &current.id, &format!("{who} tried to approve")).await;
+        let message = if who == "the requester" {
+            "You cannot approve your own request: another approver must review it \
+             (policies.allow_self_approval is off)."
+                .to_string()
+        } else {
+            "You edited this request's changes, so you cannot approve it: another approver must \
+             review your edit."
+                .to_string()
+        };
+        return Err(AppError::Forbidden(message));
+    }
+    let (rule, requirements) = rule_of(app, &current);
+    let before = approvals::state(&app.config, &current, &rule, &requirements);
+    let member = requirements
+        .iter()
+        .any(|q| approvals::eligible(q, &actor.email, &actor.groups, actor.is_admin));
+    if before.satisfied {
+        // Approved before but not applied (an AWS call failed): an approver retries the apply.
+        if !member && !actor.is_admin {
+            return Err(not_an_approver(&rule, &before));
+        }
+        return apply_all(app, current, actor, false).await;
+    }
+    let useful = requirements
+        .iter()
+        .zip(&before.requirements)
+        .any(|(q, st)| {
+            !st.met() && approvals::eligible(q, &actor.email, &actor.groups, actor.is_admin)
+        });
+    let seen = version.unwrap_or(current.version);
+    let already = current.approvals.iter().any(|a| {
+        a.by.eq_ignore_ascii_case(&actor.email) && a.version >= approvals::content_version(&current)
+    });
+    if already {
+        return Err(conflict(format!(
+            "You already approved this request; it still needs {}.",
+            before.still_needed().join(" and ")
+        )));
+    }
+    if !useful {
+        return Err(not_an_approver(&rule, &before));
+    }
+    // Record the approval; the one that completes the rule claims the apply in the same write,
+    // so when the last two approvals race, exactly one applies.
+    let mut latest = current;
+    for _ in 0..10 {
+        let mut next = latest.clone();
+        next.approvals.push(Approval {
+            by: actor.email.clone(),
+            groups: actor.groups.clone(),
+            at: Utc::now(),
+            version: seen,
+            admin: actor.is_admin,
+        });
+        let after = approvals::state(&app.config, &next, &rule, &requirements);
+        let (action, notify) = if after.satisfied {
+            next.applying = Some(ApplyClaim {
+                by: actor.email.clone(),
+                since: Utc::now(),
+            });
+            ("request.approval_started", None)
+        } else {
+            (
+                "request.approval_recorded",
+                Some(Event::ApprovalRecorded {
+                    by: actor.email.clone(),
+                    still_needed: after.still_needed(),
+                    to: still_needed_emails(&requirements, &after),
+                }),
+            )
+        };
+        let detail = json!({"rule": rule, "version": seen,
+                            "approvals": after.requirements.iter().map(|r| r.describe()).collect::<Vec<_>>()});
+        match save(app, next, actor, action, detail, notify).await {
+            Ok(saved) if after.satisfied => return finish(app, saved, actor).await,
+            Ok(saved) => return Ok(saved),
+            Err(AppError::Conflict(_)) => {
+                latest = load(app, &latest.id).await?;
+                if let Some(c) = &latest.applying {
+                    // Another approver completed the rule first: it is applied once, by them.
+                    return Err(conflict(format!(
+                        "{} approved it a moment before you and is applying it now.",
+                        c.by
+                    )));
+                }
+                expect_status(&latest, RequestStatus::Pending, "approved")?;
+                expect_version(&latest, Some(seen))?;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Err(conflict(
+        "The request is changing too often to record your approval right now; try again.",
+    ))
+}
 
+/// The rule deciding for `r` here, and how far it is.
+pub fn approval_state(app: &App, r: &PolicyRequest) -> approvals::RuleState {
+    let (rule, requirements) = rule_of(app, r);
+    approvals::state(&app.config, r, &rule, &requirements)
+}
+
+/// Whether `actor` is an approver `r` still needs (or may retry a failed apply).
+pub fn may_approve(app: &App, r: &PolicyRequest, actor: &Actor) -> bool {
+    if approvals::excluded(&app.config, r, &actor.email).is_some() {
+        return false;
+    }
+    let (rule, requirements) = rule_of(app, r);
+    let st = approvals::state(&app.config, r, &rule, &requirements);
+    let already = r.approvals.iter().any(|a| {
+        a.by.eq_ignore_ascii_case(&actor.email) && a.version >= approvals::content_version(r)
+    });
+    requirements.iter().zip(&st.requirements).any(|(q, s)| {
+        approvals::eligible(q, &actor.email, &actor.groups, actor.is_admin)
+            && (!s.met() || st.satisfied)
+    }) && (!already || st.satisfied)
+}
+
+/// The rule deciding for `r` here.
+pub(super) fn rule_of(app: &App, r: &PolicyRequest) -> (String, Vec<crate::config::Requirement>) {
+    let level = crate::requests::synced::request_risk(app, r);
+    let role_of =
+        |c: &crate::requests::Change| crate::requests::review::current_role(&app.resources, c);
+    approvals::rule_for(&app.config, r, level, &role_of)
+}
+
+/// The addresses (entries with `@`, `group:` addresses) of the requirements still unmet.
+fn still_needed_emails(
+    requirements: &[crate::config::Requirement],
+    st: &approvals::RuleState,
+) -> Vec<String> {
+    requirements
+        .iter()
+        .zip(&st.requirements)
+        .filter(|(_, s)| !s.met())
+        .flat_map(|(q, _)| q.groups.iter())
+        .filter_map(|g| {
+            let g = g.strip_prefix("group:").unwrap_or(g);
+            g.contains('@').then(|| g.to_string())
+        })
+        .collect()
+}
+
+fn not_an_approver(rule: &str, st: &approvals::RuleState) -> AppError {
+    AppError::Forbidden(format!(
+        "You are not one of the approvers this request still needs (rule '{rule}': {}).",
+        if st.satisfied {
+            "already approved".to_string()
+        } else {
+            st.still_needed().join(" and ")
+        }
+    ))
+}
+
+/// Claim, then apply, record and refresh.
+async fn apply_all(
+    app: &App,
+    current: PolicyRequest,
+    actor: &Actor,
+    auto: bool,
+) -> Result<PolicyRequest, AppError> {
     let claimed = claim(app, current, actor, auto).await?;
+    finish(app, claimed, actor).await
+}
+
+/// Apply, record and refresh a request this approver has claimed.
+async fn finish(
+    app: &App,
+    claimed: PolicyRequest,
+    actor: &Actor,
+) -> Result<PolicyRequest, AppError> {
     let outcome = apply(app, &claimed).await;
     let saved = record(app, &claimed, actor, &outcome).await?;
     refresh(app, &outcome).await;
@@ -87,6 +250,8 @@ struct Outcome {
     touched: Vec<(String, String)>,
     /// IAM calls made, for the audit event.
     calls: usize,
+    /// Ids of the changes applied by this approval (their expiries are scheduled with it).
+    applied_now: Vec<String>,
 }
 
 /// Step 2, apply: each change not applied yet, call by call as `Change::calls` lists them (the list
@@ -104,6 +269,7 @@ async fn apply(app: &App, claimed: &PolicyRequest) -> Outcome {
         failed: None,
         touched: vec![],
         calls: 0,
+        applied_now: vec![],
     };
     for (i, change) in claimed.changes.iter().enumerate() {
         if out.results[i].status == ChangeStatus::Applied {
@@ -136,6 +302,7 @@ async fn apply(app: &App, claimed: &PolicyRequest) -> Outcome {
             out.failed = Some((i, message));
             break;
         }
+        out.applied_now.push(change.id().to_string());
     }
     out
 }
@@ -177,10 +344,16 @@ async fn record(
         }
         next.version += 1;
         next.updated_at = Utc::now();
-        let outbox = notify
+        let mut outbox = notify
             .as_ref()
             .map(|e| crate::notify::messages_for(&app.config, &next, e, &actor.email))
             .unwrap_or_default();
+        // Expiring grants are scheduled in the same write that records them as applied.
+        outbox.extend(crate::requests::expiry::jobs_for(
+            &app.config,
+            &next,
+            &outcome.applied_now,
+        ));
         let error = match app.store.update_request(&next, &event, &outbox).await {
             Ok(()) => {
                 if !outbox.is_empty() {

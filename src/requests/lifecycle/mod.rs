@@ -28,7 +28,7 @@ use crate::error::AppError;
 use crate::notify::Event;
 use crate::store::{AuditEvent, Comment, PolicyRequest, RequestStatus, StoreError};
 
-pub use approve::approve_now;
+pub use approve::{approval_state, approve_now, may_approve};
 
 /// A claim older than this is considered abandoned (the approver's process died mid-apply).
 const CLAIM_TIMEOUT_MINUTES: i64 = 10;
@@ -60,6 +60,7 @@ pub enum Command {
 pub struct Actor {
     pub email: String,
     pub is_admin: bool,
+    pub groups: Vec<String>,
 }
 
 fn bad(message: &str) -> AppError {
@@ -240,7 +241,22 @@ pub async fn modify(
             .await
         }
         Command::Reject { version } => {
-            require_admin(actor, "reject")?;
+            // Administrators, and whoever the request's rule names as an approver.
+            let (rule, requirements) = approve::rule_of(app, &current);
+            let member = requirements.iter().any(|q| {
+                crate::requests::approvals::eligible(q, &actor.email, &actor.groups, actor.is_admin)
+            });
+            if !actor.is_admin && !member {
+                return Err(AppError::Forbidden(format!(
+                    "Only administrators and the approvers of rule '{rule}' can reject this \
+                     request."
+                )));
+            }
+            if is_requester {
+                return Err(AppError::Forbidden(
+                    "This is your own request: cancel it instead of rejecting it.".into(),
+                ));
+            }
             expect_status(&current, RequestStatus::Pending, "rejected")?;
             not_while_applying(&current)?;
             expect_version(&current, version)?;
@@ -384,14 +400,16 @@ pub(super) fn not_while_applying(r: &PolicyRequest) -> Result<(), AppError> {
     }
 }
 
-/// The decision is about the version the reviewer saw. Without a version (API), only a request
-/// whose changes were never edited may be decided on.
+/// The decision is about the content the reviewer saw: the version they name must not be older
+/// than the last edit (approvals, claims and comments do not change what is reviewed) nor newer
+/// than the request. Without a version (API), only a request whose changes were never edited
+/// may be decided on.
 pub(super) fn expect_version(r: &PolicyRequest, seen: Option<u64>) -> Result<(), AppError> {
+    let content = crate::requests::approvals::content_version(r);
     match seen {
-        Some(v) if v != r.version => Err(conflict(format!(
-            "This request changed since you opened it (you saw version {v}, it is now version {}). \
-             Reload it, review the changes again, then decide.",
-            r.version
+        Some(v) if v < content || v > r.version => Err(conflict(format!(
+            "This request changed since you opened it (you saw version {v}; its changes are \
+             now at version {content}). Reload it, review the changes again, then decide."
         ))),
         Some(_) => Ok(()),
         None => match r.edits.last() {

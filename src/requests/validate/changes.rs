@@ -11,9 +11,9 @@ use super::names::{
 use super::{DocKind, Problem};
 use crate::requests::model::{
     AccountId, AttachAction, BoundaryChange, BoundaryEdit, Change, ChangeType, CloneSpec,
-    CreateRoleChange, InlineEdit, InlinePolicyChange, ManagedPolicyArn, ManagedPolicyChange,
-    NewInlinePolicy, PolicyDocument, PolicyName, PrincipalRef, ResolvedClone, RoleArn, TagChange,
-    TagEdit, TrustPolicyChange, wire_keys,
+    CreateRoleChange, Expiry, InlineEdit, InlinePolicyChange, ManagedPolicyArn,
+    ManagedPolicyChange, NewInlinePolicy, PolicyDocument, PolicyName, PrincipalRef, ResolvedClone,
+    RoleArn, TagChange, TagEdit, TrustPolicyChange, wire_keys,
 };
 
 /// What step 1 makes of a body.
@@ -416,6 +416,35 @@ impl Parser {
         }
     }
 
+    /// `expiration_date`: `Some(None)` when absent, `Some(Some(_))` when it parses, `None` (a
+    /// problem recorded) when it does not, or when the change grants nothing that could expire.
+    fn expiration(
+        &mut self,
+        obj: &Map<String, Value>,
+        field: &str,
+        grants: bool,
+    ) -> Option<Option<Expiry>> {
+        let ef = join(field, "expiration_date");
+        match obj.get("expiration_date") {
+            None | Some(Value::Null) => Some(None),
+            Some(_) if !grants => {
+                self.problem(
+                    ef,
+                    "expiration_date only applies to a grant (attach, create or update); this \
+                     change takes something away: leave it out",
+                );
+                None
+            }
+            Some(v) => match Expiry::parse(v) {
+                Ok(e) => Some(Some(e)),
+                Err(m) => {
+                    self.problem(ef, m);
+                    None
+                }
+            },
+        }
+    }
+
     /// The keys of one change: known for its type, ConsoleMe's inert ones, or a problem.
     fn keys(&mut self, obj: &Map<String, Value>, kind: ChangeType, field: &str) {
         let allowed = wire_keys(kind);
@@ -511,11 +540,13 @@ impl Parser {
                 InlineEdit::Delete
             }
         };
+        let expires = self.expiration(obj, field, matches!(edit, InlineEdit::Put(_)))?;
         Some(Change::InlinePolicy(InlinePolicyChange {
             id: String::new(),
             principal: principal?,
             policy_name: name?,
             edit,
+            expires,
         }))
     }
 
@@ -523,11 +554,13 @@ impl Parser {
         let principal = self.principal(obj, field);
         let action = self.attach_action(obj, field);
         let arn = self.policy_arn(obj, field, true);
+        let expires = self.expiration(obj, field, action == Some(AttachAction::Attach))?;
         Some(Change::ManagedPolicy(ManagedPolicyChange {
             id: String::new(),
             principal: principal?,
             action: action?,
             arn: arn?,
+            expires,
         }))
     }
 
@@ -610,11 +643,13 @@ impl Parser {
             "update" => TagEdit::Update(value?.to_string()),
             _ => TagEdit::Delete,
         };
+        let expires = self.expiration(obj, field, !matches!(edit, TagEdit::Delete))?;
         Some(Change::ResourceTag(TagChange {
             id: String::new(),
             principal: principal?,
             key: key?.to_string(),
             edit,
+            expires,
         }))
     }
 

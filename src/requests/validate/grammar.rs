@@ -22,7 +22,6 @@ const TRUST_STATEMENT_KEYS: &[&str] = &[
     "Action",
     "NotAction",
     "Principal",
-    "NotPrincipal",
     "Condition",
 ];
 const PRINCIPAL_KEYS: &[&str] = &["AWS", "Service", "Federated", "CanonicalUser"];
@@ -191,6 +190,10 @@ fn check_statement(
                 "{key} is not allowed in a trust policy (the resource is the role itself); \
                  remove it"
             ),
+            (DocKind::Trust, "NotPrincipal") => "NotPrincipal is refused in a trust policy: with \
+                 Allow it lets every principal in the world assume the role except those listed. \
+                 Name who may assume it with Principal"
+                .to_string(),
             _ => unknown_key("statement", key, allowed),
         };
         out.push(Problem::new(join(field, key), message));
@@ -239,8 +242,13 @@ fn check_statement(
             }
         }
         DocKind::Trust => {
-            if let Some((key, v)) = exactly_one(st, "Principal", "NotPrincipal", field, out) {
-                check_principal(v, &join(field, key), out);
+            match st.get("Principal") {
+                Some(v) => check_principal(v, &join(field, "Principal"), out),
+                None if st.contains_key("NotPrincipal") => {} // refused above
+                None => out.push(Problem::new(
+                    join(field, "Principal"),
+                    "Principal is required in every statement of a trust policy",
+                )),
             }
         }
     }
@@ -903,7 +911,12 @@ mod tests {
         let no_principal = json!({"Statement": [{"Effect": "Allow", "Action": "sts:AssumeRole"}]});
         doc_fails(no_principal, T, "doc.Statement[0].Principal", "required");
         let both = json!({"Statement": [{"Effect": "Allow", "Principal": "*", "NotPrincipal": {"AWS": "*"}, "Action": "sts:AssumeRole"}]});
-        doc_fails(both, T, "doc.Statement[0].NotPrincipal", "not both");
+        doc_fails(
+            both,
+            T,
+            "doc.Statement[0].NotPrincipal",
+            "refused in a trust policy",
+        );
         let resource = json!({"Statement": [{"Effect": "Allow", "Principal": "*", "Action": "sts:AssumeRole", "Resource": "*"}]});
         doc_fails(
             resource,

@@ -35,13 +35,17 @@ pub use names::{
     TRUST_POLICY_CHARS, is_name_char,
 };
 
-/// Account quotas that differ per installation (AWS lets them be raised).
+/// Quotas and bounds that differ per installation (AWS lets its quotas be raised).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
     /// Managed policies attached to one role.
     pub max_managed_policies: usize,
     /// Tags on one role.
     pub max_tags: usize,
+    /// How far ahead an `expiration_date` may be.
+    pub max_expiration_days: u32,
+    /// The time `expiration_date`s are checked against.
+    pub now: chrono::DateTime<chrono::Utc>,
 }
 
 impl Default for Limits {
@@ -49,6 +53,8 @@ impl Default for Limits {
         Limits {
             max_managed_policies: 10,
             max_tags: 50,
+            max_expiration_days: 90,
+            now: chrono::Utc::now(),
         }
     }
 }

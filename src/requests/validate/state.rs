@@ -38,6 +38,9 @@ pub(super) fn check_against(
         if clones == Clones::Resolve {
             change.set_id(uuid::Uuid::new_v4().to_string());
         }
+        if let Some(e) = change.expires() {
+            s.expiry(i, e, limits);
+        }
         s.change(i, change, clones);
     }
     for (_, t) in s.targets.values() {
@@ -65,6 +68,28 @@ fn key(arn: &RoleArn) -> (String, String) {
 impl Simulation<'_> {
     fn problem(&mut self, field: impl Into<String>, message: impl Into<String>) {
         self.problems.push(Problem::new(field, message));
+    }
+
+    /// An expiration in the future, within `policies.max_expiration_days`.
+    fn expiry(&mut self, i: usize, e: crate::requests::model::Expiry, limits: &Limits) {
+        let field = format!("changes[{i}].expiration_date");
+        let at = e.at();
+        let shown = at.format("%Y-%m-%d %H:%M UTC");
+        if at <= limits.now + chrono::Duration::minutes(1) {
+            self.problem(
+                field,
+                format!("expiration_date {shown} is not in the future; pick a later time"),
+            );
+        } else if at > limits.now + chrono::Duration::days(i64::from(limits.max_expiration_days)) {
+            self.problem(
+                field,
+                format!(
+                    "expiration_date {shown} is more than {} days ahead \
+                     (policies.max_expiration_days); pick an earlier time or leave it out",
+                    limits.max_expiration_days
+                ),
+            );
+        }
     }
 
     fn warn_document(&mut self, i: usize, doc: &PolicyDocument, kind: DocKind, field: &str) {
