@@ -14,6 +14,7 @@ mod fuzz;
 mod identity;
 mod integrity;
 mod notify;
+mod pages;
 mod requests;
 mod resources;
 mod selfservice;
