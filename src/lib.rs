@@ -13,6 +13,7 @@ pub mod config;
 pub mod credentials;
 pub mod error;
 pub mod events;
+pub mod iam_actions;
 pub mod import;
 pub mod migrate;
 pub mod notify;

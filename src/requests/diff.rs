@@ -155,16 +155,40 @@ fn pretty_sorted(value: &Value) -> String {
     serde_json::to_string_pretty(&Sorted(value)).unwrap_or_else(|_| value.to_string())
 }
 
-/// Serializes a [`Value`] with object keys in sorted (byte-wise, like
-/// `BTreeMap<String, _>`) order, without cloning it.
+/// Serializes a [`Value`] with object keys in one fixed order, without cloning it: the keys of
+/// IAM policy grammar in the order AWS documents and people write them (`Version` before
+/// `Statement`, `Sid`, `Effect`, `Principal`, `Action`, `Resource`, `Condition`), then any
+/// other key byte-wise (like `BTreeMap<String, _>`). Fixed, so both sides of a diff agree
+/// however each document was written.
 struct Sorted<'a>(&'a Value);
+
+/// Where an IAM policy key goes; other keys after these, alphabetically.
+fn key_rank(key: &str) -> usize {
+    const ORDER: &[&str] = &[
+        "Version",
+        "Id",
+        "Statement",
+        "Sid",
+        "Effect",
+        "Principal",
+        "NotPrincipal",
+        "Action",
+        "NotAction",
+        "Resource",
+        "NotResource",
+        "Condition",
+    ];
+    ORDER.iter().position(|k| *k == key).unwrap_or(ORDER.len())
+}
 
 impl Serialize for Sorted<'_> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         match self.0 {
             Value::Object(map) => {
                 let mut entries: Vec<(&String, &Value)> = map.iter().collect();
-                entries.sort_unstable_by(|a, b| a.0.cmp(b.0));
+                entries.sort_unstable_by(|a, b| {
+                    key_rank(a.0).cmp(&key_rank(b.0)).then_with(|| a.0.cmp(b.0))
+                });
                 let mut out = serializer.serialize_map(Some(entries.len()))?;
                 for (key, value) in entries {
                     out.serialize_entry(key, &Sorted(value))?;

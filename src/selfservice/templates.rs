@@ -494,6 +494,31 @@ pub fn expand(
     Ok(out)
 }
 
+/// Legal but probably unintended values of one choice, for the person filling the wizard in:
+/// an S3 prefix without a trailing `/` (`weekly` becomes `weekly*`, which also matches
+/// `weekly-old/...` and `weeklyreport.csv`).
+pub fn warnings(templates: &[Template], choice: &Choice) -> Vec<String> {
+    let Some(template) = templates.iter().find(|t| t.id == choice.template.trim()) else {
+        return vec![];
+    };
+    template
+        .fields
+        .iter()
+        .filter(|f| f.kind == "s3_prefix")
+        .filter_map(|f| {
+            let v = choice.values.get(&f.name)?.trim();
+            (!v.is_empty() && !v.ends_with('/')).then(|| {
+                format!(
+                    "{}: “{v}” has no / at the end, so it grants {v}* — every key starting with \
+                     it, such as “{v}-old/…” or “{v}.csv”, not only a folder. Write “{v}/” to \
+                     stay inside the folder.",
+                    display_label(f)
+                )
+            })
+        })
+        .collect()
+}
+
 /// Expand several choices into ONE policy document `{"Version": "2012-10-17", "Statement": [...]}`,
 /// statements in order, identical statements (after expansion, ignoring `Sid`) kept once (the
 /// first). Each generated statement gets a `Sid` unique within the document made of the template
@@ -1849,6 +1874,43 @@ mod tests {
         rejects("s3_bucket", "s3://my-bucket", "name only");
         rejects("s3_bucket", "my-bucket/prefix", "name only");
         rejects("s3_bucket", "bücket", "'ü'");
+    }
+
+    #[test]
+    fn prefixes_without_a_slash_get_a_warning() {
+        let list = default_templates();
+        let t = list
+            .iter()
+            .find(|t| t.fields.iter().any(|f| f.kind == "s3_prefix"))
+            .expect("a template with a prefix");
+        let bucket = t
+            .fields
+            .iter()
+            .find(|f| f.kind == "s3_bucket")
+            .map(|f| f.name.clone());
+        let prefix = t
+            .fields
+            .iter()
+            .find(|f| f.kind == "s3_prefix")
+            .map(|f| f.name.clone());
+        let choice = |p: &str| {
+            let mut values = BTreeMap::new();
+            if let Some(b) = &bucket {
+                values.insert(b.clone(), "reports".to_string());
+            }
+            if let Some(f) = &prefix {
+                values.insert(f.clone(), p.to_string());
+            }
+            Choice {
+                template: t.id.clone(),
+                values,
+            }
+        };
+        let w = warnings(&list, &choice("weekly"));
+        assert_eq!(w.len(), 1, "{w:?}");
+        assert!(w[0].contains("weekly/"), "{w:?}");
+        assert!(warnings(&list, &choice("weekly/")).is_empty());
+        assert!(warnings(&list, &choice("")).is_empty());
     }
 
     #[test]

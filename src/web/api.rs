@@ -55,6 +55,9 @@ pub struct ListQuery {
 pub struct ListResponse {
     pub requests: Vec<PolicyRequest>,
     pub next_cursor: Option<String>,
+    /// One table row per request, in the same order (principal, account name, change kinds,
+    /// age): what the requests page shows, for its search as you type.
+    pub summaries: Vec<super::view::RequestRow>,
 }
 
 pub const DEFAULT_PAGE: usize = 50;
@@ -132,6 +135,14 @@ pub async fn list_requests(
     })
     .await?;
     Ok(Json(ListResponse {
+        summaries: page
+            .items
+            .iter()
+            .map(|r| {
+                super::view::RequestRow::new(r, &state.resources)
+                    .with_risk(crate::requests::synced::request_risk(&state, r))
+            })
+            .collect(),
         requests: page.items,
         next_cursor: page.next_cursor,
     }))

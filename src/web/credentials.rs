@@ -273,6 +273,30 @@ pub async fn roles_page(
     }
 }
 
+/// `GET /api/v2/eligible_roles?q=`: "My roles" as JSON (ConsoleMe's name for the list), for the
+/// page's search as you type and for scripts: console roles with their pages, and how many
+/// CLI-only roles there are besides.
+pub async fn api_eligible_roles(
+    user: CurrentUser,
+    State(state): State<AppState>,
+    Query(q): Query<RolesQuery>,
+) -> axum::Json<serde_json::Value> {
+    let q = q.q.unwrap_or_default();
+    let (roles, cli_only) = my_roles(&state, &user, &q);
+    let roles: Vec<serde_json::Value> = roles
+        .into_iter()
+        .map(|r| {
+            json!({
+                "url": format!("/policies/edit/{}/iamrole/{}", r.account_id, r.name),
+                "console_url": format!("/role/{}", r.arn),
+                "arn": r.arn, "name": r.name,
+                "account_id": r.account_id, "account_name": r.account_name,
+            })
+        })
+        .collect();
+    axum::Json(json!({"total": roles.len(), "roles": roles, "cli_only": cli_only}))
+}
+
 #[derive(Debug, Deserialize)]
 pub struct CredentialsForm {
     role: String,
@@ -293,7 +317,22 @@ pub struct CredentialsPage {
     profile_name: String,
 }
 
-/// `POST /roles/credentials`: credentials shown once on a page that is never cached.
+/// What the credentials page shows, carried sealed from the POST to the GET (src/web/flash.rs).
+#[derive(serde::Serialize, Deserialize)]
+struct Issued {
+    role_arn: String,
+    account_id: String,
+    role_name: String,
+    access_key_id: String,
+    secret_access_key: String,
+    session_token: String,
+    expiration: String,
+}
+
+const CREDENTIALS_PATH: &str = "/roles/credentials";
+
+/// `POST /roles/credentials`: issue credentials, then show them once at `GET
+/// /roles/credentials`, so a reload never issues (and audits) another set.
 pub async fn credentials_page(
     user: CurrentUser,
     State(state): State<AppState>,
@@ -316,17 +355,73 @@ pub async fn credentials_page(
         }
         Err(e) => return Err(e),
     };
-    let page = CredentialsPage {
-        profile_name: format!("{}-{}", role.account_id, role.name),
-        layout: layout.nav("roles"),
+    let issued = Issued {
         role_arn: role.arn,
+        account_id: role.account_id,
+        role_name: role.name,
         access_key_id: creds.access_key_id,
         secret_access_key: creds.secret_access_key,
         session_token: creds.session_token,
         expiration: creds.expiration.to_rfc3339(),
+    };
+    let sealed = serde_json::to_string(&issued).unwrap_or_default();
+    let cookie = super::flash::set_cookie(
+        &state,
+        "credentials",
+        CREDENTIALS_PATH,
+        &user.email,
+        &sealed,
+    )
+    .ok_or_else(|| AppError::Internal("cannot seal the credentials for the page".into()))?;
+    Ok(no_store(super::flash::with_cookie(
+        axum::response::Redirect::to(CREDENTIALS_PATH).into_response(),
+        Some(cookie),
+    )))
+}
+
+/// `GET /roles/credentials`: the credentials just issued, once.
+pub async fn credentials_shown(
+    user: CurrentUser,
+    State(state): State<AppState>,
+    Page(layout): Page,
+    headers: HeaderMap,
+) -> Result<Response, AppError> {
+    let (sealed, clear) = super::flash::take(
+        &state,
+        &headers,
+        "credentials",
+        CREDENTIALS_PATH,
+        &user.email,
+    );
+    let Some(issued) = sealed.and_then(|s| serde_json::from_str::<Issued>(&s).ok()) else {
+        let page = NoticePage {
+            layout: layout.nav("roles"),
+            heading: "Credentials are shown once",
+            message: "These credentials were already shown (or never issued to you here). Get \
+                      a new set from My roles: nothing is stored."
+                .into(),
+            confirm_action: None,
+            confirm_label: "",
+        };
+        return Ok(no_store(super::flash::with_cookie(
+            page.into_response(),
+            clear,
+        )));
+    };
+    let page = CredentialsPage {
+        profile_name: format!("{}-{}", issued.account_id, issued.role_name),
+        layout: layout.nav("roles"),
+        role_arn: issued.role_arn,
+        access_key_id: issued.access_key_id,
+        secret_access_key: issued.secret_access_key,
+        session_token: issued.session_token,
+        expiration: issued.expiration,
         server: state.config.url.trim_end_matches('/').to_string(),
     };
-    Ok(no_store(page.into_response()))
+    Ok(no_store(super::flash::with_cookie(
+        page.into_response(),
+        clear,
+    )))
 }
 
 pub struct TokenRow {
@@ -398,13 +493,19 @@ async fn profile_page(
     })
 }
 
-/// `GET /profile`: who you are, your API tokens.
+/// `GET /profile`: who you are, your API tokens; a token just made, once.
 pub async fn profile(
     user: CurrentUser,
     State(state): State<AppState>,
     Page(layout): Page,
-) -> Result<ProfilePage, AppError> {
-    profile_page(&state, &user, layout, None).await
+    headers: HeaderMap,
+) -> Result<Response, AppError> {
+    let (token, clear) = super::flash::take(&state, &headers, "token", "/profile", &user.email);
+    let page = profile_page(&state, &user, layout, token).await?;
+    Ok(no_store(super::flash::with_cookie(
+        page.into_response(),
+        clear,
+    )))
 }
 
 #[derive(Debug, Deserialize)]
@@ -413,17 +514,48 @@ pub struct TokenForm {
     days: Option<i64>,
 }
 
-/// `POST /profile/tokens`: make a token and show it once.
+/// `POST /profile/tokens`: make a token, then show it once on `GET /profile` (a reload of that
+/// page makes no second token).
 pub async fn create_token(
     user: CurrentUser,
     State(state): State<AppState>,
-    Page(layout): Page,
     axum::Form(form): axum::Form<TokenForm>,
 ) -> Result<Response, AppError> {
     let (token, _) =
         tokens::create(&state, &user.email, &user.groups, &form.name, form.days).await?;
-    let page = profile_page(&state, &user, layout, Some(token)).await?;
-    Ok(no_store(page.into_response()))
+    let cookie = super::flash::set_cookie(&state, "token", "/profile", &user.email, &token)
+        .ok_or_else(|| AppError::Internal("cannot seal the new token for the page".into()))?;
+    Ok(no_store(super::flash::with_cookie(
+        axum::response::Redirect::to("/profile#new-token").into_response(),
+        Some(cookie),
+    )))
+}
+
+/// `GET /profile/tokens/{id}/revoke`: are you sure? (The button on the profile leads here.)
+pub async fn revoke_confirm(
+    user: CurrentUser,
+    State(state): State<AppState>,
+    Page(layout): Page,
+    Path(id): Path<String>,
+) -> Result<NoticePage, AppError> {
+    let token = state
+        .store
+        .list_api_tokens(&user.email)
+        .await?
+        .into_iter()
+        .find(|t| t.id == id && t.revoked_at.is_none())
+        .ok_or_else(|| AppError::NotFound(format!("You have no active token with id '{id}'.")))?;
+    Ok(NoticePage {
+        layout: layout.nav("profile"),
+        heading: "Revoke this API token?",
+        message: format!(
+            "“{}” stops working at once: every script and credential_process using it gets \
+             401 from then on. This cannot be undone (you can make a new token).",
+            token.name
+        ),
+        confirm_action: Some(format!("/profile/tokens/{id}/revoke")),
+        confirm_label: "Revoke the token",
+    })
 }
 
 /// `POST /profile/tokens/{id}/revoke`.

@@ -164,7 +164,7 @@ pub struct SwitchForm {
 
 /// A path on this portal (never `//host` or `/\host`, which browsers treat as another site),
 /// in printable ASCII as a page's own URI is, so it is always a valid `Location` header.
-fn local_path(next: &str) -> Option<&str> {
+pub(super) fn local_path(next: &str) -> Option<&str> {
     let ok = next.starts_with('/')
         && !next.starts_with("//")
         && !next.starts_with("/\\")

@@ -74,6 +74,7 @@ pub async fn render(State(state): State<AppState>, req: Request, next: Next) -> 
         .and_then(|v| v.to_str().ok())
         .map(str::to_string);
     let demo = super::demo::ErrorPageBanner::capture(&state, &req);
+    let theme = super::view::theme_of(req.headers());
     let resp = next.run(req).await;
     let status = resp.status();
     if !(status.is_client_error() || status.is_server_error()) {
@@ -105,8 +106,10 @@ pub async fn render(State(state): State<AppState>, req: Request, next: Next) -> 
         return resp;
     }
     let message = marker.unwrap_or_else(|| default_message(status, &method, &path));
+    let mut layout = super::demo::ErrorPageBanner::apply(demo, Layout::new(&state, request_id));
+    layout.theme = theme;
     let page = ErrorPage {
-        layout: super::demo::ErrorPageBanner::apply(demo, Layout::new(&state, request_id)),
+        layout,
         status_code: status.as_u16(),
         reason: status.canonical_reason().unwrap_or("Error").to_string(),
         message,

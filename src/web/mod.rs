@@ -10,9 +10,13 @@ mod demo;
 mod errors;
 mod events;
 mod extract;
+mod flash;
+mod forms;
 pub mod identity;
+mod jsonview;
 mod legacy;
 mod pages;
+mod prefs;
 mod request_page;
 mod resources;
 mod security;
@@ -99,12 +103,20 @@ pub fn routes() -> Routes {
             get(selfservice::wizard).post(selfservice::wizard_post),
         )
         .route("/api/v2/selfservice/preview", post(selfservice::preview))
+        .route("/api/v2/selfservice/roles", get(selfservice::role_picker))
         .route(
             "/api/v2/selfservice/templates",
             get(selfservice::template_list),
         )
         .route("/roles", get(credentials::roles_page))
-        .route("/roles/credentials", post(credentials::credentials_page))
+        .route(
+            "/roles/credentials",
+            get(credentials::credentials_shown).post(credentials::credentials_page),
+        )
+        .route(
+            "/api/v2/eligible_roles",
+            get(credentials::api_eligible_roles),
+        )
         .route(
             "/role/{*arn}",
             get(credentials::console).post(credentials::console_confirmed),
@@ -113,7 +125,7 @@ pub fn routes() -> Routes {
         .route("/profile/tokens", post(credentials::create_token))
         .route(
             "/profile/tokens/{id}/revoke",
-            post(credentials::revoke_token),
+            get(credentials::revoke_confirm).post(credentials::revoke_token),
         )
         .route("/api/v2/credentials", post(credentials::api_credentials))
         .route("/api/v2/console_url", get(credentials::api_console_url))
@@ -149,6 +161,7 @@ pub fn routes() -> Routes {
         .route("/api/v2/user", get(api::current_user))
         .route("/logout", get(signout::page).post(signout::sign_out))
         .route("/demo/persona", post(demo::switch))
+        .route("/preferences/theme", post(prefs::theme))
 }
 
 /// The portal: [`routes`] behind the middleware stack.

@@ -80,7 +80,8 @@ pub async fn home(
             .items
             .iter()
             .map(|r| {
-                RequestRow::from(r).with_risk(crate::requests::synced::request_risk(&state, r))
+                RequestRow::new(r, &state.resources)
+                    .with_risk(crate::requests::synced::request_risk(&state, r))
             })
             .collect(),
         my_requests_url: format!(
@@ -186,7 +187,8 @@ pub async fn requests(
             .items
             .iter()
             .map(|r| {
-                RequestRow::from(r).with_risk(crate::requests::synced::request_risk(&state, r))
+                RequestRow::new(r, &state.resources)
+                    .with_risk(crate::requests::synced::request_risk(&state, r))
             })
             .collect(),
         statuses: RequestStatus::ALL.iter().map(|s| s.as_str()).collect(),
@@ -217,6 +219,8 @@ pub struct AuditPage {
 
 #[derive(Debug, Deserialize)]
 pub struct CursorQuery {
+    /// The outbox message just queued again (feedback after "Retry now").
+    retried: Option<String>,
     cursor: Option<String>,
     status: Option<String>,
     request_id: Option<String>,
@@ -293,6 +297,8 @@ pub struct OutboxPage {
     status_filter: String,
     /// Why email is not being delivered, when it is not.
     delivery_note: Option<String>,
+    /// After "Retry now": the message queued again.
+    retried: String,
 }
 
 /// Retry a dead or pending outbox message now (admins).
@@ -312,7 +318,10 @@ pub async fn retry_outbox(
                                "status": m.status.as_str()}),
         ))
         .await?;
-    Ok(axum::response::Redirect::to("/admin/outbox"))
+    Ok(axum::response::Redirect::to(&format!(
+        "/admin/outbox?retried={}#m-{}",
+        m.id, m.id
+    )))
 }
 
 pub async fn outbox(
@@ -338,6 +347,7 @@ pub async fn outbox(
             .to_string()
     });
     Ok(OutboxPage {
+        retried: q.retried.clone().unwrap_or_default(),
         layout: layout.nav("outbox"),
         status_filter: status_s.to_string(),
         delivery_note,

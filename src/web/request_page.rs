@@ -8,29 +8,13 @@ use serde::Deserialize;
 
 use super::extract::Path;
 use super::identity::CurrentUser;
-use super::view::{Layout, Page, human_time};
+use super::view::{Layout, Page, When, human_time};
 use crate::app::AppState;
 use crate::error::AppError;
 use crate::requests::imported::Imported;
 use crate::requests::lifecycle::{self, Command};
 use crate::requests::review;
 use crate::store::{AuditEvent, ChangeStatus, Comment, PageRequest, RequestStatus};
-
-pub struct CommentView {
-    author: String,
-    text: String,
-    created: String,
-}
-
-impl From<&Comment> for CommentView {
-    fn from(c: &Comment) -> Self {
-        CommentView {
-            author: c.author.clone(),
-            text: c.text.clone(),
-            created: human_time(c.created_at),
-        }
-    }
-}
 
 /// One diff of a change (a new role has several: trust, each inline policy, managed, tags).
 pub struct SectionView {
@@ -42,6 +26,10 @@ pub struct SectionView {
 pub struct ChangeView {
     index: usize,
     summary: String,
+    /// The role it changes, its page (when synced) and its account "name (id)".
+    role_arn: String,
+    role_url: Option<String>,
+    account: String,
     sections: Vec<SectionView>,
     /// The AWS calls approving this change makes, as people read them.
     calls: Vec<String>,
@@ -79,8 +67,8 @@ pub struct ReadOnlyView {
     consoleme_status: String,
     reason: String,
     open: bool,
-    /// As ConsoleMe stored it, pretty JSON.
-    raw: String,
+    /// As ConsoleMe stored it: coloured, escaped JSON (`src/web/jsonview.rs`).
+    raw_html: String,
 }
 
 impl From<&Imported> for ImportedView {
@@ -100,7 +88,7 @@ impl From<&Imported> for ImportedView {
                     consoleme_status: c.consoleme_status.clone(),
                     reason: c.reason.clone(),
                     open: c.is_open(),
-                    raw: serde_json::to_string_pretty(&c.raw).unwrap_or_default(),
+                    raw_html: super::jsonview::plain(&c.raw),
                 })
                 .collect(),
             open: i.open_changes().count(),
@@ -108,12 +96,29 @@ impl From<&Imported> for ImportedView {
     }
 }
 
-/// One line of the request's history, from its audit events.
+/// One line of the request's timeline: an audit event, or a comment with its text.
 pub struct HistoryRow {
-    at: String,
-    at_iso: String,
     actor: String,
     what: String,
+    /// `created`, `approved`, `rejected`, `failed` or `other`: the timeline's dot.
+    kind: &'static str,
+    when: When,
+    /// A comment's words (a rejection's reason is the comment that follows it).
+    text: String,
+    sort_at: chrono::DateTime<chrono::Utc>,
+}
+
+impl From<&Comment> for HistoryRow {
+    fn from(c: &Comment) -> Self {
+        HistoryRow {
+            actor: c.author.clone(),
+            what: "commented".into(),
+            kind: "other",
+            when: When::of(c.created_at),
+            text: c.text.clone(),
+            sort_at: c.created_at,
+        }
+    }
 }
 
 impl From<&AuditEvent> for HistoryRow {
@@ -166,10 +171,6 @@ impl From<&AuditEvent> for HistoryRow {
                     .unwrap_or_default(),
                 d["consoleme_status"].as_str().unwrap_or("unknown")
             ),
-            "request.comment_imported" => format!(
-                "added {}'s comment from ConsoleMe",
-                d["author"].as_str().unwrap_or("somebody")
-            ),
             "request.self_approval_refused" => format!(
                 "was refused: {}",
                 d["reason"]
@@ -179,10 +180,18 @@ impl From<&AuditEvent> for HistoryRow {
             other => other.to_string(),
         };
         HistoryRow {
-            at: human_time(e.at),
-            at_iso: e.at.to_rfc3339(),
             actor: e.actor.clone(),
             what,
+            kind: match e.action.as_str() {
+                "request.created" => "created",
+                "request.approved" => "approved",
+                "request.rejected" | "request.cancelled" => "rejected",
+                "request.apply_failed" | "request.self_approval_refused" => "failed",
+                _ => "other",
+            },
+            when: When::of(e.at),
+            text: String::new(),
+            sort_at: e.at,
         }
     }
 }
@@ -206,11 +215,10 @@ pub struct RequestPage {
     status: &'static str,
     requester: String,
     created: String,
-    created_iso: String,
-    updated: String,
+    created_when: When,
+    updated_when: When,
     version: u64,
     justification: String,
-    comments: Vec<CommentView>,
     history: Vec<HistoryRow>,
     /// The approval rule and how far it is: ("1 of 2 from security", approvers).
     approval_rule: String,
@@ -248,7 +256,26 @@ pub async fn request_detail(
             let result = r.results.get(i);
             let applied = result.is_some_and(|x| x.status == ChangeStatus::Applied);
             let current = review::current_role(&state.resources, c);
+            let target = c.target();
+            let account_id = target.account().as_str();
+            let account_name = state
+                .resources
+                .accounts()
+                .into_iter()
+                .find(|(id, _)| id == account_id)
+                .map(|(_, n)| n)
+                .unwrap_or_default();
             ChangeView {
+                role_arn: target.to_string(),
+                role_url: state
+                    .resources
+                    .role(account_id, target.name())
+                    .map(|_| format!("/policies/edit/{account_id}/iamrole/{}", target.name())),
+                account: if account_name.is_empty() {
+                    account_id.to_string()
+                } else {
+                    format!("{account_name} ({account_id})")
+                },
                 index: i + 1,
                 summary: review::summary(c, current.as_ref()),
                 sections: review::sections(c, current.as_ref())
@@ -282,14 +309,27 @@ pub async fn request_detail(
             }
         })
         .collect();
-    // Newest first from the Store; the page reads oldest first.
+    // The audit events (comments with their words instead of "commented"), oldest first.
     let mut history: Vec<HistoryRow> = state
         .store
         .list_audit(Some(&r.id), &PageRequest::first(200))
         .await
-        .map(|p| p.items.iter().map(HistoryRow::from).collect())
+        .map(|p| {
+            p.items
+                .iter()
+                // Comments are rows of their own (an imported one too).
+                .filter(|e| {
+                    !matches!(
+                        e.action.as_str(),
+                        "request.commented" | "request.comment_imported"
+                    )
+                })
+                .map(HistoryRow::from)
+                .collect()
+        })
         .unwrap_or_default();
-    history.reverse();
+    history.extend(r.comments.iter().map(HistoryRow::from));
+    history.sort_by_key(|h| h.sort_at);
     let self_allowed = state.config.policies.allow_self_approval;
     let imported = r.imported.as_ref().map(ImportedView::from);
     let blocked = pending && imported.as_ref().is_some_and(|i| i.open > 0);
@@ -312,11 +352,10 @@ pub async fn request_detail(
         status: r.status.as_str(),
         requester: r.requester.clone(),
         created: human_time(r.created_at),
-        created_iso: r.created_at.to_rfc3339(),
-        updated: human_time(r.updated_at),
+        created_when: When::of(r.created_at),
+        updated_when: When::of(r.updated_at),
         version: r.version,
         justification: r.justification.clone(),
-        comments: r.comments.iter().map(CommentView::from).collect(),
         history,
         approval_rule: approval.rule.clone(),
         approval_progress: approval
@@ -412,6 +451,8 @@ pub struct ActForm {
     policy_document: Option<String>,
     /// The version the page showed: approve and reject bind to it.
     version: Option<String>,
+    /// Why the request is rejected: added as a comment right after the rejection.
+    reason: Option<String>,
 }
 
 impl ActForm {
@@ -445,7 +486,14 @@ impl ActForm {
             },
             "approve_request" | "reject_request" => return Err(need_confirm()),
             "cancel_request" => Command::Cancel,
-            "move_back_to_pending" => Command::MoveBackToPending,
+            "move_back_to_pending" if confirmed => Command::MoveBackToPending,
+            "move_back_to_pending" => {
+                return Err(AppError::BadRequest(
+                    "Tick the confirmation box to move the request back to pending: it can then \
+                     be approved and applied."
+                        .into(),
+                ));
+            }
             "update_change" => Command::UpdateChange {
                 change_id: self
                     .change_id
@@ -476,8 +524,34 @@ pub async fn act_on_request(
     axum::Form(form): axum::Form<ActForm>,
 ) -> Result<axum::response::Redirect, AppError> {
     let command = form.command()?;
+    // A rejection says why (the page's form asks); the reason is the comment that follows it.
+    let reason = match command {
+        Command::Reject { .. } => {
+            let reason = form.reason.as_deref().map(str::trim).unwrap_or_default();
+            if reason.is_empty() {
+                return Err(AppError::BadRequest(
+                    "Say why you reject the request (the requester reads it): fill in the \
+                     reason box."
+                        .into(),
+                ));
+            }
+            Some(lifecycle::comment(&format!("Rejected: {reason}"))?)
+        }
+        _ => None,
+    };
     let actor = user.actor();
     lifecycle::modify(&state, &id, &actor, command).await?;
+    if let Some(comment) = reason
+        && let Err(e) = lifecycle::modify(&state, &id, &actor, comment).await
+    {
+        // The rejection stands; only its reason is missing. Say so instead of hiding it.
+        tracing::warn!(error = %e, request = %id, "rejected, but the reason was not saved");
+        return Err(AppError::Conflict(format!(
+            "The request is rejected, but its reason could not be added as a comment ({}). Add \
+             it as a comment on the request.",
+            e.public_message()
+        )));
+    }
     Ok(axum::response::Redirect::to(&format!(
         "/policies/request/{id}"
     )))

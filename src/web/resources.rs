@@ -7,6 +7,7 @@ use axum::extract::State;
 use serde::{Deserialize, Serialize};
 
 use super::extract::{Path, Query};
+use super::forms::FormProblem;
 use super::identity::{AdminUser, CurrentUser};
 use super::view::{Layout, Page, human_time};
 use crate::app::AppState;
@@ -82,13 +83,101 @@ impl PoliciesQuery {
     }
 }
 
+/// One search result: the index's summary, the page to open, and why it matched.
+#[derive(Serialize)]
+pub struct PolicyItem {
+    #[serde(flatten)]
+    pub summary: Summary,
+    /// The role's page (roles only), keeping the search for "← Policies".
+    pub url: Option<String>,
+    /// When the search is an action: which statements allow it ("inline policy read-cur:
+    /// statement Sid Read allows s3:*").
+    pub matched: Vec<String>,
+}
+
 #[derive(Serialize)]
 pub struct PoliciesResponse {
     pub total: usize,
     pub page: usize,
     pub per_page: usize,
     pub generation: u64,
-    pub items: Vec<Summary>,
+    pub items: Vec<PolicyItem>,
+}
+
+/// Why `s` answers a search for `action`: the statements of its policies that allow it.
+fn explain(state: &AppState, s: &Summary, action: &str) -> Vec<String> {
+    use super::jsonview::reasons;
+    let snapshots = state.resources.snapshots();
+    let Some(snap) = snapshots.iter().find(|x| x.account_id == s.account_id) else {
+        return vec![];
+    };
+    let mut out = vec![];
+    if s.kind == ResourceKind::ManagedPolicy {
+        if let Some(p) = snap.policies.iter().find(|p| p.arn == s.arn) {
+            out.extend(reasons(&p.document, action));
+        }
+        return out;
+    }
+    let Some(p) = snap.principals.iter().find(|p| p.arn == s.arn) else {
+        return out;
+    };
+    for ip in &p.inline_policies {
+        for r in reasons(&ip.document, action) {
+            out.push(format!("inline policy {}: {r}", ip.name));
+        }
+    }
+    for mp in &p.managed_policies {
+        if let Some(doc) = snap.policies.iter().find(|x| x.arn == mp.arn) {
+            for r in reasons(&doc.document, action) {
+                out.push(format!("managed policy {}: {r}", mp.name));
+            }
+        }
+    }
+    out
+}
+
+/// The search's items with their links and reasons. `from` is the search's query string.
+fn items_of(state: &AppState, q: &PoliciesQuery, items: Vec<Summary>) -> Vec<PolicyItem> {
+    let action = non_empty(&q.action)
+        .or_else(|| non_empty(&q.q))
+        .filter(|a| super::jsonview::as_action(a).is_some());
+    let from = serde_urlencoded::to_string(
+        [
+            ("q", non_empty(&q.q)),
+            ("account", non_empty(&q.account)),
+            ("type", non_empty(&q.kind)),
+            ("action", non_empty(&q.action)),
+        ]
+        .into_iter()
+        .filter_map(|(k, v)| v.map(|v| (k, v)))
+        .collect::<Vec<_>>(),
+    )
+    .unwrap_or_default();
+    items
+        .into_iter()
+        .map(|s| {
+            let url = (s.kind == ResourceKind::Role).then(|| {
+                let base = format!("/policies/edit/{}/iamrole/{}", s.account_id, s.name);
+                if from.is_empty() {
+                    base
+                } else {
+                    format!(
+                        "{base}?{}",
+                        serde_urlencoded::to_string([("from", &from)]).unwrap_or_default()
+                    )
+                }
+            });
+            let matched = action
+                .as_deref()
+                .map(|a| explain(state, &s, a))
+                .unwrap_or_default();
+            PolicyItem {
+                summary: s,
+                url,
+                matched,
+            }
+        })
+        .collect()
 }
 
 pub async fn api_policies(
@@ -104,7 +193,7 @@ pub async fn api_policies(
         page,
         per_page,
         generation: index.generation,
-        items,
+        items: items_of(&state, &q, items),
     }))
 }
 
@@ -121,7 +210,7 @@ pub struct PoliciesPage {
     first: usize,
     last: usize,
     synced: bool,
-    items: Vec<Summary>,
+    items: Vec<PolicyItem>,
     prev_url: Option<String>,
     next_url: Option<String>,
 }
@@ -166,7 +255,7 @@ pub async fn policies_page(
         last: search.offset + shown,
         total: result.total,
         synced: !index.is_empty(),
-        items: result.items,
+        items: items_of(&state, &q, result.items),
         q: qs,
         account,
         kind,
@@ -204,6 +293,19 @@ pub async fn api_role(
     find_role(&state, &account_id, &name).map(Json)
 }
 
+/// An inline or managed policy as the role page shows it.
+pub struct PolicyView {
+    name: String,
+    arn: String,
+    /// Syntax-coloured JSON (src/web/jsonview.rs); empty when the document is unknown.
+    html: String,
+    /// One of its statements allows the searched action.
+    matched: bool,
+    /// The form, prefilled to change (inline) or detach (managed) this policy.
+    change_url: String,
+    remove_url: String,
+}
+
 #[derive(Template, WebTemplate)]
 #[template(path = "role.html")]
 pub struct RolePage {
@@ -211,26 +313,138 @@ pub struct RolePage {
     flash: Option<&'static str>,
     /// The "request a change" form, refilled with the problems after a failed submit.
     form: ChangeForm,
-    form_errors: Vec<String>,
+    form_problems: Vec<FormProblem>,
+    /// Unknown actions: submitted only once the requester ticks "submit anyway".
+    checks: Vec<FormProblem>,
     role: Principal,
     account_name: String,
     synced_at: String,
-    trust_pretty: String,
-    inline: Vec<(String, String)>,
+    trust_html: String,
+    inline: Vec<PolicyView>,
+    managed: Vec<PolicyView>,
+    /// Back to the search this role was found with.
+    back_url: String,
+    /// The searched action whose statements are marked.
+    action: String,
+    page_url: String,
     /// Grants of this role that expire: (what and when, request id).
     expiring: Vec<(String, String)>,
     /// Recent denials and outside changes (`src/web/events.rs`).
     activity: super::events::RoleActivity,
 }
 
-/// The role page's query: a flash after a refresh, and a change form to prefill (the "extend"
-/// link of an expiring grant, a denial's "request this").
-#[derive(Debug, Deserialize)]
+impl RolePage {
+    fn field_errors(&self, id: &str) -> Vec<String> {
+        self.form_problems
+            .iter()
+            .chain(&self.checks)
+            .filter(|p| p.target == id)
+            .map(|p| {
+                if p.detail.is_empty() {
+                    p.message.clone()
+                } else {
+                    format!("{}: {}", p.detail, p.message)
+                }
+            })
+            .collect()
+    }
+
+    fn invalid(&self, id: &str) -> bool {
+        !self.field_errors(id).is_empty()
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
 pub struct RoleQuery {
     refreshed: Option<String>,
-    /// A prefilled "Request a change" form (e.g. from a denial's "Request this").
-    #[serde(flatten)]
-    prefill: ChangeForm,
+    /// The policies search this role was opened from (`q=...&account=...`), for "← Policies"
+    /// and for marking the statements that matched.
+    from: Option<String>,
+    /// An action whose allowing statements are marked.
+    action: Option<String>,
+    /// Prefill the form (the page's own "Change"/"Remove" links, the "extend" link of an
+    /// expiring grant, a denial's "request this"): `kind` like `inline_policy:attach`; an
+    /// inline policy's or the trust policy's current document when none is given.
+    #[serde(default)]
+    kind: String,
+    #[serde(default)]
+    policy_name: String,
+    #[serde(default)]
+    policy_document: String,
+    #[serde(default)]
+    arn: String,
+    #[serde(default)]
+    tag_key: String,
+    #[serde(default)]
+    tag_value: String,
+    #[serde(default)]
+    expires: String,
+    #[serde(default)]
+    justification: String,
+}
+
+impl RoleQuery {
+    /// The search's action, if it was one.
+    fn action(&self) -> Option<String> {
+        if let Some(a) = self.action.as_deref().and_then(super::jsonview::as_action) {
+            return Some(a.to_string());
+        }
+        let from: PoliciesQuery = serde_urlencoded::from_str(self.from.as_deref()?).ok()?;
+        from.action
+            .as_deref()
+            .or(from.q.as_deref())
+            .and_then(super::jsonview::as_action)
+            .map(str::to_string)
+    }
+
+    fn back_url(&self) -> String {
+        // Only a query string of /policies: re-encoded, so nothing else can ride along.
+        match self
+            .from
+            .as_deref()
+            .and_then(|f| serde_urlencoded::from_str::<Vec<(String, String)>>(f).ok())
+            .and_then(|pairs| serde_urlencoded::to_string(pairs).ok())
+        {
+            Some(qs) if !qs.is_empty() => format!("/policies?{qs}"),
+            _ => "/policies".into(),
+        }
+    }
+
+    fn prefill(&self, role: &Principal) -> ChangeForm {
+        let mut form = ChangeForm {
+            kind: self.kind.clone(),
+            policy_name: self.policy_name.clone(),
+            policy_document: self.policy_document.clone(),
+            arn: self.arn.clone(),
+            tag_key: self.tag_key.clone(),
+            tag_value: self.tag_value.clone(),
+            expires: self.expires.clone(),
+            justification: self.justification.clone(),
+            ..ChangeForm::default()
+        };
+        if form.policy_document.is_empty() {
+            if form.kind == "inline_policy:attach"
+                && let Some(p) = role
+                    .inline_policies
+                    .iter()
+                    .find(|p| p.name == form.policy_name)
+            {
+                form.policy_document =
+                    serde_json::to_string_pretty(&p.document).unwrap_or_default();
+            }
+            if form.kind == "assume_role_policy:"
+                && let Some(t) = &role.trust_policy
+            {
+                form.policy_document = serde_json::to_string_pretty(t).unwrap_or_default();
+            }
+        }
+        if form.tag_value.is_empty()
+            && let Some(t) = role.tags.iter().find(|t| t.key == form.tag_key)
+        {
+            form.tag_value = t.value.clone();
+        }
+        form
+    }
 }
 
 pub async fn role_page(
@@ -242,15 +456,10 @@ pub async fn role_page(
 ) -> Result<RolePage, AppError> {
     let found = find_role(&state, &account_id, &name)?;
     let expiring = expiring(&state, &found.role.arn).await;
+    let form = rq.prefill(&found.role);
     let activity = super::events::role_activity(&state, &account_id, &found.role.name).await;
-    let mut page = render_role_page(
-        layout,
-        found,
-        rq.refreshed.is_some(),
-        rq.prefill,
-        vec![],
-        activity,
-    );
+    let mut page = render_role_page(&state, layout, found, &rq, form, vec![], vec![]);
+    page.activity = activity;
     page.expiring = expiring;
     Ok(page)
 }
@@ -271,36 +480,97 @@ async fn expiring(state: &AppState, role_arn: &str) -> Vec<(String, String)> {
 }
 
 fn render_role_page(
+    state: &AppState,
     layout: Layout,
     found: RoleResponse,
-    refreshed: bool,
+    rq: &RoleQuery,
     form: ChangeForm,
-    form_errors: Vec<String>,
-    activity: super::events::RoleActivity,
+    form_problems: Vec<FormProblem>,
+    checks: Vec<FormProblem>,
 ) -> RolePage {
-    let pretty = |v: &serde_json::Value| serde_json::to_string_pretty(v).unwrap_or_default();
+    use super::jsonview;
+    let action = rq.action();
+    let marks = |st: &serde_json::Value| {
+        action
+            .as_deref()
+            .is_some_and(|a| jsonview::allowing_pattern(st, a).is_some())
+    };
+    let matched = |doc: &serde_json::Value| {
+        action
+            .as_deref()
+            .is_some_and(|a| !jsonview::reasons(doc, a).is_empty())
+    };
+    let role = &found.role;
+    let base = format!("/policies/edit/{}/iamrole/{}", role.account_id, role.name);
+    let with = |pairs: &[(&str, &str)]| {
+        format!(
+            "{base}?{}#request-change",
+            serde_urlencoded::to_string(pairs).unwrap_or_default()
+        )
+    };
+    let inline = role
+        .inline_policies
+        .iter()
+        .map(|p| PolicyView {
+            name: p.name.clone(),
+            arn: String::new(),
+            html: jsonview::to_html(&p.document, &marks),
+            matched: matched(&p.document),
+            change_url: with(&[("change", "inline_policy:attach"), ("policy_name", &p.name)]),
+            remove_url: with(&[("change", "inline_policy:detach"), ("policy_name", &p.name)]),
+        })
+        .collect();
+    let snapshot = state
+        .resources
+        .snapshots()
+        .iter()
+        .find(|s| s.account_id == role.account_id)
+        .cloned();
+    let managed = role
+        .managed_policies
+        .iter()
+        .map(|m| {
+            let doc = snapshot
+                .as_ref()
+                .and_then(|s| s.policies.iter().find(|p| p.arn == m.arn))
+                .map(|p| p.document.clone());
+            PolicyView {
+                name: m.name.clone(),
+                arn: m.arn.clone(),
+                html: doc
+                    .as_ref()
+                    .map(|d| jsonview::to_html(d, &marks))
+                    .unwrap_or_default(),
+                matched: doc.as_ref().is_some_and(matched),
+                change_url: String::new(),
+                remove_url: with(&[("change", "managed_policy:detach"), ("arn", &m.arn)]),
+            }
+        })
+        .collect();
     RolePage {
-        activity,
+        activity: Default::default(),
         layout: layout.nav("policies"),
         form,
-        form_errors,
-        flash: refreshed.then_some("Refreshed from AWS just now."),
-        trust_pretty: found
-            .role
+        form_problems,
+        checks,
+        flash: rq
+            .refreshed
+            .is_some()
+            .then_some("Refreshed from AWS just now."),
+        trust_html: role
             .trust_policy
             .as_ref()
-            .map(pretty)
+            .map(jsonview::plain)
             .unwrap_or_default(),
-        inline: found
-            .role
-            .inline_policies
-            .iter()
-            .map(|p| (p.name.clone(), pretty(&p.document)))
-            .collect(),
+        inline,
+        managed,
         synced_at: found
             .synced_at
             .map(human_time)
             .unwrap_or_else(|| "demo data (sandbox)".into()),
+        back_url: rq.back_url(),
+        action: action.clone().unwrap_or_default(),
+        page_url: base,
         account_name: found.account_name,
         role: found.role,
         expiring: vec![],
@@ -325,6 +595,9 @@ pub struct ChangeForm {
     pub tag_value: String,
     #[serde(default)]
     pub justification: String,
+    /// `yes`: submit although an action is unknown (the requester checked it).
+    #[serde(default)]
+    pub accept_unknown: String,
     /// `8h`, `1d`, `3d`, `7d`, `30d`, or empty for a permanent grant.
     #[serde(default)]
     pub expires: String,
@@ -335,7 +608,7 @@ pub struct ChangeForm {
 
 impl ChangeForm {
     /// The form's expiry as the validator reads it (RFC 3339), or what is wrong with it.
-    fn expiration(&self) -> Result<Option<String>, Vec<String>> {
+    fn expiration(&self) -> Result<Option<String>, Vec<FormProblem>> {
         let on = self.expires_on.trim();
         if !on.is_empty() {
             return Ok(Some(on.to_string()));
@@ -352,8 +625,12 @@ impl ChangeForm {
                 if chrono::DateTime::parse_from_rfc3339(other).is_ok() {
                     return Ok(Some(other.to_string()));
                 }
-                return Err(vec![format!(
-                    "expires: `{other}` is not one of the offered durations"
+                return Err(vec![FormProblem::new(
+                    "f-expires",
+                    "Expires",
+                    String::new(),
+                    &format!("`{other}` is not one of the offered durations"),
+                    "changes[0].expiration_date",
                 )]);
             }
         };
@@ -362,14 +639,21 @@ impl ChangeForm {
     }
 
     /// The draft request this form proposes, or what is wrong with the form itself.
-    fn to_draft(&self, role_arn: &str) -> Result<RequestDraft, Vec<String>> {
+    fn to_draft(&self, role_arn: &str) -> Result<RequestDraft, Vec<FormProblem>> {
         let (kind, action) = self
             .kind
             .split_once(':')
             .unwrap_or((self.kind.as_str(), ""));
-        let document = || -> Result<serde_json::Value, Vec<String>> {
-            serde_json::from_str(&self.policy_document)
-                .map_err(|e| vec![format!("policy document: not valid JSON ({e})")])
+        let document = || -> Result<serde_json::Value, Vec<FormProblem>> {
+            serde_json::from_str(&self.policy_document).map_err(|e| {
+                vec![FormProblem::new(
+                    "f-policy_document",
+                    "Policy document",
+                    format!("line {}, column {}", e.line(), e.column()),
+                    &format!("not valid JSON ({e})"),
+                    "changes[0].policy.policy_document",
+                )]
+            })
         };
         let attach = if action == "detach" {
             AttachAction::Detach
@@ -391,7 +675,15 @@ impl ChangeForm {
                 };
                 ChangeDraft::tag(role_arn, tag_action, self.tag_key.trim(), &self.tag_value)
             }
-            _ => return Err(vec!["choose what to change".into()]),
+            _ => {
+                return Err(vec![FormProblem::new(
+                    "f-kind",
+                    "What to change",
+                    String::new(),
+                    "choose what to change",
+                    "changes[0].change_type",
+                )]);
+            }
         };
         let grants = matches!(
             (kind, action),
@@ -411,7 +703,9 @@ impl ChangeForm {
     }
 }
 
-/// Submit the role page's form: a new request, or the form again with what to fix.
+/// Submit the role page's form: a new request, or the form again with what to fix. Actions
+/// iamdesk does not know (`s3:GetObjekt`) stop the form once, with suggestions: they are legal
+/// (newer than the list, maybe) but usually a typo that would grant nothing.
 pub async fn request_change(
     user: CurrentUser,
     State(state): State<AppState>,
@@ -421,25 +715,56 @@ pub async fn request_change(
 ) -> Result<axum::response::Response, AppError> {
     use axum::response::IntoResponse;
     let found = find_role(&state, &account_id, &name)?;
-    let activity = super::events::role_activity(&state, &account_id, &found.role.name).await;
+    let again = |found, problems, checks, form| {
+        let page = render_role_page(
+            &state,
+            layout.clone(),
+            found,
+            &RoleQuery::default(),
+            form,
+            problems,
+            checks,
+        );
+        (axum::http::StatusCode::BAD_REQUEST, page).into_response()
+    };
     let draft = match form.to_draft(&found.role.arn) {
         Ok(b) => b,
-        Err(errors) => {
-            let page = render_role_page(layout, found, false, form, errors, activity);
-            return Ok((axum::http::StatusCode::BAD_REQUEST, page).into_response());
-        }
+        Err(problems) => return Ok(again(found, problems, vec![], form)),
     };
     let actor = user.actor();
+    let invalid = |problems: Vec<(String, String)>| -> Vec<FormProblem> {
+        problems
+            .into_iter()
+            .map(|(f, m)| super::forms::role_form_problem(&f, &m))
+            .collect()
+    };
+    if form.accept_unknown != "yes" {
+        let mut body = draft.to_body();
+        body["dry_run"] = serde_json::Value::Bool(true);
+        match crate::requests::create::create(&state, &actor, &body).await {
+            Ok(created) => {
+                let checks: Vec<FormProblem> = created
+                    .warnings
+                    .iter()
+                    .filter(|w| super::forms::is_unknown_action_warning(w))
+                    .map(|w| {
+                        let (path, message) = super::forms::split_warning(w);
+                        super::forms::role_form_problem(&path, &message)
+                    })
+                    .collect();
+                if !checks.is_empty() {
+                    return Ok(again(found, vec![], checks, form));
+                }
+            }
+            Err(AppError::Invalid(problems)) => {
+                return Ok(again(found, invalid(problems), vec![], form));
+            }
+            Err(e) => return Err(e),
+        }
+    }
     match crate::requests::create::create_draft(&state, &actor, &draft).await {
         Ok(url) => Ok(axum::response::Redirect::to(&url).into_response()),
-        Err(AppError::Invalid(problems)) => {
-            let errors = problems
-                .into_iter()
-                .map(|(f, m)| format!("{f}: {m}"))
-                .collect();
-            let page = render_role_page(layout, found, false, form, errors, activity);
-            Ok((axum::http::StatusCode::BAD_REQUEST, page).into_response())
-        }
+        Err(AppError::Invalid(problems)) => Ok(again(found, invalid(problems), vec![], form)),
         Err(e) => Err(e),
     }
 }

@@ -16,6 +16,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::extract::{Json, Query};
+use super::forms::FormProblem;
 use super::identity::CurrentUser;
 use super::view::{Layout, Page};
 use crate::app::AppState;
@@ -37,6 +38,7 @@ pub struct RoleChoice {
     arn: String,
     name: String,
     account_name: String,
+    account_id: String,
     mine: bool,
 }
 
@@ -89,7 +91,9 @@ pub struct WizardPage {
     permissions: Vec<PermissionView>,
     permissions_json: String,
     preview: String,
-    problems: Vec<(String, String)>,
+    form_problems: Vec<FormProblem>,
+    /// Legal but probably unintended values (an S3 prefix without `/`).
+    notes: Vec<String>,
     justification: String,
 }
 
@@ -170,6 +174,7 @@ fn role_choices(state: &AppState, user: &CurrentUser, q: &str) -> Vec<RoleChoice
             arn: s.arn,
             name: s.name,
             account_name: s.account_name,
+            account_id: s.account_id,
         })
         .collect();
     out.sort_by_key(|r| !r.mine);
@@ -193,7 +198,8 @@ impl WizardPage {
             permissions: vec![],
             permissions_json: "[]".into(),
             preview: String::new(),
-            problems: vec![],
+            form_problems: vec![],
+            notes: vec![],
             justification: String::new(),
         }
     }
@@ -299,6 +305,95 @@ fn problems_of(list: Vec<FieldProblem>) -> Vec<(String, String)> {
     list.into_iter().map(|p| (p.field, p.message)).collect()
 }
 
+impl WizardPage {
+    /// The messages about the field with this `id` (to show under it and mark it invalid).
+    fn field_errors(&self, id: &str) -> Vec<String> {
+        self.form_problems
+            .iter()
+            .filter(|p| p.target == id)
+            .map(|p| p.message.clone())
+            .collect()
+    }
+
+    /// The problems in the wizard's words: the field being filled in (`permissions[N]` with N
+    /// the number already added), an added permission, the new role, the justification.
+    fn set_problems(&mut self, problems: Vec<(String, String)>, pending: usize) {
+        let label_of = |name: &str| {
+            self.fields
+                .iter()
+                .find(|f| f.name == name)
+                .map(|f| f.label.clone())
+                .unwrap_or_else(|| name.to_string())
+        };
+        self.form_problems = problems
+            .into_iter()
+            .map(|(path, message)| {
+                let p = |target: &str, label: &str| {
+                    FormProblem::new(target, label, String::new(), &message, &path)
+                };
+                if let Some(rest) = path.strip_prefix("permissions[") {
+                    let (index, field) = rest.split_once("].").unwrap_or((rest, ""));
+                    let index: usize = index.trim_end_matches(']').parse().unwrap_or(usize::MAX);
+                    if index == pending {
+                        let field = if field == "template" { "" } else { field };
+                        return if field.is_empty() {
+                            p("template", "What do you need?")
+                        } else {
+                            p(&format!("v-{field}"), &label_of(field))
+                        };
+                    }
+                    let which = self
+                        .permissions
+                        .get(index)
+                        .map(|v| v.summary.clone())
+                        .unwrap_or_default();
+                    return FormProblem::new(
+                        "permissions-list",
+                        &format!("Permission {} in this request", index.saturating_add(1)),
+                        which,
+                        &message,
+                        &path,
+                    );
+                }
+                let field = path
+                    .strip_prefix("changes[0].")
+                    .unwrap_or(path.as_str())
+                    .to_string();
+                match field.as_str() {
+                    "justification" => p("f-justification", "Justification"),
+                    "permissions" => p("template", "Permissions in this request"),
+                    "new_trust" => p("f-new_trust", "Who may use it"),
+                    f if f.starts_with("role_name") => p("f-new_name", "Role name"),
+                    f if f.starts_with("account") => p("f-new_account", "Account"),
+                    f if f.starts_with("description") => p("f-new_description", "Description"),
+                    f if f.starts_with("principal") => p("", "Role"),
+                    f if f.starts_with("policy") || f.starts_with("inline_policies") => {
+                        FormProblem::new(
+                            "preview",
+                            "Policy",
+                            super::forms::document_detail(
+                                f.split_once("policy_document").map(|x| x.1).unwrap_or(""),
+                            ),
+                            &message,
+                            &path,
+                        )
+                    }
+                    _ => p("", "Request"),
+                }
+            })
+            .collect();
+    }
+
+    fn set_notes(&mut self, state: &AppState, choices: &[Choice], pending: Option<&Choice>) {
+        let list = &state.config.self_service.templates;
+        self.notes = choices
+            .iter()
+            .chain(pending)
+            .flat_map(|c| templates::warnings(list, c))
+            .collect();
+    }
+}
+
 /// `POST /selfservice`: every button of step 2.
 pub async fn wizard_post(
     user: CurrentUser,
@@ -351,20 +446,20 @@ pub async fn wizard_post(
         .collect();
     let action = get("action");
     let mut keep_values = values.clone();
+    let pending_index = choices.len();
+    let mut problems: Vec<(String, String)> = vec![];
+    let pending = Choice {
+        template: template.clone(),
+        values: values.clone(),
+    };
     match action.as_str() {
-        "add" => {
-            let choice = Choice {
-                template: template.clone(),
-                values: values.clone(),
-            };
-            match templates::expand(list, &choice, choices.len()) {
-                Ok(_) => {
-                    choices.push(choice);
-                    keep_values.clear();
-                }
-                Err(p) => page.problems = problems_of(p),
+        "add" => match templates::expand(list, &pending, choices.len()) {
+            Ok(_) => {
+                choices.push(pending.clone());
+                keep_values.clear();
             }
-        }
+            Err(p) => problems = problems_of(p),
+        },
         a if a.starts_with("remove:") => {
             if let Some(i) = a["remove:".len()..]
                 .parse::<usize>()
@@ -375,10 +470,43 @@ pub async fn wizard_post(
             }
         }
         "submit" => {
-            let submitted = submit(&state, &user, &page, &choices).await;
-            match submitted {
-                Ok(url) => return Ok(axum::response::Redirect::to(&url).into_response()),
-                Err(problems) => page.problems = problems,
+            // A permission filled in but not added is part of the request: the preview showed
+            // it, so submitting includes it (or says plainly why it cannot).
+            let filled = !values.is_empty();
+            let mut ready = true;
+            if filled {
+                match templates::expand(list, &pending, choices.len()) {
+                    Ok(_) => {
+                        choices.push(pending.clone());
+                        keep_values.clear();
+                    }
+                    Err(p) => {
+                        ready = false;
+                        problems = problems_of(p);
+                        problems.insert(
+                            0,
+                            (
+                                format!("permissions[{pending_index}].template"),
+                                "the permission you filled in is not added yet, and it has the \
+                                 problems below: fix them, or empty its fields to submit without it"
+                                    .to_string(),
+                            ),
+                        );
+                    }
+                }
+            }
+            if ready {
+                match submit(&state, &user, &page, &choices).await {
+                    Ok(url) => return Ok(axum::response::Redirect::to(&url).into_response()),
+                    Err(p) => {
+                        problems = p;
+                        if filled {
+                            // Back to "not added": the person sees the entry where they left it.
+                            choices.pop();
+                            keep_values = values.clone();
+                        }
+                    }
+                }
             }
         }
         // "choose" (another template) and anything else just re-render.
@@ -386,7 +514,13 @@ pub async fn wizard_post(
     }
     page.set_template(&state, &template, &keep_values);
     page.set_permissions(&state, &choices);
-    let status = if page.problems.is_empty() {
+    page.set_problems(problems, pending_index);
+    let still_pending = (!keep_values.is_empty()).then(|| Choice {
+        template: template.clone(),
+        values: keep_values.clone(),
+    });
+    page.set_notes(&state, &choices, still_pending.as_ref());
+    let status = if page.form_problems.is_empty() {
         StatusCode::OK
     } else {
         StatusCode::BAD_REQUEST
@@ -461,6 +595,31 @@ pub async fn preview(
     let doc = templates::policy_document(list, &choices)
         .map_err(|p| AppError::Invalid(problems_of(p)))?;
     Ok(axum::Json(json!({ "policy_document": doc })))
+}
+
+#[derive(Debug, Deserialize)]
+pub struct PickerQuery {
+    q: Option<String>,
+}
+
+/// `GET /api/v2/selfservice/roles?q=`: step 1's role picker as JSON (your roles first), for its
+/// search as you type.
+pub async fn role_picker(
+    user: CurrentUser,
+    State(state): State<AppState>,
+    Query(q): Query<PickerQuery>,
+) -> axum::Json<Value> {
+    let roles: Vec<Value> = role_choices(&state, &user, q.q.as_deref().unwrap_or_default())
+        .into_iter()
+        .map(|r| {
+            json!({
+                "choose_url": format!("/selfservice?{}", serde_urlencoded::to_string([("role", &r.arn)]).unwrap_or_default()),
+                "mine": r.mine, "arn": r.arn, "name": r.name, "account_name": r.account_name,
+                "account_id": r.account_id,
+            })
+        })
+        .collect();
+    axum::Json(json!({"total": roles.len(), "roles": roles}))
 }
 
 /// `GET /api/v2/selfservice/templates`: the wizard's templates.

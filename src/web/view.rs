@@ -30,6 +30,21 @@ pub struct Layout {
     pub has_session: bool,
     /// The sandbox cloud: its accounts are simulated (no real console or credentials).
     pub simulated_cloud: bool,
+    /// `light` or `dark` when the visitor chose one (cookie [`THEME_COOKIE`]); empty: follow the
+    /// system's `prefers-color-scheme`.
+    pub theme: &'static str,
+}
+
+/// Remembers the colour theme chosen in the footer (`POST /preferences/theme`).
+pub const THEME_COOKIE: &str = "iamdesk_theme";
+
+/// The theme a request's cookie asks for: `light`, `dark`, or "" (the system's).
+pub fn theme_of(headers: &axum::http::HeaderMap) -> &'static str {
+    match super::identity::cookie(headers, THEME_COOKIE) {
+        Some("light") => "light",
+        Some("dark") => "dark",
+        _ => "",
+    }
 }
 
 impl Layout {
@@ -46,6 +61,7 @@ impl Layout {
             request_id,
             persona: None,
             path: "/".into(),
+            theme: "",
         };
         if state.demo_mode {
             layout.persona(super::demo::Persona::Admin)
@@ -66,6 +82,18 @@ impl Layout {
         self.nav = nav;
         self
     }
+
+    pub fn css_url(&self) -> &'static str {
+        super::assets::url("app.css")
+    }
+
+    pub fn js_url(&self) -> &'static str {
+        super::assets::url("app.js")
+    }
+
+    pub fn selfservice_js_url(&self) -> &'static str {
+        super::assets::url("selfservice.js")
+    }
 }
 
 /// Extractor giving a page handler its [`Layout`].
@@ -84,6 +112,7 @@ impl FromRequestParts<AppState> for Page {
             .and_then(|v| v.to_str().ok())
             .map(str::to_string);
         let mut layout = Layout::new(state, request_id);
+        layout.theme = theme_of(&parts.headers);
         if let Some(u) = parts.extensions.get::<super::identity::CurrentUser>() {
             layout.user = Some(u.email.clone());
             layout.is_admin = u.is_admin;
@@ -109,15 +138,77 @@ pub fn human_time(at: DateTime<Utc>) -> String {
     at.format("%Y-%m-%d %H:%M UTC").to_string()
 }
 
-/// One row of a request table.
+/// A moment as pages show it: relative ("3 h ago"), the exact time on hover, machine-readable
+/// in `datetime`. Rendered on the server (pages are never cached), so no script is needed.
+#[derive(Debug, Clone, Default)]
+pub struct When {
+    pub iso: String,
+    pub exact: String,
+    pub ago: String,
+}
+
+impl When {
+    pub fn of(at: DateTime<Utc>) -> When {
+        When::at(at, Utc::now())
+    }
+
+    pub fn at(at: DateTime<Utc>, now: DateTime<Utc>) -> When {
+        When {
+            iso: at.to_rfc3339(),
+            exact: human_time(at),
+            ago: ago(at, now),
+        }
+    }
+}
+
+impl std::fmt::Display for When {
+    /// `<time>` HTML. Every part is made by chrono formats above: no character needs escaping.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "<time datetime=\"{}\" title=\"{}\">{}</time>",
+            self.iso, self.exact, self.ago
+        )
+    }
+}
+
+/// "just now", "5 min ago", "3 h ago", "2 d ago", then the date.
+pub fn ago(at: DateTime<Utc>, now: DateTime<Utc>) -> String {
+    let secs = (now - at).num_seconds();
+    match secs {
+        s if s < -60 => human_time(at),
+        s if s < 60 => "just now".into(),
+        s if s < 3600 => format!("{} min ago", s / 60),
+        s if s < 86_400 => format!("{} h ago", s / 3600),
+        s if s < 30 * 86_400 => format!("{} d ago", s / 86_400),
+        _ => at.format("%Y-%m-%d").to_string(),
+    }
+}
+
+/// One row of a request table (and of `GET /api/v2/requests`'s `summaries`, for the page's
+/// search as you type).
+#[derive(Debug, Clone, serde::Serialize)]
 pub struct RequestRow {
     pub id: String,
     pub short_id: String,
+    pub url: String,
     pub requester: String,
     pub status: &'static str,
     pub justification: String,
     pub created: String,
     pub created_iso: String,
+    /// "3 h ago".
+    pub age: String,
+    /// The first principal the request changes, and how many others.
+    pub principal: String,
+    pub principal_name: String,
+    /// Its role page, when the role is synced.
+    pub principal_url: Option<String>,
+    pub more_principals: usize,
+    pub account_id: String,
+    pub account_name: String,
+    /// "inline policy, tag".
+    pub kinds: String,
     /// The highest risk of its changes (`low` … `critical`).
     pub risk: &'static str,
 }
@@ -129,16 +220,54 @@ impl RequestRow {
     }
 }
 
-impl From<&PolicyRequest> for RequestRow {
-    fn from(r: &PolicyRequest) -> Self {
+impl RequestRow {
+    pub fn new(r: &PolicyRequest, resources: &crate::resources::service::Resources) -> Self {
+        let targets = r.changes.targets();
+        let first = targets.first();
+        let account_id = first
+            .map(|t| t.account().as_str().to_string())
+            .unwrap_or_default();
+        let principal_name = first.map(|t| t.name().to_string()).unwrap_or_default();
+        let principal_url = first
+            .filter(|t| resources.role(t.account().as_str(), t.name()).is_some())
+            .map(|t| {
+                format!(
+                    "/policies/edit/{}/iamrole/{}",
+                    t.account().as_str(),
+                    t.name()
+                )
+            });
+        let account_name = resources
+            .accounts()
+            .into_iter()
+            .find(|(id, _)| *id == account_id)
+            .map(|(_, name)| name)
+            .unwrap_or_default();
+        let mut kinds: Vec<String> = vec![];
+        for c in r.changes.iter() {
+            let k = c.kind().as_str().replace('_', " ");
+            if !kinds.contains(&k) {
+                kinds.push(k);
+            }
+        }
+        let when = When::of(r.created_at);
         RequestRow {
             id: r.id.clone(),
             short_id: r.id.chars().take(8).collect(),
+            url: format!("/policies/request/{}", r.id),
             requester: r.requester.clone(),
             status: r.status.as_str(),
             justification: truncate(&r.justification, 120),
-            created: human_time(r.created_at),
-            created_iso: r.created_at.to_rfc3339(),
+            created: when.exact,
+            created_iso: when.iso,
+            age: when.ago,
+            principal: first.map(|t| t.to_string()).unwrap_or_default(),
+            principal_name,
+            principal_url,
+            more_principals: targets.len().saturating_sub(1),
+            account_id,
+            account_name,
+            kinds: kinds.join(", "),
             risk: "",
         }
     }
@@ -260,6 +389,26 @@ pub fn truncate(s: &str, max: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::truncate;
+
+    #[test]
+    fn relative_times_read_like_people_speak() {
+        use chrono::{Duration, TimeZone, Utc};
+        let now = Utc
+            .with_ymd_and_hms(2026, 5, 4, 12, 0, 0)
+            .single()
+            .expect("date");
+        let ago = |s: i64| super::ago(now - Duration::seconds(s), now);
+        assert_eq!(ago(5), "just now");
+        assert_eq!(ago(5 * 60), "5 min ago");
+        assert_eq!(ago(3 * 3600 + 50), "3 h ago");
+        assert_eq!(ago(2 * 86_400), "2 d ago");
+        assert_eq!(ago(90 * 86_400), "2026-02-03");
+        let w = super::When::at(now - Duration::seconds(7200), now);
+        assert_eq!(
+            w.to_string(),
+            "<time datetime=\"2026-05-04T10:00:00+00:00\" title=\"2026-05-04 10:00 UTC\">2 h ago</time>"
+        );
+    }
 
     #[test]
     fn truncate_counts_characters_not_bytes() {

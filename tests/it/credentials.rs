@@ -380,14 +380,63 @@ async fn make_token(w: &World, who: &str, groups: &str) -> (String, String) {
         .send()
         .await
         .expect("POST");
-    assert_eq!(resp.status(), 200);
-    let html = resp.text().await.expect("html");
+    // Post, redirect, get: the token waits sealed in a cookie for the profile page, once.
+    assert_eq!(resp.status(), 303);
+    assert_eq!(resp.headers()["location"], "/profile#new-token");
+    let sealed = resp
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|c| c.starts_with("iamdesk_once_token="))
+        .expect("the sealed token")
+        .to_string();
+    assert!(
+        sealed.contains("Path=/profile") && sealed.contains("HttpOnly"),
+        "{sealed}"
+    );
+    assert!(!sealed.contains("idt_"), "sealed, not in clear: {sealed}");
+    let cookie = format!(
+        "{}; {}",
+        w.csrf.0,
+        sealed.split(';').next().unwrap_or_default()
+    );
+    let profile = |cookie: String| {
+        w.app
+            .client
+            .get(w.app.url("/profile"))
+            .header("x-user", who)
+            .header("x-groups", groups)
+            .header("cookie", cookie)
+            .send()
+    };
+    let html = profile(cookie.clone())
+        .await
+        .expect("GET")
+        .text()
+        .await
+        .expect("html");
     let token = html
-        .split("id=\"new-token\">")
+        .split("id=\"new-token\"")
         .nth(1)
-        .and_then(|r| r.split('<').next())
+        .and_then(|r| r.split_once('>'))
+        .and_then(|(_, r)| r.split('<').next())
         .expect("the token is shown once")
         .to_string();
+    // Another user holding the same cookie sees nothing.
+    let other = w
+        .app
+        .client
+        .get(w.app.url("/profile"))
+        .header("x-user", "mallory@example.com")
+        .header("cookie", cookie)
+        .send()
+        .await
+        .expect("GET")
+        .text()
+        .await
+        .expect("html");
+    assert!(!other.contains(&token) && !other.contains("id=\"new-token\""));
     let stored = w
         .app
         .state
@@ -552,7 +601,13 @@ async fn the_demo_lists_my_roles_and_says_plainly_that_they_are_simulated() {
     assert_eq!(resp.status(), 200, "not an error: the demo has no AWS");
     let page = resp.text().await.unwrap_or_default();
     assert!(page.contains("Demo accounts are simulated"), "{page}");
-    for operator_words in ["aws.mode", "account_ids_to_name", "AWS refused", "502"] {
+    // "Bad Gateway", not "502": the footer's random request id may contain those digits.
+    for operator_words in [
+        "aws.mode",
+        "account_ids_to_name",
+        "AWS refused",
+        "Bad Gateway",
+    ] {
         assert!(!page.contains(operator_words), "{operator_words}: {page}");
     }
     let (cookie, token) = crate::support::form_token(&app, "/roles").await;
@@ -869,4 +924,83 @@ async fn api_tokens_follow_their_owner_groups_and_rest_when_they_stop_signing_in
             .is_some_and(|m| m.contains("has not signed in") && m.contains(&idle.to_string())),
         "{body}"
     );
+}
+
+/// `POST /roles/credentials` issues once, then `GET /roles/credentials` shows them once: a
+/// reload never issues (nor audits) another set, and the secret never travels in a URL.
+#[tokio::test]
+async fn the_credentials_page_shows_them_once_after_a_redirect() {
+    let Some(w) = world().await else { return };
+    let resp = w
+        .app
+        .client
+        .post(w.app.url("/roles/credentials"))
+        .header("x-user", DEV)
+        .header("x-groups", "eng")
+        .header("cookie", &w.csrf.0)
+        .form(&[("csrf_token", w.csrf.1.as_str()), ("role", &w.arn("app"))])
+        .send()
+        .await
+        .expect("POST");
+    assert_eq!(resp.status(), 303);
+    assert_eq!(resp.headers()["location"], "/roles/credentials");
+    let sealed = resp
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|c| c.starts_with("iamdesk_once_credentials="))
+        .expect("sealed credentials")
+        .to_string();
+    assert!(
+        sealed.contains("Path=/roles/credentials") && sealed.contains("SameSite=Strict"),
+        "{sealed}"
+    );
+    assert!(
+        !sealed.contains("AKIA") && !sealed.contains("ASIA"),
+        "{sealed}"
+    );
+    let show = |cookie: String| {
+        w.app
+            .client
+            .get(w.app.url("/roles/credentials"))
+            .header("x-user", DEV)
+            .header("x-groups", "eng")
+            .header("cookie", cookie)
+            .send()
+    };
+    let cookie = sealed.split(';').next().unwrap_or_default().to_string();
+    let resp = show(cookie.clone()).await.expect("GET");
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.headers()["cache-control"], "no-store, max-age=0");
+    let cleared = resp
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .any(|c| c.starts_with("iamdesk_once_credentials=;") && c.contains("Max-Age=0"));
+    assert!(cleared, "the cookie is cleared once read");
+    let html = resp.text().await.expect("html");
+    assert!(html.contains("export AWS_SESSION_TOKEN="), "{html}");
+    // The browser no longer has the cookie: a reload says they were shown.
+    let html = show(String::new())
+        .await
+        .expect("GET")
+        .text()
+        .await
+        .expect("html");
+    assert!(html.contains("Credentials are shown once"), "{html}");
+    assert!(!html.contains("AWS_SESSION_TOKEN="));
+    let issued = w
+        .app
+        .state
+        .store
+        .list_audit(None, &iamdesk::store::PageRequest::first(200))
+        .await
+        .expect("audit")
+        .items
+        .iter()
+        .filter(|e| e.action == "credentials.issued")
+        .count();
+    assert_eq!(issued, 1, "one issuance for one click");
 }

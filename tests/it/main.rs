@@ -15,6 +15,7 @@ mod identity;
 mod import;
 mod integrity;
 mod notify;
+mod pages;
 mod requests;
 mod resources;
 mod selfservice;

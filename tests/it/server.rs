@@ -68,7 +68,20 @@ async fn home_page_renders_layout_navigation_and_security_headers() {
         html.contains("Demo mode"),
         "demo mode is announced on every page"
     );
-    assert!(html.contains("/static/app.css"));
+    // Assets by content hash, cached for a year; the plain name answers too, briefly.
+    let css = html
+        .split("href=\"/static/app.")
+        .nth(1)
+        .and_then(|r| r.split('"').next())
+        .expect("hashed stylesheet link");
+    assert!(css.ends_with(".css"), "{css}");
+    let resp = app.get(&format!("/static/app.{css}")).await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(
+        resp.headers()["cache-control"],
+        "public, max-age=31536000, immutable"
+    );
+    assert!(html.contains("<script src=\"/static/app."));
 }
 
 #[tokio::test]

@@ -343,12 +343,50 @@ fn action_problem(a: &str) -> Option<String> {
                 .bytes()
                 .all(|b| b.is_ascii_alphanumeric() || b == b'*' || b == b'?')
     });
-    (!ok).then(|| {
-        format!(
+    if !ok {
+        return Some(format!(
             "action `{a}` must be \"*\" or service:Action with a lower-case service prefix \
              (e.g. s3:GetObject, ec2:Describe*)"
-        )
-    })
+        ));
+    }
+    // An unknown service is an error, an unknown action a warning (src/iam_actions.rs says why).
+    match crate::iam_actions::check(a) {
+        crate::iam_actions::Verdict::UnknownService(near) => Some(format!(
+            "`{a}`: there is no AWS service `{}`{}",
+            a.split(':').next().unwrap_or_default(),
+            match crate::iam_actions::did_you_mean(&near) {
+                d if d.is_empty() => String::new(),
+                d => format!("; {d}"),
+            }
+        )),
+        _ => None,
+    }
+}
+
+/// Warnings for actions the list of known IAM actions lacks (`src/iam_actions.rs`).
+fn unknown_action_warnings(st: &Value, sf: &str, out: &mut Vec<String>) {
+    use crate::iam_actions::{Verdict, check, did_you_mean};
+    for a in strings_of(st.get("Action"))
+        .into_iter()
+        .chain(strings_of(st.get("NotAction")))
+    {
+        match check(a) {
+            Verdict::UnknownAction(near) => {
+                let hint = match did_you_mean(&near) {
+                    d if d.is_empty() => String::new(),
+                    d => format!(": {d}"),
+                };
+                out.push(format!(
+                    "{sf}: `{a}` is not a known action of its service{hint} (a misspelled action \
+                     grants nothing; newer actions than iamdesk's list are fine)"
+                ));
+            }
+            Verdict::MatchesNothing => out.push(format!(
+                "{sf}: `{a}` matches none of its service's known actions"
+            )),
+            _ => {}
+        }
+    }
 }
 
 /// `*` or `arn:partition:service:region:account:resource` (wildcards allowed).
@@ -505,6 +543,7 @@ fn strings_of(v: Option<&Value>) -> Vec<&str> {
 pub fn policy_warnings(doc: &Value, kind: DocKind, field: &str) -> Vec<String> {
     let mut out = Vec::new();
     for (sf, st) in statements(doc, field) {
+        unknown_action_warnings(st, &sf, &mut out);
         if st.get("Effect").and_then(Value::as_str) != Some("Allow") {
             continue;
         }
