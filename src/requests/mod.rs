@@ -8,12 +8,14 @@
 //!   quotas).
 //! - `create.rs`: validate, store with the audit event and notifications, optionally apply.
 //! - `approvals.rs`: which approvals a request needs (`approvals.rules`) and how far it is.
+//! - `break_glass.rs`: applying one's own temporary grant at once, alerted and reviewed after.
 //! - `lifecycle/`: comment, approve (claim, apply, record, refresh), reject, cancel, reopen, edit.
 //! - `expiry.rs`: expiring grants taken away on time (outbox `grant` jobs), drift left alone.
 //! - `risk.rs`: low to critical, with the reasons, for every change.
 //! - `review.rs` + `diff.rs`: each change against the role as last synced, and its calls.
 
 pub mod approvals;
+pub mod break_glass;
 pub mod create;
 pub mod diff;
 pub mod expiry;
