@@ -34,6 +34,10 @@ pub enum Event {
     GrantReminder {
         expires_at: chrono::DateTime<chrono::Utc>,
     },
+    /// A break-glass request, applied at once: every administrator is alerted.
+    BreakGlass {
+        reason: String,
+    },
     /// An approval that does not complete the rule: the approvers still needed are told.
     ApprovalRecorded {
         by: String,
@@ -127,6 +131,11 @@ pub fn recipients(config: &Config, r: &PolicyRequest, event: &Event, actor: &str
     list.extend(reviewers(config));
     let except = match event {
         Event::Created => None,
+        Event::BreakGlass { .. } => {
+            // Every administrator with an address, whatever the fallback says.
+            list.extend(emails(&config.groups.fallback_policy_request_reviewers));
+            Some(actor)
+        }
         Event::Commented { .. } => {
             list.extend(r.comments.iter().map(|c| c.author.clone()));
             Some(actor)
@@ -210,6 +219,18 @@ pub fn subject_and_text(config: &Config, r: &PolicyRequest, event: &Event) -> (S
                 expires_at.format("%Y-%m-%d %H:%M UTC")
             ),
         ),
+        Event::BreakGlass { reason } => (
+            format!(
+                "{name}: BREAK-GLASS: Policy change request for {arn} was applied at once by {}",
+                r.requester
+            ),
+            format!(
+                "BREAK-GLASS: {} applied the policy change request for {arn} at once, without \
+                 review. Their reason: {reason}\n\nReview it, mark it reviewed or revoke it \
+                 early: {link}.\n\n\n{support}",
+                r.requester
+            ),
+        ),
         Event::ApprovalRecorded {
             by, still_needed, ..
         } => (
@@ -274,7 +295,7 @@ fn slack_color(event: &Event) -> &'static str {
             "#9E9E9E"
         }
         Event::StatusChanged(RequestStatus::Approved) => "#2EB67D",
-        Event::StatusChanged(RequestStatus::Rejected) => "#D50200",
+        Event::StatusChanged(RequestStatus::Rejected) | Event::BreakGlass { .. } => "#D50200",
         Event::StatusChanged(_) => "#9E9E9E",
     }
 }
@@ -293,6 +314,7 @@ pub fn slack_for(config: &Config, r: &PolicyRequest, event: &Event) -> Option<Va
     }
     let status = match event {
         Event::Created => "pending",
+        Event::BreakGlass { .. } => "BREAK-GLASS: applied at once",
         Event::StatusChanged(s) => status_words(*s),
         Event::Commented { .. }
         | Event::Updated { .. }

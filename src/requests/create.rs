@@ -69,6 +69,10 @@ pub async fn create(app: &App, actor: &Actor, body: &Value) -> Result<Created, A
     if auto_approve {
         may_auto_approve(app, actor).await?;
     }
+    if let Some(reason) = &valid.break_glass {
+        super::break_glass::may_break_glass(app, actor, &changes, reason).await?;
+    }
+    let break_glass = valid.break_glass.clone();
     let now = Utc::now();
     let request = PolicyRequest {
         id: uuid::Uuid::new_v4().to_string(),
@@ -86,7 +90,11 @@ pub async fn create(app: &App, actor: &Actor, body: &Value) -> Result<Created, A
         edits: vec![],
         grant_outcomes: vec![],
         approvals: vec![],
-        break_glass: None,
+        break_glass: break_glass.clone().map(|reason| crate::store::BreakGlass {
+            reason,
+            reviewed_by: None,
+            reviewed_at: None,
+        }),
         imported: None,
     };
     let event = AuditEvent::new(
@@ -94,20 +102,22 @@ pub async fn create(app: &App, actor: &Actor, body: &Value) -> Result<Created, A
         "request.created",
         Some(&request.id),
         json!({"changes": request.changes.len(), "warnings": warnings.len(),
-               "admin_auto_approve": auto_approve}),
+               "admin_auto_approve": auto_approve, "break_glass": break_glass}),
     );
-    let outbox = crate::notify::messages_for(
-        &app.config,
-        &request,
-        &crate::notify::Event::Created,
-        &actor.email,
-    );
+    // Break-glass alerts every administrator at once; any other request gets the usual notice.
+    let notice = match &break_glass {
+        Some(reason) => crate::notify::Event::BreakGlass {
+            reason: reason.clone(),
+        },
+        None => crate::notify::Event::Created,
+    };
+    let outbox = crate::notify::messages_for(&app.config, &request, &notice, &actor.email);
     app.store.create_request(&request, &event, &outbox).await?;
     if !outbox.is_empty() {
         app.outbox_wake.notify_one();
     }
     let mut status = RequestStatus::Pending;
-    if auto_approve {
+    if auto_approve || break_glass.is_some() {
         let done = lifecycle::approve_now(app, &request.id, actor).await?;
         status = done.status;
     }

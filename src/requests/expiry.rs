@@ -236,7 +236,8 @@ fn still_held(change: &Change, role: &crate::resources::model::Principal) -> Res
     }
 }
 
-async fn revoke(app: &App, request_id: &str, change_id: &str) -> Result<(), String> {
+/// Take one applied grant away now (at its expiry, or early for a break-glass request).
+pub(crate) async fn revoke(app: &App, request_id: &str, change_id: &str) -> Result<(), String> {
     let Some(r) = load(app, request_id).await? else {
         return Ok(());
     };

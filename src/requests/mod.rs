@@ -8,6 +8,7 @@
 //!   quotas).
 //! - `create.rs`: validate, store with the audit event and notifications, optionally apply.
 //! - `approvals.rs`: which approvals a request needs (`approvals.rules`) and how far it is.
+//! - `break_glass.rs`: applying one's own temporary grant at once, alerted and reviewed after.
 //! - `lifecycle/`: comment, approve (claim, apply, record, refresh), reject, cancel, reopen, edit.
 //! - `expiry.rs`: expiring grants taken away on time (outbox `grant` jobs), drift left alone.
 //! - `risk.rs`: low to critical, with the reasons, for every change.
@@ -16,6 +17,7 @@
 //!   one checks on top.
 
 pub mod approvals;
+pub mod break_glass;
 pub mod create;
 pub mod diff;
 pub mod expiry;

@@ -330,11 +330,21 @@ pub struct RequestFilter {
     /// Requests whose highest change risk is at least this (computed by the caller's
     /// `level_of`, since risk depends on the installation).
     pub min_risk: Option<crate::requests::risk::Level>,
+    /// Only break-glass requests no administrator has reviewed yet.
+    pub needs_review: bool,
 }
 
 impl RequestFilter {
     /// Whether the filters the backends do not index (`account`, `text`) accept `r`.
     pub fn matches_unindexed(&self, r: &PolicyRequest) -> bool {
+        if self.needs_review
+            && r
+                .break_glass
+                .as_ref()
+                .is_none_or(|b| b.reviewed_by.is_some())
+        {
+            return false;
+        }
         use crate::requests::Change;
         // What an imported request's read-only changes name counts too (`arn:aws:iam::<account>:`).
         let imported: Vec<&str> = r
@@ -403,7 +413,11 @@ pub async fn search_requests(
     page: &PageRequest,
     level_of: &(dyn Fn(&PolicyRequest) -> crate::requests::risk::Level + Sync),
 ) -> StoreResult<Page<PolicyRequest>> {
-    if filter.account.is_none() && filter.text.is_none() && filter.min_risk.is_none() {
+    if filter.account.is_none()
+        && filter.text.is_none()
+        && filter.min_risk.is_none()
+        && !filter.needs_review
+    {
         return store.list_requests(filter, page).await;
     }
     let limit = page.limit.clamp(1, PageRequest::MAX_LIMIT);

@@ -47,6 +47,8 @@ pub struct ListQuery {
     pub q: Option<String>,
     /// Only requests whose risk is at least this (`low`, `medium`, `high`, `critical`).
     pub risk: Option<String>,
+    /// `1`/`true`: only break-glass requests still to be reviewed.
+    pub needs_review: Option<String>,
     pub cursor: Option<String>,
     pub limit: Option<usize>,
 }
@@ -116,6 +118,7 @@ pub fn parse_list_query(q: &ListQuery) -> Result<(RequestFilter, PageRequest), A
             account,
             text,
             min_risk,
+            needs_review: matches!(q.needs_review.as_deref(), Some("1" | "true" | "on")),
         },
         PageRequest {
             limit,

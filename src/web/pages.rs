@@ -114,6 +114,8 @@ pub struct RequestsFilterView {
     pub account: String,
     pub q: String,
     pub risk: String,
+    /// `1`: only break-glass requests still to be reviewed.
+    pub needs_review: String,
 }
 
 /// Query string for the requests page, keeping the filters and moving the cursor.
@@ -124,6 +126,7 @@ fn requests_url(f: &RequestsFilterView, cursor: Option<&str>) -> String {
         ("account", f.account.as_str()),
         ("q", f.q.as_str()),
         ("risk", f.risk.as_str()),
+        ("needs_review", f.needs_review.as_str()),
         ("cursor", cursor.unwrap_or_default()),
     ]);
     if q.is_empty() {
@@ -179,6 +182,7 @@ pub async fn requests(
             .map(|l| l.as_str())
             .unwrap_or("")
             .to_string(),
+        needs_review: if filter.needs_review { "1" } else { "" }.to_string(),
     };
     let accounts = state.resources.accounts();
     Ok(RequestsPage {

@@ -151,6 +151,10 @@ impl From<&AuditEvent> for HistoryRow {
             "request.rejected" => "rejected the request".to_string(),
             "request.cancelled" => "cancelled the request".to_string(),
             "request.reopened" => "moved the request back to pending".to_string(),
+            "request.break_glass_reviewed" => "reviewed the break-glass request".to_string(),
+            "request.break_glass_revoked" => {
+                "revoked the break-glass grants early and reviewed the request".to_string()
+            }
             "request.change_updated" => format!(
                 "edited change {} (now version {})",
                 d["change"].as_u64().unwrap_or_default() + 1,
@@ -201,6 +205,10 @@ impl From<&AuditEvent> for HistoryRow {
 pub struct RequestPage {
     layout: Layout,
     id: String,
+    /// A break-glass request: its reason, whether it still needs review, and whether the viewer
+    /// may review it.
+    break_glass: Option<(String, Option<String>)>,
+    can_review_break_glass: bool,
     changes: Vec<ChangeView>,
     can_approve: bool,
     can_reject: bool,
@@ -335,7 +343,17 @@ pub async fn request_detail(
     let blocked = pending && imported.as_ref().is_some_and(|i| i.open > 0);
     let approval = lifecycle::approval_state(&state, &r);
     let may_approve = lifecycle::may_approve(&state, &r, &user.actor());
+    let can_review_break_glass = user.is_admin
+        && !own
+        && r.break_glass
+            .as_ref()
+            .is_some_and(|b| b.reviewed_by.is_none());
     Ok(RequestPage {
+        break_glass: r
+            .break_glass
+            .as_ref()
+            .map(|b| (b.reason.clone(), b.reviewed_by.clone())),
+        can_review_break_glass,
         layout: layout.nav("requests"),
         id: r.id.clone(),
         changes,
@@ -486,6 +504,13 @@ impl ActForm {
             },
             "approve_request" | "reject_request" => return Err(need_confirm()),
             "cancel_request" => Command::Cancel,
+            "mark_reviewed" => Command::MarkReviewed,
+            "revoke_now" if confirmed => Command::RevokeNow,
+            "revoke_now" => {
+                return Err(AppError::BadRequest(
+                    "Tick the confirmation box to take the break-glass grants away now.".into(),
+                ));
+            }
             "move_back_to_pending" if confirmed => Command::MoveBackToPending,
             "move_back_to_pending" => {
                 return Err(AppError::BadRequest(

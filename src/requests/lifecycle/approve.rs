@@ -237,12 +237,14 @@ async fn claim(
         since: Utc::now(),
     });
     let version = claimed.version;
+    let break_glass = claimed.break_glass.is_some();
     save(
         app,
         claimed,
         actor,
         "request.approval_started",
-        json!({"admin_auto_approve": auto, "version": version}),
+        json!({"admin_auto_approve": auto && !break_glass, "break_glass": break_glass,
+               "version": version}),
         None,
     )
     .await

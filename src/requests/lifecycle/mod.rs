@@ -48,6 +48,10 @@ pub enum Command {
     },
     Cancel,
     MoveBackToPending,
+    /// An administrator has looked at a break-glass request afterwards.
+    MarkReviewed,
+    /// An administrator takes a break-glass request's grants away now.
+    RevokeNow,
     /// Replace the policy document of one pending change (re-validated like a new request).
     UpdateChange {
         change_id: String,
@@ -99,6 +103,8 @@ pub fn parse_command(body: &Value) -> Result<Command, AppError> {
         "reject_request" => Command::Reject { version },
         "cancel_request" => Command::Cancel,
         "move_back_to_pending" => Command::MoveBackToPending,
+        "mark_reviewed" => Command::MarkReviewed,
+        "revoke_now" => Command::RevokeNow,
         "update_change" => {
             let change_id = text("change_id").filter(|s| !s.is_empty()).ok_or_else(|| {
                 bad("modification_model.change_id is required: the id of the change to edit")
@@ -112,7 +118,8 @@ pub fn parse_command(body: &Value) -> Result<Command, AppError> {
         other => {
             return Err(AppError::BadRequest(format!(
                 "modification_model.command '{other}' is not one of add_comment, approve_request, \
-                 reject_request, cancel_request, move_back_to_pending, update_change"
+                 reject_request, cancel_request, move_back_to_pending, update_change, \
+                 mark_reviewed, revoke_now"
             )));
         }
     })
@@ -298,11 +305,72 @@ pub async fn modify(
             .await
         }
         Command::Approve { version } => approve::approve(app, current, actor, version, false).await,
+        Command::MarkReviewed => review_break_glass(app, current, actor, false).await,
+        Command::RevokeNow => review_break_glass(app, current, actor, true).await,
         Command::UpdateChange {
             change_id,
             document,
         } => edit::update_change(app, current, actor, &change_id, document).await,
     }
+}
+
+/// An administrator (not the requester) closes a break-glass request's review: marks it
+/// reviewed, or first takes its grants away now.
+async fn review_break_glass(
+    app: &App,
+    current: PolicyRequest,
+    actor: &Actor,
+    revoke: bool,
+) -> Result<PolicyRequest, AppError> {
+    require_admin(actor, "review break-glass")?;
+    let Some(bg) = &current.break_glass else {
+        return Err(conflict("This is not a break-glass request."));
+    };
+    if current.requester.eq_ignore_ascii_case(&actor.email) {
+        return Err(AppError::Forbidden(
+            "Another administrator reviews your break-glass request.".into(),
+        ));
+    }
+    if bg.reviewed_by.is_some() {
+        return Err(conflict(format!(
+            "{} already reviewed this request.",
+            bg.reviewed_by.clone().unwrap_or_default()
+        )));
+    }
+    let mut revoked = vec![];
+    if revoke {
+        for (i, c) in current.changes.iter().enumerate() {
+            let applied = current
+                .results
+                .get(i)
+                .is_some_and(|r| r.status == crate::store::ChangeStatus::Applied);
+            let done = current.grant_outcomes.iter().any(|o| o.change_id == c.id());
+            if applied && !done && !c.revoke_calls().is_empty() {
+                crate::requests::expiry::revoke(app, &current.id, c.id())
+                    .await
+                    .map_err(|e| AppError::Upstream(format!("cannot revoke: {e}")))?;
+                revoked.push(c.id().to_string());
+            }
+        }
+    }
+    // The revocations moved the version: mark it on the newest.
+    for _ in 0..5 {
+        let mut next = load(app, &current.id).await?;
+        if let Some(b) = &mut next.break_glass {
+            b.reviewed_by = Some(actor.email.clone());
+            b.reviewed_at = Some(Utc::now());
+        }
+        let action = if revoke {
+            "request.break_glass_revoked"
+        } else {
+            "request.break_glass_reviewed"
+        };
+        match save(app, next, actor, action, json!({"revoked": revoked}), None).await {
+            Err(AppError::Conflict(_)) => continue,
+            other => return other,
+        }
+    }
+    Err(conflict("The request kept changing; try again."))
 }
 
 /// Comments are items of their own (`Store::add_comment`): adding one never moves the request's

@@ -21,10 +21,21 @@ pub(super) struct Parsed {
     pub justification: String,
     pub admin_auto_approve: bool,
     pub changes: Vec<Change>,
+    /// `break_glass.reason`, when the requester asks to apply at once.
+    pub break_glass: Option<String>,
 }
 
 /// Keys of the request body.
-const BODY_KEYS: &[&str] = &["justification", "admin_auto_approve", "changes", "dry_run"];
+const BODY_KEYS: &[&str] = &[
+    "justification",
+    "admin_auto_approve",
+    "changes",
+    "dry_run",
+    "break_glass",
+];
+
+/// Shortest break-glass reason: enough to say what is on fire.
+pub const BREAK_GLASS_REASON_CHARS: usize = 20;
 
 /// Keys iamdesk computes itself: a client that sends them is refused, never believed.
 const SERVER_OWNED: &[&str] = &[
@@ -132,6 +143,7 @@ impl Parser {
             }
         };
         let admin_auto_approve = self.opt_bool(obj, "admin_auto_approve", "");
+        let break_glass = self.break_glass(obj);
         let _ = self.opt_bool(obj, "dry_run", "");
         let list = match obj.get("changes") {
             Some(Value::Object(inner)) => {
@@ -205,7 +217,48 @@ impl Parser {
             justification: justification?,
             admin_auto_approve,
             changes,
+            break_glass: break_glass?,
         })
+    }
+
+    /// `break_glass: {"reason": "..."}`: `Some(None)` when absent, `None` on a problem.
+    fn break_glass(&mut self, obj: &Map<String, Value>) -> Option<Option<String>> {
+        let shape = "break_glass is {\"reason\": \"what is on fire and why this cannot wait\"}";
+        match obj.get("break_glass") {
+            None | Some(Value::Null) => Some(None),
+            Some(Value::Object(b)) => {
+                for key in b.keys().filter(|k| *k != "reason") {
+                    self.problem(
+                        join("break_glass", key),
+                        format!("unknown key `{key}`; {shape}"),
+                    );
+                }
+                let reason = self.req_str(b, "reason", "break_glass", "why this cannot wait")?;
+                let reason = reason.trim();
+                if reason.chars().count() < BREAK_GLASS_REASON_CHARS {
+                    self.problem(
+                        "break_glass.reason",
+                        format!(
+                            "the break-glass reason must say what is on fire in at least \
+                             {BREAK_GLASS_REASON_CHARS} characters"
+                        ),
+                    );
+                    return None;
+                }
+                if reason.chars().count() > MAX_JUSTIFICATION_CHARS {
+                    self.problem(
+                        "break_glass.reason",
+                        format!("the break-glass reason is limited to {MAX_JUSTIFICATION_CHARS} characters"),
+                    );
+                    return None;
+                }
+                Some(Some(reason.to_string()))
+            }
+            Some(other) => {
+                self.problem("break_glass", format!("{shape}, not {}", type_name(other)));
+                None
+            }
+        }
     }
 
     /// Optional string field: `None` when absent or null (a problem if not a string).

@@ -118,6 +118,8 @@ pub enum DocKind {
 pub struct Validated {
     pub justification: String,
     pub admin_auto_approve: bool,
+    /// `break_glass.reason`: apply at once (the caller checks who may).
+    pub break_glass: Option<String>,
     /// Typed, with fresh ids, canonical principals and clones pinned.
     pub changes: Vec<Change>,
     pub warnings: Vec<Warning>,
@@ -137,6 +139,7 @@ pub fn validate_request(
     Ok(Validated {
         justification: parsed.justification,
         admin_auto_approve: parsed.admin_auto_approve,
+        break_glass: parsed.break_glass,
         changes,
         warnings,
     })
