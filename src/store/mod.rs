@@ -338,8 +338,7 @@ impl RequestFilter {
     /// Whether the filters the backends do not index (`account`, `text`) accept `r`.
     pub fn matches_unindexed(&self, r: &PolicyRequest) -> bool {
         if self.needs_review
-            && r
-                .break_glass
+            && r.break_glass
                 .as_ref()
                 .is_none_or(|b| b.reviewed_by.is_some())
         {
