@@ -482,11 +482,9 @@ async fn approve(
     let notify = (failed.is_none()).then_some(Event::StatusChanged(RequestStatus::Approved));
     let saved = save(app, claimed, actor, action, detail, notify).await?;
 
-    // 4. Show the new state at once: re-read the touched roles into the snapshot.
-    for (account, role) in touched {
-        if let Err(e) = crate::resources::sync::refresh_role(app, &account, &role).await {
-            tracing::warn!(account, role, error = %e, "cannot re-read the role after applying");
-        }
+    // 4. Show the new state at once: re-read the touched roles and store them alone.
+    if let Err(e) = crate::resources::sync::refresh_roles(&app.resource_deps(), &touched).await {
+        tracing::warn!(roles = ?touched, error = %e, "cannot re-read the roles after applying");
     }
     if let Some((i, message)) = failed {
         tracing::warn!(request = %saved.id, change = i, error = %message, "apply failed; request stays pending");

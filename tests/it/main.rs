@@ -7,6 +7,7 @@ mod config;
 mod credentials;
 mod identity;
 mod notify;
+mod refresh;
 mod requests;
 mod resources;
 mod selfservice;
