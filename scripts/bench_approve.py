@@ -35,6 +35,8 @@ import requests
 
 ROLES = int(os.environ.get("ROLES", "5000"))
 APPROVALS = int(os.environ.get("APPROVALS", "1000"))
+# Approval i changes role i mod ROLE_CYCLE (default: every role in turn).
+ROLE_CYCLE = min(int(os.environ.get("ROLE_CYCLE", str(ROLES))), ROLES)
 SAMPLE_EVERY = int(os.environ.get("SAMPLE_EVERY", "25"))
 BIN = os.environ["IAMDESK_BIN"]
 OUT = os.environ.get("OUT", "target/bench/approve.json")
@@ -70,16 +72,44 @@ class Counts:
     def __init__(self):
         self.lock = threading.Lock()
         self.calls = {}  # "dynamodb:PutItem" -> n
+        self.spans = []  # (started, ended, service) of recent calls, perf_counter seconds
         self.bytes = 0
 
-    def add(self, key, nbytes):
+    def add(self, key, nbytes, started, ended):
+        service = key.split(":")[0]
         with self.lock:
             self.calls[key] = self.calls.get(key, 0) + 1
+            self.spans.append((started, ended, service))
             self.bytes += nbytes
 
     def snapshot(self):
         with self.lock:
             return dict(self.calls), self.bytes
+
+    def waited(self, since, until):
+        """Milliseconds within [since, until] during which moto was answering, by service and
+        in all ("aws"): overlapping calls (moto runs one at a time; the others queue) count
+        once."""
+        with self.lock:
+            spans = [(max(a, since), min(b, until), svc) for a, b, svc in self.spans
+                     if b > since and a < until]
+            self.spans = [sp for sp in self.spans if sp[1] > until - 60]
+
+        def union(parts):
+            total, end = 0.0, None
+            for a, b in sorted(parts):
+                if end is None or a > end:
+                    total += b - a
+                    end = b
+                elif b > end:
+                    total += b - end
+                    end = b
+            return round(total * 1000, 2)
+
+        out = {svc: union([(a, b) for a, b, s in spans if s == svc])
+               for svc in {s for _, _, s in spans}}
+        out["aws"] = union([(a, b) for a, b, _ in spans])
+        return out
 
 
 COUNTS = Counts()
@@ -118,6 +148,7 @@ def make_proxy(upstream_port):
             length = int(self.headers.get("Content-Length") or 0)
             body = self.rfile.read(length) if length else b""
             headers = {k: v for k, v in self.headers.items() if k.lower() != "connection"}
+            started = time.perf_counter()
             for attempt in range(2):
                 conn = getattr(local, "conn", None)
                 if conn is None:
@@ -133,7 +164,8 @@ def make_proxy(upstream_port):
                     local.conn = None
                     if attempt == 1:
                         raise
-            COUNTS.add(classify(self.headers, body), len(body) + len(data))
+            COUNTS.add(classify(self.headers, body), len(body) + len(data), started,
+                       time.perf_counter())
             self.send_response(resp.status)
             for k, v in resp.getheaders():
                 if k.lower() not in ("transfer-encoding", "connection", "content-length"):
@@ -295,19 +327,20 @@ rate_limit:
             t0 = time.perf_counter()
             r = s.request(method, base + path, json=body,
                           headers={"x-user": who, "x-groups": groups}, timeout=120)
-            ms = (time.perf_counter() - t0) * 1000
+            t1 = time.perf_counter()
             a, _ = COUNTS.snapshot()
             if r.status_code != 200:
                 sys.exit(f"bench-approve: {method} {path} -> {r.status_code}: {r.text[:500]}")
-            return r.json(), ms, diff(b, a)
+            return r.json(), (t1 - t0) * 1000, diff(b, a), COUNTS.waited(t0, t1)
 
         create_ms, approve_ms, create_calls, approve_calls = [], [], [], []
+        create_waits, approve_waits = [], []
         rss = [{"approvals": 0, "rss_mib": rss_mib(server.pid)}]
         total_before, _ = COUNTS.snapshot()
         in_calls = {}
         started = time.time()
         for i in range(APPROVALS):
-            role = f"bench-{i % ROLES:05d}"
+            role = f"bench-{i % ROLE_CYCLE:05d}"
             body = {"justification": f"benchmark approval {i}", "changes": {"changes": [{
                 "change_type": "inline_policy",
                 "principal": {"principal_type": "AwsResource",
@@ -316,12 +349,15 @@ rate_limit:
                 "policy": {"policy_document": {"Version": "2012-10-17", "Statement": [{
                     "Effect": "Allow", "Action": ["s3:GetObject"],
                     "Resource": [f"arn:aws:s3:::bench-{i}/*"]}]}}}]}}
-            created, ms, calls = call("POST", "/api/v2/request", DEV, DEV_GROUPS, body)
+            created, ms, calls, waited = call("POST", "/api/v2/request", DEV, DEV_GROUPS, body)
             create_ms.append(ms)
             create_calls.append(calls)
+            create_waits.append(waited)
             rid = created["request_id"]
-            approved, ms, calls = call("PUT", f"/api/v2/requests/{rid}", ADMIN, ADMIN_GROUPS,
-                                       {"modification_model": {"command": "approve_request"}})
+            approved, ms, calls, waited = call(
+                "PUT", f"/api/v2/requests/{rid}", ADMIN, ADMIN_GROUPS,
+                {"modification_model": {"command": "approve_request"}})
+            approve_waits.append(waited)
             if approved.get("request", {}).get("status") != "approved":
                 sys.exit(f"bench-approve: request {rid} not approved: {approved}")
             approve_ms.append(ms)
@@ -350,11 +386,16 @@ rate_limit:
                     "by_action_mean": {k: round(v / len(samples), 2)
                                        for k, v in sorted(actions.items())}}
 
+        def waits(samples):
+            services = sorted({k for w in samples for k in w})
+            return {k: pct([w.get(k, 0.0) for w in samples], 50) for k in services}
+
         result = {
             "label": LABEL,
             "commit": subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT,
                                      capture_output=True, text=True).stdout.strip(),
-            "roles": ROLES, "approvals": APPROVALS, "setup_seconds": setup_seconds,
+            "roles": ROLES, "approvals": APPROVALS, "role_cycle": ROLE_CYCLE,
+            "setup_seconds": setup_seconds,
             "sync": {"seconds": sync_seconds,
                      "dynamodb_calls": service_total(sync_calls, "dynamodb"),
                      "iam_calls": service_total(sync_calls, "iam"),
@@ -362,6 +403,14 @@ rate_limit:
             "create_ms": {"p50": pct(create_ms, 50), "p99": pct(create_ms, 99)},
             "approve_ms": {"p50": pct(approve_ms, 50), "p99": pct(approve_ms, 99)},
             "approve_over_create_p50": round(pct(approve_ms, 50) / pct(create_ms, 50), 2),
+            # Time each HTTP call spent waiting for moto (through the proxy), by service and in
+            # all, and what is left: iamdesk's own work, Redis, and the proxy's overhead.
+            "create_waiting_ms_p50": waits(create_waits),
+            "approve_waiting_ms_p50": waits(approve_waits),
+            "create_ms_without_aws_p50": pct([m - w.get("aws", 0.0) for m, w in
+                                              zip(create_ms, create_waits)], 50),
+            "approve_ms_without_aws_p50": pct([m - w.get("aws", 0.0) for m, w in
+                                               zip(approve_ms, approve_waits)], 50),
             "dynamodb_calls_per_create": per_call(create_calls, "dynamodb"),
             "dynamodb_calls_per_approval": per_call(approve_calls, "dynamodb"),
             "iam_calls_per_approval": per_call(approve_calls, "iam"),

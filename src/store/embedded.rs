@@ -958,6 +958,71 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn snapshots_of_older_versions_become_items() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("old.db");
+        let snap = crate::resources::demo::account("111122223333", "demo-prod");
+        {
+            // The table and row an older iamdesk wrote.
+            let c = Connection::open(&path).expect("open");
+            c.execute_batch(
+                "CREATE TABLE snapshots (account_id TEXT PRIMARY KEY, body TEXT NOT NULL);
+                 CREATE TABLE meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
+                 INSERT INTO meta VALUES ('resource_generation', 7);",
+            )
+            .expect("old schema");
+            c.execute(
+                "INSERT INTO snapshots (account_id, body) VALUES (?1, ?2)",
+                params![snap.account_id, to_json(&snap).expect("json")],
+            )
+            .expect("old row");
+        }
+        let store = EmbeddedStore::open(&path).expect("open converts");
+        let account = store
+            .resource_account("111122223333")
+            .await
+            .expect("account")
+            .expect("converted");
+        assert_eq!(
+            (account.generation, account.account_name.as_str()),
+            (1, "demo-prod")
+        );
+        let items = store.list_resources("111122223333").await.expect("items");
+        assert_eq!(items.len(), snap.principals.len() + snap.policies.len());
+        let changes = store
+            .resource_changes("111122223333", 0)
+            .await
+            .expect("log");
+        assert!(
+            changes.len() == 1 && changes[0].full,
+            "replicas load it whole"
+        );
+        let left: i64 = store
+            .with_conn(|c| {
+                c.query_row(
+                    "SELECT count(*) FROM sqlite_master WHERE name IN ('snapshots', 'meta')",
+                    [],
+                    |r| r.get(0),
+                )
+                .map_err(backend)
+            })
+            .await
+            .expect("schema");
+        assert_eq!(left, 0, "the old tables are gone");
+        drop(store);
+        // Opening again converts nothing twice.
+        let store = EmbeddedStore::open(&path).expect("reopen");
+        assert_eq!(
+            store
+                .list_resources("111122223333")
+                .await
+                .expect("items")
+                .len(),
+            items.len()
+        );
+    }
+
+    #[tokio::test]
     async fn open_creates_parent_folder() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("nested/deeper/iamdesk.db");
