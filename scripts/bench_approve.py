@@ -312,6 +312,13 @@ rate_limit:
         sync_seconds = round(time.time() - t, 2)
         after, sync_bytes = COUNTS.snapshot()
         sync_calls = diff(before, after)
+        # Again, with nothing changed in AWS.
+        t = time.time()
+        subprocess.run([BIN, "--config", config, "sync"], env=env, check=True, cwd=ROOT,
+                       stdout=subprocess.DEVNULL)
+        resync_seconds = round(time.time() - t, 2)
+        again, resync_bytes = COUNTS.snapshot()
+        resync_calls = diff(after, again)
 
         server = spawn([BIN, "--config", config, "serve"], "iamdesk.log", env=env)
         wait_port(port, "iamdesk serve", timeout=120)
@@ -400,6 +407,11 @@ rate_limit:
                      "dynamodb_calls": service_total(sync_calls, "dynamodb"),
                      "iam_calls": service_total(sync_calls, "iam"),
                      "bytes_through_proxy": sync_bytes},
+            "resync_unchanged": {"seconds": resync_seconds,
+                                 "dynamodb_calls": service_total(resync_calls, "dynamodb"),
+                                 "dynamodb_by_action": {k: v for k, v in resync_calls.items()
+                                                        if k.startswith("dynamodb:")},
+                                 "bytes_through_proxy": resync_bytes - sync_bytes},
             "create_ms": {"p50": pct(create_ms, 50), "p99": pct(create_ms, 99)},
             "approve_ms": {"p50": pct(approve_ms, 50), "p99": pct(approve_ms, 99)},
             "approve_over_create_p50": round(pct(approve_ms, 50) / pct(create_ms, 50), 2),

@@ -409,7 +409,8 @@ pub async fn load(deps: &Deps) -> Result<u64, StoreError> {
 
 /// Re-read `roles` (account id, role name) from the Cloud and write each alone to the Store,
 /// one write per account; then update this replica's view and index for those roles only.
-/// Returns, per role, whether it still exists (a role gone from AWS is deleted).
+/// Returns, per role, whether it still exists (a role gone from AWS is deleted). An account
+/// that fails does not stop the others; the first failure is returned after all were tried.
 pub async fn refresh_roles(
     deps: &Deps,
     roles: &[(String, String)],
@@ -419,18 +420,36 @@ pub async fn refresh_roles(
     for (i, (account, _)) in roles.iter().enumerate() {
         by_account.entry(account.as_str()).or_default().push(i);
     }
+    let mut first_error = None;
     for (account, positions) in by_account {
-        let fetched_at = Utc::now();
-        let mut fresh: BTreeMap<ResourceKey, Option<Resource>> = BTreeMap::new();
-        for i in positions {
-            let name = &roles[i].1;
-            let role = deps.cloud.fetch_role(account, name).await?;
-            exists[i] = role.is_some();
-            fresh.insert(ResourceKey::role(name), role.map(Resource::Principal));
+        if let Err(e) = refresh_account(deps, account, roles, &positions, &mut exists).await {
+            tracing::warn!(account, error = %e, "cannot refresh roles");
+            first_error.get_or_insert(e);
         }
-        write_fresh(deps, account, fresh, fetched_at).await?;
     }
-    Ok(exists)
+    match first_error {
+        Some(e) => Err(e),
+        None => Ok(exists),
+    }
+}
+
+async fn refresh_account(
+    deps: &Deps,
+    account: &str,
+    roles: &[(String, String)],
+    positions: &[usize],
+    exists: &mut [bool],
+) -> Result<(), RefreshError> {
+    let fetched_at = Utc::now();
+    let mut fresh: BTreeMap<ResourceKey, Option<Resource>> = BTreeMap::new();
+    for &i in positions {
+        let name = &roles[i].1;
+        let role = deps.cloud.fetch_role(account, name).await?;
+        exists[i] = role.is_some();
+        fresh.insert(ResourceKey::role(name), role.map(Resource::Principal));
+    }
+    write_fresh(deps, account, fresh, fetched_at).await?;
+    Ok(())
 }
 
 /// [`refresh_roles`] for one role.

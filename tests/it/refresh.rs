@@ -491,3 +491,52 @@ async fn a_refresh_overlapping_a_sync_never_breaks_readers() {
         );
     }
 }
+
+#[tokio::test]
+async fn a_refresh_deletes_a_vanished_role_and_one_bad_account_stops_nothing() {
+    let Some(w) = world(false).await else { return };
+    let deps = w.app.state.resource_deps();
+    w.iam
+        .delete_role()
+        .role_name("other-3")
+        .send()
+        .await
+        .expect("delete role");
+    w.iam
+        .put_role_policy()
+        .role_name("app")
+        .policy_name("later")
+        .policy_document(r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"kms:Decrypt","Resource":"*"}]}"#)
+        .send()
+        .await
+        .expect("policy");
+    let before = w.generation().await;
+    let result = sync::refresh_roles(
+        &deps,
+        &[
+            ("000000000000".to_string(), "ghost".to_string()),
+            (w.account.clone(), "other-3".to_string()),
+            (w.account.clone(), "app".to_string()),
+        ],
+    )
+    .await;
+    assert!(result.is_err(), "the unknown account is reported");
+    // The configured account was refreshed all the same, in one write.
+    assert_eq!(w.generation().await, before + 1);
+    let items = w.items().await;
+    assert!(
+        !items.contains_key(&ResourceKey::role("other-3")),
+        "gone from the Store"
+    );
+    assert!(
+        w.app.state.resources.role(&w.account, "other-3").is_none(),
+        "and from the view"
+    );
+    assert_eq!(w.found("kms:Decrypt"), ["app"], "the index follows");
+    assert_eq!(
+        sync::refresh_roles(&deps, &[(w.account.clone(), "other-3".to_string())])
+            .await
+            .expect("refresh"),
+        [false]
+    );
+}
