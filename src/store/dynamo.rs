@@ -9,6 +9,7 @@ use std::collections::HashMap;
 
 use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
+use futures::StreamExt;
 use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::types::{
     AttributeValue, Delete, KeysAndAttributes, Put, TransactWriteItem, Update,
@@ -34,12 +35,15 @@ pub struct DynamoStore {
 const META: &str = "_meta";
 /// Sort-key prefixes in an account's partition: one item per resource, one per log entry.
 const ITEM: &str = "item#";
+const STAMP: &str = "stamp#";
 const LOG: &str = "log#";
 /// Actions in one `TransactWriteItems` (DynamoDB allows 100) and their bytes (4 MB allowed).
 const TX_ACTIONS: usize = 100;
 const TX_BYTES: usize = 3_500_000;
 /// Attempts at a transaction that lost to a concurrent one on the same item.
 const TX_ATTEMPTS: u32 = 5;
+/// Item transactions of one large write in flight at once.
+const GROUPS_AT_ONCE: usize = 4;
 
 impl DynamoStore {
     pub fn new(client: Client, table_prefix: &str) -> Self {
@@ -353,15 +357,40 @@ impl DynamoStore {
     }
 }
 
-/// One item's write in a resource transaction, with what it is about.
+/// One resource's write in a resource transaction: its item and its stamp, which always go
+/// together.
 struct ItemAction {
     key: ResourceKey,
-    action: TransactWriteItem,
+    actions: [TransactWriteItem; 2],
     bytes: usize,
+}
+
+/// The transaction actions of `group`, and for each the position in `group` it belongs to.
+fn flatten(group: &[ItemAction]) -> (Vec<TransactWriteItem>, Vec<usize>) {
+    group
+        .iter()
+        .enumerate()
+        .flat_map(|(i, a)| a.actions.iter().map(move |t| (t.clone(), i)))
+        .unzip()
+}
+
+/// Remove from `group` the resources whose actions at `failed` (positions in the flattened
+/// transaction) lost their condition; returns their keys.
+fn drop_failed(group: &mut Vec<ItemAction>, owner: &[usize], failed: &[usize]) -> Vec<ResourceKey> {
+    let mut gone: Vec<usize> = failed.iter().filter_map(|&i| owner.get(i).copied()).collect();
+    gone.sort_unstable();
+    gone.dedup();
+    gone.iter().rev().map(|&i| group.remove(i).key).collect()
 }
 
 fn item_sk(key: &ResourceKey) -> String {
     format!("{ITEM}{}", key.encode())
+}
+
+/// A resource's stamp: its key, hash and fetch time without the body, so a sync's comparison
+/// reads a few bytes per resource (a Query's 1 MB page counts whole items before projection).
+fn stamp_sk(key: &ResourceKey) -> String {
+    format!("{STAMP}{}", key.encode())
 }
 
 fn log_sk(generation: u64) -> String {
@@ -370,7 +399,7 @@ fn log_sk(generation: u64) -> String {
 
 fn key_of(item: &Item) -> StoreResult<ResourceKey> {
     let sk = sk_of(item, "sk");
-    sk.strip_prefix(ITEM)
+    sk.strip_prefix(STAMP)
         .and_then(ResourceKey::decode)
         .ok_or_else(|| StoreError::Backend(format!("corrupt resource key {sk}")))
 }
@@ -442,9 +471,22 @@ impl DynamoStore {
             .expression_attribute_values(":t", s(ts(item.fetched_at)))
             .build()
             .map_err(|e| StoreError::Backend(e.to_string()))?;
+        let stamp = Put::builder()
+            .table_name(&self.resources)
+            .set_item(Some(HashMap::from([
+                ("account_id".into(), s(&item.account_id)),
+                ("sk".into(), s(stamp_sk(&key))),
+                ("hash".into(), s(&item.hash)),
+                ("fetched_at".into(), s(ts(item.fetched_at))),
+            ])))
+            .build()
+            .map_err(|e| StoreError::Backend(e.to_string()))?;
         Ok(ItemAction {
             key,
-            action: TransactWriteItem::builder().put(put).build(),
+            actions: [
+                TransactWriteItem::builder().put(put).build(),
+                TransactWriteItem::builder().put(stamp).build(),
+            ],
             bytes,
         })
     }
@@ -462,10 +504,19 @@ impl DynamoStore {
             .expression_attribute_values(":t", s(ts(d.fetched_at)))
             .build()
             .map_err(|e| StoreError::Backend(e.to_string()))?;
+        let stamp = Delete::builder()
+            .table_name(&self.resources)
+            .key("account_id", s(account_id))
+            .key("sk", s(stamp_sk(&d.key)))
+            .build()
+            .map_err(|e| StoreError::Backend(e.to_string()))?;
         Ok(ItemAction {
             key: d.key.clone(),
-            action: TransactWriteItem::builder().delete(delete).build(),
-            bytes: 300,
+            actions: [
+                TransactWriteItem::builder().delete(delete).build(),
+                TransactWriteItem::builder().delete(stamp).build(),
+            ],
+            bytes: 500,
         })
     }
 
@@ -562,8 +613,7 @@ impl DynamoStore {
         let mut contended = 0;
         loop {
             let applied: Vec<ResourceKey> = actions.iter().map(|a| a.key.clone()).collect();
-            let mut items: Vec<TransactWriteItem> =
-                actions.iter().map(|a| a.action.clone()).collect();
+            let (mut items, owner) = flatten(&actions);
             if applied.is_empty() && !write.full {
                 // Nothing to change: at most the sync time, on the same condition.
                 if write.synced_at.is_none() {
@@ -581,7 +631,7 @@ impl DynamoStore {
             } else {
                 items.extend(self.commit_actions(write, expected, &applied, false, false)?);
             }
-            let item_count = actions.len();
+            let item_count = owner.len();
             match self
                 .client
                 .transact_write_items()
@@ -611,9 +661,7 @@ impl DynamoStore {
                             )));
                         }
                         // Items read from AWS later than ours stay; the rest go again.
-                        for &i in failed.iter().rev() {
-                            skipped.push(actions.remove(i).key);
-                        }
+                        skipped.extend(drop_failed(&mut actions, &owner, &failed));
                     }
                     Some(Cancelled::Contended) if contended + 1 < TX_ATTEMPTS => {
                         contended += 1;
@@ -676,22 +724,28 @@ impl DynamoStore {
         }
         let mut applied = vec![];
         let mut skipped = vec![];
+        let mut groups: Vec<Vec<ItemAction>> = vec![];
         let mut group: Vec<ItemAction> = vec![];
         let mut group_bytes = 0;
-        let mut rest = actions.into_iter().peekable();
-        while rest.peek().is_some() || !group.is_empty() {
-            while let Some(next) = rest.peek() {
-                if group.len() == TX_ACTIONS || group_bytes + next.bytes > TX_BYTES {
-                    break;
-                }
-                group_bytes += next.bytes;
-                group.extend(rest.next());
+        for next in actions {
+            if (group.len() + 1) * 2 > TX_ACTIONS || group_bytes + next.bytes > TX_BYTES {
+                groups.push(std::mem::take(&mut group));
+                group_bytes = 0;
             }
-            let (done, lost) = self.write_group(std::mem::take(&mut group)).await?;
+            group_bytes += next.bytes;
+            group.push(next);
+        }
+        groups.push(group);
+        // The groups are independent conditional writes: a few at a time.
+        let mut written = futures::stream::iter(groups.into_iter().map(|g| self.write_group(g)))
+            .buffer_unordered(GROUPS_AT_ONCE);
+        while let Some(result) = written.next().await {
+            let (done, lost) = result?;
             applied.extend(done);
             skipped.extend(lost);
-            group_bytes = 0;
         }
+        applied.sort();
+        skipped.sort();
         let mut generation = expected;
         let mut attempts = 0;
         loop {
@@ -732,7 +786,7 @@ impl DynamoStore {
         let mut skipped = vec![];
         let mut contended = 0;
         while !group.is_empty() {
-            let items = group.iter().map(|a| a.action.clone()).collect();
+            let (items, owner) = flatten(&group);
             match self
                 .client
                 .transact_write_items()
@@ -743,9 +797,7 @@ impl DynamoStore {
                 Ok(_) => break,
                 Err(e) => match cancelled(&e) {
                     Some(Cancelled::Conditions(failed)) => {
-                        for &i in failed.iter().rev() {
-                            skipped.push(group.remove(i).key);
-                        }
+                        skipped.extend(drop_failed(&mut group, &owner, &failed));
                     }
                     Some(Cancelled::Contended) if contended + 1 < TX_ATTEMPTS => {
                         contended += 1;
@@ -1083,10 +1135,8 @@ impl Store for DynamoStore {
                 .query()
                 .table_name(&self.resources)
                 .key_condition_expression("account_id = :a AND begins_with(sk, :p)")
-                .projection_expression("sk, #h, fetched_at")
-                .expression_attribute_names("#h", "hash")
                 .expression_attribute_values(":a", s(account_id))
-                .expression_attribute_values(":p", s(ITEM))
+                .expression_attribute_values(":p", s(STAMP))
                 .consistent_read(true)
                 .set_exclusive_start_key(start.take())
                 .send()
@@ -1202,7 +1252,7 @@ impl Store for DynamoStore {
             actions.push(self.delete_resource_item(&write.account_id, d)?);
         }
         let bytes: usize = actions.iter().map(|a| a.bytes).sum();
-        if actions.len() + 3 <= TX_ACTIONS && bytes <= TX_BYTES {
+        if actions.len() * 2 + 3 <= TX_ACTIONS && bytes <= TX_BYTES {
             self.write_small(write, actions).await
         } else {
             self.write_large(write, actions).await
