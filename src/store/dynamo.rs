@@ -9,12 +9,12 @@ use std::collections::HashMap;
 
 use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
-use futures::StreamExt;
 use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::types::{
     AttributeValue, Delete, KeysAndAttributes, Put, TransactWriteItem, Update,
 };
 use chrono::{DateTime, Utc};
+use futures::StreamExt;
 
 use super::*;
 use crate::migrate::table_name;
@@ -377,7 +377,10 @@ fn flatten(group: &[ItemAction]) -> (Vec<TransactWriteItem>, Vec<usize>) {
 /// Remove from `group` the resources whose actions at `failed` (positions in the flattened
 /// transaction) lost their condition; returns their keys.
 fn drop_failed(group: &mut Vec<ItemAction>, owner: &[usize], failed: &[usize]) -> Vec<ResourceKey> {
-    let mut gone: Vec<usize> = failed.iter().filter_map(|&i| owner.get(i).copied()).collect();
+    let mut gone: Vec<usize> = failed
+        .iter()
+        .filter_map(|&i| owner.get(i).copied())
+        .collect();
     gone.sort_unstable();
     gone.dedup();
     gone.iter().rev().map(|&i| group.remove(i).key).collect()
