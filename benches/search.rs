@@ -5,15 +5,18 @@
 use std::sync::Arc;
 use std::time::Instant;
 
+use iamdesk::resources::account::{Account, Changed, Item};
 use iamdesk::resources::index::{Query, SearchIndex, Sort};
-use iamdesk::resources::model::{AccountSnapshot, InlinePolicy, Principal, ResourceKind, Tag};
+use iamdesk::resources::model::{
+    AccountSnapshot, InlinePolicy, Principal, ResourceKey, ResourceKind, Tag,
+};
 use serde_json::json;
 
 const ACCOUNTS: usize = 200;
 const ROLES: usize = 100_000;
 const RUNS: usize = 200;
 
-fn synthetic() -> Vec<Arc<AccountSnapshot>> {
+fn synthetic() -> Vec<Arc<Account>> {
     let services = [
         "s3", "sqs", "sns", "dynamodb", "kms", "ec2", "lambda", "logs", "iam", "sts",
     ];
@@ -75,7 +78,10 @@ fn synthetic() -> Vec<Arc<AccountSnapshot>> {
             ],
         });
     }
-    snaps.into_iter().map(Arc::new).collect()
+    snaps
+        .into_iter()
+        .map(|s| Arc::new(Account::from_snapshot(s, 1)))
+        .collect()
 }
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {
@@ -174,7 +180,7 @@ fn main() {
             for _ in 0..RUNS / 4 {
                 let t = Instant::now();
                 total = if indexed {
-                    entitlements.lookup(&snaps, email, &groups).len()
+                    entitlements.lookup(email, &groups).len()
                 } else {
                     iamdesk::credentials::entitled_in(&config, &snaps, email, &groups).len()
                 };
@@ -187,6 +193,39 @@ fn main() {
             results.push(json!({"query": name, "matches": total, "p50_ms": p50, "p99_ms": p99}));
         }
     }
+    // An approval changes one role: copy the index (readers keep the old one) and replace that
+    // role's entry, against rebuilding everything.
+    let mut accounts = snaps.clone();
+    let mut times = Vec::with_capacity(RUNS);
+    for run in 0..RUNS {
+        let a = run % accounts.len();
+        let mut next = (*accounts[a]).clone();
+        let mut role = (*next.principals[run % next.principals.len()]).clone();
+        role.tags.push(Tag {
+            key: "owner".into(),
+            value: format!("run-{run}"),
+        });
+        let key = ResourceKey::new(role.kind, &role.name);
+        let new = Some(Item::Principal(Arc::new(role)));
+        let old = next.set(&key, new.clone());
+        accounts[a] = Arc::new(next);
+        let change = Changed {
+            account_id: accounts[a].account_id.clone(),
+            key,
+            old,
+            new,
+        };
+        let t = Instant::now();
+        let mut updated = index.clone();
+        updated.apply(&accounts, std::slice::from_ref(&change), 2);
+        times.push(t.elapsed().as_secs_f64() * 1000.0);
+    }
+    times.sort_by(f64::total_cmp);
+    let (apply_p50, apply_p99) = (percentile(&times, 0.5), percentile(&times, 0.99));
+    println!(
+        "{:45} p50 {apply_p50:7.3} ms  p99 {apply_p99:7.3} ms (full build {build_ms:.0} ms)",
+        "one role changed: copy + apply"
+    );
     let mem_mb = index.approx_bytes() as f64 / (1024.0 * 1024.0);
     println!(
         "index: {} entries, built in {build_ms:.0} ms, ~{mem_mb:.1} MiB",
@@ -195,6 +234,7 @@ fn main() {
     let report = json!({
         "roles": ROLES, "accounts": ACCOUNTS, "runs_per_query": RUNS,
         "build_ms": build_ms, "index_mib": mem_mb, "entitlement_index_build_ms": entitlements_ms,
+        "one_role_apply_p50_ms": apply_p50, "one_role_apply_p99_ms": apply_p99,
         "queries": results,
     });
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/bench");

@@ -25,7 +25,7 @@ pub struct App {
     /// ALB token verification, when `auth.get_user_by_aws_alb_auth` is on.
     pub alb: Option<crate::auth::AlbVerifier>,
     /// Synced IAM resources and their search index.
-    pub resources: Resources,
+    pub resources: Arc<Resources>,
     /// Where IAM lives: real AWS or the sandbox.
     pub cloud: Arc<dyn Cloud>,
     /// Per-user (or per-address when anonymous) limit on the API and every state-changing form.
@@ -97,7 +97,7 @@ impl App {
             AwsMode::Aws => Arc::new(crate::cloud::aws::AwsCloud::new(&config).await),
             AwsMode::Sandbox => {
                 // The demo accounts as last stored: changes approved before a restart stay.
-                let stored = match store.list_snapshots().await {
+                let stored = match crate::resources::sync::stored_snapshots(store.as_ref()).await {
                     Ok(s) => s,
                     Err(e) => {
                         tracing::warn!(error = %e, "no stored demo accounts; starting fresh");
@@ -110,7 +110,9 @@ impl App {
                 ))
             }
         };
-        let resources = Resources::new();
+        let resources = Arc::new(Resources::new(crate::resources::sync::configured_accounts(
+            &config,
+        )));
         // `jwt_secret`; generated once and kept in dev; a startup error in prod.
         let secret = crate::auth::session::require_secret(&config)?.into_bytes();
         let sessions = crate::auth::SessionKeys::new(&secret)?;
@@ -150,12 +152,22 @@ impl App {
         Ok(app)
     }
 
+    /// What resource sync and refresh use (they take these parts, not the `App`).
+    pub fn resource_deps(&self) -> crate::resources::sync::Deps {
+        crate::resources::sync::Deps {
+            store: self.store.clone(),
+            cloud: self.cloud.clone(),
+            resources: self.resources.clone(),
+        }
+    }
+
     /// Fill the search index from the Store; the sandbox syncs its demo accounts the first time.
     async fn load_resources(&self) {
         use crate::resources::sync;
-        match sync::reload(self).await {
+        let deps = self.resource_deps();
+        match sync::load(&deps).await {
             Ok(0) if self.config.aws.mode == AwsMode::Sandbox => {
-                if let Err(e) = sync::run(self).await {
+                if let Err(e) = sync::run(&deps).await {
                     tracing::warn!(error = %e, "cannot store the sandbox's demo accounts");
                 }
             }

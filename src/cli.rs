@@ -176,7 +176,11 @@ async fn serve(loaded: Loaded) -> anyhow::Result<ExitCode> {
         cache = app.cache.backend_name(),
         "iamdesk is serving"
     );
-    let sync_job = tokio::spawn(crate::resources::sync::background(app.clone()));
+    let sync_job = tokio::spawn(crate::resources::sync::background(
+        app.resource_deps(),
+        app.cache.clone(),
+        std::time::Duration::from_secs(app.config.sync.interval_seconds),
+    ));
     let outbox_job = tokio::spawn(crate::notify::worker::run(app.clone()));
     let event_jobs = crate::events::consumer::spawn(&app);
     let limits = app.clone();
@@ -245,7 +249,7 @@ async fn sync(loaded: Loaded) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     let app = App::build(loaded.config).await?;
-    let outcome = sync::run(&app).await?;
+    let outcome = sync::run(&app.resource_deps()).await?;
     for s in &outcome.statuses {
         match &s.last_error {
             None => println!(

@@ -111,6 +111,15 @@ impl IntoResponse for AppError {
 #[derive(Debug, Clone)]
 pub struct ErrorMarker(pub String);
 
+impl From<crate::resources::sync::RefreshError> for AppError {
+    fn from(e: crate::resources::sync::RefreshError) -> Self {
+        match e {
+            crate::resources::sync::RefreshError::Cloud(e) => e.into(),
+            crate::resources::sync::RefreshError::Store(e) => e.into(),
+        }
+    }
+}
+
 impl From<crate::cloud::CloudError> for AppError {
     fn from(e: crate::cloud::CloudError) -> Self {
         match e {

@@ -21,8 +21,10 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use super::{Cache, CacheError};
-use crate::resources::model::AccountSnapshot;
-use crate::resources::sync::AccountStatus;
+use crate::resources::model::{AccountStatus, ResourceKey};
+use crate::resources::stored::{
+    ResourceAccount, ResourceChange, ResourceItem, ResourceStamp, ResourceWrite, WriteOutcome,
+};
 use crate::store::*;
 
 /// Minimum time between two "cache unavailable" warnings.
@@ -281,16 +283,43 @@ impl Store for CachedStore {
         self.store.update_outbox(message).await
     }
 
-    async fn put_snapshot(&self, snapshot: &AccountSnapshot) -> StoreResult<u64> {
-        self.store.put_snapshot(snapshot).await
+    // Synced resources are not cached here: each replica keeps them in memory and follows the
+    // Store's change log, so Redis never holds them.
+
+    async fn resource_accounts(&self) -> StoreResult<Vec<ResourceAccount>> {
+        self.store.resource_accounts().await
     }
 
-    async fn list_snapshots(&self) -> StoreResult<Vec<AccountSnapshot>> {
-        self.store.list_snapshots().await
+    async fn resource_account(&self, account_id: &str) -> StoreResult<Option<ResourceAccount>> {
+        self.store.resource_account(account_id).await
     }
 
-    async fn resource_generation(&self) -> StoreResult<u64> {
-        self.store.resource_generation().await
+    async fn resource_stamps(&self, account_id: &str) -> StoreResult<Vec<ResourceStamp>> {
+        self.store.resource_stamps(account_id).await
+    }
+
+    async fn list_resources(&self, account_id: &str) -> StoreResult<Vec<ResourceItem>> {
+        self.store.list_resources(account_id).await
+    }
+
+    async fn get_resources(
+        &self,
+        account_id: &str,
+        keys: &[ResourceKey],
+    ) -> StoreResult<Vec<ResourceItem>> {
+        self.store.get_resources(account_id, keys).await
+    }
+
+    async fn resource_changes(
+        &self,
+        account_id: &str,
+        after: u64,
+    ) -> StoreResult<Vec<ResourceChange>> {
+        self.store.resource_changes(account_id, after).await
+    }
+
+    async fn write_resources(&self, write: &ResourceWrite) -> StoreResult<WriteOutcome> {
+        self.store.write_resources(write).await
     }
 
     async fn put_account_status(&self, status: &AccountStatus) -> StoreResult<()> {

@@ -316,17 +316,52 @@ impl Cloud for AwsCloud {
         Ok(snapshot)
     }
 
+    /// GetRole, ListRolePolicies and ListAttachedRolePolicies at once, then every GetRolePolicy
+    /// at once: two round trips to IAM (a refresh after an approval waits for them).
     async fn fetch_role(
         &self,
         account_id: &str,
         role_name: &str,
     ) -> Result<Option<Principal>, CloudError> {
         let iam = self.iam(account_id).await?;
-        let role = match iam.get_role().role_name(role_name).send().await {
+        let names = async {
+            let mut names = vec![];
+            let mut pages = iam
+                .list_role_policies()
+                .role_name(role_name)
+                .into_paginator()
+                .items()
+                .send();
+            while let Some(name) = pages.next().await {
+                names.push(name.map_err(aws_error)?);
+            }
+            Ok::<_, CloudError>(names)
+        };
+        let attached = async {
+            let mut attached = vec![];
+            let mut pages = iam
+                .list_attached_role_policies()
+                .role_name(role_name)
+                .into_paginator()
+                .items()
+                .send();
+            while let Some(p) = pages.next().await {
+                let p = p.map_err(aws_error)?;
+                attached.push(AttachedPolicy {
+                    name: p.policy_name().unwrap_or_default().to_string(),
+                    arn: p.policy_arn().unwrap_or_default().to_string(),
+                });
+            }
+            Ok::<_, CloudError>(attached)
+        };
+        let (role, names, managed_policies) =
+            tokio::join!(iam.get_role().role_name(role_name).send(), names, attached);
+        let role = match role {
             Ok(out) => match out.role {
                 Some(r) => r,
                 None => return Ok(None),
             },
+            // Gone: the two listings failed the same way; that is the answer, not an error.
             Err(e)
                 if e.as_service_error()
                     .is_some_and(|s| s.is_no_such_entity_exception()) =>
@@ -335,41 +370,23 @@ impl Cloud for AwsCloud {
             }
             Err(e) => return Err(aws_error(e)),
         };
-        let mut inline_policies = vec![];
-        let mut names = iam
-            .list_role_policies()
-            .role_name(role_name)
-            .into_paginator()
-            .items()
-            .send();
-        while let Some(name) = names.next().await {
-            let name = name.map_err(aws_error)?;
-            let doc = iam
-                .get_role_policy()
+        let (names, managed_policies) = (names?, managed_policies?);
+        let documents = futures::future::try_join_all(names.iter().map(|name| {
+            iam.get_role_policy()
                 .role_name(role_name)
-                .policy_name(&name)
+                .policy_name(name)
                 .send()
-                .await
-                .map_err(aws_error)?;
-            inline_policies.push(InlinePolicy {
+        }))
+        .await
+        .map_err(aws_error)?;
+        let inline_policies = names
+            .into_iter()
+            .zip(documents)
+            .map(|(name, doc)| InlinePolicy {
                 name,
                 document: decode_document(Some(doc.policy_document())),
-            });
-        }
-        let mut managed_policies = vec![];
-        let mut att = iam
-            .list_attached_role_policies()
-            .role_name(role_name)
-            .into_paginator()
-            .items()
-            .send();
-        while let Some(p) = att.next().await {
-            let p = p.map_err(aws_error)?;
-            managed_policies.push(AttachedPolicy {
-                name: p.policy_name().unwrap_or_default().to_string(),
-                arn: p.policy_arn().unwrap_or_default().to_string(),
-            });
-        }
+            })
+            .collect();
         Ok(Some(Principal {
             kind: ResourceKind::Role,
             account_id: account_id.to_string(),

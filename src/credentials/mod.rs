@@ -18,8 +18,11 @@ use serde_json::json;
 use crate::app::App;
 use crate::cloud::RoleCredentials;
 use crate::config::Config;
+use crate::config::RoleTags;
 use crate::error::AppError;
-use crate::resources::model::{AccountSnapshot, Principal, ResourceKind};
+use crate::resources::account::{Account, Changed, Item};
+use crate::resources::model::{Principal, ResourceKind};
+use crate::resources::service::Derived;
 use crate::store::AuditEvent;
 
 /// What a user may do with a role.
@@ -80,77 +83,121 @@ pub struct EntitledRole {
 }
 
 /// Every synced role the user may use, by account name then role name. Looked up in an index
-/// of tag entries built once per sync generation (see [`EntitlementIndex`]).
+/// of tag entries kept up to date with the synced roles (see [`EntitlementIndex`]).
 pub fn entitled_roles(app: &App, email: &str, groups: &[String]) -> Vec<EntitledRole> {
-    // The index and the snapshots it points into come from the same generation.
     match app
         .resources
-        .derived(|snaps| EntitlementIndex::build(&app.config, snaps))
+        .derived(|accounts| EntitlementIndex::build(&app.config, accounts))
     {
-        Some((snapshots, index)) => index.lookup(&snapshots, email, groups),
+        Some((_, index)) => index.lookup(email, groups),
         None => entitled_in(&app.config, &app.resources.snapshots(), email, groups),
     }
 }
 
-/// Roles by the entries of their authorization tags: `entry` → (account, principal, access).
-/// Group entries (no `@`) are kept as written (groups match exactly), user entries (`@`)
-/// lowercased (the user's email ignores case).
-#[derive(Debug, Default)]
+/// Roles by the entries of their authorization tags: `entry` → the roles listing it. Group
+/// entries (no `@`) are kept as written (groups match exactly), user entries (`@`) lowercased
+/// (the user's email ignores case); see `src/auth/access.rs`.
+/// Built once, then changed role by role as approvals and syncs change roles ([`Derived`]).
+#[derive(Debug, Clone, Default)]
 pub struct EntitlementIndex {
-    exact: HashMap<String, Vec<(u32, u32, Access)>>,
-    lower: HashMap<String, Vec<(u32, u32, Access)>>,
+    mapping: RoleTags,
+    exact: HashMap<String, Vec<Hit>>,
+    lower: HashMap<String, Vec<Hit>>,
+}
+
+/// One role a tag entry names.
+#[derive(Debug, Clone)]
+struct Hit {
+    role: Arc<Principal>,
+    account_name: Arc<str>,
+    access: Access,
 }
 
 impl EntitlementIndex {
-    pub fn build(config: &Config, snapshots: &[Arc<AccountSnapshot>]) -> Self {
-        let mut index = EntitlementIndex::default();
-        let mapping = &config.cloud_credential_authorization_mapping.role_tags;
-        if !mapping.enabled {
+    pub fn build(config: &Config, accounts: &[Arc<Account>]) -> Self {
+        let mut index = EntitlementIndex {
+            mapping: config
+                .cloud_credential_authorization_mapping
+                .role_tags
+                .clone(),
+            ..Default::default()
+        };
+        if !index.mapping.enabled {
             return index;
         }
-        for (si, snap) in snapshots.iter().enumerate() {
-            for (pi, p) in snap.principals.iter().enumerate() {
-                if p.kind != ResourceKind::Role {
-                    continue;
-                }
-                for t in &p.tags {
-                    let access = if mapping.authorized_groups_tags.contains(&t.key) {
-                        Access::Console
-                    } else if mapping.authorized_groups_cli_only_tags.contains(&t.key) {
-                        Access::CliOnly
-                    } else {
-                        continue;
-                    };
-                    let at = (
-                        u32::try_from(si).unwrap_or(u32::MAX),
-                        u32::try_from(pi).unwrap_or(u32::MAX),
-                        access,
-                    );
-                    for entry in entries(&t.value) {
-                        if crate::auth::access::names_a_user(entry) {
-                            index
-                                .lower
-                                .entry(entry.to_ascii_lowercase())
-                                .or_default()
-                                .push(at);
-                        } else {
-                            index.exact.entry(entry.to_string()).or_default().push(at);
-                        }
-                    }
-                }
+        for account in accounts {
+            let name: Arc<str> = Arc::from(account.account_name.as_str());
+            for p in &account.principals {
+                index.add(&name, p);
             }
         }
         index
     }
 
+    /// The entries `role`'s authorization tags list, with the access each grants.
+    fn entries_of<'a>(&'a self, role: &'a Principal) -> impl Iterator<Item = (&'a str, Access)> {
+        let mapping = &self.mapping;
+        role.tags
+            .iter()
+            .filter(move |_| mapping.enabled && role.kind == ResourceKind::Role)
+            .filter_map(move |t| {
+                if mapping.authorized_groups_tags.contains(&t.key) {
+                    Some((t, Access::Console))
+                } else if mapping.authorized_groups_cli_only_tags.contains(&t.key) {
+                    Some((t, Access::CliOnly))
+                } else {
+                    None
+                }
+            })
+            .flat_map(|(t, access)| entries(&t.value).map(move |e| (e, access)))
+    }
+
+    fn add(&mut self, account_name: &Arc<str>, role: &Arc<Principal>) {
+        let found: Vec<(String, Access)> = self
+            .entries_of(role)
+            .map(|(e, a)| (e.to_string(), a))
+            .collect();
+        for (entry, access) in found {
+            let hit = Hit {
+                role: role.clone(),
+                account_name: account_name.clone(),
+                access,
+            };
+            if crate::auth::access::names_a_user(&entry) {
+                self.lower
+                    .entry(entry.to_ascii_lowercase())
+                    .or_default()
+                    .push(hit);
+            } else {
+                self.exact.entry(entry).or_default().push(hit);
+            }
+        }
+    }
+
+    fn remove(&mut self, role: &Principal) {
+        let found: Vec<String> = self.entries_of(role).map(|(e, _)| e.to_string()).collect();
+        let same = |h: &Hit| {
+            h.role.account_id == role.account_id && h.role.name.eq_ignore_ascii_case(&role.name)
+        };
+        for entry in found {
+            for (map, key) in [
+                (&mut self.lower, entry.to_ascii_lowercase()),
+                (&mut self.exact, entry.clone()),
+            ] {
+                if let Some(hits) = map.get_mut(&key) {
+                    hits.retain(|h| !same(h));
+                    if hits.is_empty() {
+                        map.remove(&key);
+                    }
+                }
+            }
+        }
+    }
+
     /// The same answer as [`entitled_in`], in time proportional to the matches.
-    pub fn lookup(
-        &self,
-        snapshots: &[Arc<AccountSnapshot>],
-        email: &str,
-        groups: &[String],
-    ) -> Vec<EntitledRole> {
-        let mut best: HashMap<(u32, u32), Access> = HashMap::new();
+    pub fn lookup(&self, email: &str, groups: &[String]) -> Vec<EntitledRole> {
+        let mut best: HashMap<*const Principal, &Hit> = HashMap::new();
+        let mut access: HashMap<*const Principal, Access> = HashMap::new();
         let email = email.trim();
         let by_email = crate::auth::access::names_a_user(email)
             .then(|| self.lower.get(&email.to_ascii_lowercase()))
@@ -159,26 +206,40 @@ impl EntitlementIndex {
             .into_iter()
             .chain(groups.iter().filter_map(|g| self.exact.get(g)))
             .flatten();
-        for &(si, pi, access) in hits {
-            let slot = best.entry((si, pi)).or_insert(access);
-            *slot = (*slot).max(access);
+        for hit in hits {
+            let at = Arc::as_ptr(&hit.role);
+            best.entry(at).or_insert(hit);
+            let slot = access.entry(at).or_insert(hit.access);
+            *slot = (*slot).max(hit.access);
         }
         let mut out: Vec<EntitledRole> = best
             .into_iter()
-            .filter_map(|((si, pi), access)| {
-                let snap = snapshots.get(si as usize)?;
-                let p = snap.principals.get(pi as usize)?;
-                Some(EntitledRole {
-                    arn: p.arn.clone(),
-                    name: p.name.clone(),
-                    account_id: p.account_id.clone(),
-                    account_name: snap.account_name.clone(),
-                    access,
-                })
+            .map(|(at, hit)| EntitledRole {
+                arn: hit.role.arn.clone(),
+                name: hit.role.name.clone(),
+                account_id: hit.role.account_id.clone(),
+                account_name: hit.account_name.to_string(),
+                access: access.get(&at).copied().unwrap_or(hit.access),
             })
             .collect();
         sort_roles(&mut out);
         out
+    }
+}
+
+impl Derived for EntitlementIndex {
+    fn updated(&self, accounts: &[Arc<Account>], changes: &[Changed]) -> Option<Arc<dyn Derived>> {
+        let mut next = self.clone();
+        for c in changes {
+            if let Some(Item::Principal(old)) = &c.old {
+                next.remove(old);
+            }
+            if let Some(Item::Principal(new)) = &c.new {
+                let account = accounts.iter().find(|a| a.account_id == c.account_id)?;
+                next.add(&Arc::from(account.account_name.as_str()), new);
+            }
+        }
+        Some(Arc::new(next))
     }
 }
 
@@ -192,7 +253,7 @@ fn sort_roles(out: &mut [EntitledRole]) {
 /// `scripts/bench-search`).
 pub fn entitled_in(
     config: &Config,
-    snapshots: &[Arc<AccountSnapshot>],
+    snapshots: &[Arc<Account>],
     email: &str,
     groups: &[String],
 ) -> Vec<EntitledRole> {
@@ -416,7 +477,7 @@ pub async fn console_url(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::resources::model::Tag;
+    use crate::resources::model::{AccountSnapshot, ResourceKey, Tag};
 
     fn role(tags: &[(&str, &str)]) -> Principal {
         Principal {
@@ -534,12 +595,15 @@ mod tests {
                 }
                 principals.push(p);
             }
-            snaps.push(Arc::new(AccountSnapshot {
-                account_id: format!("11112222333{a}"),
-                account_name: format!("acct-{a}"),
-                principals,
-                ..Default::default()
-            }));
+            snaps.push(Arc::new(Account::from_snapshot(
+                AccountSnapshot {
+                    account_id: format!("11112222333{a}"),
+                    account_name: format!("acct-{a}"),
+                    principals,
+                    ..Default::default()
+                },
+                1,
+            )));
         }
         let index = EntitlementIndex::build(&c, &snaps);
         let users: Vec<(&str, Vec<String>)> = vec![
@@ -556,7 +620,7 @@ mod tests {
         for (email, groups) in users {
             let scan = key(entitled_in(&c, &snaps, email, &groups));
             assert_eq!(
-                key(index.lookup(&snaps, email, &groups)),
+                key(index.lookup(email, &groups)),
                 scan,
                 "{email} {groups:?}"
             );
@@ -565,9 +629,82 @@ mod tests {
         off.cloud_credential_authorization_mapping.role_tags.enabled = false;
         assert!(
             EntitlementIndex::build(&off, &snaps)
-                .lookup(&snaps, "dev@example.com", &[])
+                .lookup("dev@example.com", &[])
                 .is_empty()
         );
+    }
+
+    #[test]
+    fn the_index_follows_role_changes_like_a_rebuild() {
+        let c = Config::default();
+        let mut principals = vec![];
+        for i in 0..20usize {
+            let mut p = role(&[(
+                "consoleme-authorized",
+                ["eng", "ops", "dev@example.com"][i % 3],
+            )]);
+            p.name = format!("r-{i}");
+            p.arn = format!("arn:aws:iam::111122223333:role/r-{i}");
+            principals.push(p);
+        }
+        let snap = AccountSnapshot {
+            account_id: "111122223333".into(),
+            account_name: "prod".into(),
+            principals,
+            ..Default::default()
+        };
+        let mut accounts = vec![Arc::new(Account::from_snapshot(snap, 1))];
+        let mut index = EntitlementIndex::build(&c, &accounts);
+        let edits: Vec<(usize, Option<&str>)> = vec![
+            (0, Some("ops:dev@example.com")),
+            (1, None),
+            (4, Some("qa")),
+            (21, Some("eng")),
+            (2, Some("")),
+            (0, Some("eng")),
+        ];
+        for (i, tag) in edits {
+            let key = ResourceKey::role(&format!("r-{i}"));
+            let new = tag.map(|t| {
+                let mut p = role(&[("consoleme-authorized", t)]);
+                p.name = format!("r-{i}");
+                p.arn = format!("arn:aws:iam::111122223333:role/r-{i}");
+                Item::Principal(Arc::new(p))
+            });
+            let mut next = (*accounts[0]).clone();
+            let old = next.set(&key, new.clone());
+            accounts[0] = Arc::new(next);
+            let change = Changed {
+                account_id: "111122223333".into(),
+                key,
+                old,
+                new,
+            };
+            let updated = index.updated(&accounts, &[change]).expect("follows");
+            index = (updated as Arc<dyn std::any::Any + Send + Sync>)
+                .downcast::<EntitlementIndex>()
+                .map(|i| (*i).clone())
+                .expect("same type");
+            let rebuilt = EntitlementIndex::build(&c, &accounts);
+            for (email, groups) in [
+                ("dev@example.com", vec![]),
+                ("x@example.com", vec!["eng".to_string()]),
+                ("x@example.com", vec!["ops".to_string(), "qa".to_string()]),
+            ] {
+                let key = |v: Vec<EntitledRole>| -> Vec<(String, Access)> {
+                    v.into_iter().map(|r| (r.arn, r.access)).collect()
+                };
+                assert_eq!(
+                    key(index.lookup(email, &groups)),
+                    key(rebuilt.lookup(email, &groups)),
+                    "after editing r-{i}: {email} {groups:?}"
+                );
+                assert_eq!(
+                    key(index.lookup(email, &groups)),
+                    key(entitled_in(&c, &accounts, email, &groups))
+                );
+            }
+        }
     }
 
     #[test]

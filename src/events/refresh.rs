@@ -5,12 +5,12 @@
 use crate::app::App;
 use crate::error::AppError;
 
-/// Re-read one role into the stored snapshot and the index. `Ok(false)` when it is gone.
+/// Re-read one role and write it alone (store, view, index). `Ok(false)` when it is gone.
 pub async fn role(app: &App, account_id: &str, name: &str) -> Result<bool, AppError> {
-    crate::resources::sync::refresh_role(app, account_id, name).await
+    Ok(crate::resources::sync::refresh_role(&app.resource_deps(), account_id, name).await?)
 }
 
-/// Re-read one whole account into the stored snapshot and the index.
+/// Re-read one whole account: only what changed is written, and this replica follows.
 pub async fn account(app: &App, account_id: &str) -> Result<(), AppError> {
     use crate::resources::sync;
     let name = sync::configured_accounts(&app.config)
@@ -19,20 +19,17 @@ pub async fn account(app: &App, account_id: &str) -> Result<(), AppError> {
         .map(|(_, name)| name)
         .ok_or_else(|| AppError::NotFound(format!("account {account_id} is not configured")))?;
     let previous = app.store.list_account_status().await.unwrap_or_default();
-    let result = sync::sync_account(
-        app.cloud.as_ref(),
+    let deps = app.resource_deps();
+    let status = sync::sync_account(
+        &deps,
         account_id,
         &name,
         previous.iter().find(|p| p.account_id == account_id),
     )
-    .await;
-    if let Some(snapshot) = &result.snapshot {
-        app.store.put_snapshot(snapshot).await?;
-    }
-    app.store.put_account_status(&result.status).await?;
-    if let Some(error) = result.status.last_error {
+    .await?;
+    if let Some(error) = status.last_error {
         return Err(AppError::Upstream(error));
     }
-    sync::reload(app).await?;
+    sync::catch_up(&deps, false).await?;
     Ok(())
 }

@@ -283,7 +283,9 @@ pub(crate) async fn revoke(app: &App, request_id: &str, change_id: &str) -> Resu
     };
     record(app, request_id, change_id, outcome, &detail, action).await?;
     if outcome == "expired"
-        && let Err(e) = crate::resources::sync::refresh_role(app, &account, target.name()).await
+        && let Err(e) =
+            crate::resources::sync::refresh_role(&app.resource_deps(), &account, target.name())
+                .await
     {
         tracing::warn!(error = %e, "cannot re-read the role after an expiry");
     }
@@ -425,7 +427,10 @@ pub async fn sweep_consoleme_temp_policies(app: &App, now: DateTime<Utc>) -> usi
                 if let Err(e) = app.store.append_audit(&event).await {
                     tracing::warn!(error = %e, "cannot audit an expired ConsoleMe policy");
                 }
-                if let Err(e) = crate::resources::sync::refresh_role(app, &account, &role).await {
+                if let Err(e) =
+                    crate::resources::sync::refresh_role(&app.resource_deps(), &account, &role)
+                        .await
+                {
                     tracing::warn!(error = %e, "cannot re-read the role after an expiry");
                 }
             }

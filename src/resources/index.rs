@@ -1,18 +1,25 @@
 //! In-memory search index over every synced principal and managed policy.
 //!
-//! Built once per sync generation and then only read, so a query is a single linear pass over
-//! pre-lowercased haystacks (memchr's SIMD substring search) plus an integer-set check for
-//! actions; entries are stored pre-sorted so results never need sorting per query. 100k roles
-//! stay well under 20 ms per query on 2 cores (`scripts/bench-search`).
+//! A query is a single linear pass over pre-lowercased haystacks (memchr's SIMD substring search)
+//! plus an integer-set check for actions; entries are kept in three sorted lists (by name, by
+//! account, by kind) so results never need sorting per query. 100k roles stay well under 20 ms
+//! per query on 2 cores (`scripts/bench-search`).
+//!
+//! A sync builds the index whole ([`SearchIndex::build`]); an approval changes a few roles, and
+//! [`SearchIndex::apply`] replaces just their entries (entries are shared `Arc`s, so the copy a
+//! writer makes beside the one readers use costs pointers, not entries). Both give the same
+//! answers (tested below).
 
-use std::collections::HashMap;
+use std::cmp::Ordering;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
 use memchr::memmem;
 use serde::Serialize;
 
+use super::account::{Account, Changed, Item};
 use super::model::{
-    AccountSnapshot, ManagedPolicy, Principal, ResourceKind, action_matches, actions_in,
+    ManagedPolicy, Principal, ResourceKey, ResourceKind, action_matches, actions_in,
 };
 
 /// What a search returns for one resource: enough for a results table.
@@ -81,16 +88,17 @@ pub struct SearchResult {
     pub items: Vec<Summary>,
 }
 
-#[derive(Default)]
+#[derive(Default, Clone)]
 pub struct SearchIndex {
-    entries: Vec<Entry>,
-    /// Entry positions ordered by account then name, and by kind then name (entries themselves
-    /// are ordered by name).
-    by_account: Vec<u32>,
-    by_kind: Vec<u32>,
-    /// Interned lowercased action patterns.
+    /// Ordered by [`by_name`].
+    entries: Vec<Arc<Entry>>,
+    /// The same entries ordered by [`by_account`] and by [`by_kind`].
+    by_account: Vec<Arc<Entry>>,
+    by_kind: Vec<Arc<Entry>>,
+    /// Interned lowercased action patterns (only ever appended to).
     patterns: Vec<String>,
-    /// Sync generation this index was built from.
+    interner: HashMap<String, u32>,
+    /// Sync generation this index reflects.
     pub generation: u64,
 }
 
@@ -108,59 +116,194 @@ fn looks_like_action(s: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b == b'*' || b == b'?')
 }
 
+/// Name (ignoring case), then account id, then kind: a total order, as an account never holds
+/// two resources of one kind whose names differ only in case.
+fn by_name(a: &Entry, b: &Entry) -> Ordering {
+    cmp_names(&a.summary.name, &b.summary.name)
+        .then_with(|| a.summary.account_id.cmp(&b.summary.account_id))
+        .then_with(|| a.summary.kind.cmp(&b.summary.kind))
+}
+
+fn by_account(a: &Entry, b: &Entry) -> Ordering {
+    a.summary
+        .account_name
+        .cmp(&b.summary.account_name)
+        .then_with(|| by_name(a, b))
+}
+
+fn by_kind(a: &Entry, b: &Entry) -> Ordering {
+    a.summary
+        .kind
+        .as_str()
+        .cmp(b.summary.kind.as_str())
+        .then_with(|| by_name(a, b))
+}
+
+fn cmp_names(a: &str, b: &str) -> Ordering {
+    a.bytes()
+        .map(|c| c.to_ascii_lowercase())
+        .cmp(b.bytes().map(|c| c.to_ascii_lowercase()))
+}
+
+/// Where `e` sits relative to the resource (`name` lower case, `account_id`, `kind`).
+fn identity(e: &Entry, name: &str, account_id: &str, kind: ResourceKind) -> Ordering {
+    cmp_names(&e.summary.name, name)
+        .then_with(|| e.summary.account_id.as_str().cmp(account_id))
+        .then_with(|| e.summary.kind.cmp(&kind))
+}
+
 impl SearchIndex {
-    pub fn build(snapshots: &[Arc<AccountSnapshot>], generation: u64) -> SearchIndex {
-        let mut interner: HashMap<String, u32> = HashMap::new();
-        let mut patterns = vec![];
-        let mut intern = |p: &str| -> u32 {
-            let key = p.to_ascii_lowercase();
-            if let Some(id) = interner.get(&key) {
-                return *id;
-            }
-            let id = patterns.len() as u32;
-            patterns.push(key.clone());
-            interner.insert(key, id);
-            id
+    pub fn build(accounts: &[Arc<Account>], generation: u64) -> SearchIndex {
+        let mut index = SearchIndex {
+            generation,
+            ..Default::default()
         };
         let mut entries = vec![];
-        for snap in snapshots {
-            let policy_docs: HashMap<&str, &ManagedPolicy> =
-                snap.policies.iter().map(|p| (p.arn.as_str(), p)).collect();
-            for p in &snap.principals {
-                let mut acts = vec![];
-                for ip in &p.inline_policies {
-                    actions_in(&ip.document, &mut acts);
-                }
-                for mp in &p.managed_policies {
-                    if let Some(doc) = policy_docs.get(mp.arn.as_str()) {
-                        actions_in(&doc.document, &mut acts);
+        for account in accounts {
+            let docs: HashMap<&str, &ManagedPolicy> = account
+                .policies
+                .iter()
+                .map(|p| (p.arn.as_str(), p.as_ref()))
+                .collect();
+            for p in &account.principals {
+                entries.push(Arc::new(index.principal_entry(account, p, |arn| {
+                    docs.get(arn).map(|d| &d.document)
+                })));
+            }
+            for mp in &account.policies {
+                entries.push(Arc::new(index.policy_entry(account, mp)));
+            }
+        }
+        entries.sort_by(|a, b| by_name(a, b));
+        index.by_account = entries.clone();
+        index.by_account.sort_by(|a, b| by_account(a, b));
+        index.by_kind = entries.clone();
+        index.by_kind.sort_by(|a, b| by_kind(a, b));
+        index.entries = entries;
+        index
+    }
+
+    /// Bring the entries of the `changes` (already made in `accounts`) up to date, and those of
+    /// the principals that attach a changed managed policy. The result answers every query as
+    /// [`build`](Self::build) over `accounts` would.
+    pub fn apply(&mut self, accounts: &[Arc<Account>], changes: &[Changed], generation: u64) {
+        let account = |id: &str| {
+            accounts
+                .binary_search_by(|a| a.account_id.as_str().cmp(id))
+                .ok()
+                .map(|i| &accounts[i])
+        };
+        let mut affected: BTreeSet<(String, ResourceKey)> = BTreeSet::new();
+        for c in changes {
+            affected.insert((c.account_id.clone(), c.key.clone()));
+            if c.key.kind != ResourceKind::ManagedPolicy {
+                continue;
+            }
+            // A principal's entry holds the actions of the managed policies it attaches.
+            let arns: Vec<&str> = [&c.old, &c.new]
+                .into_iter()
+                .filter_map(|i| match i {
+                    Some(Item::Policy(p)) => Some(p.arn.as_str()),
+                    _ => None,
+                })
+                .collect();
+            if let Some(a) = account(&c.account_id) {
+                for p in &a.principals {
+                    if p.managed_policies
+                        .iter()
+                        .any(|m| arns.contains(&m.arn.as_str()))
+                    {
+                        affected.insert((c.account_id.clone(), ResourceKey::new(p.kind, &p.name)));
                     }
                 }
-                let ids = acts.iter().map(|a| intern(a)).collect();
-                entries.push(principal_entry(snap, p, ids));
-            }
-            for mp in &snap.policies {
-                let mut acts = vec![];
-                actions_in(&mp.document, &mut acts);
-                let ids = acts.iter().map(|a| intern(a)).collect();
-                entries.push(policy_entry(snap, mp, ids));
             }
         }
-        entries.sort_by(|a, b| {
-            (a.summary.name.to_ascii_lowercase(), &a.summary.account_id)
-                .cmp(&(b.summary.name.to_ascii_lowercase(), &b.summary.account_id))
-        });
-        let mut by_account: Vec<u32> = (0..entries.len() as u32).collect();
-        by_account.sort_by_key(|&i| &entries[i as usize].summary.account_name);
-        let mut by_kind: Vec<u32> = (0..entries.len() as u32).collect();
-        by_kind.sort_by_key(|&i| entries[i as usize].summary.kind.as_str());
-        SearchIndex {
-            entries,
-            by_account,
-            by_kind,
-            patterns,
-            generation,
+        for (account_id, key) in affected {
+            self.remove(&account_id, &key);
+            let Some(a) = account(&account_id) else {
+                continue;
+            };
+            let entry = match a.get(&key) {
+                Some(Item::Principal(p)) => {
+                    self.principal_entry(a, &p, |arn| a.policy_by_arn(arn).map(|d| &d.document))
+                }
+                Some(Item::Policy(mp)) => self.policy_entry(a, &mp),
+                None => continue,
+            };
+            self.insert(Arc::new(entry));
         }
+        self.generation = generation;
+    }
+
+    fn remove(&mut self, account_id: &str, key: &ResourceKey) {
+        let Ok(i) = self
+            .entries
+            .binary_search_by(|e| identity(e, &key.name, account_id, key.kind))
+        else {
+            return;
+        };
+        let gone = self.entries.remove(i);
+        for (list, order) in [
+            (
+                &mut self.by_account,
+                by_account as fn(&Entry, &Entry) -> Ordering,
+            ),
+            (&mut self.by_kind, by_kind),
+        ] {
+            if let Ok(i) = list.binary_search_by(|e| order(e, &gone)) {
+                list.remove(i);
+            }
+        }
+    }
+
+    fn insert(&mut self, entry: Arc<Entry>) {
+        for (list, order) in [
+            (&mut self.entries, by_name as fn(&Entry, &Entry) -> Ordering),
+            (&mut self.by_account, by_account),
+            (&mut self.by_kind, by_kind),
+        ] {
+            let at = list
+                .binary_search_by(|e| order(e, &entry))
+                .unwrap_or_else(|at| at);
+            list.insert(at, entry.clone());
+        }
+    }
+
+    fn intern(&mut self, pattern: &str) -> u32 {
+        let key = pattern.to_ascii_lowercase();
+        if let Some(id) = self.interner.get(&key) {
+            return *id;
+        }
+        let id = u32::try_from(self.patterns.len()).unwrap_or(u32::MAX);
+        self.patterns.push(key.clone());
+        self.interner.insert(key, id);
+        id
+    }
+
+    fn principal_entry<'a>(
+        &mut self,
+        account: &Account,
+        p: &Principal,
+        managed_document: impl Fn(&str) -> Option<&'a serde_json::Value>,
+    ) -> Entry {
+        let mut acts = vec![];
+        for ip in &p.inline_policies {
+            actions_in(&ip.document, &mut acts);
+        }
+        for mp in &p.managed_policies {
+            if let Some(doc) = managed_document(&mp.arn) {
+                actions_in(doc, &mut acts);
+            }
+        }
+        let ids = acts.iter().map(|a| self.intern(a)).collect();
+        principal_entry(account, p, ids)
+    }
+
+    fn policy_entry(&mut self, account: &Account, mp: &ManagedPolicy) -> Entry {
+        let mut acts = vec![];
+        actions_in(&mp.document, &mut acts);
+        let ids = acts.iter().map(|a| self.intern(a)).collect();
+        policy_entry(account, mp, ids)
     }
 
     pub fn len(&self) -> usize {
@@ -196,7 +339,8 @@ impl SearchIndex {
                 .iter()
                 .map(|p| p.capacity() + 24)
                 .sum::<usize>()
-            + (self.by_account.capacity() + self.by_kind.capacity()) * 4
+            + (self.entries.capacity() + self.by_account.capacity() + self.by_kind.capacity()) * 8
+            + self.entries.len() * 16
     }
 
     /// The ids of every pattern that allows `action`.
@@ -283,15 +427,9 @@ impl SearchIndex {
             }
         };
         match q.sort {
-            Sort::Name => self.entries.iter().for_each(&mut visit),
-            Sort::Account => self
-                .by_account
-                .iter()
-                .for_each(|&i| visit(&self.entries[i as usize])),
-            Sort::Kind => self
-                .by_kind
-                .iter()
-                .for_each(|&i| visit(&self.entries[i as usize])),
+            Sort::Name => self.entries.iter().for_each(|e| visit(e)),
+            Sort::Account => self.by_account.iter().for_each(|e| visit(e)),
+            Sort::Kind => self.by_kind.iter().for_each(|e| visit(e)),
         }
         SearchResult { total, items }
     }
@@ -321,7 +459,7 @@ fn dedup(mut ids: Vec<u32>) -> Vec<u32> {
     ids
 }
 
-fn principal_entry(snap: &AccountSnapshot, p: &Principal, actions: Vec<u32>) -> Entry {
+fn principal_entry(snap: &Account, p: &Principal, actions: Vec<u32>) -> Entry {
     let tags = lower_tags(&p.tags);
     Entry {
         haystack: haystack(
@@ -343,7 +481,7 @@ fn principal_entry(snap: &AccountSnapshot, p: &Principal, actions: Vec<u32>) -> 
     }
 }
 
-fn policy_entry(snap: &AccountSnapshot, mp: &ManagedPolicy, actions: Vec<u32>) -> Entry {
+fn policy_entry(snap: &Account, mp: &ManagedPolicy, actions: Vec<u32>) -> Entry {
     Entry {
         haystack: haystack(
             &[&mp.name, &mp.arn, &snap.account_id, &snap.account_name],
@@ -366,7 +504,7 @@ fn policy_entry(snap: &AccountSnapshot, mp: &ManagedPolicy, actions: Vec<u32>) -
 
 #[cfg(test)]
 mod tests {
-    use super::super::model::{AttachedPolicy, InlinePolicy, Tag};
+    use super::super::model::{AccountSnapshot, AttachedPolicy, InlinePolicy, Resource, Tag};
     use super::*;
     use serde_json::json;
 
@@ -439,7 +577,13 @@ mod tests {
             &["s3:PutObject"],
             &[],
         ));
-        SearchIndex::build(&[Arc::new(a), Arc::new(b)], 1)
+        SearchIndex::build(
+            &[
+                Arc::new(Account::from_snapshot(a, 1)),
+                Arc::new(Account::from_snapshot(b, 1)),
+            ],
+            1,
+        )
     }
 
     fn names(r: &SearchResult) -> Vec<String> {
@@ -535,5 +679,211 @@ mod tests {
             ..Default::default()
         });
         assert_eq!(r.total, 1);
+    }
+
+    /// A small deterministic generator (xorshift), so the test needs no extra crate.
+    struct Rng(u64);
+
+    impl Rng {
+        fn next(&mut self, below: usize) -> usize {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            (self.0 % below as u64) as usize
+        }
+    }
+
+    const ACTIONS: [&str; 8] = [
+        "s3:Get*",
+        "s3:PutObject",
+        "sqs:*",
+        "kms:Decrypt",
+        "dynamodb:Query",
+        "*",
+        "sns:Publish",
+        "lambda:Invoke*",
+    ];
+
+    fn policy(account: &str, name: &str, action: &str) -> ManagedPolicy {
+        ManagedPolicy {
+            account_id: account.into(),
+            name: name.into(),
+            arn: format!("arn:aws:iam::{account}:policy/{name}"),
+            path: "/".into(),
+            description: None,
+            attachment_count: 1,
+            document: json!({"Statement": {"Effect": "Allow", "Action": action, "Resource": "*"}}),
+        }
+    }
+
+    fn random_resource(rng: &mut Rng, account: &str, n: usize) -> Resource {
+        if rng.next(5) == 0 {
+            let name = format!("Pol-{}", rng.next(6));
+            return Resource::Policy(policy(account, &name, ACTIONS[rng.next(ACTIONS.len())]));
+        }
+        let name = format!(
+            "{}-{}",
+            ["Billing", "queue", "ADMIN", "data"][rng.next(4)],
+            rng.next(n)
+        );
+        let tags = [
+            ("team", "billing"),
+            ("team", "ml"),
+            ("owner", "x"),
+            ("env", "prod"),
+        ];
+        let mut p = role(
+            account,
+            &name,
+            &[
+                ACTIONS[rng.next(ACTIONS.len())],
+                ACTIONS[rng.next(ACTIONS.len())],
+            ],
+            &tags[..rng.next(tags.len() + 1)],
+        );
+        if rng.next(2) == 0 {
+            p.managed_policies.push(AttachedPolicy {
+                name: format!("pol-{}", rng.next(6)),
+                arn: format!("arn:aws:iam::{account}:policy/Pol-{}", rng.next(6)),
+            });
+        }
+        if rng.next(7) == 0 {
+            p.kind = ResourceKind::User;
+        }
+        Resource::Principal(p)
+    }
+
+    fn queries() -> Vec<Query> {
+        let mut out = vec![];
+        for sort in [Sort::Name, Sort::Account, Sort::Kind] {
+            for (offset, limit) in [(0, 500), (3, 7)] {
+                let base = Query {
+                    sort,
+                    offset,
+                    limit,
+                    ..Default::default()
+                };
+                out.push(base.clone());
+                for text in [
+                    "billing",
+                    "queue-1",
+                    "prod",
+                    "s3:GetObject",
+                    "team=ml",
+                    "pol-",
+                ] {
+                    out.push(Query {
+                        text: Some(text.into()),
+                        ..base.clone()
+                    });
+                }
+                for action in ["kms:Decrypt", "sqs:SendMessage", "s3:PutObject"] {
+                    out.push(Query {
+                        action: Some(action.into()),
+                        ..base.clone()
+                    });
+                }
+                out.push(Query {
+                    tag: Some("team".into()),
+                    ..base.clone()
+                });
+                out.push(Query {
+                    account: Some("staging".into()),
+                    kind: Some(ResourceKind::Role),
+                    ..base.clone()
+                });
+                out.push(Query {
+                    kind: Some(ResourceKind::ManagedPolicy),
+                    ..base.clone()
+                });
+            }
+        }
+        out
+    }
+
+    fn answers(index: &SearchIndex) -> Vec<(usize, Vec<String>)> {
+        queries()
+            .iter()
+            .map(|q| {
+                let r = index.search(q);
+                let items = r
+                    .items
+                    .iter()
+                    .map(|s| {
+                        format!(
+                            "{}/{}/{:?}/{}/{}/{}",
+                            s.account_name,
+                            s.name,
+                            s.kind,
+                            s.inline_policies,
+                            s.managed_policies,
+                            s.tags
+                        )
+                    })
+                    .collect();
+                (r.total, items)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn applying_changes_answers_like_a_rebuild() {
+        let mut rng = Rng(0x2545_f491_4f6c_dd1d);
+        let ids = [
+            ("111111111111", "prod"),
+            ("222222222222", "staging"),
+            ("333333333333", "dev"),
+        ];
+        let mut accounts: Vec<Arc<Account>> = ids
+            .iter()
+            .map(|(id, name)| {
+                let resources: Vec<Resource> =
+                    (0..40).map(|_| random_resource(&mut rng, id, 30)).collect();
+                // One item per key, as in a real account.
+                let mut by_key = std::collections::BTreeMap::new();
+                for r in resources {
+                    by_key.insert(r.key(), r);
+                }
+                Arc::new(Account::new(id, name, None, 1, by_key.into_values()))
+            })
+            .collect();
+        let mut index = SearchIndex::build(&accounts, 1);
+        assert_eq!(answers(&index), answers(&SearchIndex::build(&accounts, 1)));
+        let mut checked = 0;
+        for step in 0..200u64 {
+            // A batch of one to four changes, as an approval or a small delta makes.
+            let mut changes = vec![];
+            for _ in 0..=rng.next(4) {
+                let a = rng.next(accounts.len());
+                let id = ids[a].0;
+                let mut next = (*accounts[a]).clone();
+                let (key, new) = if rng.next(4) == 0 {
+                    // Remove something that exists (or nothing, if the pick is absent).
+                    let r = random_resource(&mut rng, id, 30);
+                    (r.key(), None)
+                } else {
+                    let r = random_resource(&mut rng, id, 30);
+                    (r.key(), Some(Item::from(r)))
+                };
+                let old = next.set(&key, new.clone());
+                next.generation += 1;
+                accounts[a] = Arc::new(next);
+                changes.push(Changed {
+                    account_id: id.to_string(),
+                    key,
+                    old,
+                    new,
+                });
+            }
+            index.apply(&accounts, &changes, step + 2);
+            if step % 10 == 0 || step == 199 {
+                let rebuilt = SearchIndex::build(&accounts, step + 2);
+                assert_eq!(index.len(), rebuilt.len(), "step {step}");
+                assert_eq!(answers(&index), answers(&rebuilt), "step {step}");
+                checked += 1;
+            }
+        }
+        assert_eq!(checked, 21);
+        assert!(index.len() > 100, "the accounts stayed populated");
     }
 }

@@ -4,7 +4,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ResourceKind {
     Role,
@@ -92,6 +92,103 @@ pub struct ManagedPolicy {
     pub document: Value,
 }
 
+/// One synced resource on its own: a role or user, or a customer-managed policy. What the Store
+/// keeps one item of, and what a change to one role touches.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", content = "resource", rename_all = "snake_case")]
+pub enum Resource {
+    Principal(Principal),
+    Policy(ManagedPolicy),
+}
+
+impl Resource {
+    pub fn key(&self) -> ResourceKey {
+        match self {
+            Resource::Principal(p) => ResourceKey::new(p.kind, &p.name),
+            Resource::Policy(p) => ResourceKey::new(ResourceKind::ManagedPolicy, &p.name),
+        }
+    }
+
+    pub fn account_id(&self) -> &str {
+        match self {
+            Resource::Principal(p) => &p.account_id,
+            Resource::Policy(p) => &p.account_id,
+        }
+    }
+
+    /// Hex SHA-256 of what the resource says, so a sync can tell what changed without comparing
+    /// bodies. `last_used_at` is left out: AWS moves it whenever a role is used, and a write per
+    /// used role per sync would cost more than the field is worth (nothing displays it).
+    pub fn content_hash(&self) -> String {
+        use sha2::{Digest, Sha256};
+        let bytes = match self {
+            Resource::Principal(p) if p.last_used_at.is_some() => {
+                let mut p = p.clone();
+                p.last_used_at = None;
+                serde_json::to_vec(&Resource::Principal(p))
+            }
+            other => serde_json::to_vec(other),
+        }
+        .unwrap_or_default();
+        hex::encode(Sha256::digest(&bytes))
+    }
+}
+
+/// Which resource of an account: its kind and its IAM name in lower case (IAM names are unique
+/// regardless of case, so `App` and `app` are one role).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct ResourceKey {
+    pub kind: ResourceKind,
+    pub name: String,
+}
+
+impl ResourceKey {
+    pub fn new(kind: ResourceKind, name: &str) -> Self {
+        ResourceKey {
+            kind,
+            name: name.to_ascii_lowercase(),
+        }
+    }
+
+    pub fn role(name: &str) -> Self {
+        Self::new(ResourceKind::Role, name)
+    }
+
+    /// `kind#name`, as the stores write it (IAM names never contain `#`).
+    pub fn encode(&self) -> String {
+        format!("{}#{}", self.kind.as_str(), self.name)
+    }
+
+    pub fn decode(s: &str) -> Option<Self> {
+        let (kind, name) = s.split_once('#')?;
+        Some(ResourceKey {
+            kind: ResourceKind::parse(kind)?,
+            name: name.to_string(),
+        })
+    }
+}
+
+/// The outcome of the last sync of one account, shown at `/admin/accounts`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AccountStatus {
+    pub account_id: String,
+    pub account_name: String,
+    pub last_attempt_at: DateTime<Utc>,
+    pub last_success_at: Option<DateTime<Utc>>,
+    /// AWS's own error text when the last attempt failed.
+    pub last_error: Option<String>,
+    pub roles: usize,
+    pub users: usize,
+    pub policies: usize,
+    pub duration_ms: u64,
+}
+
+impl AccountStatus {
+    pub fn ok(&self) -> bool {
+        self.last_error.is_none()
+    }
+}
+
 /// Everything synced from one account at one moment.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct AccountSnapshot {
@@ -152,10 +249,47 @@ pub fn action_matches(pattern: &str, action: &str) -> bool {
     go(pattern.as_bytes(), action.as_bytes())
 }
 
+impl AccountSnapshot {
+    /// Every resource of the snapshot, each on its own.
+    pub fn into_resources(self) -> impl Iterator<Item = Resource> {
+        self.principals
+            .into_iter()
+            .map(Resource::Principal)
+            .chain(self.policies.into_iter().map(Resource::Policy))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn keys_ignore_case_and_round_trip() {
+        let k = ResourceKey::role("Billing-Reader");
+        assert_eq!(k, ResourceKey::role("billing-reader"));
+        assert_eq!(k.encode(), "role#billing-reader");
+        assert_eq!(ResourceKey::decode(&k.encode()), Some(k));
+        assert_eq!(ResourceKey::decode("bucket#x"), None);
+        assert_eq!(ResourceKey::decode("role"), None);
+    }
+
+    #[test]
+    fn the_content_hash_follows_content_but_not_last_use() {
+        let snap = crate::resources::demo::account("111122223333", "demo");
+        let p = snap.principals[0].clone();
+        let a = Resource::Principal(p.clone());
+        let mut used = p.clone();
+        used.last_used_at = Some(Utc::now());
+        assert_eq!(a.content_hash(), Resource::Principal(used).content_hash());
+        let mut tagged = p;
+        tagged.tags.push(Tag {
+            key: "owner".into(),
+            value: "x".into(),
+        });
+        assert_ne!(a.content_hash(), Resource::Principal(tagged).content_hash());
+        assert_eq!(a.content_hash().len(), 64);
+    }
 
     #[test]
     fn action_globs_match_like_iam() {

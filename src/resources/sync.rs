@@ -1,47 +1,66 @@
-//! Resource sync: every configured account read through the [`Cloud`], in parallel with bounded
-//! concurrency. One failing account (AccessDenied, missing spoke role, throttling that outlasts
-//! the retries) never stops the others; its previous snapshot is kept and its status says why.
+//! Resource sync and refresh: from the Cloud into the Store, and from the Store into this
+//! replica's in-memory view.
+//!
+//! - A **sync pass** ([`run`]) reads every configured account through the [`Cloud`], in parallel
+//!   with bounded concurrency. One failing account (AccessDenied, missing spoke role, throttling
+//!   that outlasts the retries) never stops the others; its stored resources are kept and its
+//!   status says why. For each account read, only what changed is written: the content hash of
+//!   every resource is compared with the stored one, changed resources are put, vanished ones
+//!   deleted, and the account's generation moves forward by one ([`store_account`]).
+//! - A **refresh** ([`refresh_roles`]) re-reads named roles (after an approval applied changes,
+//!   or "refresh this role") and writes just those.
+//! - Every replica, the writer included, then **follows the Store** ([`catch_up`]): for each
+//!   account whose generation moved it reads the change-log entries and re-reads only the items
+//!   they name, and updates its index for those items alone; only a sync pass, a first load or a
+//!   replica too far behind rebuilds the whole index.
+//!
+//! Two writers on one account (the sync leader and an approval on another replica, or the CLI's
+//! `iamdesk sync` beside a running leader): each write names the generation it read and the
+//! loser re-reads and tries again, so no write is lost and no generation is reused; and an item
+//! is never replaced by one read from AWS earlier (`resources::stored`), so a sync that read the
+//! account before an approval cannot put the role back as it was. Readers always see complete
+//! items: there is no pointer to chunks that a concurrent writer could delete.
+//!
+//! Nothing here knows the `App`: callers pass the parts used ([`Deps`]).
 
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, SubsecRound, Utc};
 use futures::StreamExt;
-use serde::{Deserialize, Serialize};
 
-use super::model::{AccountSnapshot, ResourceKind};
+use super::account::Account;
+use super::model::{AccountSnapshot, AccountStatus, Resource, ResourceKey, ResourceKind};
+use super::service::{Outcome, Resources, Update};
+use super::stored::{ResourceAccount, ResourceDelete, ResourceItem, ResourceWrite};
+use crate::cache::Cache;
 use crate::cloud::{Cloud, CloudError};
+use crate::store::{Store, StoreError};
 
 /// Accounts read at the same time: enough to hide latency, few enough not to be throttled.
 pub const CONCURRENCY: usize = 8;
 const ATTEMPTS: u32 = 4;
 const FIRST_BACKOFF: Duration = Duration::from_millis(250);
+/// Writes of one account retried after losing to a concurrent writer.
+const WRITE_ATTEMPTS: u32 = 5;
 
-/// The outcome of the last sync of one account, shown at `/admin/accounts`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct AccountStatus {
-    pub account_id: String,
-    pub account_name: String,
-    pub last_attempt_at: DateTime<Utc>,
-    pub last_success_at: Option<DateTime<Utc>>,
-    /// AWS's own error text when the last attempt failed.
-    pub last_error: Option<String>,
-    pub roles: usize,
-    pub users: usize,
-    pub policies: usize,
-    pub duration_ms: u64,
+/// What syncing and refreshing use: the Store (the truth every replica reads), the Cloud (IAM),
+/// and this replica's view (which also knows the configured accounts).
+#[derive(Clone)]
+pub struct Deps {
+    pub store: Arc<dyn Store>,
+    pub cloud: Arc<dyn Cloud>,
+    pub resources: Arc<Resources>,
 }
 
-impl AccountStatus {
-    pub fn ok(&self) -> bool {
-        self.last_error.is_none()
-    }
-}
-
-pub struct AccountResult {
-    pub status: AccountStatus,
-    /// `None` when the account failed.
-    pub snapshot: Option<AccountSnapshot>,
+/// Why a refresh failed.
+#[derive(Debug, thiserror::Error)]
+pub enum RefreshError {
+    #[error(transparent)]
+    Cloud(#[from] CloudError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
 }
 
 async fn fetch_with_retries(
@@ -64,90 +83,153 @@ async fn fetch_with_retries(
     }
 }
 
-/// Sync one account; `previous` is its last known status (to keep `last_success_at`).
+/// What [`store_account`] wrote.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Stored {
+    pub generation: u64,
+    /// Resources put or deleted.
+    pub changed: usize,
+    /// Resources left alone because the Store holds a later read of them.
+    pub skipped: usize,
+}
+
+/// Write one account as just read from the Cloud (at `fetched_at`), changing only what differs
+/// from the Store. A concurrent writer makes it read the Store and compare again.
+pub async fn store_account(
+    store: &dyn Store,
+    snapshot: AccountSnapshot,
+    fetched_at: DateTime<Utc>,
+) -> Result<Stored, StoreError> {
+    let (account_id, account_name) = (snapshot.account_id.clone(), snapshot.account_name.clone());
+    // The precision the stores compare at (as `ResourceItem::new` keeps it).
+    let fetched_at = fetched_at.trunc_subsecs(6);
+    let fresh: BTreeMap<ResourceKey, ResourceItem> = snapshot
+        .into_resources()
+        .map(|r| ResourceItem::new(r, fetched_at))
+        .map(|i| (i.key(), i))
+        .collect();
+    for _ in 0..WRITE_ATTEMPTS {
+        let stored = store.resource_account(&account_id).await?;
+        let (expected, incomplete) = stored
+            .as_ref()
+            .map_or((0, false), |a| (a.generation, a.incomplete));
+        let stamps: HashMap<ResourceKey, _> = store
+            .resource_stamps(&account_id)
+            .await?
+            .into_iter()
+            .map(|s| (s.key.clone(), s))
+            .collect();
+        // A stamp read after our read is newer than what we hold: leave it.
+        let puts = fresh
+            .values()
+            .filter(|i| {
+                stamps
+                    .get(&i.key())
+                    .is_none_or(|s| s.hash != i.hash && s.fetched_at <= i.fetched_at)
+            })
+            .cloned()
+            .collect();
+        let deletes = stamps
+            .values()
+            .filter(|s| !fresh.contains_key(&s.key) && s.fetched_at <= fetched_at)
+            .map(|s| ResourceDelete {
+                key: s.key.clone(),
+                fetched_at,
+            })
+            .collect();
+        let write = ResourceWrite {
+            account_id: account_id.clone(),
+            account_name: account_name.clone(),
+            expected_generation: expected,
+            synced_at: Some(fetched_at),
+            puts,
+            deletes,
+            // The first write, or the repair of an interrupted one: readers load it whole.
+            full: stored.is_none() || incomplete,
+        };
+        match store.write_resources(&write).await {
+            Ok(out) => {
+                return Ok(Stored {
+                    generation: out.generation,
+                    changed: out.applied.len(),
+                    skipped: out.skipped.len(),
+                });
+            }
+            Err(StoreError::Conflict(why)) => {
+                tracing::debug!(account = %account_id, why, "resources written concurrently; comparing again");
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Err(StoreError::Conflict(format!(
+        "the resources of account {account_id} kept changing while this sync wrote them"
+    )))
+}
+
+/// Sync one account: read it, store what changed, record its status. `previous` is its last
+/// status (to keep `last_success_at` when this attempt fails).
 pub async fn sync_account(
-    cloud: &dyn Cloud,
+    deps: &Deps,
     account_id: &str,
     account_name: &str,
     previous: Option<&AccountStatus>,
-) -> AccountResult {
+) -> Result<AccountStatus, StoreError> {
     let started = Instant::now();
     let at = Utc::now();
-    let result = fetch_with_retries(cloud, account_id, account_name).await;
-    let duration_ms = started.elapsed().as_millis() as u64;
-    match result {
+    let result = fetch_with_retries(deps.cloud.as_ref(), account_id, account_name).await;
+    let status = match result {
         Ok(snapshot) => {
             let count = |k| snapshot.principals.iter().filter(|p| p.kind == k).count();
-            let status = AccountStatus {
+            let (roles, users, policies) = (
+                count(ResourceKind::Role),
+                count(ResourceKind::User),
+                snapshot.policies.len(),
+            );
+            let stored = store_account(deps.store.as_ref(), snapshot, at).await?;
+            let duration_ms = started.elapsed().as_millis() as u64;
+            tracing::info!(
+                account = account_id,
+                roles,
+                changed = stored.changed,
+                generation = stored.generation,
+                duration_ms,
+                "account synced"
+            );
+            AccountStatus {
                 account_id: account_id.to_string(),
                 account_name: account_name.to_string(),
                 last_attempt_at: at,
                 last_success_at: Some(at),
                 last_error: None,
-                roles: count(ResourceKind::Role),
-                users: count(ResourceKind::User),
-                policies: snapshot.policies.len(),
+                roles,
+                users,
+                policies,
                 duration_ms,
-            };
-            tracing::info!(
-                account = account_id,
-                roles = status.roles,
-                duration_ms,
-                "account synced"
-            );
-            AccountResult {
-                status,
-                snapshot: Some(snapshot),
             }
         }
         Err(e) => {
             tracing::warn!(account = account_id, error = %e, "account sync failed");
-            AccountResult {
-                status: AccountStatus {
-                    account_id: account_id.to_string(),
-                    account_name: account_name.to_string(),
-                    last_attempt_at: at,
-                    last_success_at: previous.and_then(|p| p.last_success_at),
-                    last_error: Some(e.to_string()),
-                    roles: previous.map_or(0, |p| p.roles),
-                    users: previous.map_or(0, |p| p.users),
-                    policies: previous.map_or(0, |p| p.policies),
-                    duration_ms,
-                },
-                snapshot: None,
+            AccountStatus {
+                account_id: account_id.to_string(),
+                account_name: account_name.to_string(),
+                last_attempt_at: at,
+                last_success_at: previous.and_then(|p| p.last_success_at),
+                last_error: Some(e.to_string()),
+                roles: previous.map_or(0, |p| p.roles),
+                users: previous.map_or(0, |p| p.users),
+                policies: previous.map_or(0, |p| p.policies),
+                duration_ms: started.elapsed().as_millis() as u64,
             }
         }
-    }
-}
-
-/// Sync every account, at most [`CONCURRENCY`] at a time. Results come back in account order.
-/// Takes owned inputs so the futures are `'static` and the job can run on any task.
-pub async fn sync_accounts(
-    cloud: Arc<dyn Cloud>,
-    accounts: Vec<(String, String)>,
-    previous: Vec<AccountStatus>,
-) -> Vec<AccountResult> {
-    let jobs = accounts.into_iter().enumerate().map(|(i, (id, name))| {
-        let cloud = cloud.clone();
-        let prev = previous.iter().find(|p| p.account_id == id).cloned();
-        async move {
-            (
-                i,
-                sync_account(cloud.as_ref(), &id, &name, prev.as_ref()).await,
-            )
-        }
-    });
-    let mut results: Vec<(usize, AccountResult)> = futures::stream::iter(jobs)
-        .buffer_unordered(CONCURRENCY)
-        .collect()
-        .await;
-    results.sort_by_key(|(i, _)| *i);
-    results.into_iter().map(|(_, r)| r).collect()
+    };
+    deps.store.put_account_status(&status).await?;
+    Ok(status)
 }
 
 /// What one sync pass did, for the CLI and the logs.
 pub struct SyncOutcome {
     pub statuses: Vec<AccountStatus>,
+    /// [`Resources::generation`] afterwards.
     pub generation: u64,
 }
 
@@ -172,105 +254,338 @@ pub fn configured_accounts(config: &crate::config::Config) -> Vec<(String, Strin
     }
 }
 
-/// One full pass: read every account, store good snapshots and every status, then rebuild this
-/// replica's index from the Store (the truth other replicas read too).
-pub async fn run(app: &crate::app::App) -> Result<SyncOutcome, crate::store::StoreError> {
-    let accounts = configured_accounts(&app.config);
-    let previous = app.store.list_account_status().await.unwrap_or_default();
-    let results = sync_accounts(app.cloud.clone(), accounts, previous).await;
-    let mut statuses = Vec::with_capacity(results.len());
-    for r in results {
-        if let Some(snapshot) = &r.snapshot {
-            app.store.put_snapshot(snapshot).await?;
-        }
-        app.store.put_account_status(&r.status).await?;
-        statuses.push(r.status);
-    }
-    let generation = reload(app).await?;
-    cache_snapshots(app, generation).await;
+/// One full pass: read and store every configured account (at most [`CONCURRENCY`] at a time,
+/// each written as soon as it is read, so only that many accounts are in memory at once), then
+/// follow the Store with a full index rebuild. Statuses come back in account order.
+pub async fn run(deps: &Deps) -> Result<SyncOutcome, StoreError> {
+    let previous = deps.store.list_account_status().await.unwrap_or_default();
+    // Owned inputs, collected first, so the futures are `Send` whatever task runs the pass.
+    let jobs: Vec<_> = deps
+        .resources
+        .configured()
+        .iter()
+        .map(|(id, name)| {
+            let prev = previous.iter().find(|p| p.account_id == *id).cloned();
+            let (deps, id, name) = (deps.clone(), id.clone(), name.clone());
+            async move { sync_account(&deps, &id, &name, prev.as_ref()).await }
+        })
+        .collect();
+    let results: Vec<Result<AccountStatus, StoreError>> = futures::stream::iter(jobs)
+        .buffered(CONCURRENCY)
+        .collect()
+        .await;
+    let statuses = results.into_iter().collect::<Result<Vec<_>, _>>()?;
+    catch_up(deps, true).await?;
     Ok(SyncOutcome {
         statuses,
-        generation,
+        generation: deps.resources.generation(),
     })
 }
 
-/// Cache key of one account's snapshot at one generation.
-pub fn snapshot_key(account_id: &str, generation: u64) -> String {
-    format!("snapshot:{generation}:{account_id}")
+/// An account as stored now: its entry is read first, so the items are at least that new.
+async fn load_account(store: &dyn Store, account: &ResourceAccount) -> Result<Account, StoreError> {
+    let items = store.list_resources(&account.account_id).await?;
+    Ok(Account::new(
+        &account.account_id,
+        &account.account_name,
+        account.synced_at,
+        account.generation,
+        items.into_iter().map(|i| i.resource),
+    ))
 }
 
-/// Keep a copy of this generation in the cache so other replicas rebuild their index without
-/// reading every snapshot from the Store. Best effort: the Store stays the truth.
-async fn cache_snapshots(app: &crate::app::App, generation: u64) {
-    let ttl = Duration::from_secs(app.config.sync.interval_seconds.max(60) * 2);
-    for snapshot in app.resources.snapshots().iter() {
-        let Ok(bytes) = serde_json::to_vec(snapshot.as_ref()) else {
-            continue;
-        };
-        let key = snapshot_key(&snapshot.account_id, generation);
-        if let Err(e) = app.cache.set(&key, &bytes, ttl).await {
-            tracing::debug!(error = %e, "snapshot not cached");
-            return;
-        }
-    }
-}
-
-/// The snapshots of `wanted` accounts at `generation` from the cache, if every one is there.
-async fn cached_snapshots(
-    app: &crate::app::App,
-    wanted: &[(String, String)],
-    generation: u64,
-) -> Option<Vec<AccountSnapshot>> {
-    let mut out = Vec::with_capacity(wanted.len());
-    for (id, _) in wanted {
-        let bytes = app.cache.get(&snapshot_key(id, generation)).await.ok()??;
-        out.push(serde_json::from_slice(&bytes).ok()?);
-    }
-    Some(out)
-}
-
-/// Rebuild the in-memory index: from the cache when it holds this generation of every account,
-/// else from the Store's snapshots of the configured accounts.
-pub async fn reload(app: &crate::app::App) -> Result<u64, crate::store::StoreError> {
-    let generation = app.store.resource_generation().await?;
-    let wanted = configured_accounts(&app.config);
-    let snapshots = match cached_snapshots(app, &wanted, generation).await {
-        Some(s) => s,
-        None => app.store.list_snapshots().await?,
+/// The change from generation `known` to the newest, from the change log; `None` when the log
+/// does not reach back to `known` or says to reload.
+async fn delta(
+    store: &dyn Store,
+    account_id: &str,
+    known: u64,
+) -> Result<Option<Update>, StoreError> {
+    let changes = store.resource_changes(account_id, known).await?;
+    let (Some(first), Some(last)) = (changes.first(), changes.last()) else {
+        return Ok(None);
     };
-    let snapshots = snapshots
+    if first.generation != known + 1 || changes.iter().any(|c| c.full) {
+        return Ok(None);
+    }
+    let keys: BTreeSet<ResourceKey> = changes.iter().flat_map(|c| c.keys.clone()).collect();
+    let keys: Vec<ResourceKey> = keys.into_iter().collect();
+    let mut found: HashMap<ResourceKey, Resource> = store
+        .get_resources(account_id, &keys)
+        .await?
         .into_iter()
-        .filter(|s| wanted.iter().any(|(id, _)| *id == s.account_id))
-        .map(|mut s| {
-            // The configured name wins over the one stored at sync time.
-            if let Some((_, name)) = wanted.iter().find(|(id, _)| *id == s.account_id) {
-                s.account_name = name.clone();
+        .map(|i| (i.key(), i.resource))
+        .collect();
+    Ok(Some(Update::Delta {
+        account_id: account_id.to_string(),
+        from: known,
+        to: last.generation,
+        items: keys
+            .into_iter()
+            .map(|k| {
+                let r = found.remove(&k);
+                (k, r)
+            })
+            .collect(),
+    }))
+}
+
+/// Bring this replica's view of `accounts` (as just read from the Store) up to date.
+async fn follow(
+    deps: &Deps,
+    accounts: Vec<ResourceAccount>,
+    rebuild: bool,
+) -> Result<bool, StoreError> {
+    let store = deps.store.as_ref();
+    let view = deps.resources.snapshots();
+    let mut updates = vec![];
+    for stored in accounts {
+        if !deps
+            .resources
+            .configured()
+            .iter()
+            .any(|(id, _)| *id == stored.account_id)
+        {
+            continue;
+        }
+        let held = view.iter().find(|a| a.account_id == stored.account_id);
+        let update = match held {
+            Some(a) if a.generation >= stored.generation => {
+                match stored.synced_at.filter(|at| a.synced_at < Some(*at)) {
+                    Some(at) => Update::SyncedAt {
+                        account_id: stored.account_id.clone(),
+                        at,
+                    },
+                    None => continue,
+                }
             }
-            s
+            Some(a) => match delta(store, &stored.account_id, a.generation).await? {
+                Some(d) => d,
+                None => Update::Full(load_account(store, &stored).await?),
+            },
+            None => Update::Full(load_account(store, &stored).await?),
+        };
+        updates.push(update);
+    }
+    if updates.is_empty() {
+        return Ok(false);
+    }
+    let gaps: Vec<String> = updates
+        .iter()
+        .zip(deps.resources.update(updates.clone(), rebuild))
+        .filter(|(_, o)| *o == Outcome::Gap)
+        .filter_map(|(u, _)| match u {
+            Update::Delta { account_id, .. } => Some(account_id.clone()),
+            _ => None,
         })
         .collect();
-    app.resources.replace(snapshots, generation);
-    Ok(generation)
+    // Another writer in this process moved the copy meanwhile: load those accounts whole.
+    let mut reloads = vec![];
+    for id in gaps {
+        if let Some(stored) = store.resource_account(&id).await? {
+            reloads.push(Update::Full(load_account(store, &stored).await?));
+        }
+    }
+    if !reloads.is_empty() {
+        deps.resources.update(reloads, false);
+    }
+    Ok(!updates.is_empty())
+}
+
+/// Follow the Store: for every configured account whose generation moved, apply its change-log
+/// entries (reading only the items they name) or load it whole when the log does not reach
+/// back far enough. With `rebuild` (after a sync pass) the index is rebuilt if anything
+/// changed, instead of updated. Returns whether anything changed.
+pub async fn catch_up(deps: &Deps, rebuild: bool) -> Result<bool, StoreError> {
+    let accounts = deps.store.resource_accounts().await?;
+    follow(deps, accounts, rebuild).await
+}
+
+/// Every stored account as a snapshot (the sandbox starts from the demo accounts as last
+/// stored, so changes approved before a restart stay).
+pub async fn stored_snapshots(store: &dyn Store) -> Result<Vec<AccountSnapshot>, StoreError> {
+    let mut out = vec![];
+    for account in store.resource_accounts().await? {
+        let mut snap = AccountSnapshot {
+            account_id: account.account_id.clone(),
+            account_name: account.account_name.clone(),
+            synced_at: account.synced_at,
+            ..Default::default()
+        };
+        for item in store.list_resources(&account.account_id).await? {
+            match item.resource {
+                Resource::Principal(p) => snap.principals.push(p),
+                Resource::Policy(p) => snap.policies.push(p),
+            }
+        }
+        out.push(snap);
+    }
+    Ok(out)
+}
+
+/// Load every configured account from the Store (at startup). Returns the generation.
+pub async fn load(deps: &Deps) -> Result<u64, StoreError> {
+    catch_up(deps, true).await?;
+    Ok(deps.resources.generation())
+}
+
+/// Re-read `roles` (account id, role name) from the Cloud and write each alone to the Store,
+/// one write per account; then update this replica's view and index for those roles only.
+/// Returns, per role, whether it still exists (a role gone from AWS is deleted). An account
+/// that fails does not stop the others; the first failure is returned after all were tried.
+pub async fn refresh_roles(
+    deps: &Deps,
+    roles: &[(String, String)],
+) -> Result<Vec<bool>, RefreshError> {
+    let mut exists = vec![false; roles.len()];
+    let mut by_account: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
+    for (i, (account, _)) in roles.iter().enumerate() {
+        by_account.entry(account.as_str()).or_default().push(i);
+    }
+    let mut first_error = None;
+    for (account, positions) in by_account {
+        if let Err(e) = refresh_account(deps, account, roles, &positions, &mut exists).await {
+            tracing::warn!(account, error = %e, "cannot refresh roles");
+            first_error.get_or_insert(e);
+        }
+    }
+    match first_error {
+        Some(e) => Err(e),
+        None => Ok(exists),
+    }
+}
+
+async fn refresh_account(
+    deps: &Deps,
+    account: &str,
+    roles: &[(String, String)],
+    positions: &[usize],
+    exists: &mut [bool],
+) -> Result<(), RefreshError> {
+    let fetched_at = Utc::now();
+    let mut fresh: BTreeMap<ResourceKey, Option<Resource>> = BTreeMap::new();
+    for &i in positions {
+        let name = &roles[i].1;
+        let role = deps.cloud.fetch_role(account, name).await?;
+        exists[i] = role.is_some();
+        fresh.insert(ResourceKey::role(name), role.map(Resource::Principal));
+    }
+    write_fresh(deps, account, fresh, fetched_at).await?;
+    Ok(())
+}
+
+/// [`refresh_roles`] for one role.
+pub async fn refresh_role(deps: &Deps, account_id: &str, name: &str) -> Result<bool, RefreshError> {
+    let exists = refresh_roles(deps, &[(account_id.to_string(), name.to_string())]).await?;
+    Ok(exists.first().copied().unwrap_or(false))
+}
+
+/// Write a few resources of one account read at `fetched_at` (`None`: gone), then apply the
+/// same change to this replica's view when it holds the generation the write started from;
+/// otherwise (it is behind, or the Store kept a later read) follow the Store for this account.
+async fn write_fresh(
+    deps: &Deps,
+    account_id: &str,
+    fresh: BTreeMap<ResourceKey, Option<Resource>>,
+    fetched_at: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    let store = deps.store.as_ref();
+    let account_name = deps
+        .resources
+        .configured()
+        .iter()
+        .find(|(id, _)| id == account_id)
+        .map(|(_, n)| n.clone())
+        .unwrap_or_default();
+    let mut write = ResourceWrite {
+        account_id: account_id.to_string(),
+        account_name,
+        ..Default::default()
+    };
+    for (key, resource) in &fresh {
+        match resource {
+            Some(r) => write.puts.push(ResourceItem::new(r.clone(), fetched_at)),
+            None => write.deletes.push(ResourceDelete {
+                key: key.clone(),
+                fetched_at,
+            }),
+        }
+    }
+    // This replica's copy usually is the Store's generation: no read needed.
+    let mut expected = match deps.resources.account_generation(account_id) {
+        Some(g) => g,
+        None => store
+            .resource_account(account_id)
+            .await?
+            .map_or(0, |a| a.generation),
+    };
+    for _ in 0..WRITE_ATTEMPTS {
+        write.expected_generation = expected;
+        match store.write_resources(&write).await {
+            Ok(out) => {
+                let mut follow_store = !out.skipped.is_empty();
+                if out.generation > expected {
+                    let items = out
+                        .applied
+                        .iter()
+                        .map(|k| (k.clone(), fresh.get(k).cloned().flatten()))
+                        .collect();
+                    let applied = deps.resources.update(
+                        vec![Update::Delta {
+                            account_id: account_id.to_string(),
+                            from: expected,
+                            to: out.generation,
+                            items,
+                        }],
+                        false,
+                    );
+                    follow_store |= applied.first() == Some(&Outcome::Gap);
+                }
+                if follow_store {
+                    let stored = store.resource_account(account_id).await?;
+                    follow(deps, stored.into_iter().collect(), false).await?;
+                }
+                return Ok(());
+            }
+            Err(StoreError::Conflict(_)) => {
+                expected = store
+                    .resource_account(account_id)
+                    .await?
+                    .map_or(0, |a| a.generation);
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Err(StoreError::Conflict(format!(
+        "the resources of account {account_id} kept changing; try again"
+    )))
 }
 
 /// Key of the sync leader lock in the cache (Redis with several replicas).
 pub const LEADER_LOCK: &str = "sync-leader";
 
-/// Background job: a sync every `sync.interval_seconds` by whichever replica holds the leader
-/// lock, and a cheap generation check every few seconds so the other replicas pick up its
-/// results.
-pub async fn background(app: std::sync::Arc<crate::app::App>) {
-    let every = Duration::from_secs(app.config.sync.interval_seconds.max(60));
+/// How often every replica checks the Store for other replicas' writes.
+pub const FOLLOW_EVERY: Duration = Duration::from_secs(10);
+
+/// Background job: a sync every `interval` by whichever replica holds the leader lock (at once
+/// when a configured account has nothing stored yet), and every [`FOLLOW_EVERY`] a cheap read
+/// of the accounts' generations so every replica follows the others' writes.
+pub async fn background(deps: Deps, cache: Arc<dyn Cache>, interval: Duration) {
+    let every = interval.max(Duration::from_secs(60));
     let replica = uuid::Uuid::new_v4().to_string();
-    let mut next_sync = tokio::time::Instant::now() + every;
-    let mut tick = tokio::time::interval(Duration::from_secs(10));
+    let missing = deps
+        .resources
+        .configured()
+        .iter()
+        .any(|(id, _)| deps.resources.account_generation(id).is_none());
+    let mut next_sync = tokio::time::Instant::now() + if missing { Duration::ZERO } else { every };
+    let mut tick = tokio::time::interval(FOLLOW_EVERY);
     loop {
         tick.tick().await;
         if tokio::time::Instant::now() >= next_sync {
             next_sync = tokio::time::Instant::now() + every;
             // Held a little longer than the interval, renewed by the leader at each sync.
-            match app
-                .cache
+            match cache
                 .try_lock(LEADER_LOCK, &replica, every + Duration::from_secs(60))
                 .await
             {
@@ -284,7 +599,7 @@ pub async fn background(app: std::sync::Arc<crate::app::App>) {
                     continue;
                 }
             }
-            match run(&app).await {
+            match run(&deps).await {
                 Ok(o) => tracing::info!(
                     generation = o.generation,
                     failed = o.failed(),
@@ -294,46 +609,8 @@ pub async fn background(app: std::sync::Arc<crate::app::App>) {
             }
             continue;
         }
-        match app.store.resource_generation().await {
-            Ok(g) if g > app.resources.generation() => {
-                if let Err(e) = reload(&app).await {
-                    tracing::warn!(error = %e, "cannot reload synced resources");
-                }
-            }
-            Ok(_) => {}
-            Err(e) => tracing::debug!(error = %e, "generation check failed"),
+        if let Err(e) = catch_up(&deps, false).await {
+            tracing::warn!(error = %e, "cannot follow the synced resources");
         }
     }
-}
-
-/// Re-read one role from the Cloud into its account's stored snapshot and the index (after an
-/// approved change, or "refresh this role"). `Ok(false)` when the role no longer exists.
-pub async fn refresh_role(
-    app: &crate::app::App,
-    account_id: &str,
-    name: &str,
-) -> Result<bool, crate::error::AppError> {
-    let fresh = app.cloud.fetch_role(account_id, name).await?;
-    let snapshots = app.resources.snapshots();
-    let mut updated = match snapshots.iter().find(|s| s.account_id == account_id) {
-        Some(s) => (**s).clone(),
-        None => AccountSnapshot {
-            account_id: account_id.to_string(),
-            account_name: app
-                .config
-                .account_ids_to_name
-                .get(account_id)
-                .cloned()
-                .unwrap_or_default(),
-            ..Default::default()
-        },
-    };
-    updated
-        .principals
-        .retain(|p| !(p.kind == ResourceKind::Role && p.name.eq_ignore_ascii_case(name)));
-    let exists = fresh.is_some();
-    updated.principals.extend(fresh);
-    app.store.put_snapshot(&updated).await?;
-    reload(app).await?;
-    Ok(exists)
 }

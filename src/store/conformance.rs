@@ -11,6 +11,7 @@ use chrono::{Duration, Utc};
 use serde_json::json;
 
 use super::*;
+use crate::resources::stored::{ResourceChange, ResourceItem, ResourceWrite, WriteOutcome};
 
 /// Run every check, in order, against one store.
 pub async fn run_all(store: Arc<dyn Store>) {
@@ -26,7 +27,12 @@ pub async fn run_all(store: Arc<dyn Store>) {
     bad_cursor_is_invalid(store.as_ref()).await;
     audit_is_listed_newest_first(store.as_ref()).await;
     outbox_lifecycle(store.as_ref()).await;
-    snapshots_round_trip(store.as_ref()).await;
+    resources_round_trip(store.as_ref()).await;
+    resource_writes_touch_only_their_items(store.as_ref()).await;
+    older_reads_never_replace_newer_ones(store.as_ref()).await;
+    change_log_keeps_the_last_entries(store.as_ref()).await;
+    concurrent_resource_writers_never_break_readers(store.clone()).await;
+    account_status_round_trip(store.as_ref()).await;
     api_tokens_round_trip(store.as_ref()).await;
     events_round_trip(store.as_ref()).await;
     comments_live_apart_from_the_request(store.as_ref()).await;
@@ -834,44 +840,444 @@ pub async fn outbox_lifecycle(store: &dyn Store) {
     assert!(!p.items.iter().any(|m| m.id == due.id));
 }
 
-pub async fn snapshots_round_trip(store: &dyn Store) {
-    use crate::resources::demo;
-    use crate::resources::sync::AccountStatus;
+fn account_id() -> String {
+    let n = uuid::Uuid::new_v4().as_u128() % 900_000_000_000 + 100_000_000_000;
+    n.to_string()
+}
 
-    let before = store.resource_generation().await.expect("generation");
-    let mut snap = demo::account("123412341234", "conformance");
-    // Make it big enough to need several items in backends with an item size limit.
+/// The demo account under `id`, with `extra` more roles whose long descriptions make it large
+/// (more items than one DynamoDB transaction holds when `extra` is over 100).
+fn big_account(id: &str, extra: usize) -> crate::resources::model::AccountSnapshot {
+    let mut snap = crate::resources::demo::account(id, "conformance");
     let filler = "x".repeat(2000);
     for p in snap.principals.iter_mut() {
         p.description = Some(filler.clone());
     }
-    for i in 0..400 {
-        let mut extra = snap.principals[0].clone();
-        extra.name = format!("extra-{i}");
-        extra.arn = format!("arn:aws:iam::123412341234:role/extra-{i}");
-        snap.principals.push(extra);
+    for i in 0..extra {
+        let mut r = snap.principals[0].clone();
+        r.name = format!("extra-{i}");
+        r.arn = format!("arn:aws:iam::{id}:role/extra-{i}");
+        snap.principals.push(r);
     }
-    let g1 = store.put_snapshot(&snap).await.expect("put_snapshot");
-    assert!(g1 > before, "each snapshot write bumps the generation");
-    let stored = store.list_snapshots().await.expect("list_snapshots");
-    let got = stored
-        .iter()
-        .find(|s| s.account_id == "123412341234")
-        .expect("stored");
-    assert_eq!(got, &snap, "snapshot round-trips exactly");
+    snap
+}
 
-    // Replacing drops what is gone.
-    snap.principals.truncate(3);
-    let g2 = store.put_snapshot(&snap).await.expect("replace");
-    assert!(g2 > g1);
-    assert_eq!(store.resource_generation().await.expect("generation"), g2);
-    let stored = store.list_snapshots().await.expect("list_snapshots");
-    let got = stored
-        .iter()
-        .find(|s| s.account_id == "123412341234")
-        .expect("stored");
-    assert_eq!(got.principals.len(), 3);
+fn items_of(
+    snap: crate::resources::model::AccountSnapshot,
+    at: chrono::DateTime<Utc>,
+) -> Vec<ResourceItem> {
+    let mut items: Vec<ResourceItem> = snap
+        .into_resources()
+        .map(|r| ResourceItem::new(r, at))
+        .collect();
+    items.sort_by_key(ResourceItem::key);
+    items
+}
 
+async fn stored_items(store: &dyn Store, id: &str) -> Vec<ResourceItem> {
+    let mut items = store.list_resources(id).await.expect("list_resources");
+    items.sort_by_key(ResourceItem::key);
+    items
+}
+
+fn first_write(id: &str, items: Vec<ResourceItem>) -> ResourceWrite {
+    ResourceWrite {
+        account_id: id.to_string(),
+        account_name: "conformance".into(),
+        expected_generation: 0,
+        synced_at: Some(Utc::now()),
+        puts: items,
+        deletes: vec![],
+        full: true,
+    }
+}
+
+/// A write of `items` on top of generation `expected`, as a refresh makes it.
+fn next_write(id: &str, expected: u64, items: Vec<ResourceItem>) -> ResourceWrite {
+    ResourceWrite {
+        expected_generation: expected,
+        synced_at: None,
+        full: false,
+        ..first_write(id, items)
+    }
+}
+
+/// Retry a write on `Conflict` from the generation now stored (what every writer does).
+async fn write_retrying(store: &dyn Store, mut write: ResourceWrite) -> WriteOutcome {
+    for _ in 0..50 {
+        match store.write_resources(&write).await {
+            Ok(out) => return out,
+            Err(StoreError::Conflict(_)) => {
+                write.expected_generation = store
+                    .resource_account(&write.account_id)
+                    .await
+                    .expect("resource_account")
+                    .map_or(0, |a| a.generation);
+            }
+            Err(e) => panic!("write_resources: {e}"),
+        }
+    }
+    panic!("write_resources kept conflicting");
+}
+
+pub async fn resources_round_trip(store: &dyn Store) {
+    let id = account_id();
+    assert_eq!(store.resource_account(&id).await.expect("account"), None);
+    let at = Utc::now() - Duration::seconds(30);
+    let items = items_of(big_account(&id, 150), at);
+    assert!(items.len() > 150);
+    let mut write = first_write(&id, items.clone());
+    write.synced_at = Some(at);
+    let out = store.write_resources(&write).await.expect("write");
+    assert_eq!(out.generation, 1);
+    assert_eq!(out.applied.len(), items.len());
+    assert!(out.skipped.is_empty());
+
+    let account = store
+        .resource_account(&id)
+        .await
+        .expect("account")
+        .expect("stored");
+    assert_eq!(account.generation, 1);
+    assert_eq!(account.account_name, "conformance");
+    assert!(
+        !account.incomplete,
+        "a finished write leaves nothing to repair"
+    );
+    assert_eq!(
+        account.synced_at.map(|t| t.timestamp_micros()),
+        Some(at.timestamp_micros())
+    );
+    let all = store.resource_accounts().await.expect("accounts");
+    assert_eq!(all.iter().filter(|a| a.account_id == id).count(), 1);
+
+    assert_eq!(
+        stored_items(store, &id).await,
+        items,
+        "items round-trip exactly"
+    );
+    let mut stamps = store.resource_stamps(&id).await.expect("stamps");
+    stamps.sort_by(|a, b| a.key.cmp(&b.key));
+    assert_eq!(stamps.len(), items.len());
+    for (s, i) in stamps.iter().zip(&items) {
+        assert_eq!(
+            (&s.key, &s.hash, s.fetched_at),
+            (&i.key(), &i.hash, i.fetched_at)
+        );
+    }
+    let wanted = [
+        items[3].key(),
+        items[0].key(),
+        crate::resources::model::ResourceKey::role("not-there"),
+    ];
+    let mut got = store.get_resources(&id, &wanted).await.expect("get");
+    got.sort_by_key(ResourceItem::key);
+    assert_eq!(got, vec![items[0].clone(), items[3].clone()]);
+    assert_eq!(
+        store.resource_changes(&id, 0).await.expect("changes"),
+        [ResourceChange {
+            generation: 1,
+            full: true,
+            keys: vec![]
+        }]
+    );
+
+    // A writer still at generation 0 loses and changes nothing.
+    let mut stale = first_write(&id, items[..1].to_vec());
+    stale.puts[0].hash = "0".repeat(64);
+    assert!(matches!(
+        store.write_resources(&stale).await,
+        Err(StoreError::Conflict(_))
+    ));
+    assert_eq!(stored_items(store, &id).await, items);
+
+    // Nothing to change but the sync time: the generation stays, no log entry.
+    let later = Utc::now();
+    let touch = ResourceWrite {
+        synced_at: Some(later),
+        ..next_write(&id, 1, vec![])
+    };
+    let out = store.write_resources(&touch).await.expect("touch");
+    assert_eq!(out.generation, 1);
+    let account = store
+        .resource_account(&id)
+        .await
+        .expect("account")
+        .expect("stored");
+    assert_eq!(account.generation, 1);
+    assert_eq!(
+        account.synced_at.map(|t| t.timestamp_micros()),
+        Some(later.timestamp_micros())
+    );
+    assert_eq!(store.resource_changes(&id, 1).await.expect("changes"), []);
+}
+
+/// What an approval relies on: one role written alone leaves every other item as it was, moves
+/// the generation by one and logs just that key.
+pub async fn resource_writes_touch_only_their_items(store: &dyn Store) {
+    use crate::resources::model::Resource;
+    let id = account_id();
+    let t0 = Utc::now() - Duration::seconds(60);
+    let items = items_of(crate::resources::demo::account(&id, "conformance"), t0);
+    store
+        .write_resources(&first_write(&id, items.clone()))
+        .await
+        .expect("first write");
+
+    let Resource::Principal(mut role) = items[2].resource.clone() else {
+        panic!("the demo account starts with principals");
+    };
+    role.tags.push(crate::resources::model::Tag {
+        key: "owner".into(),
+        value: "payments".into(),
+    });
+    let t1 = Utc::now();
+    let changed = ResourceItem::new(Resource::Principal(role), t1);
+    let out = store
+        .write_resources(&next_write(&id, 1, vec![changed.clone()]))
+        .await
+        .expect("one role");
+    assert_eq!(out.generation, 2);
+    assert_eq!(out.applied, [changed.key()]);
+    let now = stored_items(store, &id).await;
+    for (before, after) in items.iter().zip(&now) {
+        if before.key() == changed.key() {
+            assert_eq!(after, &changed);
+        } else {
+            assert_eq!(after, before, "an untouched item is left exactly as it was");
+        }
+    }
+    assert_eq!(
+        store.resource_changes(&id, 1).await.expect("changes"),
+        [ResourceChange {
+            generation: 2,
+            full: false,
+            keys: vec![changed.key()]
+        }]
+    );
+
+    // A role gone from AWS is deleted, and logged.
+    let gone = items[4].key();
+    let out = store
+        .write_resources(&ResourceWrite {
+            deletes: vec![crate::resources::stored::ResourceDelete {
+                key: gone.clone(),
+                fetched_at: t1,
+            }],
+            ..next_write(&id, 2, vec![])
+        })
+        .await
+        .expect("delete");
+    assert_eq!(
+        (out.generation, out.applied.clone()),
+        (3, vec![gone.clone()])
+    );
+    assert!(
+        store
+            .get_resources(&id, std::slice::from_ref(&gone))
+            .await
+            .expect("get")
+            .is_empty()
+    );
+    let log = store.resource_changes(&id, 1).await.expect("changes");
+    let generations: Vec<u64> = log.iter().map(|c| c.generation).collect();
+    assert_eq!(generations, [2, 3]);
+    assert_eq!(log[1].keys, [gone]);
+    assert_eq!(stored_items(store, &id).await.len(), items.len() - 1);
+}
+
+/// An item read from AWS later is never replaced or deleted by a write that read it earlier.
+pub async fn older_reads_never_replace_newer_ones(store: &dyn Store) {
+    let id = account_id();
+    let t2 = Utc::now();
+    let items = items_of(crate::resources::demo::account(&id, "conformance"), t2);
+    store
+        .write_resources(&first_write(&id, items.clone()))
+        .await
+        .expect("first write");
+    let t1 = t2 - Duration::seconds(5);
+    let mut older = ResourceItem::new(items[1].resource.clone(), t1);
+    older.hash = "0".repeat(64);
+    let out = store
+        .write_resources(&ResourceWrite {
+            deletes: vec![crate::resources::stored::ResourceDelete {
+                key: items[2].key(),
+                fetched_at: t1,
+            }],
+            ..next_write(&id, 1, vec![older])
+        })
+        .await
+        .expect("write");
+    assert_eq!(out.generation, 1, "nothing changed, the generation stays");
+    assert!(out.applied.is_empty());
+    let mut skipped = out.skipped.clone();
+    skipped.sort();
+    assert_eq!(skipped, [items[1].key(), items[2].key()]);
+    assert_eq!(stored_items(store, &id).await, items);
+
+    let newer = ResourceItem::new(items[1].resource.clone(), t2 + Duration::seconds(1));
+    let out = store
+        .write_resources(&next_write(&id, 1, vec![newer.clone()]))
+        .await
+        .expect("write");
+    assert_eq!((out.generation, out.applied), (2, vec![newer.key()]));
+}
+
+/// The log keeps the last `LOG_KEEP` entries: a reader further behind sees the gap.
+pub async fn change_log_keeps_the_last_entries(store: &dyn Store) {
+    use crate::resources::stored::LOG_KEEP;
+    let id = account_id();
+    let items = items_of(
+        crate::resources::demo::account(&id, "conformance"),
+        Utc::now(),
+    );
+    store
+        .write_resources(&first_write(&id, items.clone()))
+        .await
+        .expect("first write");
+    let writes = LOG_KEEP + 4;
+    for g in 1..writes {
+        let item = ResourceItem::new(items[0].resource.clone(), Utc::now());
+        let out = store
+            .write_resources(&next_write(&id, g, vec![item]))
+            .await
+            .expect("write");
+        assert_eq!(out.generation, g + 1);
+    }
+    let log = store.resource_changes(&id, 0).await.expect("changes");
+    let generations: Vec<u64> = log.iter().map(|c| c.generation).collect();
+    let want: Vec<u64> = (writes - LOG_KEEP + 1..=writes).collect();
+    assert_eq!(generations, want, "the last {LOG_KEEP}, oldest first");
+    let tail = store
+        .resource_changes(&id, writes - 2)
+        .await
+        .expect("changes");
+    assert_eq!(tail.len(), 2);
+}
+
+/// Issue 22's race: a refresh writing one role while a sync rewrites the whole account (larger
+/// than one DynamoDB transaction), and a reader loading the account all along. Every load
+/// succeeds and is complete, every write gets its own generation, the log has no gap, and the
+/// role holds the latest read of it.
+pub async fn concurrent_resource_writers_never_break_readers(store: Arc<dyn Store>) {
+    use crate::resources::model::Resource;
+    let id = account_id();
+    let t0 = Utc::now() - Duration::seconds(600);
+    let items = items_of(big_account(&id, 120), t0);
+    let total = items.len();
+    store
+        .write_resources(&first_write(&id, items.clone()))
+        .await
+        .expect("first write");
+    let role_key = items[0].key();
+    let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let described = |item: &ResourceItem, text: String, at| {
+        let mut r = item.resource.clone();
+        if let Resource::Principal(p) = &mut r {
+            p.description = Some(text);
+        }
+        ResourceItem::new(r, at)
+    };
+
+    let sync = {
+        let (store, id, items) = (store.clone(), id.clone(), items.clone());
+        tokio::spawn(async move {
+            let mut out = vec![];
+            for round in 0..3 {
+                let at = Utc::now();
+                let puts = items
+                    .iter()
+                    .map(|i| described(i, format!("sync round {round}"), at))
+                    .collect();
+                let w = ResourceWrite {
+                    synced_at: Some(at),
+                    ..next_write(&id, 1, puts)
+                };
+                out.push((write_retrying(store.as_ref(), w).await, at));
+            }
+            out
+        })
+    };
+    let refresh = {
+        let (store, id, item) = (store.clone(), id.clone(), items[0].clone());
+        tokio::spawn(async move {
+            let mut out = vec![];
+            for n in 0..15 {
+                let at = Utc::now();
+                let w = next_write(&id, 1, vec![described(&item, format!("refresh {n}"), at)]);
+                out.push((write_retrying(store.as_ref(), w).await, at));
+                tokio::task::yield_now().await;
+            }
+            out
+        })
+    };
+    let reader = {
+        let (store, id, done) = (store.clone(), id.clone(), done.clone());
+        tokio::spawn(async move {
+            let mut loads = 0;
+            while !done.load(std::sync::atomic::Ordering::SeqCst) || loads == 0 {
+                let account = store.resource_account(&id).await.expect("account entry");
+                assert!(account.is_some());
+                let items = store
+                    .list_resources(&id)
+                    .await
+                    .expect("every load succeeds");
+                assert_eq!(items.len(), total, "an account never loads partly");
+                store.resource_changes(&id, 0).await.expect("changes");
+                loads += 1;
+            }
+            loads
+        })
+    };
+    let sync = sync.await.expect("sync task");
+    let refresh = refresh.await.expect("refresh task");
+    done.store(true, std::sync::atomic::Ordering::SeqCst);
+    assert!(reader.await.expect("reader task") > 0);
+
+    let mut generations: Vec<u64> = sync
+        .iter()
+        .chain(&refresh)
+        .filter(|(o, _)| !o.applied.is_empty())
+        .map(|(o, _)| o.generation)
+        .collect();
+    let writes = generations.len();
+    generations.sort_unstable();
+    generations.dedup();
+    assert_eq!(generations.len(), writes, "no generation is given twice");
+    let last = store
+        .resource_account(&id)
+        .await
+        .expect("account")
+        .expect("stored")
+        .generation;
+    assert_eq!(
+        last,
+        1 + writes as u64,
+        "one generation per write that changed something"
+    );
+    let latest = sync
+        .iter()
+        .chain(&refresh)
+        .map(|(_, at)| at.timestamp_micros())
+        .max();
+    let role = store
+        .get_resources(&id, std::slice::from_ref(&role_key))
+        .await
+        .expect("get")
+        .pop()
+        .expect("role");
+    assert_eq!(
+        Some(role.fetched_at.timestamp_micros()),
+        latest,
+        "the role holds the latest read"
+    );
+    let log = store.resource_changes(&id, 1).await.expect("changes");
+    let logged: Vec<u64> = log.iter().map(|c| c.generation).collect();
+    assert_eq!(logged, (2..=last).collect::<Vec<u64>>(), "a gap-free log");
+}
+
+pub async fn account_status_round_trip(store: &dyn Store) {
+    use crate::resources::model::AccountStatus;
     let status = AccountStatus {
         account_id: "123412341234".into(),
         account_name: "conformance".into(),

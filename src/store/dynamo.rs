@@ -10,13 +10,15 @@ use std::collections::HashMap;
 use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
-use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem};
+use aws_sdk_dynamodb::types::{
+    AttributeValue, Delete, KeysAndAttributes, Put, TransactWriteItem, Update,
+};
 use chrono::{DateTime, Utc};
+use futures::StreamExt;
 
 use super::*;
 use crate::migrate::table_name;
-use crate::resources::model::AccountSnapshot;
-use crate::resources::sync::AccountStatus;
+use crate::resources::stored::{LOG_KEEP, ResourceDelete};
 
 type Item = HashMap<String, AttributeValue>;
 
@@ -33,9 +35,19 @@ pub struct DynamoStore {
     sessions: String,
 }
 
-/// Snapshot bytes per item: well under DynamoDB's 400 KB item limit.
-const CHUNK_BYTES: usize = 300_000;
+/// Partition of the per-account entries (`meta#<account>`) and sync statuses (`status#<account>`).
 const META: &str = "_meta";
+/// Sort-key prefixes in an account's partition: one item per resource, one per log entry.
+const ITEM: &str = "item#";
+const STAMP: &str = "stamp#";
+const LOG: &str = "log#";
+/// Actions in one `TransactWriteItems` (DynamoDB allows 100) and their bytes (4 MB allowed).
+const TX_ACTIONS: usize = 100;
+const TX_BYTES: usize = 3_500_000;
+/// Attempts at a transaction that lost to a concurrent one on the same item.
+const TX_ATTEMPTS: u32 = 5;
+/// Item transactions of one large write in flight at once.
+const GROUPS_AT_ONCE: usize = 4;
 
 impl DynamoStore {
     pub fn new(client: Client, table_prefix: &str) -> Self {
@@ -410,22 +422,6 @@ impl DynamoStore {
     }
 }
 
-/// Split a string into pieces of at most `max` bytes, on character boundaries.
-fn chunks(text: &str, max: usize) -> Vec<&str> {
-    let mut out = vec![];
-    let mut rest = text;
-    while !rest.is_empty() {
-        let mut cut = rest.len().min(max);
-        while !rest.is_char_boundary(cut) {
-            cut -= 1;
-        }
-        let (head, tail) = rest.split_at(cut);
-        out.push(head);
-        rest = tail;
-    }
-    out
-}
-
 fn num(item: &Item, attr: &str) -> u64 {
     match item.get(attr) {
         Some(AttributeValue::N(v)) => v.parse().unwrap_or(0),
@@ -466,6 +462,489 @@ impl DynamoStore {
             match page.last_evaluated_key() {
                 Some(k) if !k.is_empty() => start = Some(k.clone()),
                 _ => return Ok(out),
+            }
+        }
+    }
+}
+
+/// One resource's write in a resource transaction: its item and its stamp, which always go
+/// together.
+struct ItemAction {
+    key: ResourceKey,
+    actions: [TransactWriteItem; 2],
+    bytes: usize,
+}
+
+/// The transaction actions of `group`, and for each the position in `group` it belongs to.
+fn flatten(group: &[ItemAction]) -> (Vec<TransactWriteItem>, Vec<usize>) {
+    group
+        .iter()
+        .enumerate()
+        .flat_map(|(i, a)| a.actions.iter().map(move |t| (t.clone(), i)))
+        .unzip()
+}
+
+/// Remove from `group` the resources whose actions at `failed` (positions in the flattened
+/// transaction) lost their condition; returns their keys.
+fn drop_failed(group: &mut Vec<ItemAction>, owner: &[usize], failed: &[usize]) -> Vec<ResourceKey> {
+    let mut gone: Vec<usize> = failed
+        .iter()
+        .filter_map(|&i| owner.get(i).copied())
+        .collect();
+    gone.sort_unstable();
+    gone.dedup();
+    gone.iter().rev().map(|&i| group.remove(i).key).collect()
+}
+
+fn item_sk(key: &ResourceKey) -> String {
+    format!("{ITEM}{}", key.encode())
+}
+
+/// A resource's stamp: its key, hash and fetch time without the body, so a sync's comparison
+/// reads a few bytes per resource (a Query's 1 MB page counts whole items before projection).
+fn stamp_sk(key: &ResourceKey) -> String {
+    format!("{STAMP}{}", key.encode())
+}
+
+fn log_sk(generation: u64) -> String {
+    format!("{LOG}{generation:020}")
+}
+
+fn key_of(item: &Item) -> StoreResult<ResourceKey> {
+    let sk = sk_of(item, "sk");
+    sk.strip_prefix(STAMP)
+        .and_then(ResourceKey::decode)
+        .ok_or_else(|| StoreError::Backend(format!("corrupt resource key {sk}")))
+}
+
+fn time_of(item: &Item, attr: &str) -> StoreResult<DateTime<Utc>> {
+    let v = sk_of(item, attr);
+    DateTime::parse_from_rfc3339(&v)
+        .map(|t| t.with_timezone(&Utc))
+        .map_err(|e| StoreError::Backend(format!("corrupt {attr} {v}: {e}")))
+}
+
+fn account_of(item: &Item) -> StoreResult<ResourceAccount> {
+    let synced_at = match item.get("synced_at") {
+        Some(AttributeValue::S(_)) => Some(time_of(item, "synced_at")?),
+        _ => None,
+    };
+    Ok(ResourceAccount {
+        account_id: sk_of(item, "sk").trim_start_matches("meta#").to_string(),
+        account_name: sk_of(item, "account_name"),
+        generation: num(item, "generation"),
+        synced_at,
+        incomplete: matches!(item.get("incomplete"), Some(AttributeValue::Bool(true))),
+    })
+}
+
+/// What the cancellation reasons of a failed resource transaction say.
+enum Cancelled {
+    /// These actions' conditions failed (positions in the transaction).
+    Conditions(Vec<usize>),
+    /// Another transaction was writing one of the same items: try again.
+    Contended,
+}
+
+fn cancelled<R>(
+    e: &SdkError<aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError, R>,
+) -> Option<Cancelled> {
+    let codes = cancellation_codes(e)?;
+    let failed: Vec<usize> = codes
+        .iter()
+        .enumerate()
+        .filter(|(_, c)| c.as_str() == "ConditionalCheckFailed")
+        .map(|(i, _)| i)
+        .collect();
+    if !failed.is_empty() {
+        Some(Cancelled::Conditions(failed))
+    } else if codes.iter().any(|c| c == "TransactionConflict") {
+        Some(Cancelled::Contended)
+    } else {
+        None
+    }
+}
+
+impl DynamoStore {
+    fn put_resource_item(&self, item: &ResourceItem) -> StoreResult<ItemAction> {
+        let key = item.key();
+        let body = encode(item)?;
+        let bytes = body.len() + 200;
+        let put = Put::builder()
+            .table_name(&self.resources)
+            .set_item(Some(HashMap::from([
+                ("account_id".into(), s(&item.account_id)),
+                ("sk".into(), s(item_sk(&key))),
+                ("hash".into(), s(&item.hash)),
+                ("fetched_at".into(), s(ts(item.fetched_at))),
+                ("body".into(), s(body)),
+            ])))
+            // Never replace what was read from AWS after this.
+            .condition_expression("attribute_not_exists(sk) OR fetched_at <= :t")
+            .expression_attribute_values(":t", s(ts(item.fetched_at)))
+            .build()
+            .map_err(|e| StoreError::Backend(e.to_string()))?;
+        let stamp = Put::builder()
+            .table_name(&self.resources)
+            .set_item(Some(HashMap::from([
+                ("account_id".into(), s(&item.account_id)),
+                ("sk".into(), s(stamp_sk(&key))),
+                ("hash".into(), s(&item.hash)),
+                ("fetched_at".into(), s(ts(item.fetched_at))),
+            ])))
+            .build()
+            .map_err(|e| StoreError::Backend(e.to_string()))?;
+        Ok(ItemAction {
+            key,
+            actions: [
+                TransactWriteItem::builder().put(put).build(),
+                TransactWriteItem::builder().put(stamp).build(),
+            ],
+            bytes,
+        })
+    }
+
+    fn delete_resource_item(
+        &self,
+        account_id: &str,
+        d: &ResourceDelete,
+    ) -> StoreResult<ItemAction> {
+        let delete = Delete::builder()
+            .table_name(&self.resources)
+            .key("account_id", s(account_id))
+            .key("sk", s(item_sk(&d.key)))
+            .condition_expression("attribute_not_exists(sk) OR fetched_at <= :t")
+            .expression_attribute_values(":t", s(ts(d.fetched_at)))
+            .build()
+            .map_err(|e| StoreError::Backend(e.to_string()))?;
+        let stamp = Delete::builder()
+            .table_name(&self.resources)
+            .key("account_id", s(account_id))
+            .key("sk", s(stamp_sk(&d.key)))
+            .build()
+            .map_err(|e| StoreError::Backend(e.to_string()))?;
+        Ok(ItemAction {
+            key: d.key.clone(),
+            actions: [
+                TransactWriteItem::builder().delete(delete).build(),
+                TransactWriteItem::builder().delete(stamp).build(),
+            ],
+            bytes: 500,
+        })
+    }
+
+    /// The account entry's update: generation `expected` → `next` (the same to only set
+    /// `synced_at`), conditional on `expected`.
+    fn account_update(
+        &self,
+        write: &ResourceWrite,
+        expected: u64,
+        next: u64,
+        clear_incomplete: bool,
+    ) -> StoreResult<Update> {
+        let mut set = vec!["generation = :next", "account_name = :name"];
+        let mut update = Update::builder()
+            .table_name(&self.resources)
+            .key("account_id", s(META))
+            .key("sk", s(format!("meta#{}", write.account_id)))
+            .expression_attribute_values(":next", n(next))
+            .expression_attribute_values(":name", s(&write.account_name))
+            .expression_attribute_values(":expected", n(expected));
+        if let Some(at) = write.synced_at {
+            set.push("synced_at = :synced");
+            update = update.expression_attribute_values(":synced", s(ts(at)));
+        }
+        let mut expression = format!("SET {}", set.join(", "));
+        if clear_incomplete {
+            expression.push_str(" REMOVE incomplete");
+        }
+        update
+            .update_expression(expression)
+            .condition_expression(if expected == 0 {
+                "attribute_not_exists(generation) OR generation = :expected"
+            } else {
+                "generation = :expected"
+            })
+            .build()
+            .map_err(|e| StoreError::Backend(e.to_string()))
+    }
+
+    /// The actions that move an account from `expected` to `expected + 1`: its log entry, the
+    /// account entry, and the removal of the entry that falls out of the kept log.
+    fn commit_actions(
+        &self,
+        write: &ResourceWrite,
+        expected: u64,
+        applied: &[ResourceKey],
+        full: bool,
+        clear_incomplete: bool,
+    ) -> StoreResult<Vec<TransactWriteItem>> {
+        let next = expected + 1;
+        let mut entry = write.change(next, applied);
+        entry.full |= full;
+        if entry.full {
+            entry.keys.clear();
+        }
+        let log = Put::builder()
+            .table_name(&self.resources)
+            .set_item(Some(HashMap::from([
+                ("account_id".into(), s(&write.account_id)),
+                ("sk".into(), s(log_sk(next))),
+                ("body".into(), s(encode(&entry)?)),
+            ])))
+            .build()
+            .map_err(|e| StoreError::Backend(e.to_string()))?;
+        let mut out = vec![
+            TransactWriteItem::builder()
+                .update(self.account_update(write, expected, next, clear_incomplete)?)
+                .build(),
+            TransactWriteItem::builder().put(log).build(),
+        ];
+        if next > LOG_KEEP {
+            let trim = Delete::builder()
+                .table_name(&self.resources)
+                .key("account_id", s(&write.account_id))
+                .key("sk", s(log_sk(next - LOG_KEEP)))
+                .build()
+                .map_err(|e| StoreError::Backend(e.to_string()))?;
+            out.push(TransactWriteItem::builder().delete(trim).build());
+        }
+        Ok(out)
+    }
+
+    /// Everything in one transaction: the items, the log entry and the generation.
+    async fn write_small(
+        &self,
+        write: &ResourceWrite,
+        mut actions: Vec<ItemAction>,
+    ) -> StoreResult<WriteOutcome> {
+        let expected = write.expected_generation;
+        if expected == 0 {
+            self.drop_legacy_snapshot(&write.account_id).await;
+        }
+        let mut skipped = vec![];
+        let mut contended = 0;
+        loop {
+            let applied: Vec<ResourceKey> = actions.iter().map(|a| a.key.clone()).collect();
+            let (mut items, owner) = flatten(&actions);
+            if applied.is_empty() && !write.full {
+                // Nothing to change: at most the sync time, on the same condition.
+                if write.synced_at.is_none() {
+                    return Ok(WriteOutcome {
+                        generation: expected,
+                        applied,
+                        skipped,
+                    });
+                }
+                items.push(
+                    TransactWriteItem::builder()
+                        .update(self.account_update(write, expected, expected, false)?)
+                        .build(),
+                );
+            } else {
+                items.extend(self.commit_actions(write, expected, &applied, false, false)?);
+            }
+            let item_count = owner.len();
+            match self
+                .client
+                .transact_write_items()
+                .set_transact_items(Some(items))
+                .send()
+                .await
+            {
+                Ok(_) => {
+                    let generation = if applied.is_empty() && !write.full {
+                        expected
+                    } else {
+                        expected + 1
+                    };
+                    return Ok(WriteOutcome {
+                        generation,
+                        applied,
+                        skipped,
+                    });
+                }
+                Err(e) => match cancelled(&e) {
+                    Some(Cancelled::Conditions(failed)) => {
+                        if failed.iter().any(|&i| i >= item_count) {
+                            return Err(StoreError::Conflict(format!(
+                                "the resources of account {} are no longer at generation \
+                                 {expected}",
+                                write.account_id
+                            )));
+                        }
+                        // Items read from AWS later than ours stay; the rest go again.
+                        skipped.extend(drop_failed(&mut actions, &owner, &failed));
+                    }
+                    Some(Cancelled::Contended) if contended + 1 < TX_ATTEMPTS => {
+                        contended += 1;
+                        tokio::time::sleep(std::time::Duration::from_millis(20 << contended)).await;
+                    }
+                    _ => {
+                        return Err(match cancellation_codes(&e) {
+                            Some(codes) => StoreError::Backend(format!(
+                                "dynamodb transact_write_items cancelled ({})",
+                                codes.join(", ")
+                            )),
+                            None => backend("transact_write_items", e),
+                        });
+                    }
+                },
+            }
+        }
+    }
+
+    /// More than one transaction holds: mark the account incomplete (so a crash before the end
+    /// is repaired by the next write), write the items in groups, then commit a `full` log
+    /// entry. Once items are written the commit is retried on newer generations rather than
+    /// given up: readers then reload the account, which is always right.
+    async fn write_large(
+        &self,
+        write: &ResourceWrite,
+        actions: Vec<ItemAction>,
+    ) -> StoreResult<WriteOutcome> {
+        let expected = write.expected_generation;
+        if expected == 0 {
+            self.drop_legacy_snapshot(&write.account_id).await;
+        }
+        let mark = self
+            .client
+            .update_item()
+            .table_name(&self.resources)
+            .key("account_id", s(META))
+            .key("sk", s(format!("meta#{}", write.account_id)))
+            .update_expression("SET incomplete = :t, generation = :g, account_name = :name")
+            .condition_expression(if expected == 0 {
+                "attribute_not_exists(generation) OR generation = :g"
+            } else {
+                "generation = :g"
+            })
+            .expression_attribute_values(":t", AttributeValue::Bool(true))
+            .expression_attribute_values(":g", n(expected))
+            .expression_attribute_values(":name", s(&write.account_name))
+            .send()
+            .await;
+        if let Err(e) = mark {
+            if e.as_service_error()
+                .is_some_and(|s| s.is_conditional_check_failed_exception())
+            {
+                return Err(StoreError::Conflict(format!(
+                    "the resources of account {} are no longer at generation {expected}",
+                    write.account_id
+                )));
+            }
+            return Err(backend("update_item", e));
+        }
+        let mut applied = vec![];
+        let mut skipped = vec![];
+        let mut groups: Vec<Vec<ItemAction>> = vec![];
+        let mut group: Vec<ItemAction> = vec![];
+        let mut group_bytes = 0;
+        for next in actions {
+            if (group.len() + 1) * 2 > TX_ACTIONS || group_bytes + next.bytes > TX_BYTES {
+                groups.push(std::mem::take(&mut group));
+                group_bytes = 0;
+            }
+            group_bytes += next.bytes;
+            group.push(next);
+        }
+        groups.push(group);
+        // The groups are independent conditional writes: a few at a time.
+        let mut written = futures::stream::iter(groups.into_iter().map(|g| self.write_group(g)))
+            .buffer_unordered(GROUPS_AT_ONCE);
+        while let Some(result) = written.next().await {
+            let (done, lost) = result?;
+            applied.extend(done);
+            skipped.extend(lost);
+        }
+        applied.sort();
+        skipped.sort();
+        let mut generation = expected;
+        let mut attempts = 0;
+        loop {
+            let items = self.commit_actions(write, generation, &applied, true, true)?;
+            match self
+                .client
+                .transact_write_items()
+                .set_transact_items(Some(items))
+                .send()
+                .await
+            {
+                Ok(_) => {
+                    return Ok(WriteOutcome {
+                        generation: generation + 1,
+                        applied,
+                        skipped,
+                    });
+                }
+                Err(e) if cancelled(&e).is_some() && attempts < 20 => {
+                    attempts += 1;
+                    // Somebody else committed meanwhile: log ours after theirs.
+                    generation = self
+                        .resource_account(&write.account_id)
+                        .await?
+                        .map_or(0, |a| a.generation);
+                }
+                Err(e) => return Err(backend("transact_write_items", e)),
+            }
+        }
+    }
+
+    /// One transaction of item writes; items whose condition fails (read later elsewhere) are
+    /// dropped and the rest written again. Returns (written, skipped).
+    async fn write_group(
+        &self,
+        mut group: Vec<ItemAction>,
+    ) -> StoreResult<(Vec<ResourceKey>, Vec<ResourceKey>)> {
+        let mut skipped = vec![];
+        let mut contended = 0;
+        while !group.is_empty() {
+            let (items, owner) = flatten(&group);
+            match self
+                .client
+                .transact_write_items()
+                .set_transact_items(Some(items))
+                .send()
+                .await
+            {
+                Ok(_) => break,
+                Err(e) => match cancelled(&e) {
+                    Some(Cancelled::Conditions(failed)) => {
+                        skipped.extend(drop_failed(&mut group, &owner, &failed));
+                    }
+                    Some(Cancelled::Contended) if contended + 1 < TX_ATTEMPTS => {
+                        contended += 1;
+                        tokio::time::sleep(std::time::Duration::from_millis(20 << contended)).await;
+                    }
+                    _ => return Err(backend("transact_write_items", e)),
+                },
+            }
+        }
+        Ok((group.into_iter().map(|a| a.key).collect(), skipped))
+    }
+
+    /// Before resources were stored per item, an account was JSON chunks (`snapshot#...`)
+    /// behind a `_meta`/`account#<id>` pointer. The first per-item write removes them; a failure
+    /// only leaves garbage nobody reads.
+    async fn drop_legacy_snapshot(&self, account_id: &str) {
+        let Ok(chunks) = self.items_with_prefix(account_id, "snapshot#").await else {
+            return;
+        };
+        let keys = chunks
+            .iter()
+            .map(|c| (account_id.to_string(), sk_of(c, "sk")))
+            .chain([(META.to_string(), format!("account#{account_id}"))]);
+        for (partition, sk) in keys {
+            if let Err(e) = self
+                .client
+                .delete_item()
+                .table_name(&self.resources)
+                .key("account_id", s(partition))
+                .key("sk", s(sk))
+                .send()
+                .await
+            {
+                tracing::warn!(error = %DisplayErrorContext(&e), "cannot delete an old snapshot item");
             }
         }
     }
@@ -841,105 +1320,159 @@ impl Store for DynamoStore {
             })
     }
 
-    async fn put_snapshot(&self, snapshot: &AccountSnapshot) -> StoreResult<u64> {
-        let account = snapshot.account_id.clone();
-        let generation = self
-            .client
-            .update_item()
-            .table_name(&self.resources)
-            .key("account_id", s(META))
-            .key("sk", s("generation"))
-            .update_expression("ADD #v :one")
-            .expression_attribute_names("#v", "value")
-            .expression_attribute_values(":one", n(1))
-            .return_values(aws_sdk_dynamodb::types::ReturnValue::UpdatedNew)
-            .send()
-            .await
-            .map_err(|e| backend("update_item", e))?
-            .attributes()
-            .map(|a| num(a, "value"))
-            .unwrap_or(0);
-        let json = encode(snapshot)?;
-        let parts = chunks(&json, CHUNK_BYTES);
-        for (i, part) in parts.iter().enumerate() {
-            self.put_resource(HashMap::from([
-                ("account_id".into(), s(&account)),
-                ("sk".into(), s(format!("snapshot#{generation:020}#{i:05}"))),
-                ("body".into(), s(*part)),
-            ]))
-            .await?;
-        }
-        // Readers follow this pointer: the new generation becomes visible only once complete.
-        self.put_resource(HashMap::from([
-            ("account_id".into(), s(META)),
-            ("sk".into(), s(format!("account#{account}"))),
-            ("generation".into(), n(generation)),
-            ("chunks".into(), n(parts.len() as u64)),
-        ]))
-        .await?;
-        // Drop older generations; a failure here only leaves garbage behind.
-        let current = format!("snapshot#{generation:020}#");
-        for old in self.items_with_prefix(&account, "snapshot#").await? {
-            let sk = sk_of(&old, "sk");
-            if !sk.starts_with(&current)
-                && let Err(e) = self
-                    .client
-                    .delete_item()
-                    .table_name(&self.resources)
-                    .key("account_id", s(&account))
-                    .key("sk", s(&sk))
-                    .send()
-                    .await
-            {
-                tracing::warn!(error = %DisplayErrorContext(&e), "cannot delete an old snapshot chunk");
-            }
-        }
-        Ok(generation)
+    async fn resource_accounts(&self) -> StoreResult<Vec<ResourceAccount>> {
+        self.items_with_prefix(META, "meta#")
+            .await?
+            .iter()
+            .map(account_of)
+            .collect()
     }
 
-    async fn list_snapshots(&self) -> StoreResult<Vec<AccountSnapshot>> {
-        let mut out = vec![];
-        for pointer in self.items_with_prefix(META, "account#").await? {
-            let account = sk_of(&pointer, "sk")
-                .trim_start_matches("account#")
-                .to_string();
-            let generation = num(&pointer, "generation");
-            let prefix = format!("snapshot#{generation:020}#");
-            let mut parts = self.items_with_prefix(&account, &prefix).await?;
-            parts.sort_by_key(|p| sk_of(p, "sk"));
-            if parts.len() as u64 != num(&pointer, "chunks") {
-                return Err(StoreError::Backend(format!(
-                    "snapshot of account {account} is incomplete"
-                )));
-            }
-            let json: String = parts
-                .iter()
-                .map(|p| match p.get("body") {
-                    Some(AttributeValue::S(b)) => b.as_str(),
-                    _ => "",
-                })
-                .collect();
-            out.push(
-                serde_json::from_str(&json)
-                    .map_err(|e| StoreError::Backend(format!("corrupt snapshot: {e}")))?,
-            );
-        }
-        out.sort_by(|a: &AccountSnapshot, b| a.account_id.cmp(&b.account_id));
-        Ok(out)
-    }
-
-    async fn resource_generation(&self) -> StoreResult<u64> {
+    async fn resource_account(&self, account_id: &str) -> StoreResult<Option<ResourceAccount>> {
         let out = self
             .client
             .get_item()
             .table_name(&self.resources)
             .key("account_id", s(META))
-            .key("sk", s("generation"))
+            .key("sk", s(format!("meta#{account_id}")))
             .consistent_read(true)
             .send()
             .await
             .map_err(|e| backend("get_item", e))?;
-        Ok(out.item().map(|i| num(i, "value")).unwrap_or(0))
+        out.item().map(account_of).transpose()
+    }
+
+    async fn resource_stamps(&self, account_id: &str) -> StoreResult<Vec<ResourceStamp>> {
+        let mut out = vec![];
+        let mut start: Option<Item> = None;
+        loop {
+            let page = self
+                .client
+                .query()
+                .table_name(&self.resources)
+                .key_condition_expression("account_id = :a AND begins_with(sk, :p)")
+                .expression_attribute_values(":a", s(account_id))
+                .expression_attribute_values(":p", s(STAMP))
+                .consistent_read(true)
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(|e| backend("query", e))?;
+            for item in page.items() {
+                out.push(ResourceStamp {
+                    key: key_of(item)?,
+                    hash: sk_of(item, "hash"),
+                    fetched_at: time_of(item, "fetched_at")?,
+                });
+            }
+            match page.last_evaluated_key() {
+                Some(k) if !k.is_empty() => start = Some(k.clone()),
+                _ => return Ok(out),
+            }
+        }
+    }
+
+    async fn list_resources(&self, account_id: &str) -> StoreResult<Vec<ResourceItem>> {
+        self.items_with_prefix(account_id, ITEM)
+            .await?
+            .iter()
+            .map(body_of)
+            .collect()
+    }
+
+    async fn get_resources(
+        &self,
+        account_id: &str,
+        keys: &[ResourceKey],
+    ) -> StoreResult<Vec<ResourceItem>> {
+        let mut unique: Vec<String> = keys.iter().map(item_sk).collect();
+        unique.sort();
+        unique.dedup();
+        let mut out = vec![];
+        for batch in unique.chunks(100) {
+            let ask = KeysAndAttributes::builder()
+                .set_keys(Some(
+                    batch
+                        .iter()
+                        .map(|sk| {
+                            HashMap::from([
+                                ("account_id".to_string(), s(account_id)),
+                                ("sk".to_string(), s(sk.as_str())),
+                            ])
+                        })
+                        .collect(),
+                ))
+                .consistent_read(true)
+                .build()
+                .map_err(|e| StoreError::Backend(e.to_string()))?;
+            let mut pending = Some(HashMap::from([(self.resources.clone(), ask)]));
+            while let Some(request) = pending.take().filter(|r| !r.is_empty()) {
+                let page = self
+                    .client
+                    .batch_get_item()
+                    .set_request_items(Some(request))
+                    .send()
+                    .await
+                    .map_err(|e| backend("batch_get_item", e))?;
+                for item in page
+                    .responses()
+                    .and_then(|r| r.get(&self.resources))
+                    .into_iter()
+                    .flatten()
+                {
+                    out.push(body_of(item)?);
+                }
+                pending = page.unprocessed_keys().cloned();
+            }
+        }
+        Ok(out)
+    }
+
+    async fn resource_changes(
+        &self,
+        account_id: &str,
+        after: u64,
+    ) -> StoreResult<Vec<ResourceChange>> {
+        let mut out = vec![];
+        let mut start: Option<Item> = None;
+        loop {
+            let page = self
+                .client
+                .query()
+                .table_name(&self.resources)
+                .key_condition_expression("account_id = :a AND sk BETWEEN :lo AND :hi")
+                .expression_attribute_values(":a", s(account_id))
+                .expression_attribute_values(":lo", s(log_sk(after.saturating_add(1))))
+                .expression_attribute_values(":hi", s(log_sk(u64::MAX)))
+                .consistent_read(true)
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(|e| backend("query", e))?;
+            for item in page.items() {
+                out.push(body_of(item)?);
+            }
+            match page.last_evaluated_key() {
+                Some(k) if !k.is_empty() => start = Some(k.clone()),
+                _ => return Ok(out),
+            }
+        }
+    }
+
+    async fn write_resources(&self, write: &ResourceWrite) -> StoreResult<WriteOutcome> {
+        let mut actions = vec![];
+        for item in &write.puts {
+            actions.push(self.put_resource_item(item)?);
+        }
+        for d in &write.deletes {
+            actions.push(self.delete_resource_item(&write.account_id, d)?);
+        }
+        let bytes: usize = actions.iter().map(|a| a.bytes).sum();
+        if actions.len() * 2 + 3 <= TX_ACTIONS && bytes <= TX_BYTES {
+            self.write_small(write, actions).await
+        } else {
+            self.write_large(write, actions).await
+        }
     }
 
     async fn put_account_status(&self, status: &AccountStatus) -> StoreResult<()> {
@@ -1207,13 +1740,6 @@ fn text(item: &Item, attr: &str) -> String {
     sk_of(item, attr)
 }
 
-fn time_of(item: &Item, attr: &str) -> StoreResult<DateTime<Utc>> {
-    let raw = text(item, attr);
-    DateTime::parse_from_rfc3339(&raw)
-        .map(|t| t.with_timezone(&Utc))
-        .map_err(|e| StoreError::Backend(format!("corrupt time {raw}: {e}")))
-}
-
 fn denial_of(item: &Item) -> StoreResult<Denial> {
     Ok(Denial {
         role: text(item, "role"),
@@ -1313,19 +1839,5 @@ impl DynamoStore {
             }
             other => other,
         })
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::chunks;
-
-    #[test]
-    fn chunks_split_on_character_boundaries() {
-        let text = "ab€cd€";
-        let parts = chunks(text, 4);
-        assert!(parts.iter().all(|p| p.len() <= 4));
-        assert_eq!(parts.concat(), text);
-        assert!(chunks("", 4).is_empty());
     }
 }

@@ -13,6 +13,7 @@ use chrono::{DateTime, Utc};
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
 use super::*;
+use crate::resources::stored::LOG_KEEP;
 
 const SCHEMA: &str = r#"
 CREATE TABLE IF NOT EXISTS requests (
@@ -58,9 +59,25 @@ CREATE TABLE IF NOT EXISTS outbox (
 );
 CREATE INDEX IF NOT EXISTS outbox_by_status ON outbox (status, sort_key);
 
-CREATE TABLE IF NOT EXISTS snapshots (
-    account_id TEXT PRIMARY KEY,
-    body       TEXT NOT NULL
+CREATE TABLE IF NOT EXISTS resource_accounts (
+    account_id   TEXT PRIMARY KEY,
+    account_name TEXT NOT NULL,
+    generation   INTEGER NOT NULL,
+    synced_at    TEXT
+);
+CREATE TABLE IF NOT EXISTS resource_items (
+    account_id TEXT NOT NULL,
+    key        TEXT NOT NULL,
+    hash       TEXT NOT NULL,
+    fetched_at TEXT NOT NULL,
+    body       TEXT NOT NULL,
+    PRIMARY KEY (account_id, key)
+);
+CREATE TABLE IF NOT EXISTS resource_log (
+    account_id TEXT NOT NULL,
+    generation INTEGER NOT NULL,
+    body       TEXT NOT NULL,
+    PRIMARY KEY (account_id, generation)
 );
 CREATE TABLE IF NOT EXISTS account_status (
     account_id TEXT PRIMARY KEY,
@@ -80,10 +97,6 @@ CREATE TABLE IF NOT EXISTS sign_ins (
 CREATE TABLE IF NOT EXISTS revoked_sessions (
     sid   TEXT PRIMARY KEY,
     until TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS meta (
-    key   TEXT PRIMARY KEY,
-    value INTEGER NOT NULL
 );
 "#;
 
@@ -143,7 +156,7 @@ impl EmbeddedStore {
         Self::init(Connection::open_in_memory().map_err(backend)?)
     }
 
-    fn init(conn: Connection) -> StoreResult<Self> {
+    fn init(mut conn: Connection) -> StoreResult<Self> {
         conn.busy_timeout(std::time::Duration::from_secs(5))
             .map_err(backend)?;
         // WAL lets readers of other processes (check-config, a second replica on the same file)
@@ -155,6 +168,7 @@ impl EmbeddedStore {
         conn.execute_batch(SCHEMA).map_err(backend)?;
         conn.execute_batch(EVENTS_SCHEMA).map_err(backend)?;
         upgrade_outbox(&conn)?;
+        convert_snapshots(&mut conn)?;
         Ok(EmbeddedStore {
             conn: Arc::new(Mutex::new(conn)),
         })
@@ -686,38 +700,219 @@ impl Store for EmbeddedStore {
         .await
     }
 
-    async fn put_snapshot(&self, snapshot: &AccountSnapshot) -> StoreResult<u64> {
-        let (id, body) = (snapshot.account_id.clone(), to_json(snapshot)?);
-        self.with_conn(move |c| {
-            let tx = c
-                .transaction_with_behavior(TransactionBehavior::Immediate)
+    async fn resource_accounts(&self) -> StoreResult<Vec<ResourceAccount>> {
+        self.with_conn(|c| {
+            let mut stmt = c
+                .prepare_cached(
+                    "SELECT account_id, account_name, generation, synced_at FROM resource_accounts
+                     ORDER BY account_id",
+                )
                 .map_err(backend)?;
-            tx.execute(
-                "INSERT INTO snapshots (account_id, body) VALUES (?1, ?2)
-                 ON CONFLICT (account_id) DO UPDATE SET body = excluded.body",
-                params![id, body],
-            )
-            .map_err(backend)?;
-            let next = generation(&tx)? + 1;
-            tx.execute(
-                "INSERT INTO meta (key, value) VALUES ('resource_generation', ?1)
-                 ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-                params![next as i64],
-            )
-            .map_err(backend)?;
-            tx.commit().map_err(backend)?;
-            Ok(next)
+            let rows = stmt.query_map([], account_row).map_err(backend)?;
+            rows.map(|r| r.map_err(backend)?).collect()
         })
         .await
     }
 
-    async fn list_snapshots(&self) -> StoreResult<Vec<AccountSnapshot>> {
-        self.with_conn(|c| all_bodies(c, "SELECT body FROM snapshots ORDER BY account_id", []))
-            .await
+    async fn resource_account(&self, account_id: &str) -> StoreResult<Option<ResourceAccount>> {
+        let id = account_id.to_string();
+        self.with_conn(move |c| resource_account(c, &id)).await
     }
 
-    async fn resource_generation(&self) -> StoreResult<u64> {
-        self.with_conn(|c| generation(c)).await
+    async fn resource_stamps(&self, account_id: &str) -> StoreResult<Vec<ResourceStamp>> {
+        let id = account_id.to_string();
+        self.with_conn(move |c| {
+            let mut stmt = c
+                .prepare_cached(
+                    "SELECT key, hash, fetched_at FROM resource_items WHERE account_id = ?1",
+                )
+                .map_err(backend)?;
+            let rows = stmt
+                .query_map([&id], |r| {
+                    Ok((
+                        r.get::<_, String>(0)?,
+                        r.get::<_, String>(1)?,
+                        r.get::<_, String>(2)?,
+                    ))
+                })
+                .map_err(backend)?;
+            let mut out = vec![];
+            for row in rows {
+                let (key, hash, at) = row.map_err(backend)?;
+                out.push(ResourceStamp {
+                    key: ResourceKey::decode(&key)
+                        .ok_or_else(|| StoreError::Backend(format!("corrupt key {key}")))?,
+                    hash,
+                    fetched_at: parse_ts(&at)?,
+                });
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn list_resources(&self, account_id: &str) -> StoreResult<Vec<ResourceItem>> {
+        let id = account_id.to_string();
+        self.with_conn(move |c| {
+            all_bodies(
+                c,
+                "SELECT body FROM resource_items WHERE account_id = ?1 ORDER BY key",
+                [&id],
+            )
+        })
+        .await
+    }
+
+    async fn get_resources(
+        &self,
+        account_id: &str,
+        keys: &[ResourceKey],
+    ) -> StoreResult<Vec<ResourceItem>> {
+        let id = account_id.to_string();
+        let keys: Vec<String> = keys.iter().map(ResourceKey::encode).collect();
+        self.with_conn(move |c| {
+            let mut stmt = c
+                .prepare_cached(
+                    "SELECT body FROM resource_items WHERE account_id = ?1 AND key = ?2",
+                )
+                .map_err(backend)?;
+            let mut out = vec![];
+            for key in &keys {
+                let body: Option<String> = stmt
+                    .query_row(params![id, key], |r| r.get(0))
+                    .optional()
+                    .map_err(backend)?;
+                if let Some(b) = body {
+                    out.push(from_json(&b)?);
+                }
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn resource_changes(
+        &self,
+        account_id: &str,
+        after: u64,
+    ) -> StoreResult<Vec<ResourceChange>> {
+        let id = account_id.to_string();
+        let after = i64::try_from(after).unwrap_or(i64::MAX);
+        self.with_conn(move |c| {
+            all_bodies(
+                c,
+                "SELECT body FROM resource_log WHERE account_id = ?1 AND generation > ?2
+                 ORDER BY generation",
+                params![id, after],
+            )
+        })
+        .await
+    }
+
+    async fn write_resources(&self, write: &ResourceWrite) -> StoreResult<WriteOutcome> {
+        let w = write.clone();
+        self.with_conn(move |c| {
+            let tx = c
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(backend)?;
+            let stored = resource_account(&tx, &w.account_id)?;
+            let current = stored.as_ref().map_or(0, |a| a.generation);
+            if current != w.expected_generation {
+                return Err(StoreError::Conflict(format!(
+                    "the resources of account {} are at generation {current}, not {}",
+                    w.account_id, w.expected_generation
+                )));
+            }
+            let mut out = WriteOutcome {
+                generation: current,
+                ..Default::default()
+            };
+            for item in &w.puts {
+                let key = item.key();
+                let written = tx
+                    .execute(
+                        "INSERT INTO resource_items (account_id, key, hash, fetched_at, body)
+                         VALUES (?1, ?2, ?3, ?4, ?5)
+                         ON CONFLICT (account_id, key) DO UPDATE SET hash = excluded.hash,
+                             fetched_at = excluded.fetched_at, body = excluded.body
+                         WHERE resource_items.fetched_at <= excluded.fetched_at",
+                        params![
+                            w.account_id,
+                            key.encode(),
+                            item.hash,
+                            ts(item.fetched_at),
+                            to_json(item)?
+                        ],
+                    )
+                    .map_err(backend)?;
+                if written == 0 {
+                    &mut out.skipped
+                } else {
+                    &mut out.applied
+                }
+                .push(key);
+            }
+            for d in &w.deletes {
+                let deleted = tx
+                    .execute(
+                        "DELETE FROM resource_items
+                         WHERE account_id = ?1 AND key = ?2 AND fetched_at <= ?3",
+                        params![w.account_id, d.key.encode(), ts(d.fetched_at)],
+                    )
+                    .map_err(backend)?;
+                let newer = deleted == 0
+                    && tx
+                        .query_row(
+                            "SELECT 1 FROM resource_items WHERE account_id = ?1 AND key = ?2",
+                            params![w.account_id, d.key.encode()],
+                            |_| Ok(()),
+                        )
+                        .optional()
+                        .map_err(backend)?
+                        .is_some();
+                if deleted > 0 {
+                    out.applied.push(d.key.clone());
+                } else if newer {
+                    out.skipped.push(d.key.clone());
+                }
+            }
+            let changed = !out.applied.is_empty() || w.full;
+            if changed {
+                out.generation = current + 1;
+                let entry = w.change(out.generation, &out.applied);
+                tx.execute(
+                    "INSERT INTO resource_log (account_id, generation, body) VALUES (?1, ?2, ?3)",
+                    params![w.account_id, out.generation as i64, to_json(&entry)?],
+                )
+                .map_err(backend)?;
+                tx.execute(
+                    "DELETE FROM resource_log WHERE account_id = ?1 AND generation <= ?2",
+                    params![w.account_id, out.generation.saturating_sub(LOG_KEEP) as i64],
+                )
+                .map_err(backend)?;
+            }
+            if changed || w.synced_at.is_some() {
+                let synced_at = w
+                    .synced_at
+                    .or_else(|| stored.as_ref().and_then(|a| a.synced_at));
+                tx.execute(
+                    "INSERT INTO resource_accounts (account_id, account_name, generation, synced_at)
+                     VALUES (?1, ?2, ?3, ?4)
+                     ON CONFLICT (account_id) DO UPDATE SET account_name = excluded.account_name,
+                         generation = excluded.generation, synced_at = excluded.synced_at",
+                    params![
+                        w.account_id,
+                        w.account_name,
+                        out.generation as i64,
+                        synced_at.map(ts)
+                    ],
+                )
+                .map_err(backend)?;
+            }
+            tx.commit().map_err(backend)?;
+            Ok(out)
+        })
+        .await
     }
 
     async fn put_account_status(&self, status: &AccountStatus) -> StoreResult<()> {
@@ -1088,16 +1283,87 @@ impl Store for EmbeddedStore {
     }
 }
 
-fn generation(c: &Connection) -> StoreResult<u64> {
-    let g: Option<i64> = c
+fn account_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoreResult<ResourceAccount>> {
+    let synced_at: Option<String> = r.get(3)?;
+    let generation: i64 = r.get(2)?;
+    Ok(synced_at
+        .as_deref()
+        .map(parse_ts)
+        .transpose()
+        .map(|synced_at| ResourceAccount {
+            account_id: r.get(0).unwrap_or_default(),
+            account_name: r.get(1).unwrap_or_default(),
+            generation: generation.max(0) as u64,
+            synced_at,
+            incomplete: false,
+        }))
+}
+
+fn resource_account(c: &Connection, id: &str) -> StoreResult<Option<ResourceAccount>> {
+    c.query_row(
+        "SELECT account_id, account_name, generation, synced_at FROM resource_accounts
+         WHERE account_id = ?1",
+        [id],
+        account_row,
+    )
+    .optional()
+    .map_err(backend)?
+    .transpose()
+}
+
+/// Databases written before resources were stored per item hold one JSON snapshot per account
+/// in `snapshots`: turn each into items at generation 1 (logged `full`), then drop the table.
+fn convert_snapshots(c: &mut Connection) -> StoreResult<()> {
+    let legacy: bool = c
         .query_row(
-            "SELECT value FROM meta WHERE key = 'resource_generation'",
+            "SELECT count(*) > 0 FROM sqlite_master WHERE type = 'table' AND name = 'snapshots'",
             [],
             |r| r.get(0),
         )
-        .optional()
         .map_err(backend)?;
-    Ok(g.unwrap_or(0).max(0) as u64)
+    if !legacy {
+        return Ok(());
+    }
+    let tx = c
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(backend)?;
+    let snapshots: Vec<crate::resources::model::AccountSnapshot> =
+        all_bodies(&tx, "SELECT body FROM snapshots", [])?;
+    for snap in snapshots {
+        if resource_account(&tx, &snap.account_id)?.is_some() {
+            continue;
+        }
+        let at = snap.synced_at.unwrap_or(DateTime::UNIX_EPOCH);
+        let (id, name) = (snap.account_id.clone(), snap.account_name.clone());
+        for resource in snap.into_resources() {
+            let item = ResourceItem::new(resource, at);
+            tx.execute(
+                "INSERT OR REPLACE INTO resource_items (account_id, key, hash, fetched_at, body)
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![id, item.key().encode(), item.hash, ts(at), to_json(&item)?],
+            )
+            .map_err(backend)?;
+        }
+        let entry = ResourceChange {
+            generation: 1,
+            full: true,
+            keys: vec![],
+        };
+        tx.execute(
+            "INSERT INTO resource_log (account_id, generation, body) VALUES (?1, 1, ?2)",
+            params![id, to_json(&entry)?],
+        )
+        .map_err(backend)?;
+        tx.execute(
+            "INSERT INTO resource_accounts (account_id, account_name, generation, synced_at)
+             VALUES (?1, ?2, 1, ?3)",
+            params![id, name, ts(at)],
+        )
+        .map_err(backend)?;
+    }
+    tx.execute_batch("DROP TABLE snapshots; DROP TABLE IF EXISTS meta;")
+        .map_err(backend)?;
+    tx.commit().map_err(backend)
 }
 
 fn all_bodies<T: serde::de::DeserializeOwned>(
@@ -1140,6 +1406,71 @@ mod tests {
             })
             .await;
         assert!(res.is_err(), "the trigger refuses updates");
+    }
+
+    #[tokio::test]
+    async fn snapshots_of_older_versions_become_items() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("old.db");
+        let snap = crate::resources::demo::account("111122223333", "demo-prod");
+        {
+            // The table and row an older iamdesk wrote.
+            let c = Connection::open(&path).expect("open");
+            c.execute_batch(
+                "CREATE TABLE snapshots (account_id TEXT PRIMARY KEY, body TEXT NOT NULL);
+                 CREATE TABLE meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
+                 INSERT INTO meta VALUES ('resource_generation', 7);",
+            )
+            .expect("old schema");
+            c.execute(
+                "INSERT INTO snapshots (account_id, body) VALUES (?1, ?2)",
+                params![snap.account_id, to_json(&snap).expect("json")],
+            )
+            .expect("old row");
+        }
+        let store = EmbeddedStore::open(&path).expect("open converts");
+        let account = store
+            .resource_account("111122223333")
+            .await
+            .expect("account")
+            .expect("converted");
+        assert_eq!(
+            (account.generation, account.account_name.as_str()),
+            (1, "demo-prod")
+        );
+        let items = store.list_resources("111122223333").await.expect("items");
+        assert_eq!(items.len(), snap.principals.len() + snap.policies.len());
+        let changes = store
+            .resource_changes("111122223333", 0)
+            .await
+            .expect("log");
+        assert!(
+            changes.len() == 1 && changes[0].full,
+            "replicas load it whole"
+        );
+        let left: i64 = store
+            .with_conn(|c| {
+                c.query_row(
+                    "SELECT count(*) FROM sqlite_master WHERE name IN ('snapshots', 'meta')",
+                    [],
+                    |r| r.get(0),
+                )
+                .map_err(backend)
+            })
+            .await
+            .expect("schema");
+        assert_eq!(left, 0, "the old tables are gone");
+        drop(store);
+        // Opening again converts nothing twice.
+        let store = EmbeddedStore::open(&path).expect("reopen");
+        assert_eq!(
+            store
+                .list_resources("111122223333")
+                .await
+                .expect("items")
+                .len(),
+            items.len()
+        );
     }
 
     #[tokio::test]

@@ -11,8 +11,10 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::resources::model::AccountSnapshot;
-use crate::resources::sync::AccountStatus;
+use crate::resources::model::{AccountStatus, ResourceKey};
+use crate::resources::stored::{
+    ResourceAccount, ResourceChange, ResourceItem, ResourceStamp, ResourceWrite, WriteOutcome,
+};
 
 pub use crate::events::model::{Denial, Finding, OutsideChange};
 
@@ -578,23 +580,61 @@ pub trait Store: Send + Sync + 'static {
     /// Replace an outbox message if its stored version is `message.version - 1` (else `Conflict`).
     async fn update_outbox(&self, message: &OutboxMessage) -> StoreResult<()>;
 
-    // --- Synced IAM resources. Defaults say "unsupported" so a backend can add them later. ---
+    // --- Synced IAM resources, one item per role, user and policy (`resources::stored`). ---
+    // Defaults say "unsupported" so a backend can add them later.
 
-    /// Replace the stored snapshot of one account and bump the resource generation (returned),
-    /// so every replica knows to rebuild its search index.
-    async fn put_snapshot(&self, snapshot: &AccountSnapshot) -> StoreResult<u64> {
-        let _ = snapshot;
-        Err(unsupported(self.backend_name(), "resource snapshots"))
+    /// Every account with stored resources: its generation and sync time.
+    async fn resource_accounts(&self) -> StoreResult<Vec<ResourceAccount>> {
+        Err(unsupported(self.backend_name(), "synced resources"))
     }
 
-    /// Every stored account snapshot.
-    async fn list_snapshots(&self) -> StoreResult<Vec<AccountSnapshot>> {
-        Err(unsupported(self.backend_name(), "resource snapshots"))
+    /// One account's entry (`None` before its first write), read consistently.
+    async fn resource_account(&self, account_id: &str) -> StoreResult<Option<ResourceAccount>> {
+        let _ = account_id;
+        Err(unsupported(self.backend_name(), "synced resources"))
     }
 
-    /// The current resource generation (0 before the first sync).
-    async fn resource_generation(&self) -> StoreResult<u64> {
-        Err(unsupported(self.backend_name(), "resource snapshots"))
+    /// Key, hash and fetch time of every item of one account (no bodies), for a sync's diff.
+    async fn resource_stamps(&self, account_id: &str) -> StoreResult<Vec<ResourceStamp>> {
+        let _ = account_id;
+        Err(unsupported(self.backend_name(), "synced resources"))
+    }
+
+    /// Every item of one account.
+    async fn list_resources(&self, account_id: &str) -> StoreResult<Vec<ResourceItem>> {
+        let _ = account_id;
+        Err(unsupported(self.backend_name(), "synced resources"))
+    }
+
+    /// The items of `keys` that exist (any order).
+    async fn get_resources(
+        &self,
+        account_id: &str,
+        keys: &[ResourceKey],
+    ) -> StoreResult<Vec<ResourceItem>> {
+        let _ = (account_id, keys);
+        Err(unsupported(self.backend_name(), "synced resources"))
+    }
+
+    /// The change-log entries of one account after generation `after`, oldest first. Entries
+    /// older than the last [`LOG_KEEP`](crate::resources::stored::LOG_KEEP) may be gone.
+    async fn resource_changes(
+        &self,
+        account_id: &str,
+        after: u64,
+    ) -> StoreResult<Vec<ResourceChange>> {
+        let _ = (account_id, after);
+        Err(unsupported(self.backend_name(), "synced resources"))
+    }
+
+    /// Store puts and deletes of one account if its generation is still
+    /// `write.expected_generation` (else `Conflict`, nothing written), skipping items stored
+    /// with a later `fetched_at`; then, if anything changed or `write.full`, move the generation
+    /// forward by one with its change-log entry, atomically with the items where the backend
+    /// can (see `resources::stored`).
+    async fn write_resources(&self, write: &ResourceWrite) -> StoreResult<WriteOutcome> {
+        let _ = write;
+        Err(unsupported(self.backend_name(), "synced resources"))
     }
 
     async fn put_account_status(&self, status: &AccountStatus) -> StoreResult<()> {

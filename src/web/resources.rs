@@ -835,7 +835,8 @@ pub async fn refresh_role(
             "There is no role '{name}' in account {account_id}."
         ))
     })?;
-    let still_there = crate::resources::sync::refresh_role(&state, &account_id, &name).await?;
+    let still_there =
+        crate::resources::sync::refresh_role(&state.resource_deps(), &account_id, &name).await?;
     tracing::info!(account = %account_id, role = %name, still_there, "role refreshed");
     if still_there {
         Ok(axum::response::Redirect::to(&format!(

@@ -248,7 +248,7 @@ async fn consolemes_temporary_policies_are_deleted_on_their_day() {
             .await
             .expect("put");
     }
-    iamdesk::resources::sync::run(&w.app.state)
+    iamdesk::resources::sync::run(&w.app.state.resource_deps())
         .await
         .expect("sync");
     let done =

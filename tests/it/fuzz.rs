@@ -293,7 +293,13 @@ async fn store_state(app: &TestApp) -> String {
         "outbox": outbox.items,
         "tokens": tokens,
         "sign_ins": sign_ins,
-        "generation": store.resource_generation().await.expect("generation"),
+        "resources": store
+            .resource_accounts()
+            .await
+            .expect("resource accounts")
+            .iter()
+            .map(|a| format!("{}:{}", a.account_id, a.generation))
+            .collect::<Vec<_>>(),
     })
     .to_string()
 }

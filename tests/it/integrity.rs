@@ -127,7 +127,7 @@ async fn attacks(w: World) {
 
     // 4. iamdesk's own spoke role, named plainly or as if it were a sub-part of `app`.
     create_role(&w.iam, "iamdesk-spoke", &[]).await;
-    iamdesk::resources::sync::run(&w.app.state)
+    iamdesk::resources::sync::run(&w.app.state.resource_deps())
         .await
         .expect("sync");
     for arn in [
@@ -532,7 +532,7 @@ async fn every_change_type_applies_exactly_the_calls_the_review_shows() {
             .await
             .expect("boundary");
     }
-    iamdesk::resources::sync::run(&w.app.state)
+    iamdesk::resources::sync::run(&w.app.state.resource_deps())
         .await
         .expect("sync");
 

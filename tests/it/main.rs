@@ -17,6 +17,7 @@ mod import;
 mod integrity;
 mod notify;
 mod pages;
+mod refresh;
 mod requests;
 mod resources;
 mod selfservice;

@@ -926,7 +926,7 @@ async fn a_clone_copies_trust_inline_managed_and_tags_into_the_new_role() {
         .send()
         .await
         .expect("tag");
-    iamdesk::resources::sync::run(&w.app.state)
+    iamdesk::resources::sync::run(&w.app.state.resource_deps())
         .await
         .expect("sync");
 

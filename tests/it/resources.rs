@@ -222,12 +222,15 @@ async fn refresh_role_requires_csrf_and_rereads_the_role() {
             .contains("Cross-site request refused")
     );
 
-    let before = app
-        .state
-        .store
-        .resource_generation()
-        .await
-        .expect("generation");
+    let generation = || async {
+        app.state
+            .store
+            .resource_account("111122223333")
+            .await
+            .expect("generation")
+            .map_or(0, |a| a.generation)
+    };
+    let before = generation().await;
     let resp = app
         .client
         .post(app.url(&post))
@@ -239,13 +242,24 @@ async fn refresh_role_requires_csrf_and_rereads_the_role() {
         .expect("POST");
     assert_eq!(resp.status(), 303);
     assert_eq!(resp.headers()["location"], format!("{page}?refreshed=1"));
-    assert!(
-        app.state
-            .store
-            .resource_generation()
-            .await
-            .expect("generation")
-            > before
+    // The sandbox's demo role reads the same as synced: written again all the same (a refresh
+    // writes what it read), alone, one generation on.
+    assert_eq!(generation().await, before + 1);
+    let log = app
+        .state
+        .store
+        .resource_changes("111122223333", before)
+        .await
+        .expect("changes");
+    assert_eq!(log.len(), 1);
+    assert_eq!(
+        log[0].keys,
+        [iamdesk::resources::model::ResourceKey::role("payments-api")]
+    );
+    assert_eq!(
+        app.state.resources.account_generation("111122223333"),
+        Some(before + 1),
+        "this replica applied its own write"
     );
     let html = app
         .get(&format!("{page}?refreshed=1"))

@@ -175,7 +175,7 @@ pub async fn spoke_app(account: &str, tune: impl FnOnce(&mut Config)) -> TestApp
     tune(&mut config);
     let mut app = TestApp::spawn(config).await;
     app.keep(dir);
-    iamdesk::resources::sync::run(&app.state)
+    iamdesk::resources::sync::run(&app.state.resource_deps())
         .await
         .expect("sync");
     app

@@ -63,7 +63,8 @@ async fn sync_reads_every_account_decodes_policies_and_reuses_credentials() {
 
     let dir = tempfile::tempdir().expect("tempdir");
     let app = App::build(config(&[&a, &b], &dir)).await.expect("app");
-    let outcome = sync::run(&app).await.expect("sync");
+    let deps = app.resource_deps();
+    let outcome = sync::run(&deps).await.expect("sync");
     assert_eq!(outcome.failed(), 0, "{:?}", outcome.statuses);
 
     let (_, role) = app
@@ -84,14 +85,30 @@ async fn sync_reads_every_account_decodes_policies_and_reuses_credentials() {
     );
     assert_eq!(role.tag("team"), Some("billing"));
     assert!(app.resources.role(&b, "queue-worker").is_some());
-    let stored = app.store.list_snapshots().await.expect("snapshots");
-    assert_eq!(stored.len(), 2, "both snapshots are in the store");
-    let cached = app
-        .cache
-        .get(&sync::snapshot_key(&a, outcome.generation))
+    let stored = app.store.resource_accounts().await.expect("accounts");
+    assert_eq!(stored.len(), 2, "both accounts are in the store");
+    let generation = |id: &str| {
+        stored
+            .iter()
+            .find(|s| s.account_id == id)
+            .map(|s| s.generation)
+            .expect("stored account")
+    };
+    let (gen_a, gen_b) = (generation(&a), generation(&b));
+    let mut names: Vec<String> = app
+        .store
+        .list_resources(&a)
         .await
-        .expect("cache");
-    assert!(cached.is_some(), "and in the cache, for other replicas");
+        .expect("items")
+        .iter()
+        .map(|i| i.key().name)
+        .collect();
+    names.sort();
+    assert_eq!(
+        names,
+        ["reports-reader", "to-be-deleted"],
+        "one item per role"
+    );
 
     // Search sees them too.
     let found = app
@@ -128,8 +145,26 @@ async fn sync_reads_every_account_decodes_policies_and_reuses_credentials() {
         .await
         .expect("delete role");
     assert!(app.resources.role(&a, "to-be-deleted").is_some());
-    let outcome = sync::run(&app).await.expect("second sync");
+    let outcome = sync::run(&deps).await.expect("second sync");
     assert_eq!(outcome.failed(), 0);
+    // Only what changed was written: one deletion in `a`, nothing in `b`.
+    let stored = app.store.resource_accounts().await.expect("accounts");
+    let now = |id: &str| {
+        stored
+            .iter()
+            .find(|s| s.account_id == id)
+            .map(|s| s.generation)
+    };
+    assert_eq!(now(&a), Some(gen_a + 1));
+    assert_eq!(now(&b), Some(gen_b), "an unchanged account is not written");
+    let log = app.store.resource_changes(&a, gen_a).await.expect("log");
+    assert_eq!(log.len(), 1);
+    assert_eq!(
+        log[0].keys,
+        [iamdesk::resources::model::ResourceKey::role(
+            "to-be-deleted"
+        )]
+    );
     assert!(
         app.resources.role(&a, "to-be-deleted").is_none(),
         "deleted role gone"
@@ -297,11 +332,15 @@ async fn a_failing_account_is_marked_failed_and_the_others_still_sync() {
     let mut config = iamdesk::config::load_file(&cfg).expect("config").config;
     config.aws.mode = AwsMode::Aws;
     let store = iamdesk::store::embedded::EmbeddedStore::open(&config.storage.path).expect("store");
-    let snaps = iamdesk::store::Store::list_snapshots(&store)
+    let accounts = iamdesk::store::Store::resource_accounts(&store)
         .await
-        .expect("snapshots");
-    assert_eq!(snaps.len(), 1);
-    assert!(snaps[0].principals.iter().any(|p| p.name == "payments-api"));
+        .expect("accounts");
+    assert_eq!(accounts.len(), 1);
+    assert_eq!(accounts[0].account_id, good);
+    let items = iamdesk::store::Store::list_resources(&store, &good)
+        .await
+        .expect("items");
+    assert!(items.iter().any(|i| i.key().name == "payments-api"));
     let statuses = iamdesk::store::Store::list_account_status(&store)
         .await
         .expect("statuses");

@@ -396,9 +396,10 @@ async fn record(
 
 /// Step 4, refresh: show the new state at once, re-read the touched roles into the synced resources.
 async fn refresh(app: &App, outcome: &Outcome) {
-    for (account, role) in &outcome.touched {
-        if let Err(e) = crate::resources::sync::refresh_role(app, account, role).await {
-            tracing::warn!(account, role, error = %e, "cannot re-read the role after applying");
-        }
+    // Only the roles it changed, each account in one write (src/resources/sync.rs).
+    if let Err(e) =
+        crate::resources::sync::refresh_roles(&app.resource_deps(), &outcome.touched).await
+    {
+        tracing::warn!(error = %e, "cannot re-read the roles after applying");
     }
 }
