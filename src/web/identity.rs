@@ -267,6 +267,10 @@ async fn identify(
             Ok(t) => {
                 if let Err(e) = super::scopes::check(&t.scopes, method, route) {
                     tracing::info!(token_id = %t.id, %method, route, "API token lacks the scope");
+                    // Refusals count against the owner's API budget like any other call.
+                    if let Err(too_many) = state.api_limiter.check(&format!("user:{}", t.user)) {
+                        return Err(too_many.into_response());
+                    }
                     return Err(e.into_response());
                 }
                 let mut user = CurrentUser::new(config, t.user, t.groups, AuthMethod::ApiToken);
