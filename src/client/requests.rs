@@ -565,6 +565,29 @@ mod tests {
     }
 
     #[test]
+    fn the_readme_ci_example_file_reads_as_a_v2_body() {
+        let readme = include_str!("../../README.md");
+        let yaml = readme
+            .split("with `iam/changes.yaml` holding")
+            .nth(1)
+            .and_then(|rest| rest.split("```yaml\n").nth(1))
+            .and_then(|rest| rest.split("```").next())
+            .expect("the README's example changes file");
+        let v = body(yaml, "changes.yaml");
+        let change = &v["changes"]["changes"][0];
+        assert_eq!(change["change_type"], "inline_policy");
+        assert_eq!(
+            change["principal"]["principal_arn"],
+            "arn:aws:iam::123456789012:role/exporter"
+        );
+        assert_eq!(
+            change["policy"]["policy_document"]["Statement"][0]["Action"][0],
+            "s3:GetObject"
+        );
+        assert_eq!(change["policy"]["policy_document"]["Version"], "2012-10-17");
+    }
+
+    #[test]
     fn tables_pad_every_column_but_the_last() {
         let t = table(
             ["ID", "STATUS"],
