@@ -390,7 +390,12 @@ async fn status(args: &StatusArgs) -> Result<Exit, Failure> {
     }
     let text = |k: &str| r.get(k).and_then(Value::as_str).unwrap_or("").to_string();
     println!("id:            {}", text("id"));
-    println!("status:        {}{}", text("status"), by_whom(&r));
+    let decided_by = if text("status") == "approved" {
+        by_whom(&r)
+    } else {
+        String::new()
+    };
+    println!("status:        {}{decided_by}", text("status"));
     println!("requester:     {}", text("requester"));
     println!("created:       {}", text("created_at"));
     println!("justification: {}", text("justification"));
