@@ -58,6 +58,27 @@ impl std::ops::Deref for AppState {
 /// How long a cached request stays fresh; writes invalidate earlier.
 const REQUEST_CACHE_TTL: Duration = Duration::from_secs(300);
 
+/// The configured Store behind the configured Cache, as the portal uses them (also for
+/// commands that need nothing else, like `iamdesk import`).
+pub async fn open_store(config: &Config) -> anyhow::Result<(Arc<dyn Store>, Arc<dyn Cache>)> {
+    let store: Arc<dyn Store> = match config.storage.backend {
+        StorageBackend::Embedded => Arc::new(EmbeddedStore::open(&config.storage.path)?),
+        StorageBackend::Dynamodb => {
+            let client = crate::aws::dynamodb_client(config).await;
+            Arc::new(DynamoStore::new(
+                client,
+                &config.storage.dynamodb.table_prefix,
+            ))
+        }
+    };
+    let cache: Arc<dyn Cache> = match &config.redis.url {
+        Some(url) => Arc::new(crate::cache::redis::RedisCache::connect(url, "iamdesk:").await?),
+        None => Arc::new(MemoryCache::new(10_000)),
+    };
+    let store: Arc<dyn Store> = Arc::new(CachedStore::new(store, cache.clone(), REQUEST_CACHE_TTL));
+    Ok((store, cache))
+}
+
 impl App {
     /// Now, as the background jobs see it (see `clock_skew_seconds`).
     pub fn now(&self) -> chrono::DateTime<chrono::Utc> {
@@ -70,22 +91,7 @@ impl App {
     /// Open the configured Store and Cache. Fails only on errors a person must fix (bad path,
     /// bad Redis URL); an unreachable Redis is not one of them: the portal serves from the Store.
     pub async fn build(config: Config) -> anyhow::Result<Arc<App>> {
-        let store: Arc<dyn Store> = match config.storage.backend {
-            StorageBackend::Embedded => Arc::new(EmbeddedStore::open(&config.storage.path)?),
-            StorageBackend::Dynamodb => {
-                let client = crate::aws::dynamodb_client(&config).await;
-                Arc::new(DynamoStore::new(
-                    client,
-                    &config.storage.dynamodb.table_prefix,
-                ))
-            }
-        };
-        let cache: Arc<dyn Cache> = match &config.redis.url {
-            Some(url) => Arc::new(crate::cache::redis::RedisCache::connect(url, "iamdesk:").await?),
-            None => Arc::new(MemoryCache::new(10_000)),
-        };
-        let store: Arc<dyn Store> =
-            Arc::new(CachedStore::new(store, cache.clone(), REQUEST_CACHE_TTL));
+        let (store, cache) = open_store(&config).await?;
         let demo_mode = !config.auth.get_user_by_aws_alb_auth && !config.auth.get_user_by_header;
         let cloud: Arc<dyn Cloud> = match config.aws.mode {
             AwsMode::Aws => Arc::new(crate::cloud::aws::AwsCloud::new(&config).await),

@@ -1,4 +1,4 @@
-//! Command line: `serve` (default), `check-config`, `migrate`, `sync`; the clients
+//! Command line: `serve` (default), `check-config`, `migrate`, `sync`, `import`; the clients
 //! `credentials`, `request` and `whoami`.
 
 use std::path::PathBuf;
@@ -43,6 +43,9 @@ pub enum Command {
     Request(crate::client::requests::RequestArgs),
     /// Who your API token acts for: user, groups, the token's scopes and expiry.
     Whoami(crate::client::WhoamiArgs),
+    /// Import request history from another tool: `iamdesk import consoleme` reads ConsoleMe's
+    /// policy request table (see README, "Moving from ConsoleMe").
+    Import(crate::import::ImportArgs),
 }
 
 /// Exit code for configuration errors: distinct from runtime failures (1).
@@ -112,6 +115,7 @@ pub fn main() -> ExitCode {
             Command::Credentials(_) | Command::Request(_) | Command::Whoami(_) => {
                 Ok(ExitCode::SUCCESS)
             }
+            Command::Import(args) => crate::import::run(&loaded.config, &args).await,
         }
     });
     match result {

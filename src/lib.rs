@@ -15,6 +15,7 @@ pub mod credentials;
 pub mod error;
 pub mod events;
 pub mod iam_actions;
+pub mod import;
 pub mod migrate;
 pub mod notify;
 pub mod ratelimit;

@@ -344,6 +344,8 @@ pub struct AwsConfig {
     pub region: String,
     pub mode: AwsMode,
     pub federation_url: String,
+    /// ConsoleMe's policy request table, read by `iamdesk import consoleme` (ConsoleMe's key).
+    pub policy_requests_dynamo_table: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -556,6 +558,7 @@ impl Default for AwsConfig {
             // is not written.
             mode: AwsMode::Sandbox,
             federation_url: "https://signin.aws.amazon.com/federation".into(),
+            policy_requests_dynamo_table: "consoleme_policy_requests".into(),
         }
     }
 }

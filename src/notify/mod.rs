@@ -74,7 +74,11 @@ pub fn request_link(config: &Config, id: &str) -> String {
 pub fn request_arn(r: &PolicyRequest) -> String {
     let arns = r.changes.targets();
     match arns.len() {
-        0 => "(no principal)".to_string(),
+        0 => r
+            .imported
+            .as_ref()
+            .and_then(|i| i.principal.clone())
+            .unwrap_or_else(|| "(no principal)".to_string()),
         1 => arns[0].to_string(),
         n => format!("{} and {} more", arns[0], n - 1),
     }

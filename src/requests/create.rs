@@ -104,6 +104,7 @@ pub async fn create(app: &App, actor: &Actor, body: &Value) -> Result<Created, A
             reviewed_by: None,
             reviewed_at: None,
         }),
+        imported: None,
     };
     let event = AuditEvent::new(
         &actor.email,

@@ -13,12 +13,15 @@
 //! - `expiry.rs`: expiring grants taken away on time (outbox `grant` jobs), drift left alone.
 //! - `risk.rs`: low to critical, with the reasons, for every change.
 //! - `review.rs` + `diff.rs`: each change against the role as last synced, and its calls.
+//! - `imported.rs`: requests imported from ConsoleMe: their read-only changes and what approving
+//!   one checks on top.
 
 pub mod approvals;
 pub mod break_glass;
 pub mod create;
 pub mod diff;
 pub mod expiry;
+pub mod imported;
 pub mod lifecycle;
 pub mod model;
 pub mod review;

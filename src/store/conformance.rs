@@ -16,6 +16,7 @@ use super::*;
 pub async fn run_all(store: Arc<dyn Store>) {
     ping(store.as_ref()).await;
     create_get_round_trip(store.as_ref()).await;
+    imported_request_round_trips(store.as_ref()).await;
     duplicate_create_conflicts(store.as_ref()).await;
     update_checks_version(store.as_ref()).await;
     update_missing_is_not_found(store.as_ref()).await;
@@ -346,6 +347,7 @@ pub fn sample_request(requester: &str, age_secs: i64) -> PolicyRequest {
         grant_outcomes: vec![],
         approvals: vec![],
         break_glass: None,
+        imported: None,
     }
 }
 
@@ -406,6 +408,36 @@ async fn audit_of(store: &dyn Store, request_id: &str) -> Vec<AuditEvent> {
 
 pub async fn ping(store: &dyn Store) {
     store.ping().await.unwrap_or_else(|e| panic!("ping: {e}"));
+}
+
+/// A request imported from ConsoleMe keeps its provenance and its read-only changes, raw JSON
+/// included, and its old creation time sorts it among the old requests.
+pub async fn imported_request_round_trips(store: &dyn Store) {
+    use crate::requests::imported::{Imported, ReadOnlyChange};
+    let mut r = sample_request(&uniq("carol"), 3 * 365 * 86_400);
+    r.imported = Some(Imported {
+        source: "consoleme".into(),
+        imported_at: Utc::now(),
+        imported_by: "ops@example.com".into(),
+        version: 1,
+        consoleme_status: "expired".into(),
+        consoleme_version: "2".into(),
+        reviewer: Some("admin@example.com".into()),
+        principal: Some("arn:aws:iam::123456789012:role/app".into()),
+        read_only: vec![ReadOnlyChange {
+            position: 1,
+            change_type: "resource_policy".into(),
+            principal: None,
+            consoleme_status: "not_applied".into(),
+            optional: true,
+            reason: "not applied by iamdesk".into(),
+            raw: json!({"arn": "arn:aws:s3:::reports", "policy": {"policy_document": {
+                "Statement": [{"Effect": "Allow", "Principal": "*", "Action": "s3:GetObject"}]}},
+                "empty": "", "nested": [1, 2.5, null, true]}),
+        }],
+    });
+    create(store, &r).await;
+    assert_eq!(get(store, &r.id).await, r);
 }
 
 pub async fn create_get_round_trip(store: &dyn Store) {

@@ -114,6 +114,10 @@ pub struct PolicyRequest {
     /// Set when the requester applied it at once under break-glass.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub break_glass: Option<BreakGlass>,
+    /// Set on requests imported from ConsoleMe: provenance and the read-only changes
+    /// (`src/requests/imported.rs`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub imported: Option<crate::requests::imported::Imported>,
 }
 
 /// A break-glass request: applied at once by its requester, reviewed by an admin afterwards.
@@ -389,11 +393,25 @@ impl RequestFilter {
             return false;
         }
         use crate::requests::Change;
+        // What an imported request's read-only changes name counts too (`arn:aws:iam::<account>:`).
+        let imported: Vec<&str> = r
+            .imported
+            .iter()
+            .flat_map(|i| {
+                i.principal
+                    .iter()
+                    .chain(i.read_only.iter().filter_map(|c| c.principal.as_ref()))
+            })
+            .map(String::as_str)
+            .collect();
         if let Some(account) = &self.account
             && !r
                 .changes
                 .iter()
                 .any(|c| c.target().account().as_str() == account)
+            && !imported
+                .iter()
+                .any(|arn| arn.split(':').nth(4) == Some(account.as_str()))
         {
             return false;
         }
@@ -420,6 +438,7 @@ impl RequestFilter {
                     Change::AssumeRolePolicy(_) => {}
                 }
             }
+            hay.extend(imported.iter().map(|s| s.to_string()));
             if !hay.iter().any(|h| h.to_lowercase().contains(&needle)) {
                 return false;
             }

@@ -14,6 +14,7 @@ mod flash;
 mod forms;
 pub mod identity;
 mod jsonview;
+mod legacy;
 mod pages;
 mod prefs;
 mod request_page;
@@ -93,6 +94,12 @@ pub fn routes() -> Routes {
             "/policies/edit/{account_id}/iamrole/{role_name}/request",
             post(resources::request_change),
         )
+        // ConsoleMe's other page URLs (bookmarks, old mails)
+        .route(
+            "/policies/edit/{account_id}/{kind}/{*rest}",
+            get(legacy::resource_page),
+        )
+        .route("/create_role", get(legacy::create_role))
         .route(
             "/selfservice",
             get(selfservice::wizard).post(selfservice::wizard_post),

@@ -11,6 +11,7 @@ use super::identity::CurrentUser;
 use super::view::{Layout, Page, When, human_time};
 use crate::app::AppState;
 use crate::error::AppError;
+use crate::requests::imported::Imported;
 use crate::requests::lifecycle::{self, Command};
 use crate::requests::review;
 use crate::store::{AuditEvent, ChangeStatus, Comment, PageRequest, RequestStatus};
@@ -44,6 +45,55 @@ pub struct ChangeView {
     message: String,
     /// (change id, pretty document) when the viewer may edit this change's document.
     edit: Option<(String, String)>,
+}
+
+/// Where an imported request came from, and the changes iamdesk keeps read-only
+/// (`src/requests/imported.rs`).
+pub struct ImportedView {
+    consoleme_status: String,
+    reviewer: String,
+    imported: String,
+    imported_by: String,
+    read_only: Vec<ReadOnlyView>,
+    /// Read-only changes ConsoleMe never applied: they block approval.
+    open: usize,
+}
+
+pub struct ReadOnlyView {
+    /// 1-based, in ConsoleMe's list.
+    position: usize,
+    change_type: String,
+    principal: String,
+    consoleme_status: String,
+    reason: String,
+    open: bool,
+    /// As ConsoleMe stored it: coloured, escaped JSON (`src/web/jsonview.rs`).
+    raw_html: String,
+}
+
+impl From<&Imported> for ImportedView {
+    fn from(i: &Imported) -> Self {
+        ImportedView {
+            consoleme_status: i.consoleme_status.clone(),
+            reviewer: i.reviewer.clone().unwrap_or_default(),
+            imported: human_time(i.imported_at),
+            imported_by: i.imported_by.clone(),
+            read_only: i
+                .read_only
+                .iter()
+                .map(|c| ReadOnlyView {
+                    position: c.position + 1,
+                    change_type: c.change_type.clone(),
+                    principal: c.principal.clone().unwrap_or_else(|| "no principal".into()),
+                    consoleme_status: c.consoleme_status.clone(),
+                    reason: c.reason.clone(),
+                    open: c.is_open(),
+                    raw_html: super::jsonview::plain(&c.raw),
+                })
+                .collect(),
+            open: i.open_changes().count(),
+        }
+    }
 }
 
 /// One line of the request's timeline: an audit event, or a comment with its text.
@@ -110,6 +160,21 @@ impl From<&AuditEvent> for HistoryRow {
                 d["change"].as_u64().unwrap_or_default() + 1,
                 d["version"].as_u64().unwrap_or_default()
             ),
+            "request.imported" => format!(
+                "{} the request from ConsoleMe, where {} asked for it on {} and it was {}",
+                if d["update"].as_bool() == Some(true) {
+                    "updated"
+                } else {
+                    "imported"
+                },
+                d["requester"].as_str().unwrap_or("somebody"),
+                d["requested_at"]
+                    .as_str()
+                    .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+                    .map(|t| human_time(t.with_timezone(&chrono::Utc)))
+                    .unwrap_or_default(),
+                d["consoleme_status"].as_str().unwrap_or("unknown")
+            ),
             "request.self_approval_refused" => format!(
                 "was refused: {}",
                 d["reason"]
@@ -167,6 +232,9 @@ pub struct RequestPage {
     approval_rule: String,
     approval_progress: Vec<(String, String)>,
     still_needed: Vec<String>,
+    imported: Option<ImportedView>,
+    /// Imported with read-only changes ConsoleMe never applied: approval is refused.
+    blocked: bool,
 }
 
 pub async fn request_detail(
@@ -257,7 +325,13 @@ pub async fn request_detail(
         .map(|p| {
             p.items
                 .iter()
-                .filter(|e| e.action != "request.commented")
+                // Comments are rows of their own (an imported one too).
+                .filter(|e| {
+                    !matches!(
+                        e.action.as_str(),
+                        "request.commented" | "request.comment_imported"
+                    )
+                })
                 .map(HistoryRow::from)
                 .collect()
         })
@@ -265,6 +339,8 @@ pub async fn request_detail(
     history.extend(r.comments.iter().map(HistoryRow::from));
     history.sort_by_key(|h| h.sort_at);
     let self_allowed = state.config.policies.allow_self_approval;
+    let imported = r.imported.as_ref().map(ImportedView::from);
+    let blocked = pending && imported.as_ref().is_some_and(|i| i.open > 0);
     let approval = lifecycle::approval_state(&state, &r);
     let may_approve = lifecycle::may_approve(&state, &r, &user.actor());
     let can_review_break_glass = user.is_admin
@@ -281,7 +357,7 @@ pub async fn request_detail(
         layout: layout.nav("requests"),
         id: r.id.clone(),
         changes,
-        can_approve: pending && may_approve,
+        can_approve: pending && may_approve && !blocked,
         can_reject: pending && !own && !editor && (user.is_admin || may_approve),
         can_cancel: pending && own,
         can_reopen: user.is_admin
@@ -310,6 +386,8 @@ pub async fn request_detail(
         } else {
             vec![]
         },
+        imported,
+        blocked,
     })
 }
 

@@ -55,6 +55,9 @@ pub const ACCESS: &[(&str, &str, Access)] = &[
         "/policies/edit/{account_id}/iamrole/{role_name}/request",
         Browser,
     ),
+    // ConsoleMe's other page URLs: redirects and explanations for people.
+    ("GET", "/policies/edit/{account_id}/{kind}/{*rest}", Browser),
+    ("GET", "/create_role", Browser),
     ("GET", "/selfservice", Browser),
     ("POST", "/selfservice", Browser),
     ("GET", "/roles", Browser),

@@ -14,6 +14,7 @@ mod expiry;
 mod frontdoor;
 mod fuzz;
 mod identity;
+mod import;
 mod integrity;
 mod notify;
 mod pages;

@@ -128,6 +128,7 @@ impl World {
             grant_outcomes: vec![],
             approvals: vec![],
             break_glass: None,
+            imported: None,
         };
         let ev = AuditEvent::new(requester, "request.created", Some(&r.id), json!({}));
         self.app

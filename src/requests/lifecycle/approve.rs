@@ -1,4 +1,6 @@
-//! Approval in four steps: claim, apply, record, refresh (the story is told in `mod.rs`).
+//! Approval in four steps: claim, apply, record, refresh (the story is told in `mod.rs`). A
+//! request imported from ConsoleMe is checked once more before an approval is recorded
+//! (`src/requests/imported.rs`).
 
 use chrono::Utc;
 use serde_json::json;
@@ -54,6 +56,10 @@ pub(super) async fn approve(
     let member = requirements
         .iter()
         .any(|q| approvals::eligible(q, &actor.email, &actor.groups, actor.is_admin));
+    if member || actor.is_admin {
+        // Before any approval is recorded: the one completing the rule applies at once.
+        crate::requests::imported::check_before_approval(app, &current)?;
+    }
     if before.satisfied {
         // Approved before but not applied (an AWS call failed): an approver retries the apply.
         if !member && !actor.is_admin {

@@ -70,6 +70,16 @@ pub(super) fn parse(body: &Value) -> Result<Parsed, Vec<Problem>> {
     }
 }
 
+/// One change alone, as a request body would carry it at `field` (imports: each change of a
+/// ConsoleMe request is parsed on its own, so one bad change does not hide the others).
+pub(super) fn parse_one(raw: &Value, field: &str) -> Result<Change, Vec<Problem>> {
+    let mut p = Parser::default();
+    match p.change(raw, field) {
+        Some(change) if p.problems.is_empty() => Ok(change),
+        _ => Err(p.problems),
+    }
+}
+
 #[derive(Default)]
 struct Parser {
     problems: Vec<Problem>,

@@ -145,6 +145,12 @@ pub fn validate_request(
     })
 }
 
+/// Step 1 for one change (`field` names it in the problems): its shape, names and policy
+/// grammar, exactly as in a request body. Used by the ConsoleMe import (`src/import/`).
+pub fn parse_change(raw: &Value, field: &str) -> Result<Change, Vec<Problem>> {
+    changes::parse_one(raw, field)
+}
+
 /// Step 2 alone, for changes already typed (an edited request): clones stay as pinned.
 pub fn check_changes(
     changes: Vec<Change>,
