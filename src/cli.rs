@@ -1,4 +1,5 @@
-//! Command line: `serve` (default), `check-config`, `migrate`, `sync`, `credentials`, `import`.
+//! Command line: `serve` (default), `check-config`, `migrate`, `sync`, `import`; the clients
+//! `credentials`, `request` and `whoami`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -37,6 +38,11 @@ pub enum Command {
     /// Print short-lived credentials for a role as AWS `credential_process` JSON, from an iamdesk
     /// server, authenticated by your API token (IAMDESK_API_TOKEN or ~/.config/iamdesk/token).
     Credentials(crate::credentials::client::CredentialsArgs),
+    /// File, dry-run, follow and list policy requests from scripts and CI pipelines, with your
+    /// API token (scopes `requests`, and `read` to follow and list).
+    Request(crate::client::requests::RequestArgs),
+    /// Who your API token acts for: user, groups, the token's scopes and expiry.
+    Whoami(crate::client::WhoamiArgs),
     /// Import request history from another tool: `iamdesk import consoleme` reads ConsoleMe's
     /// policy request table (see README, "Moving from ConsoleMe").
     Import(crate::import::ImportArgs),
@@ -48,8 +54,13 @@ const EXIT_CONFIG: u8 = 2;
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     // The client command runs on a laptop: no server config, no logs on stdout.
-    if let Some(Command::Credentials(args)) = &cli.command {
-        return crate::credentials::client::run(args);
+    match &cli.command {
+        Some(Command::Credentials(args)) => return crate::credentials::client::run(args),
+        Some(Command::Request(args)) => {
+            return crate::client::run(crate::client::requests::run(args));
+        }
+        Some(Command::Whoami(args)) => return crate::client::run(crate::client::whoami(args)),
+        _ => {}
     }
     let loaded = match config::load(cli.config.as_deref()) {
         Ok(l) => l,
@@ -101,7 +112,9 @@ pub fn main() -> ExitCode {
             Command::CheckConfig => check_config(&loaded),
             Command::Migrate => migrate(&loaded).await,
             Command::Sync => sync(loaded).await,
-            Command::Credentials(_) => Ok(ExitCode::SUCCESS),
+            Command::Credentials(_) | Command::Request(_) | Command::Whoami(_) => {
+                Ok(ExitCode::SUCCESS)
+            }
             Command::Import(args) => crate::import::run(&loaded.config, &args).await,
         }
     });

@@ -8,6 +8,7 @@ pub mod auth;
 pub mod aws;
 pub mod cache;
 pub mod cli;
+pub mod client;
 pub mod cloud;
 pub mod config;
 pub mod credentials;

@@ -24,64 +24,12 @@ pub struct CredentialsArgs {
     pub token_file: Option<PathBuf>,
 }
 
-fn default_token_file() -> Option<PathBuf> {
-    let base = std::env::var_os("XDG_CONFIG_HOME")
-        .map(PathBuf::from)
-        .filter(|p| p.is_absolute())
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".config")))?;
-    Some(base.join("iamdesk").join("token"))
-}
-
-fn token(args: &CredentialsArgs) -> Result<String, String> {
-    if let Ok(t) = std::env::var("IAMDESK_API_TOKEN")
-        && !t.trim().is_empty()
-    {
-        return Ok(t.trim().to_string());
-    }
-    let path = args
-        .token_file
-        .clone()
-        .or_else(default_token_file)
-        .ok_or("no API token: set IAMDESK_API_TOKEN or pass --token-file")?;
-    std::fs::read_to_string(&path)
-        .map(|t| t.trim().to_string())
-        .map_err(|e| {
-            format!(
-                "no API token: cannot read {} ({e}); make one on your iamdesk profile page and \
-                 save it there, or set IAMDESK_API_TOKEN",
-                path.display()
-            )
-        })
-}
-
-/// The server URL, refused when it would send the token in clear text: `https://`, or
-/// `http://` to this machine only (loopback, for a portal on the laptop or a tunnel).
-pub fn check_server(server: &str) -> Result<reqwest::Url, String> {
-    let url = reqwest::Url::parse(server.trim())
-        .map_err(|e| format!("--server {server} is not a URL ({e})"))?;
-    let loopback = match url.host() {
-        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
-        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
-        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
-        None => false,
-    };
-    match url.scheme() {
-        "https" => Ok(url),
-        "http" if loopback => Ok(url),
-        "http" => Err(format!(
-            "refusing to send your API token over plain http to {server}: use the portal's \
-             https:// address (http is accepted for 127.0.0.1, ::1 and localhost only)"
-        )),
-        other => Err(format!(
-            "--server must be an https:// URL, not {other}:// ({server})"
-        )),
-    }
-}
+pub use crate::client::check_server;
 
 /// Ask the server; the `credential_process` JSON, or a message for stderr.
 pub async fn fetch(args: &CredentialsArgs) -> Result<Value, String> {
     check_server(&args.server)?;
-    let token = token(args)?;
+    let token = crate::client::read_token(args.token_file.as_deref())?;
     let url = format!("{}/api/v2/credentials", args.server.trim_end_matches('/'));
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(30))
@@ -147,37 +95,6 @@ pub fn run(args: &CredentialsArgs) -> ExitCode {
         Err(e) => {
             eprintln!("iamdesk: {e}");
             ExitCode::FAILURE
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::check_server;
-
-    #[test]
-    fn the_token_goes_over_https_or_to_this_machine_only() {
-        for ok in [
-            "https://iam.example.com",
-            "https://10.0.0.1:8443/",
-            "http://127.0.0.1:8081",
-            "http://127.9.9.9",
-            "http://[::1]:8081",
-            "http://localhost:8081",
-            "http://LOCALHOST",
-        ] {
-            assert!(check_server(ok).is_ok(), "{ok}");
-        }
-        for bad in [
-            "http://iam.example.com",
-            "http://10.0.0.1:8081",
-            "http://localhost.evil.example",
-            "http://127.0.0.1.nip.io",
-            "ftp://127.0.0.1",
-            "iam.example.com",
-            "",
-        ] {
-            assert!(check_server(bad).is_err(), "{bad}");
         }
     }
 }

@@ -1,9 +1,12 @@
-//! Personal API tokens for `iamdesk credentials` (the CLI's `credential_process`).
+//! Personal API tokens, for `iamdesk credentials` (the CLI's `credential_process`),
+//! `iamdesk request` and scripts and CI pipelines.
 //!
 //! A token is `iamdesk_` + 64 hex characters from the OS's random source. Only its SHA-256 is
 //! stored; the token is shown once, when made. Tokens expire (1 to 90 days), can be revoked, and
-//! authenticate only the credentials and console-URL APIs and `/api/v2/user`: a stolen token
-//! cannot approve requests or change anything. A token acts with its owner's groups of their
+//! carry the scopes chosen when they were made ([`Scope`]): `credentials`, `read`, `requests`.
+//! Which route needs which scope is one table, `src/web/scopes.rs`; no scope lets a token decide
+//! on a request (approve, reject, break-glass review, auto-approve): a person decides
+//! (`src/requests/lifecycle/mod.rs::token_may`). A token acts with its owner's groups of their
 //! last interactive sign-in and rests once they stop signing in (see [`authenticate`]).
 
 use chrono::{Duration, Utc};
@@ -12,6 +15,7 @@ use sha2::{Digest, Sha256};
 
 use crate::app::App;
 use crate::error::AppError;
+pub use crate::store::TokenScope as Scope;
 use crate::store::{ApiToken, AuditEvent, StoreError};
 
 pub const PREFIX: &str = "iamdesk_";
@@ -19,8 +23,6 @@ pub const MAX_DAYS: i64 = 90;
 pub const DEFAULT_DAYS: i64 = 30;
 /// Active tokens one user may hold.
 pub const MAX_ACTIVE: usize = 20;
-/// Paths an API token may call.
-pub const TOKEN_PATHS: &[&str] = &["/api/v2/credentials", "/api/v2/console_url", "/api/v2/user"];
 
 /// Hex SHA-256 of a token: what the Store keeps.
 pub fn hash(token: &str) -> String {
@@ -44,14 +46,49 @@ fn generate() -> Result<String, AppError> {
     Ok(format!("{PREFIX}{}", hex::encode(bytes)))
 }
 
-/// Make a token for `user` (who must be entitled to at least one role). Returns the token, to
-/// be shown once, and what is stored.
+/// The scopes named in a form or an API body: at least one, each known; duplicates dropped.
+pub fn parse_scopes<'a>(names: impl IntoIterator<Item = &'a str>) -> Result<Vec<Scope>, AppError> {
+    let mut scopes = vec![];
+    for name in names {
+        let name = name.trim();
+        match Scope::parse(name) {
+            Some(s) if !scopes.contains(&s) => scopes.push(s),
+            Some(_) => {}
+            None => {
+                return Err(AppError::Invalid(vec![(
+                    "scopes".into(),
+                    format!("'{name}' is not a scope; choose from {}", scope_names()),
+                )]));
+            }
+        }
+    }
+    if scopes.is_empty() {
+        return Err(AppError::Invalid(vec![(
+            "scopes".into(),
+            format!(
+                "choose at least one scope ({}): credentials for iamdesk credentials, read and \
+                 requests for scripts and pipelines",
+                scope_names()
+            ),
+        )]));
+    }
+    scopes.sort();
+    Ok(scopes)
+}
+
+fn scope_names() -> String {
+    Scope::ALL.map(Scope::as_str).join(", ")
+}
+
+/// Make a token for `user` with `scopes` (the `credentials` scope only for someone entitled to
+/// at least one role). Returns the token, to be shown once, and what is stored.
 pub async fn create(
     app: &App,
     user: &str,
     groups: &[String],
     name: &str,
     days: Option<i64>,
+    scopes: &[Scope],
 ) -> Result<(String, ApiToken), AppError> {
     let name = name.trim();
     let mut problems = vec![];
@@ -68,13 +105,20 @@ pub async fn create(
             format!("a token lives 1 to {MAX_DAYS} days, not {days}"),
         ));
     }
+    if scopes.is_empty() {
+        problems.push((
+            "scopes".to_string(),
+            format!("choose at least one scope ({})", scope_names()),
+        ));
+    }
     if !problems.is_empty() {
         return Err(AppError::Invalid(problems));
     }
-    if super::entitled_roles(app, user, groups).is_empty() {
+    if scopes.contains(&Scope::Credentials) && super::entitled_roles(app, user, groups).is_empty() {
         return Err(AppError::Forbidden(
-            "API tokens are for getting role credentials, and you are not entitled to any role \
-             yet; ask a role's owners to add you to its consoleme-authorized tag."
+            "The credentials scope is for getting role credentials, and you are not entitled to \
+             any role yet; ask a role's owners to add you to its consoleme-authorized tag, or \
+             make a token with the read or requests scope."
                 .into(),
         ));
     }
@@ -102,12 +146,14 @@ pub async fn create(
         created_at: now,
         expires_at: now + Duration::days(days),
         revoked_at: None,
+        scopes: scopes.to_vec(),
     };
     let event = AuditEvent::new(
         user,
         "token.created",
         None,
-        json!({"token_id": stored.id, "name": stored.name, "expires_at": stored.expires_at}),
+        json!({"token_id": stored.id, "name": stored.name, "expires_at": stored.expires_at,
+               "scopes": stored.scopes}),
     );
     app.store.create_api_token(&stored, &event).await?;
     Ok((token, stored))
@@ -207,5 +253,18 @@ mod tests {
         assert!(!looks_like(&a.to_uppercase()));
         assert!(!looks_like(&format!("{a}0")));
         assert!(!looks_like(&a.replace(PREFIX, "consoleme_")));
+    }
+
+    #[test]
+    fn scopes_are_named_known_and_at_least_one() {
+        assert_eq!(
+            parse_scopes(["requests", " read", "requests"]).ok(),
+            Some(vec![Scope::Read, Scope::Requests])
+        );
+        assert!(matches!(parse_scopes([]), Err(AppError::Invalid(_))));
+        let Err(AppError::Invalid(p)) = parse_scopes(["approve"]) else {
+            panic!("an unknown scope is refused");
+        };
+        assert!(p[0].1.contains("credentials, read, requests"), "{p:?}");
     }
 }

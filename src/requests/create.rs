@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 
 use super::lifecycle::{self, Actor};
 use super::model::ChangeList;
-use super::review::PlannedChange;
+use super::review::{ChangeDiff, PlannedChange};
 use super::synced::validate;
 use crate::app::App;
 use crate::error::AppError;
@@ -31,6 +31,10 @@ pub struct Created {
     /// The typed changes as they would be stored (ConsoleMe's `changes` shape).
     pub changes: ChangeList,
     pub plan: Vec<PlannedChange>,
+    /// `dry_run`: per change, what it would alter, as text diffs against the role as last
+    /// synced (what the reviewer will see on the request page).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub diff: Vec<ChangeDiff>,
 }
 
 /// A page's draft: validated exactly like an API body; the new request's page on success.
@@ -52,8 +56,13 @@ pub async fn create(app: &App, actor: &Actor, body: &Value) -> Result<Created, A
         changes: valid.changes,
     };
     let plan = super::synced::with_risk(app, |ctx| super::review::plan(&changes, ctx));
+    if actor.token.is_some() {
+        // Said before a dry run answers too, so a pipeline learns it before filing anything.
+        token_may_create(valid.admin_auto_approve, valid.break_glass.is_some())?;
+    }
     if body.get("dry_run").and_then(Value::as_bool) == Some(true) {
         return Ok(Created {
+            diff: super::review::diffs(&changes, &app.resources),
             request_created: false,
             request_id: None,
             request_url: None,
@@ -101,8 +110,10 @@ pub async fn create(app: &App, actor: &Actor, body: &Value) -> Result<Created, A
         &actor.email,
         "request.created",
         Some(&request.id),
-        json!({"changes": request.changes.len(), "warnings": warnings.len(),
+        actor.audited(
+            json!({"changes": request.changes.len(), "warnings": warnings.len(),
                "admin_auto_approve": auto_approve, "break_glass": break_glass}),
+        ),
     );
     // Break-glass alerts every administrator at once; any other request gets the usual notice.
     let notice = match &break_glass {
@@ -131,7 +142,28 @@ pub async fn create(app: &App, actor: &Actor, body: &Value) -> Result<Created, A
         dry_run: false,
         changes,
         plan,
+        diff: vec![],
     })
+}
+
+/// A script files requests for review; it never approves one itself: `admin_auto_approve` and
+/// break-glass (applied at once) need the person, signed in.
+fn token_may_create(auto_approve: bool, break_glass: bool) -> Result<(), AppError> {
+    if auto_approve {
+        return Err(AppError::Forbidden(
+            "admin_auto_approve cannot be used with an API token: a person decides. Leave it out \
+             and the request waits for a review."
+                .into(),
+        ));
+    }
+    if break_glass {
+        return Err(AppError::Forbidden(
+            "Break-glass cannot be used with an API token: it is a person's call in an \
+             emergency, made signed in to iamdesk."
+                .into(),
+        ));
+    }
+    Ok(())
 }
 
 /// `admin_auto_approve` approves one's own request: only administrators, and only where

@@ -141,6 +141,40 @@ impl Diff {
         html.push_str("</tbody></table>\n");
         html
     }
+
+    /// The diff as plain text for a terminal or a pull-request comment: `+`/`-`/space then the
+    /// line, with runs of unchanged lines further than `context` from a change collapsed into
+    /// one `⋯ N unchanged lines` line (every line when nothing changed, as in [`Self::to_html`]).
+    pub fn to_text(&self, context: usize) -> String {
+        let visible = if self.is_empty() {
+            vec![true; self.lines.len()]
+        } else {
+            visible_lines(&self.lines, context)
+        };
+        let mut text = String::with_capacity(self.lines.len() * 48);
+        let mut i = 0;
+        while i < self.lines.len() {
+            if !visible[i] {
+                let start = i;
+                while i < self.lines.len() && !visible[i] {
+                    i += 1;
+                }
+                let n = i - start;
+                let noun = if n == 1 { "line" } else { "lines" };
+                let _ = writeln!(text, "  \u{22ef} {n} unchanged {noun}");
+                continue;
+            }
+            let line = &self.lines[i];
+            let sign = match line.kind {
+                Side::Both => ' ',
+                Side::Old => '-',
+                Side::New => '+',
+            };
+            let _ = writeln!(text, "{sign} {}", line.text());
+            i += 1;
+        }
+        text
+    }
 }
 
 // The diff table's styles live in static/app.css (the CSP allows no inline styles).
@@ -393,6 +427,30 @@ mod tests {
             .filter(|s| s.emphasized)
             .map(|s| s.text.as_str())
             .collect()
+    }
+
+    #[test]
+    fn text_diff_marks_lines_and_collapses_far_context() {
+        let d = diff_json(Some(&policy("s3:GetObject")), Some(&policy("s3:PutObject")));
+        let text = d.to_text(1);
+        assert!(
+            text.lines()
+                .any(|l| l.starts_with("- ") && l.ends_with("\"s3:GetObject\"")),
+            "{text}"
+        );
+        assert!(
+            text.lines()
+                .any(|l| l.starts_with("+ ") && l.ends_with("\"s3:PutObject\"")),
+            "{text}"
+        );
+        assert!(text.contains("unchanged lines"), "{text}");
+        assert_eq!(
+            text.lines().filter(|l| l.starts_with(['+', '-'])).count(),
+            d.added + d.removed
+        );
+        // Nothing changed: the whole document, every line unmarked.
+        let same = diff_json(Some(&policy("a")), Some(&policy("a")));
+        assert!(same.to_text(1).lines().all(|l| l.starts_with("  ")));
     }
 
     #[test]

@@ -50,6 +50,48 @@ pub struct Section {
     pub diff: Diff,
 }
 
+/// A change's diffs as text, for the API's dry run and the CLI (the request page shows the
+/// same [`sections`] as tables).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ChangeDiff {
+    pub change_id: String,
+    /// One line saying what the change does ([`summary`]).
+    pub summary: String,
+    pub sections: Vec<TextSection>,
+}
+
+/// One [`Section`] as text: `+`/`-`/space lines (`Diff::to_text`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TextSection {
+    pub label: String,
+    pub added: usize,
+    pub removed: usize,
+    pub text: String,
+}
+
+/// Every change's diffs against the roles as last synced, as text.
+pub fn diffs(changes: &ChangeList, resources: &Resources) -> Vec<ChangeDiff> {
+    changes
+        .iter()
+        .map(|c| {
+            let current = current_role(resources, c);
+            ChangeDiff {
+                change_id: c.id().to_string(),
+                summary: summary(c, current.as_ref()),
+                sections: sections(c, current.as_ref())
+                    .into_iter()
+                    .map(|s| TextSection {
+                        text: s.diff.to_text(super::diff::DEFAULT_CONTEXT),
+                        added: s.diff.added,
+                        removed: s.diff.removed,
+                        label: s.label,
+                    })
+                    .collect(),
+            }
+        })
+        .collect()
+}
+
 /// One line saying what the change does; `current` tells "add" from "replace".
 pub fn summary(change: &Change, current: Option<&Principal>) -> String {
     let arn = change.target();

@@ -198,6 +198,12 @@ async fn api_tokens_round_trip(store: &dyn Store) {
             created_at: at,
             expires_at: at + Duration::days(30),
             revoked_at: None,
+            // Scopes round-trip: the middle token (read back below) has two.
+            scopes: if i == 1 {
+                vec![TokenScope::Read, TokenScope::Requests]
+            } else {
+                TokenScope::legacy()
+            },
         };
         let ev = AuditEvent::new(&user, "token.created", None, json!({"id": t.id}));
         store.create_api_token(&t, &ev).await.expect("create token");

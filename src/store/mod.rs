@@ -293,6 +293,54 @@ pub struct ApiToken {
     pub created_at: DateTime<Utc>,
     pub expires_at: DateTime<Utc>,
     pub revoked_at: Option<DateTime<Utc>>,
+    /// What the token may do. Tokens stored before scopes existed read as `[credentials]`, the
+    /// only thing a token could do then.
+    #[serde(default = "TokenScope::legacy")]
+    pub scopes: Vec<TokenScope>,
+}
+
+/// One thing an API token may be used for (`src/web/scopes.rs` says which routes need which).
+/// Deciding on a request (approve, reject, break-glass review) is never among them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TokenScope {
+    /// Role credentials and console URLs (`iamdesk credentials`).
+    Credentials,
+    /// Read policies, roles, resources and requests.
+    Read,
+    /// Create requests; comment on, edit and cancel one's own.
+    Requests,
+}
+
+impl TokenScope {
+    pub const ALL: [TokenScope; 3] = [
+        TokenScope::Credentials,
+        TokenScope::Read,
+        TokenScope::Requests,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TokenScope::Credentials => "credentials",
+            TokenScope::Read => "read",
+            TokenScope::Requests => "requests",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|sc| sc.as_str() == s)
+    }
+
+    /// The scopes of a token stored before tokens had scopes.
+    pub fn legacy() -> Vec<TokenScope> {
+        vec![TokenScope::Credentials]
+    }
+}
+
+impl std::fmt::Display for TokenScope {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 impl ApiToken {
@@ -801,5 +849,16 @@ mod tests {
         let a = Utc::now();
         let b = a + chrono::Duration::milliseconds(1);
         assert!(sort_key(a, "z") < sort_key(b, "a"));
+    }
+
+    #[test]
+    fn a_token_stored_before_scopes_keeps_exactly_the_credentials_scope() {
+        let old = serde_json::json!({"hash": "h", "id": "i", "user": "u@example.com",
+            "groups": [], "name": "laptop", "created_at": "2025-01-01T00:00:00Z",
+            "expires_at": "2025-02-01T00:00:00Z", "revoked_at": null});
+        let t: ApiToken = serde_json::from_value(old).expect("old token body");
+        assert_eq!(t.scopes, [TokenScope::Credentials]);
+        let json = serde_json::to_value(&t).expect("json");
+        assert_eq!(json["scopes"], serde_json::json!(["credentials"]));
     }
 }

@@ -190,9 +190,24 @@ pub async fn get_request(
     }))
 }
 
-/// `{user, groups, is_admin}` of whoever is signed in (ConsoleMe's `/api/v2/user`).
-pub async fn current_user(user: super::identity::CurrentUser) -> Json<serde_json::Value> {
-    Json(json!({"user": user.email, "groups": user.groups, "is_admin": user.is_admin}))
+/// `GET /api/v2/user`: who is signed in (ConsoleMe's shape) and, when an API token is used,
+/// which one and what it may do (`iamdesk whoami`).
+#[derive(Debug, Serialize)]
+pub struct WhoAmI {
+    pub user: String,
+    pub groups: Vec<String>,
+    pub is_admin: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub token: Option<super::identity::TokenGrant>,
+}
+
+pub async fn current_user(user: super::identity::CurrentUser) -> Json<WhoAmI> {
+    Json(WhoAmI {
+        user: user.email,
+        groups: user.groups,
+        is_admin: user.is_admin,
+        token: user.token,
+    })
 }
 
 /// `PUT /api/v2/requests/{id}` — `{"modification_model": {"command": ...}}`.

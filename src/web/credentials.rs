@@ -427,6 +427,7 @@ pub async fn credentials_shown(
 pub struct TokenRow {
     id: String,
     name: String,
+    scopes: String,
     created: String,
     expires: String,
     state: &'static str,
@@ -463,13 +464,13 @@ async fn profile_page(
         .await?
         .into_iter()
         .map(|t| TokenRow {
-            state: if t.revoked_at.is_some() {
-                "revoked"
-            } else if t.is_active(now) {
-                "active"
-            } else {
-                "expired"
-            },
+            state: super::tokens::state_of(&t, now),
+            scopes: t
+                .scopes
+                .iter()
+                .map(|s| s.as_str())
+                .collect::<Vec<_>>()
+                .join(", "),
             id: t.id,
             name: t.name,
             created: human_time(t.created_at),
@@ -508,21 +509,35 @@ pub async fn profile(
     )))
 }
 
-#[derive(Debug, Deserialize)]
-pub struct TokenForm {
-    name: String,
-    days: Option<i64>,
-}
-
-/// `POST /profile/tokens`: make a token, then show it once on `GET /profile` (a reload of that
-/// page makes no second token).
+/// `POST /profile/tokens` (`name`, `days`, one `scope` field per ticked box): make a token,
+/// then show it once on `GET /profile` (a reload of that page makes no second token).
 pub async fn create_token(
     user: CurrentUser,
     State(state): State<AppState>,
-    axum::Form(form): axum::Form<TokenForm>,
+    axum::Form(form): axum::Form<Vec<(String, String)>>,
 ) -> Result<Response, AppError> {
-    let (token, _) =
-        tokens::create(&state, &user.email, &user.groups, &form.name, form.days).await?;
+    let field = |name: &str| {
+        form.iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.trim())
+            .filter(|v| !v.is_empty())
+    };
+    let name = field("name").unwrap_or_default();
+    let days = match field("days") {
+        None => None,
+        Some(d) => Some(d.parse::<i64>().map_err(|_| {
+            AppError::Invalid(vec![(
+                "days".into(),
+                format!("'{d}' is not a number of days (1 to {})", tokens::MAX_DAYS),
+            )])
+        })?),
+    };
+    let scopes = tokens::parse_scopes(
+        form.iter()
+            .filter(|(k, _)| k == "scope")
+            .map(|(_, v)| v.as_str()),
+    )?;
+    let (token, _) = tokens::create(&state, &user.email, &user.groups, name, days, &scopes).await?;
     let cookie = super::flash::set_cookie(&state, "token", "/profile", &user.email, &token)
         .ok_or_else(|| AppError::Internal("cannot seal the new token for the page".into()))?;
     Ok(no_store(super::flash::with_cookie(

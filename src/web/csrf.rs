@@ -9,8 +9,9 @@
 //!    cookie, so a token from another session (or from before signing in again) is refused. A
 //!    cross-site page can neither read the cookies nor compute the HMAC.
 //!
-//! Requests authenticated by a personal API token (a header a browser never adds to a
-//! cross-site request) skip the token check; such tokens can change nothing anyway.
+//! Requests authenticated by a personal API token skip the token check: a browser never adds an
+//! `Authorization` header to a cross-site request, so there is no ambient credential to
+//! borrow. What a token may change is bounded by its scopes (`scopes.rs`).
 
 use axum::body::{Body, to_bytes};
 use axum::extract::{Request, State};

@@ -2,7 +2,7 @@
 //! handlers through the [`CurrentUser`] / [`AdminUser`] extractors.
 //!
 //! Order of sign-in methods: a personal API token (`Authorization: Bearer iamdesk_…`, only for
-//! its few paths), the ALB's `x-amzn-oidc-data` token (when enabled), the session cookie, the
+//! the routes its scopes open: `scopes.rs`), the ALB's `x-amzn-oidc-data` token (when enabled), the session cookie, the
 //! proxy headers (when enabled, never when ALB sign-in is on, and only from
 //! `auth.trusted_proxies`), and finally demo mode (no method configured: the demo persona chosen
 //! from the banner, announced on every page).
@@ -35,7 +35,8 @@ pub enum AuthMethod {
     Cookie,
     Header,
     Demo,
-    /// A personal API token (`Authorization: Bearer iamdesk_...`), for the credentials API only.
+    /// A personal API token (`Authorization: Bearer iamdesk_...`), for the routes its scopes
+    /// open (`scopes.rs`).
     ApiToken,
 }
 
@@ -58,6 +59,19 @@ pub struct CurrentUser {
     pub method: AuthMethod,
     #[serde(skip)]
     pub session: Option<Session>,
+    /// The API token this request came with (`AuthMethod::ApiToken` only).
+    #[serde(skip)]
+    pub token: Option<TokenGrant>,
+}
+
+/// What a verified API token grants, for the handlers and the audit trail.
+#[derive(Debug, Clone, Serialize)]
+pub struct TokenGrant {
+    /// The token's public id (never the token).
+    pub id: String,
+    pub name: String,
+    pub scopes: Vec<crate::credentials::tokens::Scope>,
+    pub expires_at: chrono::DateTime<chrono::Utc>,
 }
 
 impl CurrentUser {
@@ -67,6 +81,7 @@ impl CurrentUser {
             email: self.email.clone(),
             is_admin: self.is_admin,
             groups: self.groups.clone(),
+            token: self.token.as_ref().map(|t| t.id.clone()),
         }
     }
 
@@ -78,6 +93,7 @@ impl CurrentUser {
             is_admin,
             method,
             session: None,
+            token: None,
         }
     }
 }
@@ -181,7 +197,12 @@ pub async fn authenticate(State(state): State<AppState>, mut req: Request, next:
             peer: None,
             client: None,
         });
-    let found = match identify(&state, req.headers(), req.uri().path(), &addr).await {
+    // The route as listed in `routes()` (placeholders, not values): what scopes are keyed by.
+    let route = req
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map_or_else(|| req.uri().path().to_string(), |m| m.as_str().to_string());
+    let found = match identify(&state, req.headers(), req.method(), &route, &addr).await {
         Ok(f) => f,
         Err(resp) => return resp,
     };
@@ -226,7 +247,8 @@ pub async fn authenticate(State(state): State<AppState>, mut req: Request, next:
 async fn identify(
     state: &AppState,
     headers: &HeaderMap,
-    path: &str,
+    method: &Method,
+    route: &str,
     addr: &ClientAddr,
 ) -> Result<Found, Response> {
     let config = &state.config;
@@ -236,25 +258,29 @@ async fn identify(
         set_cookies: vec![],
     };
 
-    // A personal API token: when presented it is the only method tried.
+    // A personal API token: when presented it is the only method tried, and it opens only the
+    // routes its scopes name (a valid token without the scope is not a failed sign-in).
     if let Some(presented) =
         bearer_token(headers).filter(|t| t.starts_with(crate::credentials::tokens::PREFIX))
     {
-        if !crate::credentials::tokens::TOKEN_PATHS.contains(&path) {
-            return Err(AppError::Forbidden(format!(
-                "API tokens only work for {}; sign in through the portal for everything else.",
-                crate::credentials::tokens::TOKEN_PATHS.join(", ")
-            ))
-            .into_response());
-        }
         return match crate::credentials::tokens::authenticate(state, presented).await {
             Ok(t) => {
-                found.user = Some(CurrentUser::new(
-                    config,
-                    t.user,
-                    t.groups,
-                    AuthMethod::ApiToken,
-                ));
+                if let Err(e) = super::scopes::check(&t.scopes, method, route) {
+                    tracing::info!(token_id = %t.id, %method, route, "API token lacks the scope");
+                    // Refusals count against the owner's API budget like any other call.
+                    if let Err(too_many) = state.api_limiter.check(&format!("user:{}", t.user)) {
+                        return Err(too_many.into_response());
+                    }
+                    return Err(e.into_response());
+                }
+                let mut user = CurrentUser::new(config, t.user, t.groups, AuthMethod::ApiToken);
+                user.token = Some(TokenGrant {
+                    id: t.id,
+                    name: t.name,
+                    scopes: t.scopes,
+                    expires_at: t.expires_at,
+                });
+                found.user = Some(user);
                 Ok(found)
             }
             Err(e @ AppError::Unauthorized(_)) => {

@@ -19,9 +19,11 @@ mod pages;
 mod prefs;
 mod request_page;
 mod resources;
+pub mod scopes;
 mod security;
 mod selfservice;
 mod signout;
+mod tokens;
 mod view;
 
 use std::future::Future;
@@ -127,6 +129,8 @@ pub fn routes() -> Routes {
             "/profile/tokens/{id}/revoke",
             get(credentials::revoke_confirm).post(credentials::revoke_token),
         )
+        .route("/api/v2/tokens", get(tokens::list).post(tokens::create))
+        .route("/api/v2/tokens/{id}", axum::routing::delete(tokens::revoke))
         .route("/api/v2/credentials", post(credentials::api_credentials))
         .route("/api/v2/console_url", get(credentials::api_console_url))
         .route("/admin/audit", get(pages::audit))

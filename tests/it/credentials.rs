@@ -376,6 +376,7 @@ async fn make_token(w: &World, who: &str, groups: &str) -> (String, String) {
             ("csrf_token", w.csrf.1.as_str()),
             ("name", "laptop"),
             ("days", "7"),
+            ("scope", "credentials"),
         ])
         .send()
         .await
@@ -460,18 +461,22 @@ async fn credential_process_output_is_read_by_boto3() {
         return;
     };
     let (token, id) = make_token(&w, DEV, "eng").await;
-    // Without an entitlement there is no token.
-    let resp = w
-        .app
-        .client
-        .post(w.app.url("/profile/tokens"))
-        .header("x-user", "stranger@example.com")
-        .header("cookie", &w.csrf.0)
-        .form(&[("csrf_token", w.csrf.1.as_str()), ("name", "x")])
-        .send()
-        .await
-        .expect("POST");
-    assert_eq!(resp.status(), 403);
+    // Without an entitlement there is no credentials token; without a scope no token at all.
+    let post = |scope: &'static str| {
+        w.app
+            .client
+            .post(w.app.url("/profile/tokens"))
+            .header("x-user", "stranger@example.com")
+            .header("cookie", &w.csrf.0)
+            .form(&[
+                ("csrf_token", w.csrf.1.as_str()),
+                ("name", "x"),
+                ("scope", scope),
+            ])
+            .send()
+    };
+    assert_eq!(post("credentials").await.expect("POST").status(), 403);
+    assert_eq!(post("").await.expect("POST").status(), 400);
 
     // The token authenticates the credentials API, and nothing else.
     let resp = w

@@ -149,6 +149,7 @@ async fn valid_token(app: &TestApp, user: &str) -> String {
         created_at: now,
         expires_at: now + chrono::Duration::days(7),
         revoked_at: None,
+        scopes: iamdesk::store::TokenScope::legacy(),
     };
     let event = iamdesk::store::AuditEvent::new(user, "token.created", None, Value::Null);
     app.state

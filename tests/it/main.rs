@@ -2,6 +2,7 @@
 //! External services come from `scripts/test`: `AWS_ENDPOINT_URL` (moto_server) and `REDIS_URL`.
 
 mod approvals;
+mod automation;
 mod break_glass;
 mod browser;
 mod cache;

@@ -16,6 +16,10 @@
 //! approval without a version is refused once any change was edited (`edit.rs`). Whoever edited
 //! a change may not approve or reject the request, and nobody approves their own request unless
 //! `policies.allow_self_approval` says so.
+//!
+//! An API token never decides: with one, a requester may comment on, edit and cancel their own
+//! requests, nothing more ([`token_may`]); the route table `src/web/scopes.rs` only lets a token
+//! with the `requests` scope this far.
 
 mod approve;
 mod edit;
@@ -65,6 +69,57 @@ pub struct Actor {
     pub email: String,
     pub is_admin: bool,
     pub groups: Vec<String>,
+    /// The public id of the API token acting for this person (a script), `None` for the person
+    /// themselves. Recorded in the audit trail; a token never decides on a request.
+    pub token: Option<String>,
+}
+
+/// What a token may do to a request: the requester's own bookkeeping (comment, edit a change,
+/// cancel). Deciding (approve, reject, reopen, break-glass review) needs a person, and so does
+/// touching somebody else's request: an administrator's stolen token must not be able to
+/// rewrite a pending request that another administrator then approves as the requester's.
+pub fn token_may(
+    command: &Command,
+    request: &PolicyRequest,
+    actor: &Actor,
+) -> Result<(), AppError> {
+    let what = match command {
+        Command::AddComment { .. } => "comment on",
+        Command::Cancel => "cancel",
+        Command::UpdateChange { .. } => "edit",
+        Command::Approve { .. } => return Err(needs_person("approve")),
+        Command::Reject { .. } => return Err(needs_person("reject")),
+        Command::MoveBackToPending => return Err(needs_person("reopen")),
+        Command::MarkReviewed | Command::RevokeNow => {
+            return Err(needs_person("review break-glass"));
+        }
+    };
+    if request.requester.eq_ignore_ascii_case(&actor.email) {
+        Ok(())
+    } else {
+        Err(AppError::Forbidden(format!(
+            "With an API token you can {what} your own requests only; this one is {}'s. Open it \
+             in iamdesk to {what} it.",
+            request.requester
+        )))
+    }
+}
+
+impl Actor {
+    /// An audit event's detail, with the acting token's id when a script acted.
+    pub fn audited(&self, mut detail: Value) -> Value {
+        if let (Some(id), Some(map)) = (&self.token, detail.as_object_mut()) {
+            map.insert("via_token".into(), Value::String(id.clone()));
+        }
+        detail
+    }
+}
+
+fn needs_person(what: &str) -> AppError {
+    AppError::Forbidden(format!(
+        "API tokens cannot {what} requests: a person decides. Open the request in iamdesk to \
+         {what} it."
+    ))
 }
 
 fn bad(message: &str) -> AppError {
@@ -184,7 +239,7 @@ pub(super) async fn save(
 ) -> Result<PolicyRequest, AppError> {
     next.version += 1;
     next.updated_at = Utc::now();
-    let event = AuditEvent::new(&actor.email, action, Some(&next.id), detail);
+    let event = AuditEvent::new(&actor.email, action, Some(&next.id), actor.audited(detail));
     let outbox = notify
         .map(|e| crate::notify::messages_for(&app.config, &next, &e, &actor.email))
         .unwrap_or_default();
@@ -224,6 +279,9 @@ pub async fn modify(
     command: Command,
 ) -> Result<PolicyRequest, AppError> {
     let current = load(app, id).await?;
+    if actor.token.is_some() {
+        token_may(&command, &current, actor)?;
+    }
     let is_requester = current.requester == actor.email;
     match command {
         Command::AddComment { text } => add_comment(app, current, actor, text).await,
@@ -398,7 +456,7 @@ async fn add_comment(
         &actor.email,
         "request.commented",
         Some(&next.id),
-        json!({"comment_id": comment.id}),
+        actor.audited(json!({"comment_id": comment.id})),
     );
     let outbox = crate::notify::messages_for(
         &app.config,
