@@ -36,6 +36,9 @@ pub struct App {
     pub sign_ins: crate::auth::signins::SignIns,
     /// Wakes the outbox worker when new messages were written.
     pub outbox_wake: tokio::sync::Notify,
+    /// Approvals applied in AWS whose record did not land yet; the outbox worker retries them
+    /// (`src/requests/lifecycle/approve.rs`).
+    pub unrecorded: std::sync::Mutex<Vec<crate::requests::lifecycle::Unrecorded>>,
     /// Seconds added to the clock of the background jobs (the outbox's due times): tests move
     /// time forward instead of sleeping. Always 0 in a running portal.
     pub clock_skew_seconds: std::sync::atomic::AtomicI64,
@@ -144,6 +147,7 @@ impl App {
             resources,
             cloud,
             outbox_wake: tokio::sync::Notify::new(),
+            unrecorded: std::sync::Mutex::default(),
             ses: tokio::sync::OnceCell::new(),
             clock_skew_seconds: std::sync::atomic::AtomicI64::new(0),
             events: crate::events::Events::new(),

@@ -31,6 +31,9 @@ pub enum AppError {
     Upstream(String),
     #[error("service unavailable: {0}")]
     Unavailable(String),
+    /// A backend is over its capacity for a moment (`Retry-After` seconds); nothing changed.
+    #[error("{0}")]
+    Busy(String, u64),
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -46,7 +49,7 @@ impl AppError {
             AppError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             AppError::TooManyRequests(..) => StatusCode::TOO_MANY_REQUESTS,
             AppError::Upstream(_) => StatusCode::BAD_GATEWAY,
-            AppError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            AppError::Unavailable(_) | AppError::Busy(..) => StatusCode::SERVICE_UNAVAILABLE,
             AppError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -61,6 +64,10 @@ impl AppError {
             AppError::Unavailable(_) => {
                 "A backend iamdesk depends on is unavailable. Try again in a moment.".to_string()
             }
+            AppError::Busy(_, secs) => format!(
+                "iamdesk's database is busy right now and nothing was changed. Try again in \
+                 {secs} seconds."
+            ),
             other => other.to_string(),
         }
     }
@@ -74,6 +81,10 @@ impl From<StoreError> for AppError {
             )),
             StoreError::NotFound(m) => AppError::NotFound(m),
             StoreError::Invalid(m) => AppError::BadRequest(m),
+            StoreError::Throttled(m) => AppError::Busy(m, 2),
+            StoreError::TooLarge(m) => AppError::BadRequest(format!(
+                "{m}: make it smaller (fewer or shorter changes, comments or documents)."
+            )),
             StoreError::Backend(m) => AppError::Unavailable(m),
         }
     }
@@ -97,7 +108,7 @@ impl IntoResponse for AppError {
                 .collect();
         }
         let mut resp = (status, axum::Json(body)).into_response();
-        if let AppError::TooManyRequests(_, secs) = &self {
+        if let AppError::TooManyRequests(_, secs) | AppError::Busy(_, secs) = &self {
             resp.headers_mut()
                 .insert(axum::http::header::RETRY_AFTER, (*secs).into());
         }
@@ -163,6 +174,32 @@ impl From<axum::extract::rejection::PathRejection> for AppError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn store_refusals_are_told_apart() {
+        let busy = AppError::from(StoreError::Throttled(
+            "DynamoDB is throttling the write".into(),
+        ));
+        assert_eq!(busy.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert!(busy.public_message().contains("nothing was changed"));
+        let resp = busy.into_response();
+        assert_eq!(
+            resp.headers()
+                .get(axum::http::header::RETRY_AFTER)
+                .and_then(|v| v.to_str().ok()),
+            Some("2")
+        );
+
+        let big = AppError::from(StoreError::TooLarge(
+            "the write would exceed DynamoDB's limit of 400 KB per item".into(),
+        ));
+        assert_eq!(big.status(), StatusCode::BAD_REQUEST);
+        assert!(big.public_message().contains("400 KB"));
+
+        let conflict = AppError::from(StoreError::Conflict("transaction cancelled".into()));
+        assert_eq!(conflict.status(), StatusCode::CONFLICT);
+        assert!(conflict.public_message().contains("Somebody else"));
+    }
 
     #[test]
     fn too_many_requests_carries_retry_after() {

@@ -266,6 +266,15 @@ pub async fn run(app: Arc<App>) {
                 }
             }
         }
+        // Approvals applied in AWS whose record did not land yet (Store throttled or down).
+        if app
+            .unrecorded
+            .lock()
+            .map(|q| !q.is_empty())
+            .unwrap_or(false)
+        {
+            crate::requests::lifecycle::record_unrecorded(&app).await;
+        }
         match deliver_due(&app).await {
             Ok(p) if p != Pass::default() => {
                 tracing::debug!(

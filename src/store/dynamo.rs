@@ -82,7 +82,82 @@ where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
     R: std::fmt::Debug,
 {
-    StoreError::Backend(format!("dynamodb {what}: {}", crate::aws::error_text(&e)))
+    let code = e.as_service_error().and_then(|s| s.code()).unwrap_or("");
+    let message = e.as_service_error().and_then(|s| s.message()).unwrap_or("");
+    match classify(code, message) {
+        // Conditions are the callers' own business (they check them before calling this).
+        Some(kind) if kind != Refusal::Conflict => kind.error(what),
+        _ => StoreError::Backend(format!("dynamodb {what}: {}", crate::aws::error_text(&e))),
+    }
+}
+
+/// What a DynamoDB error code (of a call, or a transaction's cancellation reason) means for the
+/// caller, where it is not a plain backend failure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Refusal {
+    /// Another writer got there first (a condition failed, or a transaction was in the way).
+    Conflict,
+    /// The table (or a partition) is over its throughput: come back in a moment.
+    Throttled,
+    /// An item would exceed DynamoDB's 400 KB item size (or a collection its 10 GB).
+    TooLarge,
+}
+
+impl Refusal {
+    fn error(self, what: &str) -> StoreError {
+        match self {
+            Refusal::Conflict => StoreError::Conflict(format!("{what}: somebody else wrote first")),
+            Refusal::Throttled => StoreError::Throttled(format!(
+                "DynamoDB is throttling {what}; the write was not made"
+            )),
+            Refusal::TooLarge => StoreError::TooLarge(format!(
+                "{what} would exceed DynamoDB's limit of 400 KB per item"
+            )),
+        }
+    }
+}
+
+/// Error codes from the DynamoDB API reference ("Common errors" and TransactWriteItems'
+/// CancellationReason codes): throttling, item size and conditions each get their own meaning.
+fn classify(code: &str, message: &str) -> Option<Refusal> {
+    match code {
+        "ConditionalCheckFailed"
+        | "ConditionalCheckFailedException"
+        | "TransactionConflict"
+        | "TransactionConflictException" => Some(Refusal::Conflict),
+        "ThrottlingError"
+        | "ThrottlingException"
+        | "ProvisionedThroughputExceeded"
+        | "ProvisionedThroughputExceededException"
+        | "RequestLimitExceeded"
+        | "TransactionInProgressException" => Some(Refusal::Throttled),
+        "ItemCollectionSizeLimitExceeded"
+        | "ItemCollectionSizeLimitExceededException"
+        | ITEM_TOO_LARGE => Some(Refusal::TooLarge),
+        "ValidationError" | "ValidationException"
+            if message.contains("Item size") || message.contains("item size") =>
+        {
+            Some(Refusal::TooLarge)
+        }
+        _ => None,
+    }
+}
+
+/// The error for a cancelled transaction whose reasons name no particular item the caller
+/// handles itself: throttling and size before conflicts, since retrying those as a "somebody
+/// else acted first" would mislead.
+fn cancelled_error(what: &str, codes: &[String]) -> StoreError {
+    let kinds: Vec<Refusal> = codes.iter().filter_map(|c| classify(c, "")).collect();
+    let kind = [Refusal::Throttled, Refusal::TooLarge, Refusal::Conflict]
+        .into_iter()
+        .find(|k| kinds.contains(k));
+    match kind {
+        Some(Refusal::Conflict) => {
+            StoreError::Conflict(format!("transaction cancelled ({})", codes.join(", ")))
+        }
+        Some(other) => other.error(what),
+        None => StoreError::Backend(format!("dynamodb {what} cancelled ({})", codes.join(", "))),
+    }
 }
 
 fn encode<T: Serialize>(v: &T) -> StoreResult<String> {
@@ -186,15 +261,26 @@ fn put_new(table: &str, item: Item) -> StoreResult<TransactWriteItem> {
     Ok(TransactWriteItem::builder().put(put).build())
 }
 
+/// The code [`cancellation_codes`] gives an item refused for its size (DynamoDB says
+/// `ValidationError` with "Item size has exceeded the maximum allowed size").
+const ITEM_TOO_LARGE: &str = "ItemTooLarge";
+
 /// Cancellation reason codes of a failed transaction, in item order.
 fn cancellation_codes<R>(
     e: &SdkError<aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError, R>,
 ) -> Option<Vec<String>> {
+    use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
     match e.as_service_error() {
-        Some(aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError::TransactionCanceledException(t)) => Some(
+        Some(TransactWriteItemsError::TransactionCanceledException(t)) => Some(
             t.cancellation_reasons()
                 .iter()
-                .map(|r| r.code().unwrap_or("None").to_string())
+                .map(|r| {
+                    let code = r.code().unwrap_or("None");
+                    match classify(code, r.message().unwrap_or("")) {
+                        Some(Refusal::TooLarge) => ITEM_TOO_LARGE.to_string(),
+                        _ => code.to_string(),
+                    }
+                })
                 .collect(),
         ),
         _ => None,
@@ -326,9 +412,7 @@ impl DynamoStore {
             .await
             .map(|_| ())
             .map_err(|e| match cancellation_codes(&e) {
-                Some(codes) => {
-                    StoreError::Conflict(format!("transaction cancelled ({})", codes.join(", ")))
-                }
+                Some(codes) => cancelled_error("the write", &codes),
                 None => backend("transact_write_items", e),
             })
     }
@@ -782,10 +866,7 @@ impl DynamoStore {
                     }
                     _ => {
                         return Err(match cancellation_codes(&e) {
-                            Some(codes) => StoreError::Backend(format!(
-                                "dynamodb transact_write_items cancelled ({})",
-                                codes.join(", ")
-                            )),
+                            Some(codes) => cancelled_error("the resources' write", &codes),
                             None => backend("transact_write_items", e),
                         });
                     }
@@ -1092,10 +1173,7 @@ impl Store for DynamoStore {
                     "request {request_id} already has {max} comments"
                 )))
             }
-            Err(Ok(codes)) => Err(StoreError::Conflict(format!(
-                "transaction cancelled ({})",
-                codes.join(", ")
-            ))),
+            Err(Ok(codes)) => Err(cancelled_error("the comment", &codes)),
             Err(Err(e)) => Err(e),
         }
     }
@@ -1839,5 +1917,58 @@ impl DynamoStore {
             }
             other => other,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dynamodb_refusals_are_classified() {
+        assert_eq!(classify("ThrottlingError", ""), Some(Refusal::Throttled));
+        assert_eq!(
+            classify("ProvisionedThroughputExceededException", ""),
+            Some(Refusal::Throttled)
+        );
+        assert_eq!(
+            classify("RequestLimitExceeded", ""),
+            Some(Refusal::Throttled)
+        );
+        assert_eq!(
+            classify(
+                "ValidationException",
+                "Item size has exceeded the maximum allowed size"
+            ),
+            Some(Refusal::TooLarge)
+        );
+        assert_eq!(classify("ValidationException", "bad expression"), None);
+        assert_eq!(
+            classify("ConditionalCheckFailed", ""),
+            Some(Refusal::Conflict)
+        );
+
+        let codes = |c: &[&str]| c.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        // A throttled item in a transaction is not "somebody else acted first".
+        assert!(matches!(
+            cancelled_error("w", &codes(&["None", "ThrottlingError"])),
+            StoreError::Throttled(_)
+        ));
+        assert!(matches!(
+            cancelled_error("w", &codes(&["ConditionalCheckFailed", ITEM_TOO_LARGE])),
+            StoreError::TooLarge(_)
+        ));
+        assert!(matches!(
+            cancelled_error("w", &codes(&["None", "ConditionalCheckFailed"])),
+            StoreError::Conflict(_)
+        ));
+        assert!(matches!(
+            cancelled_error("w", &codes(&["None", "TransactionConflict"])),
+            StoreError::Conflict(_)
+        ));
+        assert!(matches!(
+            cancelled_error("w", &codes(&["None", "InternalServerError"])),
+            StoreError::Backend(_)
+        ));
     }
 }

@@ -28,6 +28,12 @@ pub enum StoreError {
     /// A caller-supplied value the store cannot accept (bad cursor, ...).
     #[error("invalid: {0}")]
     Invalid(String),
+    /// The backend is over its throughput right now; nothing was written. Try again shortly.
+    #[error("throttled: {0}")]
+    Throttled(String),
+    /// An item would exceed the backend's size limit; nothing was written.
+    #[error("too large: {0}")]
+    TooLarge(String),
     /// The backend failed or could not be reached.
     #[error("store backend error: {0}")]
     Backend(String),

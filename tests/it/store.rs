@@ -109,6 +109,46 @@ mod dynamo {
     }
 
     #[tokio::test]
+    async fn an_item_over_dynamodbs_400_kb_is_too_large_not_a_conflict_and_nothing_is_written() {
+        if moto_endpoint().is_none() {
+            return;
+        }
+        let client = client().await;
+        let prefix = unique("big");
+        iamdesk::migrate::run(&client, &prefix)
+            .await
+            .expect("migrate");
+        let store = DynamoStore::new(client, &prefix);
+        let mut r = conformance::sample_request("big@example.com", 0);
+        r.justification = "x".repeat(450_000);
+        let ev = iamdesk::store::AuditEvent::new(
+            "big",
+            "request.created",
+            Some(&r.id),
+            serde_json::json!({}),
+        );
+        let res = iamdesk::store::Store::create_request(&store, &r, &ev, &[]).await;
+        let Err(e) = res else {
+            panic!("a 450 KB item was stored");
+        };
+        assert!(
+            matches!(e, iamdesk::store::StoreError::TooLarge(_)),
+            "{e:?}"
+        );
+        let app_error = iamdesk::error::AppError::from(e);
+        assert_eq!(app_error.status(), 400);
+        assert!(
+            app_error.public_message().contains("400 KB"),
+            "{}",
+            app_error.public_message()
+        );
+        let got = iamdesk::store::Store::get_request(&store, &r.id)
+            .await
+            .expect("get");
+        assert_eq!(got, None, "nothing is written");
+    }
+
+    #[tokio::test]
     async fn healthcheck_is_503_when_dynamodb_is_unreachable() {
         let (mut config, dir) = crate::support::TestApp::demo_config();
         config.storage.backend = iamdesk::config::StorageBackend::Dynamodb;

@@ -251,6 +251,7 @@ async fn claim(
 }
 
 /// What applying did: a result per change, the first failure, the roles touched.
+#[derive(Clone)]
 struct Outcome {
     results: Vec<ChangeResult>,
     failed: Option<(usize, String)>,
@@ -317,13 +318,94 @@ async fn apply(app: &App, claimed: &PolicyRequest) -> Outcome {
 
 /// Step 3, record: the outcome with its audit event and release the claim. A comment may have landed
 /// since the claim: the outcome is then merged into the newer version and written again, so
-/// what AWS applied is always recorded.
+/// what AWS applied is always recorded. When the Store keeps failing (throttled, unreachable)
+/// the approver is told, and the record is handed to this replica's outbox worker, which keeps
+/// trying until it lands ([`record_unrecorded`]).
 async fn record(
     app: &App,
     claimed: &PolicyRequest,
     actor: &Actor,
     outcome: &Outcome,
 ) -> Result<PolicyRequest, AppError> {
+    match record_once_or_more(app, claimed, actor, outcome, IN_REQUEST_ATTEMPTS).await {
+        Ok(saved) => Ok(saved),
+        Err(Unlanded::Gone) => Err(AppError::NotFound("the request disappeared".into())),
+        Err(Unlanded::Failed(error)) => {
+            tracing::error!(request = %claimed.id, error = %error,
+                "cannot record an applied approval yet; the outbox worker keeps trying");
+            if let Ok(mut queue) = app.unrecorded.lock() {
+                queue.push(Unrecorded {
+                    claimed: claimed.clone(),
+                    actor: actor.clone(),
+                    outcome: outcome.clone(),
+                    attempts: 0,
+                });
+            }
+            app.outbox_wake.notify_one();
+            Err(AppError::Conflict(format!(
+                "The changes were applied in AWS but the request could not be updated yet \
+                 ({error}). iamdesk keeps trying in the background: reload in a minute."
+            )))
+        }
+    }
+}
+
+/// Attempts made while the approver waits (about 30 s with the backoff below).
+const IN_REQUEST_ATTEMPTS: u32 = 20;
+
+/// Why a record did not land.
+enum Unlanded {
+    Gone,
+    Failed(StoreError),
+}
+
+/// An approval applied in AWS whose record has not landed yet (kept in [`App::unrecorded`]).
+pub struct Unrecorded {
+    claimed: PolicyRequest,
+    actor: Actor,
+    outcome: Outcome,
+    attempts: u32,
+}
+
+/// Retry every approval whose record has not landed (called by the outbox worker on each pass,
+/// `src/notify/worker.rs`). Returns how many landed.
+pub async fn record_unrecorded(app: &App) -> usize {
+    let pending: Vec<Unrecorded> = match app.unrecorded.lock() {
+        Ok(mut queue) => std::mem::take(&mut *queue),
+        Err(_) => return 0,
+    };
+    let mut landed = 0;
+    for mut u in pending {
+        match record_once_or_more(app, &u.claimed, &u.actor, &u.outcome, 1).await {
+            Ok(saved) => {
+                landed += 1;
+                tracing::info!(request = %saved.id, attempts = u.attempts + 1,
+                    "an applied approval was recorded after all");
+                refresh(app, &u.outcome).await;
+            }
+            Err(Unlanded::Gone) => {
+                tracing::error!(request = %u.claimed.id, "the request of an applied approval is gone");
+            }
+            Err(Unlanded::Failed(error)) => {
+                u.attempts += 1;
+                tracing::warn!(request = %u.claimed.id, error = %error, attempts = u.attempts,
+                    "recording an applied approval; will retry");
+                if let Ok(mut queue) = app.unrecorded.lock() {
+                    queue.push(u);
+                }
+            }
+        }
+    }
+    landed
+}
+
+async fn record_once_or_more(
+    app: &App,
+    claimed: &PolicyRequest,
+    actor: &Actor,
+    outcome: &Outcome,
+    max_attempts: u32,
+) -> Result<PolicyRequest, Unlanded> {
     let (action, detail, notify) = match &outcome.failed {
         None => (
             "request.approved",
@@ -371,18 +453,14 @@ async fn record(
             }
             Err(e) => e,
         };
-        // AWS has been changed: keep trying for a while, whatever the cause.
-        if attempt > 20 {
-            tracing::error!(request = %claimed.id, error = %error, "cannot record an applied approval");
-            return Err(conflict(format!(
-                "The changes were applied in AWS but the request could not be updated ({error}); \
-                 an administrator must check it."
-            )));
+        // AWS has been changed: keep trying, whatever the cause.
+        if attempt >= max_attempts {
+            return Err(Unlanded::Failed(error));
         }
         match error {
             StoreError::Conflict(_) => match app.store.get_request(&claimed.id).await {
                 Ok(Some(latest)) => base = latest,
-                Ok(None) => return Err(AppError::NotFound("the request disappeared".into())),
+                Ok(None) => return Err(Unlanded::Gone),
                 Err(e) => tracing::warn!(error = %e, "re-reading the request to record it"),
             },
             other => {

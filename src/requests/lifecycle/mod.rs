@@ -32,7 +32,7 @@ use crate::error::AppError;
 use crate::notify::Event;
 use crate::store::{AuditEvent, Comment, PolicyRequest, RequestStatus, StoreError};
 
-pub use approve::{approval_state, approve_now, may_approve};
+pub use approve::{Unrecorded, approval_state, approve_now, may_approve, record_unrecorded};
 
 /// A claim older than this is considered abandoned (the approver's process died mid-apply).
 const CLAIM_TIMEOUT_MINUTES: i64 = 10;
