@@ -3,6 +3,7 @@
 use askama::Template;
 use askama_web::WebTemplate;
 use axum::extract::State;
+use chrono::{DateTime, Utc};
 use serde::Deserialize;
 
 use super::api::{DEFAULT_PAGE, ListQuery, parse_list_query};
@@ -260,26 +261,129 @@ pub async fn audit(
     })
 }
 
-/// Every audit event (optionally of one request), newest first, one JSON object per line.
+/// `/admin/audit.jsonl`'s query: one request's events, and a time range.
+#[derive(Debug, Deserialize)]
+pub struct AuditExportQuery {
+    request_id: Option<String>,
+    /// Oldest event to include: an RFC 3339 time or a date (`2026-11-01`, from its start).
+    from: Option<String>,
+    /// Newest event to include: an RFC 3339 time or a date (`2026-11-30`, to its end).
+    to: Option<String>,
+}
+
+/// A bound of the export's range; a date alone covers the whole day.
+fn parse_bound(key: &str, raw: &str, end_of_day: bool) -> Result<DateTime<Utc>, AppError> {
+    let raw = raw.trim();
+    if let Ok(t) = DateTime::parse_from_rfc3339(raw) {
+        return Ok(t.with_timezone(&Utc));
+    }
+    if let Ok(d) = chrono::NaiveDate::parse_from_str(raw, "%Y-%m-%d") {
+        let t = if end_of_day {
+            d.and_hms_milli_opt(23, 59, 59, 999)
+        } else {
+            d.and_hms_opt(0, 0, 0)
+        };
+        if let Some(t) = t {
+            return Ok(t.and_utc());
+        }
+    }
+    Err(AppError::BadRequest(format!(
+        "{key} must be a date (2026-11-01) or an RFC 3339 time (2026-11-01T09:00:00Z), not {raw:?}"
+    )))
+}
+
+/// Every audit event (optionally of one request, optionally within `from`..=`to`), newest
+/// first, one JSON object per line. Streamed page by page: memory stays at one page whatever
+/// the log's size, and the stream ends at the first event older than `from`.
 pub async fn audit_export(
     _admin: AdminUser,
     State(state): State<AppState>,
-    Query(q): Query<CursorQuery>,
+    Query(q): Query<AuditExportQuery>,
 ) -> Result<impl axum::response::IntoResponse, AppError> {
     let request_id = q.request_id.filter(|r| !r.trim().is_empty());
-    let mut out = String::new();
-    let mut page = PageRequest::first(PageRequest::MAX_LIMIT);
-    loop {
-        let result = state.store.list_audit(request_id.as_deref(), &page).await?;
-        for e in &result.items {
+    let from = match q.from.as_deref().filter(|s| !s.trim().is_empty()) {
+        Some(raw) => Some(parse_bound("from", raw, false)?),
+        None => None,
+    };
+    let to = match q.to.as_deref().filter(|s| !s.trim().is_empty()) {
+        Some(raw) => Some(parse_bound("to", raw, true)?),
+        None => None,
+    };
+    if let (Some(f), Some(t)) = (from, to)
+        && f > t
+    {
+        return Err(AppError::BadRequest(format!(
+            "from ({f}) is after to ({t}): nothing could match"
+        )));
+    }
+    // The first page is read before answering, so a Store failure is a proper error status.
+    let first = state
+        .store
+        .list_audit(
+            request_id.as_deref(),
+            &PageRequest::first(PageRequest::MAX_LIMIT),
+        )
+        .await?;
+    struct Cursor {
+        state: AppState,
+        request_id: Option<String>,
+        page: Option<crate::store::Page<crate::store::AuditEvent>>,
+        next: Option<String>,
+        done: bool,
+    }
+    let start = Cursor {
+        state: state.clone(),
+        request_id,
+        next: first.next_cursor.clone(),
+        page: Some(first),
+        done: false,
+    };
+    let stream = futures::stream::unfold(start, move |mut c| async move {
+        if c.done {
+            return None;
+        }
+        let page = match c.page.take() {
+            Some(p) => p,
+            None => {
+                let cursor = c.next.take()?;
+                let mut req = PageRequest::first(PageRequest::MAX_LIMIT);
+                req.cursor = Some(cursor);
+                match c
+                    .state
+                    .store
+                    .list_audit(c.request_id.as_deref(), &req)
+                    .await
+                {
+                    Ok(p) => {
+                        c.next = p.next_cursor.clone();
+                        p
+                    }
+                    Err(e) => {
+                        // Headers are gone: end the body early; the log says why.
+                        tracing::error!(error = %e, "audit export stopped");
+                        c.done = true;
+                        return Some((Err(std::io::Error::other("audit export stopped")), c));
+                    }
+                }
+            }
+        };
+        let mut out = String::new();
+        for e in &page.items {
+            if to.is_some_and(|t| e.at > t) {
+                continue;
+            }
+            if from.is_some_and(|f| e.at < f) {
+                c.done = true;
+                break;
+            }
             out.push_str(&serde_json::to_string(e).unwrap_or_default());
             out.push('\n');
         }
-        match result.next_cursor {
-            Some(c) => page.cursor = Some(c),
-            None => break,
+        if c.next.is_none() {
+            c.done = true;
         }
-    }
+        Some((Ok::<_, std::io::Error>(axum::body::Bytes::from(out)), c))
+    });
     Ok((
         [
             (axum::http::header::CONTENT_TYPE, "application/x-ndjson"),
@@ -288,7 +392,7 @@ pub async fn audit_export(
                 "attachment; filename=\"iamdesk-audit.jsonl\"",
             ),
         ],
-        out,
+        axum::body::Body::from_stream(stream),
     ))
 }
 

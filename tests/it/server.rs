@@ -558,4 +558,59 @@ async fn audit_log_filters_by_request_and_exports_json_lines() {
         .await
         .expect("body");
     assert_eq!(only_b.lines().count(), 1);
+
+    // A date range: today holds them all, a past month none; a bad bound is a 400 naming it.
+    let today = chrono::Utc::now().date_naive();
+    let in_range = app
+        .get(&format!("/admin/audit.jsonl?from={today}&to={today}"))
+        .await
+        .text()
+        .await
+        .expect("body");
+    assert_eq!(in_range.lines().count(), events.len());
+    let past = app
+        .get("/admin/audit.jsonl?from=2020-01-01&to=2020-01-31")
+        .await
+        .text()
+        .await
+        .expect("body");
+    assert_eq!(past.lines().count(), 0, "{past}");
+    let since_now = app
+        .get(&format!(
+            "/admin/audit.jsonl?from={}",
+            (chrono::Utc::now() + chrono::Duration::hours(1)).format("%Y-%m-%dT%H:%M:%SZ")
+        ))
+        .await
+        .text()
+        .await
+        .expect("body");
+    assert_eq!(since_now.lines().count(), 0);
+    let bad = app.get("/admin/audit.jsonl?from=yesterday").await;
+    assert_eq!(bad.status(), 400);
+    let msg = bad.text().await.expect("body");
+    assert!(msg.contains("from must be a date"), "{msg}");
+    let backwards = app
+        .get("/admin/audit.jsonl?from=2026-02-01&to=2026-01-01")
+        .await;
+    assert_eq!(backwards.status(), 400);
+
+    // Several pages stream whole, in order, newest first.
+    for i in 0..1100 {
+        let e = iamdesk::store::AuditEvent::new("bulk", "test.bulk", None, json!({ "i": i }));
+        app.state.store.append_audit(&e).await.expect("append");
+    }
+    let all = app
+        .get("/admin/audit.jsonl")
+        .await
+        .text()
+        .await
+        .expect("body");
+    let bulk: Vec<i64> = all
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).expect("json"))
+        .filter(|e| e["action"] == "test.bulk")
+        .filter_map(|e| e["detail"]["i"].as_i64())
+        .collect();
+    assert_eq!(bulk.len(), 1100, "every page is streamed");
+    assert_eq!(all.lines().count(), events.len() + 1100);
 }
