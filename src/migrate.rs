@@ -54,6 +54,10 @@ pub struct TableDef {
     pub attributes: std::collections::BTreeMap<String, String>,
     #[serde(default)]
     pub indexes: Vec<IndexDef>,
+    /// An epoch-seconds attribute DynamoDB's TTL deletes items by (finished outbox messages,
+    /// expired tokens): growth stays bounded without a sweeper.
+    #[serde(default)]
+    pub ttl_attribute: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -207,6 +211,42 @@ async fn wait_active(client: &Client, table: &str) -> Result<(), MigrateError> {
     }
 }
 
+/// Turn on TTL by `attribute` unless it is on already; whether it was turned on now.
+async fn ensure_ttl(client: &Client, table: &str, attribute: &str) -> Result<bool, MigrateError> {
+    let current = client
+        .describe_time_to_live()
+        .table_name(table)
+        .send()
+        .await
+        .map_err(|e| aws(table, e))?;
+    let on = current.time_to_live_description().is_some_and(|d| {
+        d.attribute_name() == Some(attribute)
+            && matches!(
+                d.time_to_live_status().map(|s| s.as_str()),
+                Some("ENABLED" | "ENABLING")
+            )
+    });
+    if on {
+        return Ok(false);
+    }
+    let spec = aws_sdk_dynamodb::types::TimeToLiveSpecification::builder()
+        .enabled(true)
+        .attribute_name(attribute)
+        .build()
+        .map_err(|e| MigrateError::Aws {
+            table: table.to_string(),
+            message: e.to_string(),
+        })?;
+    client
+        .update_time_to_live()
+        .table_name(table)
+        .time_to_live_specification(spec)
+        .send()
+        .await
+        .map_err(|e| aws(table, e))?;
+    Ok(true)
+}
+
 /// Apply every definition; returns one line per table saying what was done.
 pub async fn run(client: &Client, table_prefix: &str) -> Result<Vec<String>, MigrateError> {
     let mut report = vec![];
@@ -255,8 +295,15 @@ pub async fn run(client: &Client, table_prefix: &str) -> Result<Vec<String>, Mig
                     .await
                     .map_err(|e| aws(&table, e))?;
                 wait_active(client, &table).await?;
+                let ttl = match &def.ttl_attribute {
+                    Some(attr) => {
+                        ensure_ttl(client, &table, attr).await?;
+                        format!(", TTL on {attr}")
+                    }
+                    None => String::new(),
+                };
                 report.push(format!(
-                    "created table {table} with {} index(es)",
+                    "created table {table} with {} index(es){ttl}",
                     def.indexes.len()
                 ));
             }
@@ -271,8 +318,17 @@ pub async fn run(client: &Client, table_prefix: &str) -> Result<Vec<String>, Mig
                     .iter()
                     .filter(|i| !present.contains(&i.name.as_str()))
                     .collect();
+                let ttl_now = match &def.ttl_attribute {
+                    Some(attr) => ensure_ttl(client, &table, attr).await?.then_some(attr),
+                    None => None,
+                };
+                if let Some(attr) = ttl_now {
+                    report.push(format!("table {table}: TTL turned on ({attr})"));
+                }
                 if missing.is_empty() {
-                    report.push(format!("table {table} already up to date"));
+                    if ttl_now.is_none() {
+                        report.push(format!("table {table} already up to date"));
+                    }
                     continue;
                 }
                 // DynamoDB adds one index per UpdateTable call.

@@ -250,7 +250,24 @@ pub async fn run(app: Arc<App>) {
     }
     let replica = uuid::Uuid::new_v4().to_string();
     let mut next_sweep = tokio::time::Instant::now();
+    let mut next_purge = tokio::time::Instant::now();
     loop {
+        // Finished outbox messages and ended tokens past their keep time, hourly (any replica:
+        // the deletes are idempotent; DynamoDB does this itself by TTL).
+        if tokio::time::Instant::now() >= next_purge {
+            next_purge = tokio::time::Instant::now() + Duration::from_secs(3600);
+            match app.store.purge_finished(app.now()).await {
+                Ok(p) if p != crate::store::Purged::default() => {
+                    tracing::info!(
+                        outbox = p.outbox,
+                        tokens = p.tokens,
+                        "finished items removed"
+                    )
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "cannot remove finished items"),
+            }
+        }
         // ConsoleMe's temporary policies: once a minute, by one replica.
         if app.config.policies.temp_policy_support && tokio::time::Instant::now() >= next_sweep {
             next_sweep = tokio::time::Instant::now() + Duration::from_secs(60);

@@ -231,6 +231,8 @@ fn token_item(t: &ApiToken) -> StoreResult<Item> {
         ("user".into(), s(&t.user)),
         ("sk".into(), s(t.sort_key())),
         ("body".into(), s(encode(t)?)),
+        // DynamoDB's TTL removes it (migrations/tokens.json).
+        ("ttl".into(), n(t.purge_at().timestamp().max(0) as u64)),
     ]))
 }
 
@@ -241,14 +243,19 @@ fn due_key(m: &OutboxMessage) -> String {
 }
 
 fn outbox_item(m: &OutboxMessage) -> StoreResult<Item> {
-    Ok(HashMap::from([
+    let mut item = HashMap::from([
         ("id".into(), s(&m.id)),
         ("status".into(), s(m.status.as_str())),
         ("sk".into(), s(m.sort_key())),
         ("due".into(), s(due_key(m))),
         ("version".into(), n(m.version)),
         ("body".into(), s(encode(m)?)),
-    ]))
+    ]);
+    // A finished message goes by DynamoDB's TTL (migrations/outbox.json); a pending one stays.
+    if let Some(at) = m.purge_at() {
+        item.insert("ttl".into(), n(at.timestamp().max(0) as u64));
+    }
+    Ok(item)
 }
 
 fn put_new(table: &str, item: Item) -> StoreResult<TransactWriteItem> {

@@ -1253,6 +1253,49 @@ impl Store for EmbeddedStore {
         .await
     }
 
+    async fn purge_finished(&self, now: DateTime<Utc>) -> StoreResult<Purged> {
+        self.with_conn(move |c| {
+            let tx = c
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(backend)?;
+            // `purge_at` of a finished message is its last attempt time + the kept days.
+            let cutoff = ts(now - chrono::Duration::days(KEEP_FINISHED_DAYS));
+            let outbox = tx
+                .execute(
+                    "DELETE FROM outbox WHERE status IN ('sent', 'dead') AND next_attempt_at < ?1",
+                    params![cutoff],
+                )
+                .map_err(backend)?;
+            let ended: Vec<String> = {
+                let mut stmt = tx
+                    .prepare("SELECT hash, body FROM api_tokens")
+                    .map_err(backend)?;
+                let rows = stmt
+                    .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))
+                    .map_err(backend)?;
+                let mut out = vec![];
+                for row in rows {
+                    let (hash, body) = row.map_err(backend)?;
+                    let token: ApiToken = from_json(&body)?;
+                    if token.purge_at() <= now {
+                        out.push(hash);
+                    }
+                }
+                out
+            };
+            for hash in &ended {
+                tx.execute("DELETE FROM api_tokens WHERE hash = ?1", params![hash])
+                    .map_err(backend)?;
+            }
+            tx.commit().map_err(backend)?;
+            Ok(Purged {
+                outbox,
+                tokens: ended.len(),
+            })
+        })
+        .await
+    }
+
     async fn update_outbox(&self, message: &OutboxMessage) -> StoreResult<()> {
         let m = message.clone();
         self.with_conn(move |c| {

@@ -263,7 +263,27 @@ pub struct OutboxMessage {
     pub version: u64,
 }
 
+/// Days a delivered or dead outbox message, and an expired or revoked API token, are kept before
+/// they are removed (DynamoDB's TTL on `ttl`, the embedded store's hourly purge): enough to
+/// look into a complaint, not a log that grows forever. The audit log keeps its events for good.
+pub const KEEP_FINISHED_DAYS: i64 = 30;
+
+/// What [`Store::purge_finished`] removed.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Purged {
+    pub outbox: usize,
+    pub tokens: usize,
+}
+
 impl OutboxMessage {
+    /// When a finished (sent or dead) message may be removed; `None` while it is pending.
+    pub fn purge_at(&self) -> Option<DateTime<Utc>> {
+        match self.status {
+            OutboxStatus::Pending => None,
+            _ => Some(self.next_attempt_at + chrono::Duration::days(KEEP_FINISHED_DAYS)),
+        }
+    }
+
     pub fn new(channel: &str, payload: serde_json::Value) -> Self {
         let now = Utc::now();
         OutboxMessage {
@@ -350,6 +370,15 @@ impl std::fmt::Display for TokenScope {
 }
 
 impl ApiToken {
+    /// When the token may be removed: [`KEEP_FINISHED_DAYS`] after it expired or was revoked.
+    pub fn purge_at(&self) -> DateTime<Utc> {
+        let ended = match self.revoked_at {
+            Some(r) if r < self.expires_at => r,
+            _ => self.expires_at,
+        };
+        ended + chrono::Duration::days(KEEP_FINISHED_DAYS)
+    }
+
     pub fn sort_key(&self) -> String {
         sort_key(self.created_at, &self.id)
     }
@@ -633,6 +662,12 @@ pub trait Store: Send + Sync + 'static {
 
     /// Replace an outbox message if its stored version is `message.version - 1` (else `Conflict`).
     async fn update_outbox(&self, message: &OutboxMessage) -> StoreResult<()>;
+
+    /// Remove finished outbox messages and ended tokens whose `purge_at` has passed. Backends
+    /// whose database expires items itself (DynamoDB's TTL) do nothing here.
+    async fn purge_finished(&self, _now: DateTime<Utc>) -> StoreResult<Purged> {
+        Ok(Purged::default())
+    }
 
     // --- Synced IAM resources, one item per role, user and policy (`resources::stored`). ---
     // Defaults say "unsupported" so a backend can add them later.

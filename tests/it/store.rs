@@ -36,6 +36,113 @@ async fn embedded_store_keeps_data_across_reopen() {
     assert_eq!(got, Some(r));
 }
 
+fn token(user: &str, expires_in_days: i64) -> iamdesk::store::ApiToken {
+    let hash = format!("{:0>64}", uuid::Uuid::new_v4().simple());
+    let now = chrono::Utc::now();
+    iamdesk::store::ApiToken {
+        id: hash[..12].to_string(),
+        hash,
+        user: user.into(),
+        groups: vec![],
+        name: "ci".into(),
+        created_at: now - chrono::Duration::days(90),
+        expires_at: now + chrono::Duration::days(expires_in_days),
+        revoked_at: None,
+        scopes: iamdesk::store::TokenScope::legacy(),
+    }
+}
+
+/// An outbox message stored, then finished (`sent`) with its last attempt `days_ago`.
+async fn finished_message(
+    store: &dyn iamdesk::store::Store,
+    status: iamdesk::store::OutboxStatus,
+    days_ago: i64,
+) -> iamdesk::store::OutboxMessage {
+    let mut m = iamdesk::store::OutboxMessage::new("email", serde_json::json!({"to": ["a@x"]}));
+    store.enqueue_outbox(&m).await.expect("enqueue");
+    m.status = status;
+    m.version += 1;
+    m.next_attempt_at = chrono::Utc::now() - chrono::Duration::days(days_ago);
+    store.update_outbox(&m).await.expect("finish");
+    m
+}
+
+#[tokio::test]
+async fn embedded_store_removes_finished_messages_and_ended_tokens_after_30_days() {
+    use iamdesk::store::{OutboxStatus, Purged, Store};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = EmbeddedStore::open(&dir.path().join("iamdesk.db")).expect("open");
+    let old_sent = finished_message(&store, OutboxStatus::Sent, 31).await;
+    let old_dead = finished_message(&store, OutboxStatus::Dead, 45).await;
+    let recent = finished_message(&store, OutboxStatus::Sent, 2).await;
+    let mut waiting = iamdesk::store::OutboxMessage::new("slack", serde_json::json!({}));
+    waiting.next_attempt_at = chrono::Utc::now() - chrono::Duration::days(60);
+    store.enqueue_outbox(&waiting).await.expect("enqueue");
+    let ended = token("t@example.com", -31);
+    let live = token("t@example.com", 10);
+    let mut revoked = token("t@example.com", 10);
+    revoked.revoked_at = Some(chrono::Utc::now() - chrono::Duration::days(40));
+    for t in [&ended, &live, &revoked] {
+        let ev = iamdesk::store::AuditEvent::new("t", "token.created", None, serde_json::json!({}));
+        store.create_api_token(t, &ev).await.expect("token");
+    }
+
+    let purged = store
+        .purge_finished(chrono::Utc::now())
+        .await
+        .expect("purge");
+    assert_eq!(
+        purged,
+        Purged {
+            outbox: 2,
+            tokens: 2
+        }
+    );
+    for gone in [&old_sent, &old_dead] {
+        assert_eq!(store.get_outbox(&gone.id).await.expect("get"), None);
+    }
+    for kept in [&recent, &waiting] {
+        assert!(
+            store.get_outbox(&kept.id).await.expect("get").is_some(),
+            "{kept:?}"
+        );
+    }
+    assert!(
+        store
+            .get_api_token(&ended.hash)
+            .await
+            .expect("get")
+            .is_none()
+    );
+    assert!(
+        store
+            .get_api_token(&revoked.hash)
+            .await
+            .expect("get")
+            .is_none()
+    );
+    assert!(
+        store
+            .get_api_token(&live.hash)
+            .await
+            .expect("get")
+            .is_some()
+    );
+    // The audit log keeps everything.
+    let audit = store
+        .list_audit(None, &iamdesk::store::PageRequest::first(100))
+        .await
+        .expect("audit");
+    assert_eq!(audit.items.len(), 3);
+    assert_eq!(
+        store
+            .purge_finished(chrono::Utc::now())
+            .await
+            .expect("again"),
+        Purged::default()
+    );
+}
+
 mod dynamo {
     //! The DynamoDB backend against moto: `migrate` and the conformance suite.
 
@@ -85,6 +192,54 @@ mod dynamo {
             .unwrap_or_default();
         indexes.sort();
         assert_eq!(indexes, ["by_created", "by_requester", "by_status"]);
+
+        for (table, on) in [("outbox", true), ("tokens", true), ("requests", false)] {
+            let ttl = client
+                .describe_time_to_live()
+                .table_name(format!("{prefix}{table}"))
+                .send()
+                .await
+                .expect("describe ttl");
+            let d = ttl.time_to_live_description();
+            assert_eq!(
+                d.and_then(|d| d.time_to_live_status())
+                    .is_some_and(|s| s.as_str() == "ENABLED"),
+                on,
+                "{table}: {d:?}"
+            );
+            if on {
+                assert_eq!(d.and_then(|d| d.attribute_name()), Some("ttl"));
+            }
+        }
+        // A finished message carries its removal time; a pending one does not.
+        let store = DynamoStore::new(client.clone(), &prefix);
+        let sent = super::finished_message(&store, iamdesk::store::OutboxStatus::Sent, 1).await;
+        let pending = iamdesk::store::OutboxMessage::new("email", serde_json::json!({}));
+        iamdesk::store::Store::enqueue_outbox(&store, &pending)
+            .await
+            .expect("enqueue");
+        let ttl_of = |id: String| {
+            let client = client.clone();
+            let table = format!("{prefix}outbox");
+            async move {
+                client
+                    .get_item()
+                    .table_name(table)
+                    .key("id", aws_sdk_dynamodb::types::AttributeValue::S(id))
+                    .send()
+                    .await
+                    .expect("get item")
+                    .item()
+                    .and_then(|i| i.get("ttl"))
+                    .and_then(|v| v.as_n().ok())
+                    .and_then(|n| n.parse::<i64>().ok())
+            }
+        };
+        assert_eq!(
+            ttl_of(sent.id.clone()).await,
+            sent.purge_at().map(|t| t.timestamp())
+        );
+        assert_eq!(ttl_of(pending.id.clone()).await, None);
 
         let second = iamdesk::migrate::run(&client, &prefix)
             .await
