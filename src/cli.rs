@@ -176,6 +176,20 @@ fn report_config(loaded: &Loaded) {
 
 async fn serve(loaded: Loaded) -> anyhow::Result<ExitCode> {
     let listen = loaded.config.listen;
+    // Before the app is built, so the first sync and the first AWS calls are counted.
+    let metrics = match loaded.config.metrics.listen {
+        Some(at) => {
+            let handle = crate::telemetry::metrics::install()?;
+            let listener = tokio::net::TcpListener::bind(at).await.map_err(|e| {
+                anyhow::anyhow!(
+                    "cannot listen on {at} for metrics: {e} (set `metrics.listen` in the config \
+                     or free the port)"
+                )
+            })?;
+            Some((listener, handle))
+        }
+        None => None,
+    };
     let app = App::build(loaded.config).await?;
     let listener = tokio::net::TcpListener::bind(listen).await.map_err(|e| {
         anyhow::anyhow!(
@@ -183,6 +197,28 @@ async fn serve(loaded: Loaded) -> anyhow::Result<ExitCode> {
         )
     })?;
     let addr = listener.local_addr()?;
+    let metrics_job = match metrics {
+        Some((listener, handle)) => {
+            tracing::info!(
+                url = format!("http://{}/metrics", listener.local_addr()?),
+                "serving Prometheus metrics"
+            );
+            let state = AppState(app.clone());
+            Some(tokio::spawn(async move {
+                if let Err(e) = crate::telemetry::metrics::serve(
+                    listener,
+                    state,
+                    handle,
+                    std::future::pending(),
+                )
+                .await
+                {
+                    tracing::error!(error = %e, "metrics listener stopped");
+                }
+            }))
+        }
+        None => None,
+    };
     tracing::info!(
         url = format!("http://{addr}"),
         store = app.store.backend_name(),
@@ -212,6 +248,9 @@ async fn serve(loaded: Loaded) -> anyhow::Result<ExitCode> {
         job.abort();
     }
     shrink_job.abort();
+    if let Some(job) = metrics_job {
+        job.abort();
+    }
     tracing::info!("iamdesk stopped");
     Ok(ExitCode::SUCCESS)
 }

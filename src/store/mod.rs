@@ -533,6 +533,13 @@ impl PageRequest {
     }
 }
 
+/// Undelivered outbox messages: how many, and when the oldest was written.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct OutboxBacklog {
+    pub pending: u64,
+    pub oldest: Option<DateTime<Utc>>,
+}
+
 #[derive(Debug, Clone)]
 pub struct Page<T> {
     pub items: Vec<T>,
@@ -627,6 +634,26 @@ pub trait Store: Send + Sync + 'static {
 
     /// Replace an outbox message if its stored version is `message.version - 1` (else `Conflict`).
     async fn update_outbox(&self, message: &OutboxMessage) -> StoreResult<()>;
+
+    /// How many messages wait for delivery and since when (metrics). Reads the pending list
+    /// page by page, which stays cheap while the outbox drains; a backend with an aggregate
+    /// query overrides it.
+    async fn outbox_backlog(&self) -> StoreResult<OutboxBacklog> {
+        let mut backlog = OutboxBacklog::default();
+        let mut page = PageRequest::first(PageRequest::MAX_LIMIT);
+        loop {
+            let p = self.list_outbox(Some(OutboxStatus::Pending), &page).await?;
+            backlog.pending += p.items.len() as u64;
+            // Newest first: the last item seen is the oldest so far.
+            if let Some(m) = p.items.last() {
+                backlog.oldest = Some(m.created_at);
+            }
+            match p.next_cursor {
+                Some(c) => page.cursor = Some(c),
+                None => return Ok(backlog),
+            }
+        }
+    }
 
     // --- Synced IAM resources, one item per role, user and policy (`resources::stored`). ---
     // Defaults say "unsupported" so a backend can add them later.

@@ -15,6 +15,7 @@ mod forms;
 pub mod identity;
 mod jsonview;
 mod legacy;
+mod metrics;
 mod pages;
 mod prefs;
 mod request_page;
@@ -206,6 +207,9 @@ pub fn router(state: AppState) -> Router {
 
     routes.layer(
         ServiceBuilder::new()
+            // Outermost: sees the final status (errors rendered, panics caught, timeouts) and
+            // the whole latency. A no-op unless `metrics.listen` installed a recorder.
+            .layer(axum::middleware::from_fn(metrics::record))
             .layer(SetRequestIdLayer::new(REQUEST_ID_HEADER, MakeRequestUuid))
             .layer(trace)
             .layer(PropagateRequestIdLayer::new(REQUEST_ID_HEADER))
