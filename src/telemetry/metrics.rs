@@ -129,7 +129,8 @@ pub fn sync_account(account: &str, service: &'static str, ok: bool, took: Durati
 pub fn aws_call(service: &str, operation: &str, outcome: &'static str) {
     counter!(
         AWS_CALLS,
-        "service" => service.to_string(),
+        // The SDK says `IAM`, `STS`, `DynamoDB`: lower case, like the AWS CLI's service names.
+        "service" => service.to_ascii_lowercase(),
         "operation" => operation.to_string(),
         "outcome" => outcome,
     )

@@ -65,11 +65,13 @@ pub struct CurrentUser {
 }
 
 /// What a verified API token grants, for the handlers and the audit trail.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct TokenGrant {
     /// The token's public id (never the token).
     pub id: String,
     pub name: String,
+    /// `credentials`, `read`, `requests`.
+    #[schema(value_type = Vec<String>)]
     pub scopes: Vec<crate::credentials::tokens::Scope>,
     pub expires_at: chrono::DateTime<chrono::Utc>,
 }

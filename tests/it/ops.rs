@@ -316,7 +316,8 @@ async fn metrics_are_scraped_from_their_own_listener_with_bounded_labels() {
                 ]
             )
             .is_empty(),
-            "{service} {operation} counted"
+            "{service} {operation} counted: {:?}",
+            find(&samples, "iamdesk_aws_calls_total", &[])
         );
     }
     // Outbox, cache, breaker, index, sign-in failures.
@@ -367,4 +368,227 @@ fn the_exposition_parser_is_strict() {
             "{bad} accepted"
         );
     }
+}
+
+// --- OpenAPI -----------------------------------------------------------------------------------
+
+/// Every `(METHOD, path)` the running router serves under `/api/v2`, asked of the router itself
+/// (a TRACE answers 405 with the methods the route has), as `automation.rs` does for scopes.
+async fn served_api_v2(app: &crate::support::TestApp) -> Vec<(String, String)> {
+    let routes = iamdesk::web::routes();
+    let mut served = vec![];
+    let paths = routes
+        .paths()
+        .iter()
+        .chain(iamdesk::web::UNSIGNED_ROUTES)
+        .filter(|p| p.starts_with("/api/v2/"));
+    for path in paths {
+        let url = app.url(&path.replace("{*", "{").replace(['{', '}'], "x"));
+        let resp = app
+            .client
+            .request(reqwest::Method::TRACE, url)
+            .send()
+            .await
+            .expect("TRACE");
+        assert_eq!(resp.status(), 405, "{path}");
+        let allow = resp.headers()["allow"]
+            .to_str()
+            .unwrap_or_default()
+            .to_string();
+        for method in allow.split(',').map(str::trim).filter(|m| *m != "HEAD") {
+            served.push((method.to_string(), path.to_string()));
+        }
+    }
+    served
+}
+
+async fn openapi(app: &crate::support::TestApp) -> serde_json::Value {
+    let resp = app.get("/api/v2/openapi.json").await;
+    assert_eq!(resp.status(), 200);
+    assert!(
+        resp.headers()["content-type"]
+            .to_str()
+            .is_ok_and(|c| c.starts_with("application/json"))
+    );
+    resp.json().await.expect("the document is JSON")
+}
+
+#[tokio::test]
+async fn every_api_v2_route_is_in_the_openapi_document() {
+    let app = crate::support::TestApp::demo().await;
+    let doc = openapi(&app).await;
+    let served = served_api_v2(&app).await;
+    assert!(served.len() >= 15, "{served:?}");
+    let missing: Vec<String> = served
+        .iter()
+        .filter(|(m, p)| !doc["paths"][p.as_str()][m.to_lowercase()].is_object())
+        .map(|(m, p)| format!("{m} {p}"))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "these /api/v2 routes are missing from the OpenAPI document: {missing:?}.\n\
+         To document one: put #[utoipa::path(<method>, path = \"<path>\", tag = ..., params(...), \
+         responses(...))] on its handler (copy a neighbour's), derive utoipa::ToSchema on its \
+         request and response types (IntoParams on a query struct), and list the handler in \
+         `paths(...)` of `ApiDoc` in src/web/openapi.rs."
+    );
+    // And nothing documented that the router does not serve.
+    let mut stale = vec![];
+    for (path, item) in doc["paths"].as_object().expect("paths") {
+        for method in item.as_object().expect("path item").keys() {
+            if !served
+                .iter()
+                .any(|(m, p)| p == path && m.eq_ignore_ascii_case(method))
+            {
+                stale.push(format!("{method} {path}"));
+            }
+        }
+    }
+    assert!(
+        stale.is_empty(),
+        "documented but not served (remove from src/web/openapi.rs or fix the path): {stale:?}"
+    );
+}
+
+#[tokio::test]
+async fn the_openapi_document_has_the_3_1_shape() {
+    let app = crate::support::TestApp::demo().await;
+    let doc = openapi(&app).await;
+    let version = doc["openapi"].as_str().unwrap_or_default();
+    assert!(version.starts_with("3.1."), "openapi {version}");
+    assert!(doc["info"]["title"].is_string() && doc["info"]["version"].is_string());
+    let schemas = doc["components"]["schemas"]
+        .as_object()
+        .expect("components.schemas");
+    assert!(
+        doc["components"]["securitySchemes"]["api_token"]["scheme"] == "bearer",
+        "{}",
+        doc["components"]
+    );
+    for name in ["ListResponse", "RequestView", "WhoAmI", "Created", "ErrorBody"] {
+        assert!(schemas.contains_key(name), "schema {name}");
+    }
+    // Every operation answers something, and every $ref resolves.
+    for (path, item) in doc["paths"].as_object().expect("paths") {
+        for (method, op) in item.as_object().expect("path item") {
+            assert!(
+                op["responses"].as_object().is_some_and(|r| !r.is_empty()),
+                "{method} {path} has responses"
+            );
+        }
+    }
+    let mut refs = vec![];
+    collect_refs(&doc, &mut refs);
+    assert!(!refs.is_empty());
+    for r in refs {
+        let name = r
+            .strip_prefix("#/components/schemas/")
+            .unwrap_or_else(|| panic!("unexpected $ref {r}"));
+        assert!(schemas.contains_key(name), "$ref {r} resolves");
+    }
+    // The listing's query parameters come from its query struct.
+    let params = doc["paths"]["/api/v2/requests"]["get"]["parameters"]
+        .as_array()
+        .expect("parameters");
+    for p in ["status", "requester", "account", "q", "cursor", "limit"] {
+        assert!(
+            params.iter().any(|x| x["name"] == p && x["in"] == "query"),
+            "{p}"
+        );
+    }
+}
+
+fn collect_refs(v: &serde_json::Value, out: &mut Vec<String>) {
+    match v {
+        serde_json::Value::Object(m) => {
+            for (k, x) in m {
+                match (k.as_str(), x) {
+                    ("$ref", serde_json::Value::String(s)) => out.push(s.clone()),
+                    _ => collect_refs(x, out),
+                }
+            }
+        }
+        serde_json::Value::Array(a) => a.iter().for_each(|x| collect_refs(x, out)),
+        _ => {}
+    }
+}
+
+// --- Liveness, readiness, `iamdesk healthcheck` --------------------------------------------
+
+#[tokio::test]
+async fn liveness_asks_no_backend_and_readiness_names_what_failed() {
+    // Healthy: both answer.
+    let app = crate::support::TestApp::demo().await;
+    assert_eq!(app.get("/healthcheck").await.status(), 200);
+    let resp = app.get("/readyz").await;
+    assert_eq!(resp.status(), 200);
+    let body: serde_json::Value = resp.json().await.expect("json");
+    assert_eq!(body["status"], "ready");
+
+    // A cache nobody answers for (nothing listens on a fresh free port): alive, not ready.
+    let (mut config, dir) = crate::support::TestApp::demo_config();
+    config.redis.url = Some(format!("redis://127.0.0.1:{}/0", free_port()));
+    let mut app = crate::support::TestApp::spawn(config).await;
+    app.keep(dir);
+    let started = Instant::now();
+    assert_eq!(app.get("/healthcheck").await.status(), 200);
+    let resp = app.get("/readyz").await;
+    assert_eq!(resp.status(), 503);
+    let body: serde_json::Value = resp.json().await.expect("json");
+    assert_eq!(body["failed"], serde_json::json!(["cache"]), "{body}");
+    assert!(
+        body["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("cache (redis)")),
+        "{body}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(5), "fails fast");
+}
+
+async fn healthcheck_cli(args: &[&str]) -> (Option<i32>, String) {
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_iamdesk"))
+        .env_remove("CONFIG_LOCATION")
+        .arg("healthcheck")
+        .args(args)
+        .output()
+        .await
+        .expect("run iamdesk healthcheck");
+    assert!(out.stdout.is_empty(), "nothing on stdout");
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).to_string(),
+    )
+}
+
+#[tokio::test]
+async fn healthcheck_subcommand_exits_0_on_a_live_server_and_1_with_a_reason_otherwise() {
+    let app = crate::support::TestApp::demo().await;
+
+    let (code, err) = healthcheck_cli(&["--url", &app.url("/healthcheck")]).await;
+    assert_eq!(code, Some(0), "{err}");
+    assert!(err.is_empty(), "{err}");
+
+    // The default URL comes from the configuration's listen address.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = dir.path().join("iamdesk.yaml");
+    std::fs::write(&cfg, format!("environment: dev\nlisten: {}\n", app.addr)).expect("write");
+    let cfg = cfg.to_str().unwrap_or_default().to_string();
+    let (code, err) = healthcheck_cli(&["--config", &cfg]).await;
+    assert_eq!(code, Some(0), "{err}");
+
+    // A closed port: exit 1, one line saying why.
+    let closed = format!("http://127.0.0.1:{}/healthcheck", free_port());
+    let (code, err) = healthcheck_cli(&["--url", &closed]).await;
+    assert_eq!(code, Some(1), "{err}");
+    assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+    assert!(err.contains(&closed) && err.contains("connection refused"), "{err}");
+
+    // A non-200 answer: exit 1 naming the status.
+    let (code, err) = healthcheck_cli(&["--url", &app.url("/no-such-page")]).await;
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("404"), "{err}");
+
+    // A configuration that cannot be read: exit 2.
+    let (code, err) = healthcheck_cli(&["--config", "/nonexistent/iamdesk.yaml"]).await;
+    assert_eq!(code, Some(2), "{err}");
 }
