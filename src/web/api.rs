@@ -50,11 +50,19 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
     let problems: Vec<(&str, String)> = [
         (
             "store",
-            verdict("store", store_backend, store.map(|r| r.map_err(|e| e.to_string()))),
+            verdict(
+                "store",
+                store_backend,
+                store.map(|r| r.map_err(|e| e.to_string())),
+            ),
         ),
         (
             "cache",
-            verdict("cache", cache_backend, cache.map(|r| r.map_err(|e| e.to_string()))),
+            verdict(
+                "cache",
+                cache_backend,
+                cache.map(|r| r.map_err(|e| e.to_string())),
+            ),
         ),
     ]
     .into_iter()

@@ -106,7 +106,11 @@ mod tests {
     #[test]
     fn the_document_is_openapi_3_1_json() {
         let doc: serde_json::Value = serde_json::from_str(super::json()).expect("json");
-        assert!(doc["openapi"].as_str().is_some_and(|v| v.starts_with("3.1.")));
+        assert!(
+            doc["openapi"]
+                .as_str()
+                .is_some_and(|v| v.starts_with("3.1."))
+        );
         assert!(doc["paths"]["/api/v2/requests/{id}"]["put"].is_object());
     }
 }

@@ -465,7 +465,13 @@ async fn the_openapi_document_has_the_3_1_shape() {
         "{}",
         doc["components"]
     );
-    for name in ["ListResponse", "RequestView", "WhoAmI", "Created", "ErrorBody"] {
+    for name in [
+        "ListResponse",
+        "RequestView",
+        "WhoAmI",
+        "Created",
+        "ErrorBody",
+    ] {
         assert!(schemas.contains_key(name), "schema {name}");
     }
     // Every operation answers something, and every $ref resolves.
@@ -581,7 +587,10 @@ async fn healthcheck_subcommand_exits_0_on_a_live_server_and_1_with_a_reason_oth
     let (code, err) = healthcheck_cli(&["--url", &closed]).await;
     assert_eq!(code, Some(1), "{err}");
     assert_eq!(err.trim_end().lines().count(), 1, "{err}");
-    assert!(err.contains(&closed) && err.contains("connection refused"), "{err}");
+    assert!(
+        err.contains(&closed) && err.contains("connection refused"),
+        "{err}"
+    );
 
     // A non-200 answer: exit 1 naming the status.
     let (code, err) = healthcheck_cli(&["--url", &app.url("/no-such-page")]).await;
