@@ -24,7 +24,6 @@ pub struct Created {
     pub request_url: Option<String>,
     pub errors: usize,
     pub warnings: Vec<String>,
-    #[schema(value_type = Option<String>)]
     pub status: Option<RequestStatus>,
     /// `dry_run`: validated, nothing stored.
     #[serde(skip_serializing_if = "std::ops::Not::not")]

@@ -35,7 +35,7 @@ pub enum StoreError {
 
 pub type StoreResult<T> = Result<T, StoreError>;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum RequestStatus {
     Pending,
@@ -72,7 +72,7 @@ impl std::fmt::Display for RequestStatus {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Comment {
     pub id: String,
     pub author: String,
@@ -81,7 +81,9 @@ pub struct Comment {
 }
 
 /// A policy request. `version` starts at 1 and grows by one on every successful write.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// (The OpenAPI document describes its own fields; those of the domain types it holds are
+/// JSON objects there until those types describe themselves too.)
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct PolicyRequest {
     pub id: String,
     pub status: RequestStatus,
@@ -89,6 +91,7 @@ pub struct PolicyRequest {
     pub justification: String,
     /// The requested changes, typed (`src/requests/model.rs`); ConsoleMe's `{"changes": [...]}`
     /// on the wire.
+    #[schema(value_type = Object)]
     pub changes: crate::requests::ChangeList,
     pub comments: Vec<Comment>,
     pub created_at: DateTime<Utc>,
@@ -96,9 +99,11 @@ pub struct PolicyRequest {
     pub version: u64,
     /// Per change (same index as in `changes`): what applying it in AWS did.
     #[serde(default)]
+    #[schema(value_type = Vec<Object>)]
     pub results: Vec<ChangeResult>,
     /// Set while an approver applies the changes, so a concurrent approval cannot apply twice.
     #[serde(default)]
+    #[schema(value_type = Option<Object>)]
     pub applying: Option<ApplyClaim>,
     /// Risky grants found at validation, shown to requester and reviewers.
     #[serde(default)]
@@ -106,19 +111,24 @@ pub struct PolicyRequest {
     /// Every `update_change`, oldest first: who edited which change, and the version it made.
     /// An editor may not approve or reject, and an approval must name a version after the last.
     #[serde(default)]
+    #[schema(value_type = Vec<Object>)]
     pub edits: Vec<ChangeEdit>,
     /// What became of its expiring grants (taken away, drifted, gone).
     #[serde(default)]
+    #[schema(value_type = Vec<Object>)]
     pub grant_outcomes: Vec<crate::requests::expiry::GrantOutcome>,
     /// Approvals given so far (a rule may need several).
     #[serde(default)]
+    #[schema(value_type = Vec<Object>)]
     pub approvals: Vec<crate::requests::approvals::Approval>,
     /// Set when the requester applied it at once under break-glass.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
     pub break_glass: Option<BreakGlass>,
     /// Set on requests imported from ConsoleMe: provenance and the read-only changes
     /// (`src/requests/imported.rs`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
     pub imported: Option<crate::requests::imported::Imported>,
 }
 

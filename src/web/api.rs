@@ -107,7 +107,6 @@ pub struct ListQuery {
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct ListResponse {
     /// The requests, newest first, as `GET /api/v2/requests/{id}` shows them (without `plan`).
-    #[schema(value_type = Vec<Object>)]
     pub requests: Vec<PolicyRequest>,
     pub next_cursor: Option<String>,
     /// One table row per request, in the same order (principal, account name, change kinds,
@@ -215,7 +214,6 @@ pub struct RequestView {
     /// The stored request: id, status, requester, justification, changes, comments,
     /// timestamps, version.
     #[serde(flatten)]
-    #[schema(value_type = Object)]
     request: PolicyRequest,
     /// Per change: `{change_id, account_id, role_arn, calls: [{action, ...}], risk}`.
     #[schema(value_type = Vec<Object>)]

@@ -468,12 +468,33 @@ async fn the_openapi_document_has_the_3_1_shape() {
     for name in [
         "ListResponse",
         "RequestView",
+        "PolicyRequest",
+        "RequestStatus",
         "WhoAmI",
         "Created",
         "ErrorBody",
     ] {
         assert!(schemas.contains_key(name), "schema {name}");
     }
+    // Generated from the types: a request's fields and its status' values.
+    let request = &schemas["PolicyRequest"];
+    for field in [
+        "id",
+        "status",
+        "requester",
+        "justification",
+        "changes",
+        "version",
+    ] {
+        assert!(
+            request["properties"][field].is_object(),
+            "PolicyRequest.{field}"
+        );
+    }
+    assert_eq!(
+        schemas["RequestStatus"]["enum"],
+        serde_json::json!(["pending", "approved", "rejected", "cancelled"])
+    );
     // Every operation answers something, and every $ref resolves.
     for (path, item) in doc["paths"].as_object().expect("paths") {
         for (method, op) in item.as_object().expect("path item") {
