@@ -112,5 +112,8 @@ mod tests {
                 .is_some_and(|v| v.starts_with("3.1."))
         );
         assert!(doc["paths"]["/api/v2/requests/{id}"]["put"].is_object());
+        if std::env::var_os("IAMDESK_DUMP_OPENAPI").is_some() {
+            println!("{}", super::json());
+        }
     }
 }
