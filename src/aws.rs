@@ -17,7 +17,8 @@ pub async fn sdk_config(config: &Config) -> aws_config::SdkConfig {
 /// A DynamoDB client; `dynamodb_server` overrides the endpoint (dynamodb-local).
 pub async fn dynamodb_client(config: &Config) -> aws_sdk_dynamodb::Client {
     let sdk = sdk_config(config).await;
-    let mut builder = aws_sdk_dynamodb::config::Builder::from(&sdk);
+    let mut builder = aws_sdk_dynamodb::config::Builder::from(&sdk)
+        .interceptor(crate::telemetry::aws::CallMetrics);
     if let Some(endpoint) = &config.dynamodb_server {
         builder = builder.endpoint_url(endpoint);
     }
@@ -29,6 +30,7 @@ pub async fn sesv2_client(config: &Config) -> aws_sdk_sesv2::Client {
     let sdk = sdk_config(config).await;
     let conf = aws_sdk_sesv2::config::Builder::from(&sdk)
         .region(aws_config::Region::new(config.ses.region.clone()))
+        .interceptor(crate::telemetry::aws::CallMetrics)
         .build();
     aws_sdk_sesv2::Client::from_conf(conf)
 }

@@ -46,6 +46,17 @@ pub enum Command {
     /// Import request history from another tool: `iamdesk import consoleme` reads ConsoleMe's
     /// policy request table (see README, "Moving from ConsoleMe").
     Import(crate::import::ImportArgs),
+    /// Probe a running server's liveness (`/healthcheck`): exit 0 on 200, else 1 with the
+    /// reason on one line. For container health checks (the Dockerfile's HEALTHCHECK).
+    Healthcheck(HealthcheckArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct HealthcheckArgs {
+    /// URL to probe. Default: `/healthcheck` on the configuration's `listen` address (loopback
+    /// when it listens on every address).
+    #[arg(long, value_name = "URL")]
+    pub url: Option<String>,
 }
 
 /// Exit code for configuration errors: distinct from runtime failures (1).
@@ -60,6 +71,7 @@ pub fn main() -> ExitCode {
             return crate::client::run(crate::client::requests::run(args));
         }
         Some(Command::Whoami(args)) => return crate::client::run(crate::client::whoami(args)),
+        Some(Command::Healthcheck(args)) => return healthcheck(cli.config.as_deref(), args),
         _ => {}
     }
     let loaded = match config::load(cli.config.as_deref()) {
@@ -112,9 +124,10 @@ pub fn main() -> ExitCode {
             Command::CheckConfig => check_config(&loaded),
             Command::Migrate => migrate(&loaded).await,
             Command::Sync => sync(loaded).await,
-            Command::Credentials(_) | Command::Request(_) | Command::Whoami(_) => {
-                Ok(ExitCode::SUCCESS)
-            }
+            Command::Credentials(_)
+            | Command::Request(_)
+            | Command::Whoami(_)
+            | Command::Healthcheck(_) => Ok(ExitCode::SUCCESS),
             Command::Import(args) => crate::import::run(&loaded.config, &args).await,
         }
     });
@@ -126,6 +139,73 @@ pub fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// How long `iamdesk healthcheck` waits for an answer (Docker's own timeout is 5 s).
+const PROBE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(4);
+
+/// `iamdesk healthcheck [--url URL]`: nothing on stdout, one line on stderr when unhealthy.
+fn healthcheck(config: Option<&std::path::Path>, args: &HealthcheckArgs) -> ExitCode {
+    let url = match &args.url {
+        Some(u) => u.clone(),
+        None => match config::load(config) {
+            Ok(loaded) => liveness_url(loaded.config.listen),
+            Err(e) => {
+                eprintln!("iamdesk healthcheck: configuration error: {e}");
+                return ExitCode::from(EXIT_CONFIG);
+            }
+        },
+    };
+    match probe(&url) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(reason) => {
+            eprintln!("iamdesk healthcheck: {url}: {reason}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `/healthcheck` on `listen`; an unspecified address (`0.0.0.0`, `::`) is probed on loopback.
+fn liveness_url(listen: std::net::SocketAddr) -> String {
+    use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+    let ip = match listen.ip() {
+        IpAddr::V4(v4) if v4.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
+        IpAddr::V6(v6) if v6.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
+        ip => ip,
+    };
+    format!(
+        "http://{}/healthcheck",
+        std::net::SocketAddr::new(ip, listen.port())
+    )
+}
+
+fn probe(url: &str) -> Result<(), String> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the async runtime: {e}"))?;
+    runtime.block_on(async {
+        let client = reqwest::Client::builder()
+            .timeout(PROBE_TIMEOUT)
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .map_err(|e| format!("cannot make an HTTP client: {e}"))?;
+        let resp = client.get(url).send().await.map_err(|e| {
+            if e.is_timeout() {
+                format!("no answer within {} s", PROBE_TIMEOUT.as_secs())
+            } else if e.is_connect() {
+                "connection refused or unreachable (is iamdesk running?)".to_string()
+            } else if e.is_builder() {
+                "not a valid http(s) URL".to_string()
+            } else {
+                format!("request failed: {e}")
+            }
+        })?;
+        match resp.status() {
+            s if s == reqwest::StatusCode::OK => Ok(()),
+            s => Err(format!("answered {s}, not 200 OK")),
+        }
+    })
 }
 
 /// Say once where the config came from, which ConsoleMe keys are ignored and which keys are
@@ -176,6 +256,20 @@ fn report_config(loaded: &Loaded) {
 
 async fn serve(loaded: Loaded) -> anyhow::Result<ExitCode> {
     let listen = loaded.config.listen;
+    // Before the app is built, so the first sync and the first AWS calls are counted.
+    let metrics = match loaded.config.metrics.listen {
+        Some(at) => {
+            let handle = crate::telemetry::metrics::install()?;
+            let listener = tokio::net::TcpListener::bind(at).await.map_err(|e| {
+                anyhow::anyhow!(
+                    "cannot listen on {at} for metrics: {e} (set `metrics.listen` in the config \
+                     or free the port)"
+                )
+            })?;
+            Some((listener, handle))
+        }
+        None => None,
+    };
     let app = App::build(loaded.config).await?;
     let listener = tokio::net::TcpListener::bind(listen).await.map_err(|e| {
         anyhow::anyhow!(
@@ -183,6 +277,28 @@ async fn serve(loaded: Loaded) -> anyhow::Result<ExitCode> {
         )
     })?;
     let addr = listener.local_addr()?;
+    let metrics_job = match metrics {
+        Some((listener, handle)) => {
+            tracing::info!(
+                url = format!("http://{}/metrics", listener.local_addr()?),
+                "serving Prometheus metrics"
+            );
+            let state = AppState(app.clone());
+            Some(tokio::spawn(async move {
+                if let Err(e) = crate::telemetry::metrics::serve(
+                    listener,
+                    state,
+                    handle,
+                    std::future::pending(),
+                )
+                .await
+                {
+                    tracing::error!(error = %e, "metrics listener stopped");
+                }
+            }))
+        }
+        None => None,
+    };
     tracing::info!(
         url = format!("http://{addr}"),
         store = app.store.backend_name(),
@@ -212,6 +328,9 @@ async fn serve(loaded: Loaded) -> anyhow::Result<ExitCode> {
         job.abort();
     }
     shrink_job.abort();
+    if let Some(job) = metrics_job {
+        job.abort();
+    }
     tracing::info!("iamdesk stopped");
     Ok(ExitCode::SUCCESS)
 }
@@ -284,4 +403,17 @@ async fn sync(loaded: Loaded) -> anyhow::Result<ExitCode> {
         f if f == total => ExitCode::FAILURE,
         _ => ExitCode::from(EXIT_PARTIAL),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_probe_url_follows_listen_on_loopback() {
+        let url = |s: &str| liveness_url(s.parse().expect("addr"));
+        assert_eq!(url("0.0.0.0:8081"), "http://127.0.0.1:8081/healthcheck");
+        assert_eq!(url("[::]:80"), "http://[::1]:80/healthcheck");
+        assert_eq!(url("10.1.2.3:9000"), "http://10.1.2.3:9000/healthcheck");
+    }
 }

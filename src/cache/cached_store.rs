@@ -26,6 +26,7 @@ use crate::resources::stored::{
     ResourceAccount, ResourceChange, ResourceItem, ResourceStamp, ResourceWrite, WriteOutcome,
 };
 use crate::store::*;
+use crate::telemetry::metrics;
 
 /// Minimum time between two "cache unavailable" warnings.
 pub const WARN_EVERY: Duration = Duration::from_secs(30);
@@ -193,19 +194,28 @@ impl Store for CachedStore {
             return self.store.get_request(id).await;
         }
         let key = request_key(id);
+        let backend = self.cache.backend_name();
         match self.cache.get(&key).await {
             Ok(Some(bytes)) => {
                 self.cache_ok();
                 match serde_json::from_slice::<PolicyRequest>(&bytes) {
-                    Ok(r) if r.id == id => return Ok(Some(r)),
+                    Ok(r) if r.id == id => {
+                        metrics::cache_lookup(backend, "hit");
+                        return Ok(Some(r));
+                    }
                     Ok(_) => tracing::debug!(key, "cache entry for another id treated as a miss"),
                     Err(e) => {
                         tracing::debug!(key, error = %e, "corrupt cache entry treated as a miss")
                     }
                 }
+                metrics::cache_lookup(backend, "miss");
             }
-            Ok(None) => self.cache_ok(),
+            Ok(None) => {
+                self.cache_ok();
+                metrics::cache_lookup(backend, "miss");
+            }
             Err(e) => {
+                metrics::cache_lookup(backend, "error");
                 // Redis is down or slow: do not pay for it a second time with a fill.
                 self.cache_failed("get", &e);
                 return self.store.get_request(id).await;
@@ -281,6 +291,10 @@ impl Store for CachedStore {
 
     async fn update_outbox(&self, message: &OutboxMessage) -> StoreResult<()> {
         self.store.update_outbox(message).await
+    }
+
+    async fn outbox_backlog(&self) -> StoreResult<crate::store::OutboxBacklog> {
+        self.store.outbox_backlog().await
     }
 
     // Synced resources are not cached here: each replica keeps them in memory and follows the

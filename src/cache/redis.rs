@@ -155,6 +155,7 @@ impl RedisCache {
             state.generation += 1;
             state.manager = Some((state.generation, manager));
             state.retry_at = None;
+            crate::telemetry::metrics::cache_breaker(false);
             tracing::debug!(server = %self.server, "cache: connected to redis");
         }
     }
@@ -169,9 +170,13 @@ impl RedisCache {
                 state.manager = None;
                 state.retry_at = Some(Instant::now() + RETRY_EVERY);
                 state.last_error = error.to_string();
+                crate::telemetry::metrics::cache_breaker(true);
             }
             Some(_) => {} // an older manager, already replaced
-            None => state.last_error = error.to_string(),
+            None => {
+                state.last_error = error.to_string();
+                crate::telemetry::metrics::cache_breaker(true);
+            }
         }
     }
 

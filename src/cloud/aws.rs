@@ -39,7 +39,13 @@ impl ProvideCredentials for Counting {
         Self: 'a,
     {
         self.calls.fetch_add(1, Ordering::Relaxed);
-        self.inner.provide_credentials()
+        // The provider's own STS client is out of reach of our interceptor: count it here.
+        future::ProvideCredentials::new(async move {
+            let result = self.inner.provide_credentials().await;
+            let outcome = if result.is_ok() { "ok" } else { "error" };
+            crate::telemetry::metrics::aws_call("sts", "AssumeRole", outcome);
+            result
+        })
     }
 }
 
@@ -51,6 +57,15 @@ pub struct AwsCloud {
     assume_role_calls: Arc<AtomicU64>,
     /// The central role iamdesk runs as (from STS GetCallerIdentity at startup), if it is one.
     central_role: Option<(String, String)>,
+}
+
+/// An STS client with the central account's credentials, its calls counted.
+fn sts_client(sdk: &SdkConfig) -> aws_sdk_sts::Client {
+    aws_sdk_sts::Client::from_conf(
+        aws_sdk_sts::config::Builder::from(sdk)
+            .interceptor(crate::telemetry::aws::CallMetrics)
+            .build(),
+    )
 }
 
 /// `arn:aws:sts::<account>:assumed-role/<role>/<session>` → (account, role).
@@ -82,7 +97,7 @@ impl AwsCloud {
     /// The central role, so no request can target it. Best effort: without an answer within a
     /// few seconds, only the spoke roles are protected (and a warning says so).
     async fn who_am_i(sdk: &SdkConfig) -> Option<(String, String)> {
-        let sts = aws_sdk_sts::Client::new(sdk);
+        let sts = sts_client(sdk);
         let call = sts.get_caller_identity().send();
         match tokio::time::timeout(std::time::Duration::from_secs(5), call).await {
             Ok(Ok(identity)) => {
@@ -137,6 +152,7 @@ impl AwsCloud {
         };
         let conf = aws_sdk_iam::config::Builder::from(&self.sdk)
             .credentials_provider(counting)
+            .interceptor(crate::telemetry::aws::CallMetrics)
             .build();
         let client = aws_sdk_iam::Client::from_conf(conf);
         clients.insert(account_id.to_string(), client.clone());
@@ -415,7 +431,7 @@ impl Cloud for AwsCloud {
         session_name: &str,
         duration_seconds: i32,
     ) -> Result<super::RoleCredentials, CloudError> {
-        let sts = aws_sdk_sts::Client::new(&self.sdk);
+        let sts = sts_client(&self.sdk);
         let out = sts
             .assume_role()
             .role_arn(role_arn)

@@ -107,17 +107,24 @@ pub(crate) fn translate(root: &mut Node) -> Result<(), ConfigError> {
 
     event_bridge_queues(root)?;
 
-    if let Some(listen) = root.get("listen") {
-        let ok = match &listen.value {
-            Value::Str(s) => s.trim().parse::<SocketAddr>().is_ok(),
-            _ => false,
-        };
-        if !ok {
-            return Err(wrong_type(
-                listen,
-                "listen",
-                "a socket address like 127.0.0.1:8081",
-            ));
+    for (key, example) in [
+        ("listen", "127.0.0.1:8081"),
+        ("metrics.listen", "127.0.0.1:9090"),
+    ] {
+        if let Some(node) = root.lookup(key) {
+            let ok = match &node.value {
+                Value::Str(s) => s.trim().parse::<SocketAddr>().is_ok(),
+                // Written but empty: metrics stay off.
+                Value::Null => key != "listen",
+                _ => false,
+            };
+            if !ok {
+                return Err(wrong_type(
+                    node,
+                    key,
+                    &format!("a socket address like {example}"),
+                ));
+            }
         }
     }
     Ok(())

@@ -58,7 +58,6 @@ const IGNORED: &[&str] = &[
     "jwt",
     "logging",
     "logging_levels",
-    "metrics",
     "notifications",
     "oidc_secrets",
     "permission_templates",

@@ -193,6 +193,17 @@ pub fn load_file_with_env(
             message: problems.join("; "),
         });
     }
+    if let Err(message) = config.metrics.check(config.listen) {
+        let at = tree
+            .lookup("metrics.listen")
+            .map(|n| n.at.clone())
+            .unwrap_or_else(|| SourcePos::file_only(Arc::from(path)));
+        return Err(ConfigError::Invalid {
+            at,
+            key: "metrics.listen".into(),
+            message,
+        });
+    }
     if let Err((key, message)) = crate::events::check_config(&config.events) {
         let at = tree
             .lookup(&key)
@@ -438,6 +449,39 @@ mod tests {
             err.contains(":2:5: 'extends': 'AWS_SECRETS_MANAGER:arn:x': extending"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn metrics_listen_is_off_by_default_private_and_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        let off = write(dir.path(), "off.yaml", "listen: 127.0.0.1:8081\n");
+        let c = load_file_with_env(&off, &no_env).unwrap().config;
+        assert_eq!(c.metrics.listen, None);
+
+        let on = write(
+            dir.path(),
+            "on.yaml",
+            "metrics:\n  listen: 127.0.0.1:9090\n",
+        );
+        let c = load_file_with_env(&on, &no_env).unwrap().config;
+        assert_eq!(c.metrics.listen, Some("127.0.0.1:9090".parse().unwrap()));
+
+        for (name, text, expected) in [
+            (
+                "same.yaml",
+                "listen: 0.0.0.0:8081\nmetrics:\n  listen: 127.0.0.1:8081\n",
+                ":3:11: 'metrics.listen': must not be the public listen address (0.0.0.0:8081)",
+            ),
+            (
+                "bad.yaml",
+                "metrics:\n  listen: 9090\n",
+                ":2:11: 'metrics.listen' must be a socket address like 127.0.0.1:9090, got",
+            ),
+        ] {
+            let p = write(dir.path(), name, text);
+            let err = load_file_with_env(&p, &no_env).unwrap_err().to_string();
+            assert!(err.contains(expected), "{name}: {err}");
+        }
     }
 
     #[test]

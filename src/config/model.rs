@@ -68,6 +68,8 @@ pub struct Config {
     pub break_glass: BreakGlassConfig,
     /// Events from AWS: Config findings, IAM changes, access denials (`src/events/`).
     pub events: EventsConfig,
+    /// Prometheus metrics on a private listener (`metrics.listen`; off by default).
+    pub metrics: MetricsConfig,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -409,6 +411,34 @@ pub struct RoleTags {
     pub authorized_groups_cli_only_tags: Vec<String>,
 }
 
+/// `metrics.listen`: where Prometheus scrapes `/metrics`. A listener of its own, so the series
+/// (route names, account ids, queue depths) never reach the public port or its load balancer.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct MetricsConfig {
+    /// Absent (the default): no metrics are recorded and nothing listens.
+    pub listen: Option<SocketAddr>,
+}
+
+impl MetricsConfig {
+    /// Why `metrics.listen` cannot be used beside the public `listen` address, if it cannot.
+    pub fn check(&self, public: SocketAddr) -> Result<(), String> {
+        let Some(metrics) = self.listen else {
+            return Ok(());
+        };
+        let same_ip = metrics.ip() == public.ip()
+            || metrics.ip().is_unspecified()
+            || public.ip().is_unspecified();
+        if metrics.port() != 0 && metrics.port() == public.port() && same_ip {
+            return Err(format!(
+                "must not be the public listen address ({public}): /metrics is served only on a \
+                 private listener; pick another port, e.g. 127.0.0.1:9090"
+            ));
+        }
+        Ok(())
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default)]
 pub struct SyncConfig {
@@ -493,6 +523,7 @@ impl Default for Config {
             approvals: Default::default(),
             break_glass: Default::default(),
             events: EventsConfig::default(),
+            metrics: MetricsConfig::default(),
         }
     }
 }

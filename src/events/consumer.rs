@@ -115,7 +115,8 @@ pub fn spawn(app: &Arc<App>) -> Vec<tokio::task::JoinHandle<()>> {
 
 async fn client(app: &App, region: Option<&str>) -> aws_sdk_sqs::Client {
     let sdk = crate::aws::sdk_config(&app.config).await;
-    let mut builder = aws_sdk_sqs::config::Builder::from(&sdk);
+    let mut builder =
+        aws_sdk_sqs::config::Builder::from(&sdk).interceptor(crate::telemetry::aws::CallMetrics);
     if let Some(r) = region {
         builder = builder.region(aws_config::Region::new(r.to_string()));
     }

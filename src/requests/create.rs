@@ -15,7 +15,7 @@ use crate::store::{AuditEvent, PolicyRequest, RequestStatus};
 
 /// What `POST /api/v2/request` answers (ConsoleMe v2 shape plus the warnings and the calls an
 /// approval would make).
-#[derive(Debug, serde::Serialize)]
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
 pub struct Created {
     pub request_created: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -29,11 +29,14 @@ pub struct Created {
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub dry_run: bool,
     /// The typed changes as they would be stored (ConsoleMe's `changes` shape).
+    #[schema(value_type = Object)]
     pub changes: ChangeList,
+    #[schema(value_type = Vec<Object>)]
     pub plan: Vec<PlannedChange>,
     /// `dry_run`: per change, what it would alter, as text diffs against the role as last
     /// synced (what the reviewer will see on the request page).
     #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[schema(value_type = Vec<Object>)]
     pub diff: Vec<ChangeDiff>,
 }
 

@@ -222,6 +222,12 @@ pub async fn sync_account(
             }
         }
     };
+    crate::telemetry::metrics::sync_account(
+        account_id,
+        "iam",
+        status.last_error.is_none(),
+        started.elapsed(),
+    );
     deps.store.put_account_status(&status).await?;
     Ok(status)
 }

@@ -780,6 +780,20 @@ pub async fn outbox_lifecycle(store: &dyn Store) {
         .await
         .expect("create with outbox");
 
+    // The backlog counts them (other suites may share the store: at least these three).
+    let backlog = store.outbox_backlog().await.expect("outbox_backlog");
+    assert!(backlog.pending >= 3, "{backlog:?}");
+    let oldest = backlog.oldest.expect("an oldest pending message");
+    let first = [&due, &later, &other]
+        .iter()
+        .map(|m| m.created_at)
+        .min()
+        .unwrap_or(now);
+    assert!(
+        oldest <= first + Duration::milliseconds(1),
+        "{oldest} is not older than {first}"
+    );
+
     let ready = store
         .due_outbox("email", now, 1000)
         .await

@@ -641,6 +641,30 @@ impl Store for EmbeddedStore {
         self.get_by_id("outbox", id).await
     }
 
+    async fn outbox_backlog(&self) -> StoreResult<OutboxBacklog> {
+        self.with_conn(|c| {
+            let (pending, oldest): (i64, Option<String>) = c
+                .query_row(
+                    "SELECT COUNT(*), MIN(sort_key) FROM outbox WHERE status = 'pending'",
+                    [],
+                    |row| Ok((row.get(0)?, row.get(1)?)),
+                )
+                .map_err(backend)?;
+            // `sort_key` starts with the creation time (`store::sort_key`).
+            let oldest = oldest.and_then(|k| {
+                let at = k.split('#').next().unwrap_or_default();
+                DateTime::parse_from_rfc3339(at)
+                    .ok()
+                    .map(|t| t.with_timezone(&Utc))
+            });
+            Ok(OutboxBacklog {
+                pending: u64::try_from(pending).unwrap_or(0),
+                oldest,
+            })
+        })
+        .await
+    }
+
     async fn list_outbox(
         &self,
         status: Option<OutboxStatus>,

@@ -41,7 +41,7 @@ pub enum StoreError {
 
 pub type StoreResult<T> = Result<T, StoreError>;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum RequestStatus {
     Pending,
@@ -78,7 +78,7 @@ impl std::fmt::Display for RequestStatus {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Comment {
     pub id: String,
     pub author: String,
@@ -87,7 +87,9 @@ pub struct Comment {
 }
 
 /// A policy request. `version` starts at 1 and grows by one on every successful write.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// (The OpenAPI document describes its own fields; those of the domain types it holds are
+/// JSON objects there until those types describe themselves too.)
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct PolicyRequest {
     pub id: String,
     pub status: RequestStatus,
@@ -95,6 +97,7 @@ pub struct PolicyRequest {
     pub justification: String,
     /// The requested changes, typed (`src/requests/model.rs`); ConsoleMe's `{"changes": [...]}`
     /// on the wire.
+    #[schema(value_type = Object)]
     pub changes: crate::requests::ChangeList,
     pub comments: Vec<Comment>,
     pub created_at: DateTime<Utc>,
@@ -102,9 +105,11 @@ pub struct PolicyRequest {
     pub version: u64,
     /// Per change (same index as in `changes`): what applying it in AWS did.
     #[serde(default)]
+    #[schema(value_type = Vec<Object>)]
     pub results: Vec<ChangeResult>,
     /// Set while an approver applies the changes, so a concurrent approval cannot apply twice.
     #[serde(default)]
+    #[schema(value_type = Option<Object>)]
     pub applying: Option<ApplyClaim>,
     /// Risky grants found at validation, shown to requester and reviewers.
     #[serde(default)]
@@ -112,19 +117,24 @@ pub struct PolicyRequest {
     /// Every `update_change`, oldest first: who edited which change, and the version it made.
     /// An editor may not approve or reject, and an approval must name a version after the last.
     #[serde(default)]
+    #[schema(value_type = Vec<Object>)]
     pub edits: Vec<ChangeEdit>,
     /// What became of its expiring grants (taken away, drifted, gone).
     #[serde(default)]
+    #[schema(value_type = Vec<Object>)]
     pub grant_outcomes: Vec<crate::requests::expiry::GrantOutcome>,
     /// Approvals given so far (a rule may need several).
     #[serde(default)]
+    #[schema(value_type = Vec<Object>)]
     pub approvals: Vec<crate::requests::approvals::Approval>,
     /// Set when the requester applied it at once under break-glass.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
     pub break_glass: Option<BreakGlass>,
     /// Set on requests imported from ConsoleMe: provenance and the read-only changes
     /// (`src/requests/imported.rs`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
     pub imported: Option<crate::requests::imported::Imported>,
 }
 
@@ -568,6 +578,13 @@ impl PageRequest {
     }
 }
 
+/// Undelivered outbox messages: how many, and when the oldest was written.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct OutboxBacklog {
+    pub pending: u64,
+    pub oldest: Option<DateTime<Utc>>,
+}
+
 #[derive(Debug, Clone)]
 pub struct Page<T> {
     pub items: Vec<T>,
@@ -667,6 +684,26 @@ pub trait Store: Send + Sync + 'static {
     /// whose database expires items itself (DynamoDB's TTL) do nothing here.
     async fn purge_finished(&self, _now: DateTime<Utc>) -> StoreResult<Purged> {
         Ok(Purged::default())
+    }
+
+    /// How many messages wait for delivery and since when (metrics). Reads the pending list
+    /// page by page, which stays cheap while the outbox drains; a backend with an aggregate
+    /// query overrides it.
+    async fn outbox_backlog(&self) -> StoreResult<OutboxBacklog> {
+        let mut backlog = OutboxBacklog::default();
+        let mut page = PageRequest::first(PageRequest::MAX_LIMIT);
+        loop {
+            let p = self.list_outbox(Some(OutboxStatus::Pending), &page).await?;
+            backlog.pending += p.items.len() as u64;
+            // Newest first: the last item seen is the oldest so far.
+            if let Some(m) = p.items.last() {
+                backlog.oldest = Some(m.created_at);
+            }
+            match p.next_cursor {
+                Some(c) => page.cursor = Some(c),
+                None => return Ok(backlog),
+            }
+        }
     }
 
     // --- Synced IAM resources, one item per role, user and policy (`resources::stored`). ---

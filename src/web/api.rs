@@ -13,35 +13,84 @@ use crate::app::AppState;
 use crate::error::AppError;
 use crate::store::{PageRequest, PolicyRequest, RequestFilter, RequestStatus};
 
-/// 200 `{"status":"ok"}` when the Store answers, 503 otherwise.
-pub async fn healthcheck(State(state): State<AppState>) -> Response {
-    match tokio::time::timeout(std::time::Duration::from_secs(5), state.store.ping()).await {
-        Ok(Ok(())) => {
-            Json(json!({"status": "ok", "store": state.store.backend_name()})).into_response()
-        }
-        Ok(Err(e)) => {
-            tracing::warn!(error = %e, "health check: store unavailable");
-            unhealthy("the store does not answer")
-        }
-        Err(_) => {
-            tracing::warn!("health check: store timed out");
-            unhealthy("the store did not answer within 5 seconds")
-        }
-    }
+/// Liveness: 200 `{"status":"ok"}` whenever the process serves HTTP. No backend call, so a
+/// load balancer's or Docker's frequent probes cost nothing and a slow Store never gets a
+/// healthy process restarted; whether it can do its work is [`readyz`].
+pub async fn healthcheck(State(state): State<AppState>) -> Json<serde_json::Value> {
+    Json(json!({"status": "ok", "store": state.store.backend_name()}))
 }
 
-fn unhealthy(reason: &str) -> Response {
+/// How long readiness waits for each backend.
+const READY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Readiness: 200 when the Store and the cache both answer (each within 5 s, asked at once),
+/// else 503 naming which did not, so a load balancer sends no traffic to a replica that
+/// cannot work.
+pub async fn readyz(State(state): State<AppState>) -> Response {
+    let (store, cache) = tokio::join!(
+        tokio::time::timeout(READY_TIMEOUT, state.store.ping()),
+        tokio::time::timeout(READY_TIMEOUT, state.cache.ping()),
+    );
+    let verdict = |name: &str, backend: &str, result: Result<Result<(), String>, _>| match result {
+        Ok(Ok(())) => None,
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "readiness: {name} ({backend}) unavailable");
+            Some(format!("the {name} ({backend}) does not answer"))
+        }
+        Err(_) => {
+            tracing::warn!("readiness: {name} ({backend}) timed out");
+            Some(format!(
+                "the {name} ({backend}) did not answer within {} seconds",
+                READY_TIMEOUT.as_secs()
+            ))
+        }
+    };
+    let store_backend = state.store.backend_name();
+    let cache_backend = state.cache.backend_name();
+    let problems: Vec<(&str, String)> = [
+        (
+            "store",
+            verdict(
+                "store",
+                store_backend,
+                store.map(|r| r.map_err(|e| e.to_string())),
+            ),
+        ),
+        (
+            "cache",
+            verdict(
+                "cache",
+                cache_backend,
+                cache.map(|r| r.map_err(|e| e.to_string())),
+            ),
+        ),
+    ]
+    .into_iter()
+    .filter_map(|(name, p)| p.map(|p| (name, p)))
+    .collect();
+    if problems.is_empty() {
+        return Json(json!({"status": "ready", "store": store_backend, "cache": cache_backend}))
+            .into_response();
+    }
     (
         StatusCode::SERVICE_UNAVAILABLE,
-        Json(json!({"status": "unavailable", "message": reason})),
+        Json(json!({
+            "status": "unavailable",
+            "failed": problems.iter().map(|(n, _)| *n).collect::<Vec<_>>(),
+            "message": format!("not ready: {}", problems.iter().map(|(_, p)| p.as_str()).collect::<Vec<_>>().join("; ")),
+        })),
     )
         .into_response()
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ListQuery {
+    /// `pending`, `approved`, `rejected` or `cancelled`.
     pub status: Option<String>,
+    /// The requester's e-mail.
     pub requester: Option<String>,
+    /// A 12-digit account id.
     pub account: Option<String>,
     /// Free text: id, requester, justification, ARNs, role and policy names.
     pub q: Option<String>,
@@ -49,16 +98,20 @@ pub struct ListQuery {
     pub risk: Option<String>,
     /// `1`/`true`: only break-glass requests still to be reviewed.
     pub needs_review: Option<String>,
+    /// `next_cursor` of the previous page.
     pub cursor: Option<String>,
+    /// Page size, 1 to 500 (default 50).
     pub limit: Option<usize>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct ListResponse {
+    /// The requests, newest first, as `GET /api/v2/requests/{id}` shows them (without `plan`).
     pub requests: Vec<PolicyRequest>,
     pub next_cursor: Option<String>,
     /// One table row per request, in the same order (principal, account name, change kinds,
     /// age): what the requests page shows, for its search as you type.
+    #[schema(value_type = Vec<Object>)]
     pub summaries: Vec<super::view::RequestRow>,
 }
 
@@ -127,6 +180,9 @@ pub fn parse_list_query(q: &ListQuery) -> Result<(RequestFilter, PageRequest), A
     ))
 }
 
+/// Policy requests, newest first, filtered and paginated.
+#[utoipa::path(get, path = "/api/v2/requests", tag = "requests", params(ListQuery),
+    responses((status = 200, body = ListResponse), (status = 400, description = "Bad input: what to fix", body = super::openapi::ErrorBody), (status = 401, description = "Not signed in", body = super::openapi::ErrorBody)))]
 pub async fn list_requests(
     _user: super::identity::CurrentUser,
     State(state): State<AppState>,
@@ -153,17 +209,27 @@ pub async fn list_requests(
 
 /// A request as `GET /api/v2/requests/{id}` shows it: the stored request and, per change, the
 /// exact AWS calls approving it makes.
-#[derive(serde::Serialize)]
+#[derive(serde::Serialize, utoipa::ToSchema)]
 pub struct RequestView {
+    /// The stored request: id, status, requester, justification, changes, comments,
+    /// timestamps, version.
     #[serde(flatten)]
     request: PolicyRequest,
+    /// Per change: `{change_id, account_id, role_arn, calls: [{action, ...}], risk}`.
+    #[schema(value_type = Vec<Object>)]
     plan: Vec<crate::requests::review::PlannedChange>,
-    /// The highest risk of its changes.
+    /// The highest risk of its changes: `low`, `medium`, `high` or `critical`.
+    #[schema(value_type = String)]
     risk: crate::requests::risk::Level,
     /// The approval rule that applies and each requirement's approvals so far.
+    #[schema(value_type = Object)]
     approval: crate::requests::approvals::RuleState,
 }
 
+/// One request with the exact AWS calls approving it makes.
+#[utoipa::path(get, path = "/api/v2/requests/{id}", tag = "requests",
+    params(("id" = String, Path, description = "Request id")),
+    responses((status = 200, body = RequestView), (status = 401, description = "Not signed in", body = super::openapi::ErrorBody), (status = 404, description = "Not found", body = super::openapi::ErrorBody)))]
 pub async fn get_request(
     _user: super::identity::CurrentUser,
     State(state): State<AppState>,
@@ -192,15 +258,18 @@ pub async fn get_request(
 
 /// `GET /api/v2/user`: who is signed in (ConsoleMe's shape) and, when an API token is used,
 /// which one and what it may do (`iamdesk whoami`).
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct WhoAmI {
     pub user: String,
     pub groups: Vec<String>,
     pub is_admin: bool,
+    /// Only when called with an API token.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub token: Option<super::identity::TokenGrant>,
 }
 
+#[utoipa::path(get, path = "/api/v2/user", tag = "identity",
+    responses((status = 200, body = WhoAmI), (status = 401, description = "Not signed in", body = super::openapi::ErrorBody)))]
 pub async fn current_user(user: super::identity::CurrentUser) -> Json<WhoAmI> {
     Json(WhoAmI {
         user: user.email,
@@ -211,6 +280,10 @@ pub async fn current_user(user: super::identity::CurrentUser) -> Json<WhoAmI> {
 }
 
 /// `PUT /api/v2/requests/{id}` — `{"modification_model": {"command": ...}}`.
+#[utoipa::path(put, path = "/api/v2/requests/{id}", tag = "requests",
+    params(("id" = String, Path, description = "Request id")),
+    request_body(content = Object, description = "`{\"modification_model\": {\"command\": C, ...}}` with C one of `add_comment` (`comment_text`), `approve_request` / `reject_request` (optional `version`), `cancel_request`, `move_back_to_pending`, `update_change` (`change_id`, `policy_document`)"),
+    responses((status = 200, description = "`{\"status\": \"success\", \"request\": ...}`", body = Object), (status = 400, description = "Bad input: what to fix", body = super::openapi::ErrorBody), (status = 401, description = "Not signed in", body = super::openapi::ErrorBody), (status = 403, description = "Not allowed (or the API token lacks the scope)", body = super::openapi::ErrorBody), (status = 404, description = "Not found", body = super::openapi::ErrorBody), (status = 409, description = "Illegal transition or stale version", body = super::openapi::ErrorBody)))]
 pub async fn modify_request(
     user: super::identity::CurrentUser,
     State(state): State<AppState>,
@@ -225,6 +298,9 @@ pub async fn modify_request(
 
 /// `POST /api/v2/request` (ConsoleMe v2): validate, store, and for admins with
 /// `admin_auto_approve` apply at once.
+#[utoipa::path(post, path = "/api/v2/request", tag = "requests",
+    request_body(content = Object, description = "ConsoleMe v2: `{\"justification\": str, \"admin_auto_approve\": bool, \"dry_run\": bool, \"changes\": {\"changes\": [Change, ...]}}`; every problem comes back at once as `errors: [{field, message}]`"),
+    responses((status = 200, body = crate::requests::create::Created), (status = 400, description = "Bad input: what to fix", body = super::openapi::ErrorBody), (status = 401, description = "Not signed in", body = super::openapi::ErrorBody), (status = 403, description = "Not allowed (or the API token lacks the scope)", body = super::openapi::ErrorBody)))]
 pub async fn create_request(
     user: super::identity::CurrentUser,
     State(state): State<AppState>,

@@ -16,13 +16,17 @@ use crate::app::AppState;
 use crate::credentials::{self, Access, Purpose, federation, tokens};
 use crate::error::AppError;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub struct CredentialsBody {
+    /// The role's ARN.
     requested_role: Option<String>,
+    /// Lifetime of the credentials (STS limits apply).
     duration_seconds: Option<i64>,
 }
 
 /// `POST /api/v2/credentials {"requested_role": arn, "duration_seconds": n}`.
+#[utoipa::path(post, path = "/api/v2/credentials", tag = "credentials", request_body = CredentialsBody,
+    responses((status = 200, description = "Short-lived STS credentials (with session token) for an entitled role", body = Object), (status = 400, description = "Bad input: what to fix", body = super::openapi::ErrorBody), (status = 401, description = "Not signed in", body = super::openapi::ErrorBody), (status = 403, description = "Not allowed (or the API token lacks the scope)", body = super::openapi::ErrorBody)))]
 pub async fn api_credentials(
     user: CurrentUser,
     State(state): State<AppState>,
@@ -165,14 +169,18 @@ fn simulated_page(layout: Layout, message: String) -> Response {
     )
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ConsoleUrlQuery {
+    /// The role's ARN.
     role: Option<String>,
     redirect: Option<String>,
 }
 
 /// `GET /api/v2/console_url?role=ARN[&redirect=URL]`: the federation sign-in URL as JSON, for
 /// scripts (API tokens work here), with the same entitlement rules as the console button.
+#[utoipa::path(get, path = "/api/v2/console_url", tag = "credentials", params(ConsoleUrlQuery),
+    responses((status = 200, description = "The AWS console federation sign-in URL", body = Object), (status = 400, description = "Bad input: what to fix", body = super::openapi::ErrorBody), (status = 401, description = "Not signed in", body = super::openapi::ErrorBody), (status = 403, description = "Not allowed (or the API token lacks the scope)", body = super::openapi::ErrorBody)))]
 pub async fn api_console_url(
     user: CurrentUser,
     State(state): State<AppState>,
@@ -226,8 +234,10 @@ pub struct RolesPage {
     cli_only: usize,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct RolesQuery {
+    /// Part of a role's name, ARN or account.
     q: Option<String>,
 }
 
@@ -276,6 +286,8 @@ pub async fn roles_page(
 /// `GET /api/v2/eligible_roles?q=`: "My roles" as JSON (ConsoleMe's name for the list), for the
 /// page's search as you type and for scripts: console roles with their pages, and how many
 /// CLI-only roles there are besides.
+#[utoipa::path(get, path = "/api/v2/eligible_roles", tag = "credentials", params(RolesQuery),
+    responses((status = 200, description = "The roles you may get credentials for", body = Object), (status = 401, description = "Not signed in", body = super::openapi::ErrorBody)))]
 pub async fn api_eligible_roles(
     user: CurrentUser,
     State(state): State<AppState>,

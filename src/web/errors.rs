@@ -61,7 +61,7 @@ fn default_message(status: StatusCode, method: &Method, path: &str) -> String {
 }
 
 fn is_api(path: &str) -> bool {
-    path.starts_with("/api/") || path == "/healthcheck"
+    path.starts_with("/api/") || path == "/healthcheck" || path == "/readyz"
 }
 
 /// Rewrites every error response into the right shape for its caller.

@@ -168,6 +168,9 @@ pub async fn role_activity(app: &App, account_id: &str, name: &str) -> RoleActiv
 }
 
 /// `GET /api/v2/roles/{account}/{name}/denies`.
+#[utoipa::path(get, path = "/api/v2/roles/{account_id}/{role_name}/denies", tag = "resources",
+    params(("account_id" = String, Path, description = "12-digit account id"), ("role_name" = String, Path, description = "Role name")),
+    responses((status = 200, description = "The access denials recorded for the role", body = Object), (status = 401, description = "Not signed in", body = super::openapi::ErrorBody), (status = 404, description = "Not found", body = super::openapi::ErrorBody)))]
 pub async fn api_denies(
     _user: CurrentUser,
     State(state): State<AppState>,
@@ -188,6 +191,9 @@ pub async fn api_denies(
 
 /// `POST /api/v2/events/sns`: SNS's HTTPS delivery. No session, no CSRF token: the signature
 /// is the authentication, and nothing is read or acted on before it verified.
+#[utoipa::path(post, path = "/api/v2/events/sns", tag = "events",
+    request_body(content = String, content_type = "text/plain", description = "An SNS HTTPS delivery (notification or subscription confirmation), verified by its signature; no session or token"),
+    responses((status = 200, description = "Accepted"), (status = 400, description = "Bad input: what to fix", body = super::openapi::ErrorBody), (status = 403, description = "Not allowed (or the API token lacks the scope)", body = super::openapi::ErrorBody)))]
 pub async fn sns_endpoint(State(state): State<AppState>, body: String) -> Response {
     let stats = &state.events.stats;
     let env: sns::Envelope = match serde_json::from_str(&body) {

@@ -65,11 +65,13 @@ pub struct CurrentUser {
 }
 
 /// What a verified API token grants, for the handlers and the audit trail.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct TokenGrant {
     /// The token's public id (never the token).
     pub id: String,
     pub name: String,
+    /// `credentials`, `read`, `requests`.
+    #[schema(value_type = Vec<String>)]
     pub scopes: Vec<crate::credentials::tokens::Scope>,
     pub expires_at: chrono::DateTime<chrono::Utc>,
 }
@@ -178,8 +180,10 @@ struct Found {
     set_cookies: Vec<String>,
 }
 
-/// A failed verification from `ip`: counted; 429 once over the budget, else `refusal`.
-fn failed(state: &AppState, ip: &str, refusal: AppError) -> Response {
+/// A failed verification by `method` from `ip`: counted; 429 once over the budget, else
+/// `refusal`.
+fn failed(state: &AppState, method: &'static str, ip: &str, refusal: AppError) -> Response {
+    crate::telemetry::metrics::sign_in_failed(method);
     match state.login_limiter.record(ip) {
         Ok(()) => refusal.into_response(),
         Err(too_many) => too_many.into_response(),
@@ -285,7 +289,7 @@ async fn identify(
             }
             Err(e @ AppError::Unauthorized(_)) => {
                 tracing::info!(reason = %e, "API token refused");
-                Err(failed(state, &ip, e))
+                Err(failed(state, "token", &ip, e))
             }
             Err(e) => Err(e.into_response()),
         };
@@ -303,6 +307,7 @@ async fn identify(
                     tracing::info!(reason = %e, "session cookie rejected");
                     // A forged or signed-out cookie is a failed sign-in, but not fatal: the
                     // request goes on without it.
+                    crate::telemetry::metrics::sign_in_failed("cookie");
                     if let Err(too_many) = state.login_limiter.record(&ip) {
                         return Err(too_many.into_response());
                     }
@@ -331,7 +336,7 @@ async fn identify(
             }
             Err(e) => {
                 tracing::warn!(reason = %e, "ALB token rejected");
-                return Err(failed(state, &ip, auth_failed(&e)));
+                return Err(failed(state, "alb", &ip, auth_failed(&e)));
             }
         };
         let mut user = CurrentUser::new(config, id.email, id.groups, AuthMethod::Alb);
@@ -372,6 +377,7 @@ async fn identify(
                 peer = ?addr.peer,
                 "user header from an address not in auth.trusted_proxies ignored"
             );
+            crate::telemetry::metrics::sign_in_failed("header");
             if let Err(too_many) = state.login_limiter.record(&ip) {
                 return Err(too_many.into_response());
             }

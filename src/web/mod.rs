@@ -15,6 +15,8 @@ mod forms;
 pub mod identity;
 mod jsonview;
 mod legacy;
+mod metrics;
+pub mod openapi;
 mod pages;
 mod prefs;
 mod request_page;
@@ -74,6 +76,10 @@ impl Routes {
         &self.paths
     }
 }
+
+/// Routes served outside the sign-in and CSRF layers, added by [`router`] after them (with
+/// [`routes`] they make up every route).
+pub const UNSIGNED_ROUTES: &[&str] = &["/api/v2/events/sns"];
 
 pub fn routes() -> Routes {
     Routes::new()
@@ -161,8 +167,10 @@ pub fn routes() -> Routes {
         )
         // Health and assets
         .route("/healthcheck", get(api::healthcheck))
+        .route("/readyz", get(api::readyz))
         .route("/static/{*path}", get(assets::serve))
         .route("/api/v2/user", get(api::current_user))
+        .route("/api/v2/openapi.json", get(openapi::document))
         .route("/logout", get(signout::page).post(signout::sign_out))
         .route("/demo/persona", post(demo::switch))
         .route("/preferences/theme", post(prefs::theme))
@@ -189,7 +197,7 @@ pub fn router(state: AppState) -> Router {
         ))
         // Added after the layers above on purpose: SNS has neither a session nor a CSRF token;
         // its signature is verified instead (src/events/sns.rs), before anything is read.
-        .route("/api/v2/events/sns", post(events::sns_endpoint))
+        .route(UNSIGNED_ROUTES[0], post(events::sns_endpoint))
         .fallback(errors::not_found)
         .with_state(state.clone());
 
@@ -206,6 +214,9 @@ pub fn router(state: AppState) -> Router {
 
     routes.layer(
         ServiceBuilder::new()
+            // Outermost: sees the final status (errors rendered, panics caught, timeouts) and
+            // the whole latency. A no-op unless `metrics.listen` installed a recorder.
+            .layer(axum::middleware::from_fn(metrics::record))
             .layer(SetRequestIdLayer::new(REQUEST_ID_HEADER, MakeRequestUuid))
             .layer(trace)
             .layer(PropagateRequestIdLayer::new(REQUEST_ID_HEADER))

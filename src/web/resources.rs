@@ -19,16 +19,24 @@ use crate::resources::model::{Principal, ResourceKind};
 pub const DEFAULT_PER_PAGE: usize = 50;
 pub const MAX_PER_PAGE: usize = 200;
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct PoliciesQuery {
+    /// Free text over name, ARN, account id or name and tags; or an action (`s3:GetObject`).
     pub q: Option<String>,
+    /// Account id or name.
     pub account: Option<String>,
+    /// `role`, `user` or `managed_policy`.
     #[serde(rename = "type")]
     pub kind: Option<String>,
+    /// An IAM action the policies must allow (wildcards included).
     pub action: Option<String>,
+    /// `key` or `key=value`.
     pub tag: Option<String>,
     pub sort: Option<String>,
+    /// From 1.
     pub page: Option<usize>,
+    /// 1 to 200.
     pub per_page: Option<usize>,
 }
 
@@ -95,12 +103,15 @@ pub struct PolicyItem {
     pub matched: Vec<String>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct PoliciesResponse {
     pub total: usize,
     pub page: usize,
     pub per_page: usize,
+    /// The index generation the page was read from.
     pub generation: u64,
+    /// `{kind, account_id, account_name, name, arn, tags, ..., url, matched_because}` each.
+    #[schema(value_type = Vec<Object>)]
     pub items: Vec<PolicyItem>,
 }
 
@@ -180,6 +191,8 @@ fn items_of(state: &AppState, q: &PoliciesQuery, items: Vec<Summary>) -> Vec<Pol
         .collect()
 }
 
+#[utoipa::path(get, path = "/api/v2/policies", tag = "resources", params(PoliciesQuery),
+    responses((status = 200, body = PoliciesResponse), (status = 400, description = "Bad input: what to fix", body = super::openapi::ErrorBody), (status = 401, description = "Not signed in", body = super::openapi::ErrorBody)))]
 pub async fn api_policies(
     _user: CurrentUser,
     State(state): State<AppState>,
@@ -264,11 +277,13 @@ pub async fn policies_page(
     })
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct RoleResponse {
     pub account_name: String,
     pub synced_at: Option<chrono::DateTime<chrono::Utc>>,
+    /// The role as last synced: arn, name, trust policy, inline and managed policies, tags.
     #[serde(flatten)]
+    #[schema(value_type = Object)]
     pub role: Principal,
 }
 
@@ -285,6 +300,9 @@ fn find_role(state: &AppState, account_id: &str, name: &str) -> Result<RoleRespo
     })
 }
 
+#[utoipa::path(get, path = "/api/v2/roles/{account_id}/{role_name}", tag = "resources",
+    params(("account_id" = String, Path, description = "12-digit account id"), ("role_name" = String, Path, description = "Role name")),
+    responses((status = 200, body = RoleResponse), (status = 401, description = "Not signed in", body = super::openapi::ErrorBody), (status = 404, description = "Not found", body = super::openapi::ErrorBody)))]
 pub async fn api_role(
     _user: CurrentUser,
     State(state): State<AppState>,

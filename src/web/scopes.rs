@@ -109,6 +109,8 @@ pub const ACCESS: &[(&str, &str, Access)] = &[
     // Anyone.
     ("GET", "/api/v2/user", Any),
     ("GET", "/healthcheck", Any),
+    ("GET", "/readyz", Any),
+    ("GET", "/api/v2/openapi.json", Any),
     ("GET", "/static/{*path}", Any),
 ];
 

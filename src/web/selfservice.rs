@@ -568,15 +568,20 @@ async fn submit(
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub struct PreviewBody {
+    /// The chosen permissions: `{template, ...fields}` each.
     #[serde(default)]
+    #[schema(value_type = Vec<Object>)]
     permissions: Vec<Choice>,
     /// The permission being filled in, not added yet.
+    #[schema(value_type = Option<Object>)]
     pending: Option<Choice>,
 }
 
 /// `POST /api/v2/selfservice/preview`: the policy document the choices make, or every problem.
+#[utoipa::path(post, path = "/api/v2/selfservice/preview", tag = "selfservice", request_body = PreviewBody,
+    responses((status = 200, description = "The policy document the choices make, or every problem", body = Object), (status = 400, description = "Bad input: what to fix", body = super::openapi::ErrorBody), (status = 401, description = "Not signed in", body = super::openapi::ErrorBody)))]
 pub async fn preview(
     _user: CurrentUser,
     State(state): State<AppState>,
@@ -597,13 +602,17 @@ pub async fn preview(
     Ok(axum::Json(json!({ "policy_document": doc })))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct PickerQuery {
+    /// Part of a role's name, ARN or account.
     q: Option<String>,
 }
 
 /// `GET /api/v2/selfservice/roles?q=`: step 1's role picker as JSON (your roles first), for its
 /// search as you type.
+#[utoipa::path(get, path = "/api/v2/selfservice/roles", tag = "selfservice", params(PickerQuery),
+    responses((status = 200, description = "`{roles: [{arn, name, account_name, mine, choose_url}]}`", body = Object), (status = 401, description = "Not signed in", body = super::openapi::ErrorBody)))]
 pub async fn role_picker(
     user: CurrentUser,
     State(state): State<AppState>,
@@ -623,6 +632,8 @@ pub async fn role_picker(
 }
 
 /// `GET /api/v2/selfservice/templates`: the wizard's templates.
+#[utoipa::path(get, path = "/api/v2/selfservice/templates", tag = "selfservice",
+    responses((status = 200, description = "`{templates: [...]}`: the permission templates", body = Object), (status = 401, description = "Not signed in", body = super::openapi::ErrorBody)))]
 pub async fn template_list(_user: CurrentUser, State(state): State<AppState>) -> axum::Json<Value> {
     axum::Json(json!({ "templates": state.config.self_service.templates }))
 }

@@ -15,10 +15,11 @@ use crate::error::AppError;
 use crate::store::ApiToken;
 
 /// A token as listed: never the token itself, nor its hash.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct TokenView {
     pub id: String,
     pub name: String,
+    #[schema(value_type = Vec<String>)]
     pub scopes: Vec<Scope>,
     pub created_at: DateTime<Utc>,
     pub expires_at: DateTime<Utc>,
@@ -52,13 +53,13 @@ pub fn state_of(t: &ApiToken, now: DateTime<Utc>) -> &'static str {
     }
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct TokenList {
     pub tokens: Vec<TokenView>,
 }
 
 /// `POST /api/v2/tokens` body.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub struct NewToken {
     pub name: String,
     /// Days until it expires (1 to 90, default 30).
@@ -69,20 +70,22 @@ pub struct NewToken {
 }
 
 /// The answer to `POST /api/v2/tokens`: the token, shown this once.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct CreatedToken {
     pub token: String,
     #[serde(flatten)]
     pub info: TokenView,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct RevokedToken {
     pub status: &'static str,
     pub token: TokenView,
 }
 
 /// `GET /api/v2/tokens`: your tokens, newest first.
+#[utoipa::path(get, path = "/api/v2/tokens", tag = "tokens",
+    responses((status = 200, body = TokenList), (status = 401, description = "Not signed in", body = super::openapi::ErrorBody), (status = 403, description = "Not allowed (or the API token lacks the scope)", body = super::openapi::ErrorBody)))]
 pub async fn list(
     user: CurrentUser,
     State(state): State<AppState>,
@@ -99,6 +102,8 @@ pub async fn list(
 }
 
 /// `POST /api/v2/tokens {"name", "days", "scopes"}`.
+#[utoipa::path(post, path = "/api/v2/tokens", tag = "tokens", request_body = NewToken,
+    responses((status = 200, description = "The token, shown this once", body = CreatedToken), (status = 400, description = "Bad input: what to fix", body = super::openapi::ErrorBody), (status = 401, description = "Not signed in", body = super::openapi::ErrorBody), (status = 403, description = "Not allowed (or the API token lacks the scope)", body = super::openapi::ErrorBody)))]
 pub async fn create(
     user: CurrentUser,
     State(state): State<AppState>,
@@ -127,6 +132,9 @@ pub async fn create(
 }
 
 /// `DELETE /api/v2/tokens/{id}`.
+#[utoipa::path(delete, path = "/api/v2/tokens/{id}", tag = "tokens",
+    params(("id" = String, Path, description = "The token's public id")),
+    responses((status = 200, body = RevokedToken), (status = 401, description = "Not signed in", body = super::openapi::ErrorBody), (status = 403, description = "Not allowed (or the API token lacks the scope)", body = super::openapi::ErrorBody), (status = 404, description = "Not found", body = super::openapi::ErrorBody)))]
 pub async fn revoke(
     user: CurrentUser,
     State(state): State<AppState>,

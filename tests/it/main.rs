@@ -17,6 +17,7 @@ mod identity;
 mod import;
 mod integrity;
 mod notify;
+mod ops;
 mod pages;
 mod refresh;
 mod requests;

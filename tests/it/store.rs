@@ -304,17 +304,26 @@ mod dynamo {
     }
 
     #[tokio::test]
-    async fn healthcheck_is_503_when_dynamodb_is_unreachable() {
+    async fn readiness_is_503_naming_the_store_when_dynamodb_is_unreachable() {
         let (mut config, dir) = crate::support::TestApp::demo_config();
         config.storage.backend = iamdesk::config::StorageBackend::Dynamodb;
         // Nothing listens on the discard port: every call fails fast.
         config.dynamodb_server = Some("http://127.0.0.1:9".into());
         let mut app = crate::support::TestApp::spawn(config).await;
         app.keep(dir);
-        let resp = app.get("/healthcheck").await;
+        // Alive (liveness asks no backend), not ready.
+        assert_eq!(app.get("/healthcheck").await.status(), 200);
+        let resp = app.get("/readyz").await;
         assert_eq!(resp.status(), 503);
         let body: serde_json::Value = resp.json().await.expect("json");
         assert_eq!(body["status"], "unavailable");
+        assert_eq!(body["failed"], serde_json::json!(["store"]));
+        assert!(
+            body["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("store (dynamodb)")),
+            "{body}"
+        );
     }
 
     #[test]

@@ -1,4 +1,8 @@
-//! Structured logs: pretty in dev, JSON in prod. `RUST_LOG` overrides the default filter.
+//! Structured logs (here): pretty in dev, JSON in prod; `RUST_LOG` overrides the default filter.
+//! Prometheus metrics: [`metrics`], and [`aws`] for the AWS SDK's calls.
+
+pub mod aws;
+pub mod metrics;
 
 use tracing_subscriber::EnvFilter;
 
