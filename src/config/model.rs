@@ -68,6 +68,8 @@ pub struct Config {
     pub break_glass: BreakGlassConfig,
     /// Events from AWS: Config findings, IAM changes, access denials (`src/events/`).
     pub events: EventsConfig,
+    /// Right-sizing: Access Advisor usage and unused-permission proposals (`src/rightsize/`).
+    pub rightsize: crate::rightsize::RightsizeConfig,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -493,6 +495,7 @@ impl Default for Config {
             approvals: Default::default(),
             break_glass: Default::default(),
             events: EventsConfig::default(),
+            rightsize: Default::default(),
         }
     }
 }
