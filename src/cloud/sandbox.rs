@@ -176,8 +176,7 @@ const SANDBOX_JOB: &str = "sandbox-job:";
 fn sandbox_usage(account: &AccountSnapshot, role: &Principal) -> Vec<super::ServiceAccess> {
     use std::collections::BTreeSet;
     let catalogue = crate::iam_actions::services();
-    let services_of =
-        |doc: &Value| crate::rightsize::analysis::allowed_services(doc, &catalogue);
+    let services_of = |doc: &Value| crate::rightsize::analysis::allowed_services(doc, &catalogue);
     let first: Option<String> = role
         .inline_policies
         .first()
@@ -200,7 +199,7 @@ fn sandbox_usage(account: &AccountSnapshot, role: &Principal) -> Vec<super::Serv
                 Some(now - chrono::Duration::days(2))
             } else if spread == 0 {
                 Some(now - chrono::Duration::days(200))
-            } else if spread == 1 && role.name.len() % 2 == 0 {
+            } else if spread == 1 && role.name.len().is_multiple_of(2) {
                 Some(now - chrono::Duration::days(10))
             } else {
                 None

@@ -457,12 +457,17 @@ mod tests {
 
     #[test]
     fn unused_services_are_proposed_and_used_ones_stay() {
-        let r = role(vec![("p", allow(json!(["s3:GetObject", "sqs:SendMessage"])))]);
+        let r = role(vec![(
+            "p",
+            allow(json!(["s3:GetObject", "sqs:SendMessage"])),
+        )]);
         let usage = [used("s3", Some(3)), used("sqs", None)];
         let a = analyse(&inputs(&r, &usage, &[]), CAT);
         assert_eq!(a.removable, vec!["sqs".to_string()]);
-        assert!(matches!(&a.removals[..], [Removal::RewriteInline { document, .. }]
-            if document["Statement"][0]["Action"] == json!(["s3:GetObject"])));
+        assert!(
+            matches!(&a.removals[..], [Removal::RewriteInline { document, .. }]
+            if document["Statement"][0]["Action"] == json!(["s3:GetObject"]))
+        );
     }
 
     #[test]
@@ -471,16 +476,17 @@ mod tests {
             "p",
             allow(json!(["s3:*", "sqs:*", "sns:Publish", "ec2:Describe*"])),
         )]);
-        let usage = [
-            used("s3", Some(120)),
-            used("sqs", None),
-            used("sns", None),
-        ];
+        let usage = [used("s3", Some(120)), used("sqs", None), used("sns", None)];
         let keep = vec!["sqs:SendMessage".to_string()];
         let mut input = inputs(&r, &usage, &keep);
         input.granted = BTreeMap::from([("sns".to_string(), Utc::now() - Duration::days(7))]);
         let a = analyse(&input, CAT);
-        let verdict = |ns: &str| a.services.iter().find(|s| s.namespace == ns).map(|s| s.verdict);
+        let verdict = |ns: &str| {
+            a.services
+                .iter()
+                .find(|s| s.namespace == ns)
+                .map(|s| s.verdict)
+        };
         assert_eq!(verdict("s3"), Some(Verdict::Unused));
         assert_eq!(verdict("sqs"), Some(Verdict::Kept));
         assert_eq!(verdict("sns"), Some(Verdict::Recent));

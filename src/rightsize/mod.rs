@@ -149,7 +149,12 @@ async fn granted_in(
         })
         .await?;
         for r in &found.items {
-            let at = r.approvals.iter().map(|a| a.at).max().unwrap_or(r.updated_at);
+            let at = r
+                .approvals
+                .iter()
+                .map(|a| a.at)
+                .max()
+                .unwrap_or(r.updated_at);
             if at < since {
                 continue;
             }
@@ -171,7 +176,9 @@ async fn granted_in(
                         .collect(),
                     _ => vec![],
                 };
-                let role = out.entry(c.target().to_string().to_lowercase()).or_default();
+                let role = out
+                    .entry(c.target().to_string().to_lowercase())
+                    .or_default();
                 for doc in docs {
                     for s in analysis::allowed_services(&doc, &catalogue) {
                         let slot = role.entry(s).or_insert(at);
@@ -272,9 +279,10 @@ fn justification(report: &Report) -> String {
         ),
         _ => " The role's age is unknown.".into(),
     };
-    let when = report
-        .usage_fetched_at
-        .map_or_else(|| "unknown".into(), |t| t.format("%Y-%m-%d %H:%M UTC").to_string());
+    let when = report.usage_fetched_at.map_or_else(
+        || "unknown".into(),
+        |t| t.format("%Y-%m-%d %H:%M UTC").to_string(),
+    );
     format!(
         "{MARK} remove {} from {}: not used for at least {} days according to IAM Access \
          Advisor (report of {when}): {}.{age}",
@@ -350,7 +358,9 @@ pub async fn propose(
                 document,
                 ..
             } => ChangeDraft::inline_put(arn, policy_name, document.clone()),
-            Removal::DeleteInline { policy_name, .. } => ChangeDraft::inline_delete(arn, policy_name),
+            Removal::DeleteInline { policy_name, .. } => {
+                ChangeDraft::inline_delete(arn, policy_name)
+            }
             Removal::DetachManaged { arn: policy } => {
                 ChangeDraft::managed(arn, false, AttachAction::Detach, policy)
             }
@@ -390,7 +400,10 @@ pub async fn rollback(
         .ok_or_else(|| AppError::NotFound(format!("There is no request {request_id}.")))?;
     let audit = app
         .store
-        .list_audit(Some(request_id), &PageRequest::first(PageRequest::MAX_LIMIT))
+        .list_audit(
+            Some(request_id),
+            &PageRequest::first(PageRequest::MAX_LIMIT),
+        )
         .await?;
     let pin: Pin = audit
         .items

@@ -208,11 +208,9 @@ pub async fn refresh_account(deps: &Deps, account_id: &str, force: bool) -> Outc
         .collect()
         .await;
     // Roles gone since the last refresh are dropped.
-    usage.roles.retain(|name, _| {
-        account
-            .principal(ResourceKind::Role, name)
-            .is_some()
-    });
+    usage
+        .roles
+        .retain(|name, _| account.principal(ResourceKind::Role, name).is_some());
     for (name, result) in results {
         let entry = usage.roles.entry(name.clone()).or_default();
         entry.attempted_at = Some(now);

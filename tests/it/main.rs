@@ -21,6 +21,7 @@ mod pages;
 mod refresh;
 mod requests;
 mod resources;
+mod rightsize;
 mod selfservice;
 mod server;
 mod store;
