@@ -14,6 +14,7 @@
 //! inverse of what the reviewer approved. The audit log is append-only, so the pin cannot change.
 
 pub mod analysis;
+pub mod calls;
 pub mod usage;
 
 use std::collections::BTreeMap;
@@ -241,6 +242,7 @@ fn analyse_role(
     role: &Principal,
     usage: Option<&usage::RoleUsage>,
     granted: BTreeMap<String, DateTime<Utc>>,
+    cloudtrail: BTreeMap<String, u64>,
     now: DateTime<Utc>,
 ) -> Analysis {
     let catalogue = crate::iam_actions::services();
@@ -250,7 +252,7 @@ fn analyse_role(
         usage: usage
             .filter(|u| u.fetched_at.is_some())
             .map(|u| u.services.as_slice()),
-        cloudtrail: BTreeMap::new(),
+        cloudtrail,
         granted,
         keep: &app.config.rightsize.keep,
         unused_days: app.config.rightsize.unused_days as i64,
@@ -307,7 +309,11 @@ pub async fn report(app: &App, account_id: &str, name: &str) -> Result<Report, A
         .remove(&role.arn.to_lowercase())
         .unwrap_or_default();
     let now = Utc::now();
-    let found = analyse_role(app, &role, role_usage.as_ref(), granted, now);
+    let since = now - Duration::days(app.config.rightsize.unused_days as i64);
+    let cloudtrail = calls::load(app.cache.as_ref(), account_id)
+        .await
+        .since(&role.name, since);
+    let found = analyse_role(app, &role, role_usage.as_ref(), granted, cloudtrail, now);
     let age = role.created_at.map(|c| (now - c).num_days());
     let mut report = Report {
         account_id: role.account_id.clone(),
@@ -493,6 +499,8 @@ pub async fn fleet(app: &App, account: Option<&str>, page: usize) -> Result<Flee
         }
         let usage = usage::load(app.cache.as_ref(), &snapshot.account_id).await;
         let mut granted = granted_in(app, &snapshot.account_id).await?;
+        let seen = calls::load(app.cache.as_ref(), &snapshot.account_id).await;
+        let since = now - Duration::days(app.config.rightsize.unused_days as i64);
         for role in snapshot
             .principals
             .iter()
@@ -500,7 +508,7 @@ pub async fn fleet(app: &App, account: Option<&str>, page: usize) -> Result<Flee
         {
             let role_usage = usage.role(&role.name);
             let g = granted.remove(&role.arn.to_lowercase()).unwrap_or_default();
-            let a = analyse_role(app, role, role_usage, g, now);
+            let a = analyse_role(app, role, role_usage, g, seen.since(&role.name, since), now);
             rows.push(FleetRow {
                 account_id: snapshot.account_id.clone(),
                 account_name: snapshot.account_name.clone(),

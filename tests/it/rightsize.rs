@@ -418,3 +418,43 @@ async fn an_access_advisor_failure_stays_with_its_role() {
     assert_eq!(sync.failed(), 0);
     assert!(w.app.state.resources.role(&w.account, "broken").is_some());
 }
+
+#[tokio::test]
+async fn the_roles_own_cloudtrail_calls_count_as_use() {
+    let Some(w) = world(
+        &[("app", "p", &["s3:GetObject", "sqs:SendMessage"])],
+        |_| {},
+    )
+    .await
+    else {
+        return;
+    };
+    advisor(json!({ w.arn("app"): {"services": [
+        {"ServiceNamespace": "s3", "LastAuthenticated": days_ago(3)},
+        {"ServiceNamespace": "sqs", "LastAuthenticated": null}]}}))
+    .await;
+    w.refresh_usage().await;
+    assert_eq!(w.report("app").await["removable"], json!(["sqs"]));
+
+    // Access Advisor lags; the events consumer saw the role send a message just now.
+    let event = json!({"version": "0", "id": uuid::Uuid::new_v4().to_string(),
+        "detail-type": "AWS API Call via CloudTrail", "source": "aws.sqs", "account": w.account,
+        "time": chrono::Utc::now().to_rfc3339(), "region": "us-east-1", "resources": [],
+        "detail": {
+            "eventVersion": "1.08", "eventID": uuid::Uuid::new_v4().to_string(),
+            "eventTime": chrono::Utc::now().to_rfc3339(),
+            "eventSource": "sqs.amazonaws.com", "eventName": "SendMessage",
+            "recipientAccountId": w.account,
+            "userIdentity": {"type": "AssumedRole",
+                "arn": format!("arn:aws:sts::{}:assumed-role/app/i-0abc", w.account),
+                "sessionContext": {"sessionIssuer": {"type": "Role", "userName": "app",
+                    "arn": w.arn("app"), "accountId": w.account}}},
+            "requestParameters": {"queueUrl": "https://sqs.us-east-1.amazonaws.com/1/q"}}})
+    .to_string();
+    let outcomes = iamdesk::events::handle::handle_batch(&w.app.state, &[event]).await;
+    assert_eq!(outcomes, vec![iamdesk::events::handle::Outcome::Handled]);
+    let report = w.report("app").await;
+    assert_eq!(verdict(&report, "sqs"), "used", "{report}");
+    assert_eq!(report["removable"], json!([]));
+    assert_eq!(w.propose("app").await.status(), 409);
+}
