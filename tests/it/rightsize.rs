@@ -458,3 +458,34 @@ async fn the_roles_own_cloudtrail_calls_count_as_use() {
     assert_eq!(report["removable"], json!([]));
     assert_eq!(w.propose("app").await.status(), 409);
 }
+
+/// `cargo run` (the sandbox) shows right-sizing: made-up but stable usage for the demo roles.
+#[tokio::test]
+async fn the_sandbox_demo_has_usage_and_proposals() {
+    let app = TestApp::demo().await;
+    let outcome =
+        iamdesk::rightsize::usage::refresh(&iamdesk::rightsize::usage_deps(&app.state), true).await;
+    assert!(outcome.refreshed > 0 && outcome.failed == 0, "{outcome:?}");
+    let fleet: Value = app
+        .get("/api/v2/rightsize")
+        .await
+        .json()
+        .await
+        .expect("json");
+    let top = &fleet["rows"][0];
+    assert!(
+        top["unused"].as_array().is_some_and(|u| !u.is_empty()),
+        "the demo has something to right-size: {fleet}"
+    );
+    let page = app
+        .get(&format!(
+            "/policies/edit/{}/iamrole/{}",
+            top["account_id"].as_str().expect("account"),
+            top["role_name"].as_str().expect("role")
+        ))
+        .await
+        .text()
+        .await
+        .expect("html");
+    assert!(page.contains("Propose removal"), "{page}");
+}
