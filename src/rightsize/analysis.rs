@@ -237,6 +237,23 @@ pub struct Analysis {
 
 /// Decide what is unused and how to remove it.
 pub fn analyse(input: &Inputs<'_>, catalogue: &[&str]) -> Analysis {
+    let (services, mut notes) = verdicts(input, catalogue);
+    let unused: BTreeSet<String> = services
+        .iter()
+        .filter(|s| s.verdict == Verdict::Unused)
+        .map(|s| s.namespace.clone())
+        .collect();
+    let (removals, removable) = removals(input, &unused, &mut notes, catalogue);
+    Analysis {
+        services,
+        removable,
+        removals,
+        notes,
+    }
+}
+
+/// Every service the role's policies allow, with its verdict; notes on what was not analysed.
+fn verdicts(input: &Inputs<'_>, catalogue: &[&str]) -> (Vec<ServiceRow>, Vec<String>) {
     let cutoff = input.now - Duration::days(input.unused_days);
     let mut granted_by: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for p in &input.role.inline_policies {
@@ -264,7 +281,7 @@ pub fn analyse(input: &Inputs<'_>, catalogue: &[&str]) -> Analysis {
         .iter()
         .map(|s| (s.namespace.as_str(), s.last_authenticated))
         .collect();
-    let services: Vec<ServiceRow> = granted_by
+    let rows = granted_by
         .into_iter()
         .map(|(namespace, by)| {
             let last = reported.get(namespace.as_str()).copied().flatten();
@@ -291,73 +308,64 @@ pub fn analyse(input: &Inputs<'_>, catalogue: &[&str]) -> Analysis {
             }
         })
         .collect();
-    let unused: BTreeSet<String> = services
-        .iter()
-        .filter(|s| s.verdict == Verdict::Unused)
-        .map(|s| s.namespace.clone())
-        .collect();
+    (rows, notes)
+}
+
+/// The changes that take the `unused` services away, and the services they really remove (a
+/// service still granted by a managed policy that stays is not removed).
+fn removals(
+    input: &Inputs<'_>,
+    unused: &BTreeSet<String>,
+    notes: &mut Vec<String>,
+    catalogue: &[&str],
+) -> (Vec<Removal>, Vec<String>) {
     let mut removals = Vec::new();
     let mut removable = BTreeSet::new();
-    if !unused.is_empty() {
-        for p in &input.role.inline_policies {
-            let hit: Vec<String> = allowed_services(&p.document, catalogue)
-                .intersection(&unused)
-                .cloned()
-                .collect();
-            if hit.is_empty() {
-                continue;
-            }
+    if unused.is_empty() {
+        return (removals, vec![]);
+    }
+    for p in &input.role.inline_policies {
+        let hit: Vec<String> = allowed_services(&p.document, catalogue)
+            .intersection(unused)
+            .cloned()
+            .collect();
+        if hit.is_empty() {
+            continue;
+        }
+        removable.extend(hit);
+        removals.push(match without_services(&p.document, unused, catalogue) {
+            Some(document) => Removal::RewriteInline {
+                policy_name: p.name.clone(),
+                document,
+                previous: p.document.clone(),
+            },
+            None => Removal::DeleteInline {
+                policy_name: p.name.clone(),
+                previous: p.document.clone(),
+            },
+        });
+    }
+    let mut still = BTreeSet::new();
+    for m in &input.managed {
+        let Some(doc) = &m.document else { continue };
+        let allows = allowed_services(doc, catalogue);
+        let hit: Vec<String> = allows.intersection(unused).cloned().collect();
+        if !hit.is_empty() && hit.len() == allows.len() {
             removable.extend(hit);
-            removals.push(match without_services(&p.document, &unused, catalogue) {
-                Some(document) => Removal::RewriteInline {
-                    policy_name: p.name.clone(),
-                    document,
-                    previous: p.document.clone(),
-                },
-                None => Removal::DeleteInline {
-                    policy_name: p.name.clone(),
-                    previous: p.document.clone(),
-                },
-            });
+            removals.push(Removal::DetachManaged { arn: m.arn.clone() });
+            continue;
         }
-        for m in &input.managed {
-            let Some(doc) = &m.document else { continue };
-            let allows = allowed_services(doc, catalogue);
-            let hit: Vec<String> = allows.intersection(&unused).cloned().collect();
-            if hit.is_empty() {
-                continue;
-            }
-            if hit.len() == allows.len() {
-                removable.extend(hit);
-                removals.push(Removal::DetachManaged { arn: m.arn.clone() });
-            } else {
-                notes.push(format!(
-                    "{} also grants services the role uses; a managed policy is shared, so it stays \
-                     (unused through it: {}).",
-                    m.arn,
-                    hit.join(", ")
-                ));
-            }
+        if !hit.is_empty() {
+            notes.push(format!(
+                "{} also grants services the role uses; a managed policy is shared, so it stays \
+                 (unused through it: {}).",
+                m.arn,
+                hit.join(", ")
+            ));
         }
+        still.extend(allows);
     }
-    // A service still granted by a managed policy that stays is not really removed.
-    let still: BTreeSet<String> = input
-        .managed
-        .iter()
-        .filter(|m| {
-            !removals
-                .iter()
-                .any(|r| matches!(r, Removal::DetachManaged { arn } if *arn == m.arn))
-        })
-        .filter_map(|m| m.document.as_ref())
-        .flat_map(|d| allowed_services(d, catalogue))
-        .collect();
-    Analysis {
-        services,
-        removable: removable.difference(&still).cloned().collect(),
-        removals,
-        notes,
-    }
+    (removals, removable.difference(&still).cloned().collect())
 }
 
 #[cfg(test)]
