@@ -160,23 +160,7 @@ async fn granted_in(
                 continue;
             }
             for c in r.changes.iter() {
-                let docs: Vec<serde_json::Value> = match c {
-                    Change::InlinePolicy(p) => match &p.edit {
-                        crate::requests::model::InlineEdit::Put(d) => vec![d.as_value().clone()],
-                        crate::requests::model::InlineEdit::Delete => vec![],
-                    },
-                    Change::ManagedPolicy(m) if m.action == AttachAction::Attach => app
-                        .resources
-                        .managed_policy_document(m.arn.as_str())
-                        .into_iter()
-                        .collect(),
-                    Change::CreateRole(c) => c
-                        .all_inline_policies()
-                        .iter()
-                        .map(|p| p.policy_document.as_value().clone())
-                        .collect(),
-                    _ => vec![],
-                };
+                let docs = granting_documents(app, c);
                 let role = out
                     .entry(c.target().to_string().to_lowercase())
                     .or_default();
@@ -192,6 +176,28 @@ async fn granted_in(
             Some(c) => page.cursor = Some(c),
             None => return Ok(out),
         }
+    }
+}
+
+/// The policy documents an approved change gave its role.
+fn granting_documents(app: &App, change: &Change) -> Vec<serde_json::Value> {
+    use crate::requests::model::InlineEdit;
+    match change {
+        Change::InlinePolicy(p) => match &p.edit {
+            InlineEdit::Put(d) => vec![d.as_value().clone()],
+            InlineEdit::Delete => vec![],
+        },
+        Change::ManagedPolicy(m) if m.action == AttachAction::Attach => app
+            .resources
+            .managed_policy_document(m.arn.as_str())
+            .into_iter()
+            .collect(),
+        Change::CreateRole(c) => c
+            .all_inline_policies()
+            .iter()
+            .map(|p| p.policy_document.as_value().clone())
+            .collect(),
+        _ => vec![],
     }
 }
 
