@@ -16,11 +16,31 @@
    Requests are serialised (1.), so nothing can observe the table between the failure and the
    restore.
 
+3. IAM Access Advisor stand-in. moto does not implement `GenerateServiceLastAccessedDetails`
+   and `GetServiceLastAccessedDetails`; right-sizing (`src/rightsize/`) needs both. They are added
+   to moto's own IAM responses below, so the SDK's real, signed requests go to the same endpoint
+   as every other IAM call. What they answer is set per role ARN by a test through one extra
+   endpoint:
+
+       POST /iamdesk-test/access-advisor
+       {"arn:aws:iam::123456789012:role/app": {
+           "services": [{"ServiceNamespace": "s3", "ServiceName": "Amazon S3",
+                         "LastAuthenticated": "2026-12-01T00:00:00Z",   # or null: never used
+                         "LastAuthenticatedEntity": "arn:...", "TotalAuthenticatedEntities": 1}],
+           "fail": false,            # true: the job ends FAILED with an error message
+           "in_progress_polls": 2}}  # the first n polls of a job answer IN_PROGRESS
+
+   A role with nothing set answers COMPLETED with no services (never used anything). Each call
+   of `GenerateServiceLastAccessedDetails` makes a new job, as AWS does.
+
 Everything else is moto_server exactly (same arguments).
 """
 
 import copy
+import datetime
+import json
 import threading
+import uuid
 
 import moto.dynamodb.models as dynamodb_models
 from moto.dynamodb.models import DynamoDBBackend
@@ -33,6 +53,8 @@ _call = DomainDispatcherApplication.__call__
 
 
 def _serialised(self, environ, start_response):
+    if environ.get("PATH_INFO") == "/iamdesk-test/access-advisor":
+        return _set_access_advisor(environ, start_response)
     with _lock:
         # moto builds whole responses; materialise them inside the lock all the same.
         return list(_call(self, environ, start_response))
@@ -87,6 +109,94 @@ def _transact_restoring_items(self, transact_items):
 
 
 DynamoDBBackend.transact_write_items = _transact_restoring_items
+
+# --- 3. IAM Access Advisor stand-in --------------------------------------------------------------
+
+from moto.core.responses import ActionResult  # noqa: E402
+from moto.iam.responses import IamResponse  # noqa: E402
+
+_advisor_lock = threading.Lock()
+_advisor_by_arn = {}  # role ARN -> {"services": [...], "fail": bool, "in_progress_polls": n}
+_advisor_jobs = {}  # job id -> {"arn": ..., "polls_left": n, "created": datetime}
+
+
+def _set_access_advisor(environ, start_response):
+    try:
+        length = int(environ.get("CONTENT_LENGTH") or 0)
+        body = json.loads(environ["wsgi.input"].read(length) or b"{}")
+        if not isinstance(body, dict):
+            raise ValueError("the body must be an object keyed by role ARN")
+        with _advisor_lock:
+            for arn, spec in body.items():
+                _advisor_by_arn[arn] = spec
+        status, answer = "200 OK", {"roles": len(body)}
+    except Exception as e:  # noqa: BLE001 - a test's mistake, said back to it
+        status, answer = "400 Bad Request", {"error": str(e)}
+    start_response(status, [("Content-Type", "application/json")])
+    return [json.dumps(answer).encode()]
+
+
+def _timestamp(value):
+    if value is None:
+        return None
+    return datetime.datetime.fromisoformat(value.replace("Z", "+00:00"))
+
+
+def _generate_service_last_accessed_details(self):
+    arn = self._get_param("Arn")
+    job_id = str(uuid.uuid4())
+    with _advisor_lock:
+        spec = _advisor_by_arn.get(arn, {})
+        _advisor_jobs[job_id] = {
+            "arn": arn,
+            "polls_left": int(spec.get("in_progress_polls", 0)),
+            "created": datetime.datetime.now(datetime.timezone.utc),
+        }
+    return ActionResult({"JobId": job_id})
+
+
+def _get_service_last_accessed_details(self):
+    from moto.iam.exceptions import NotFoundException
+
+    job_id = self._get_param("JobId")
+    with _advisor_lock:
+        job = _advisor_jobs.get(job_id)
+        if job is None:
+            raise NotFoundException(f"No job with id {job_id}")
+        spec = _advisor_by_arn.get(job["arn"], {})
+        result = {"JobType": "SERVICE_LEVEL", "JobCreationDate": job["created"]}
+        if job["polls_left"] > 0:
+            job["polls_left"] -= 1
+            result.update({"JobStatus": "IN_PROGRESS", "ServicesLastAccessed": []})
+            return ActionResult(result)
+        now = datetime.datetime.now(datetime.timezone.utc)
+        result["JobCompletionDate"] = now
+        if spec.get("fail"):
+            result.update(
+                {
+                    "JobStatus": "FAILED",
+                    "ServicesLastAccessed": [],
+                    "Error": {"Message": "access advisor failed (test)", "Code": "ServiceFailure"},
+                }
+            )
+            return ActionResult(result)
+        services = []
+        for s in spec.get("services", []):
+            entry = {
+                "ServiceNamespace": s["ServiceNamespace"],
+                "ServiceName": s.get("ServiceName", s["ServiceNamespace"]),
+                "TotalAuthenticatedEntities": s.get("TotalAuthenticatedEntities", 0),
+            }
+            if s.get("LastAuthenticated"):
+                entry["LastAuthenticated"] = _timestamp(s["LastAuthenticated"])
+                entry["LastAuthenticatedEntity"] = s.get("LastAuthenticatedEntity", job["arn"])
+            services.append(entry)
+        result.update({"JobStatus": "COMPLETED", "ServicesLastAccessed": services})
+        return ActionResult(result)
+
+
+IamResponse.generate_service_last_accessed_details = _generate_service_last_accessed_details
+IamResponse.get_service_last_accessed_details = _get_service_last_accessed_details
 
 if __name__ == "__main__":
     from moto.server import main

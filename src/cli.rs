@@ -311,6 +311,9 @@ async fn serve(loaded: Loaded) -> anyhow::Result<ExitCode> {
         std::time::Duration::from_secs(app.config.sync.interval_seconds),
     ));
     let outbox_job = tokio::spawn(crate::notify::worker::run(app.clone()));
+    let rightsize_job = tokio::spawn(crate::rightsize::usage::background(
+        crate::rightsize::usage_deps(&app),
+    ));
     let event_jobs = crate::events::consumer::spawn(&app);
     let limits = app.clone();
     let shrink_job = tokio::spawn(async move {
@@ -324,6 +327,7 @@ async fn serve(loaded: Loaded) -> anyhow::Result<ExitCode> {
     crate::web::serve(listener, AppState(app), crate::web::shutdown_signal()).await?;
     sync_job.abort();
     outbox_job.abort();
+    rightsize_job.abort();
     for job in event_jobs {
         job.abort();
     }

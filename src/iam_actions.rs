@@ -111,6 +111,13 @@ pub fn did_you_mean(suggestions: &[String]) -> String {
     }
 }
 
+/// Every known service prefix, lower case, sorted (right-sizing expands `*` and `s*:...` to them).
+pub fn services() -> Vec<&'static str> {
+    let mut all: Vec<&'static str> = KNOWN.services.keys().copied().collect();
+    all.sort_unstable();
+    all
+}
+
 /// How many services and actions the list holds (for the docs and tests).
 pub fn counts() -> (usize, usize) {
     let k = &*KNOWN;

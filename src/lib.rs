@@ -21,6 +21,7 @@ pub mod notify;
 pub mod ratelimit;
 pub mod requests;
 pub mod resources;
+pub mod rightsize;
 pub mod selfservice;
 pub mod store;
 pub mod telemetry;

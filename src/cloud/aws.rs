@@ -17,7 +17,7 @@ use chrono::{DateTime, Utc};
 use serde_json::Value;
 use tokio::sync::Mutex;
 
-use super::{Cloud, CloudError, IamOp};
+use super::{AdvisorJob, Cloud, CloudError, IamOp, ServiceAccess};
 use crate::config::Config;
 use crate::resources::model::{
     AccountSnapshot, AttachedPolicy, InlinePolicy, ManagedPolicy, Principal, ResourceKind, Tag,
@@ -455,6 +455,70 @@ impl Cloud for AwsCloud {
             session_token: c.session_token().to_string(),
             expiration,
         })
+    }
+
+    // --- Right-sizing: IAM Access Advisor. ----------------------------------------------
+
+    async fn start_access_advisor(
+        &self,
+        account_id: &str,
+        role_arn: &str,
+    ) -> Result<String, CloudError> {
+        let out = self
+            .iam(account_id)
+            .await?
+            .generate_service_last_accessed_details()
+            .arn(role_arn)
+            .granularity(aws_sdk_iam::types::AccessAdvisorUsageGranularityType::ServiceLevel)
+            .send()
+            .await
+            .map_err(aws_error)?;
+        out.job_id()
+            .map(str::to_string)
+            .ok_or_else(|| CloudError::Aws {
+                code: None,
+                message: "GenerateServiceLastAccessedDetails returned no JobId".into(),
+            })
+    }
+
+    async fn poll_access_advisor(
+        &self,
+        account_id: &str,
+        job_id: &str,
+    ) -> Result<AdvisorJob, CloudError> {
+        use aws_sdk_iam::types::JobStatusType;
+        let iam = self.iam(account_id).await?;
+        let mut services = Vec::new();
+        let mut marker: Option<String> = None;
+        loop {
+            let out = iam
+                .get_service_last_accessed_details()
+                .job_id(job_id)
+                .set_marker(marker.take())
+                .send()
+                .await
+                .map_err(aws_error)?;
+            match out.job_status() {
+                JobStatusType::InProgress => return Ok(AdvisorJob::InProgress),
+                JobStatusType::Failed => {
+                    let why = out
+                        .error()
+                        .map(|e| format!("{}: {}", e.code(), e.message()))
+                        .unwrap_or_else(|| "the Access Advisor job failed".into());
+                    return Ok(AdvisorJob::Failed(why));
+                }
+                _ => {}
+            }
+            services.extend(out.services_last_accessed().iter().map(|s| ServiceAccess {
+                namespace: s.service_namespace().to_ascii_lowercase(),
+                name: s.service_name().to_string(),
+                last_authenticated: time(s.last_authenticated()),
+            }));
+            match out.marker() {
+                Some(m) if out.is_truncated() => marker = Some(m.to_string()),
+                _ => return Ok(AdvisorJob::Completed(services)),
+            }
+        }
     }
 
     async fn apply(&self, account_id: &str, op: &IamOp) -> Result<(), CloudError> {

@@ -165,6 +165,51 @@ pub trait Cloud: Send + Sync + 'static {
         session_name: &str,
         duration_seconds: i32,
     ) -> Result<RoleCredentials, CloudError>;
+
+    // --- Right-sizing (`src/rightsize/`): IAM Access Advisor, service level. -----------------
+    // Two calls, as AWS has them: start a job, then poll it (the caller backs off between polls).
+
+    /// `iam:GenerateServiceLastAccessedDetails` for one role: the job id.
+    async fn start_access_advisor(
+        &self,
+        account_id: &str,
+        role_arn: &str,
+    ) -> Result<String, CloudError> {
+        let _ = (account_id, role_arn);
+        Err(CloudError::Unsupported(
+            "this cloud has no IAM Access Advisor".into(),
+        ))
+    }
+
+    /// `iam:GetServiceLastAccessedDetails`: one poll of a job started above.
+    async fn poll_access_advisor(
+        &self,
+        account_id: &str,
+        job_id: &str,
+    ) -> Result<AdvisorJob, CloudError> {
+        let _ = (account_id, job_id);
+        Err(CloudError::Unsupported(
+            "this cloud has no IAM Access Advisor".into(),
+        ))
+    }
+}
+
+/// One Access Advisor job as a poll finds it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum AdvisorJob {
+    InProgress,
+    Completed(Vec<ServiceAccess>),
+    Failed(String),
+}
+
+/// One service of an Access Advisor report: when the role last authenticated to it (`None`:
+/// not within AWS's tracking period).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ServiceAccess {
+    /// Lower-case service prefix (`s3`).
+    pub namespace: String,
+    pub name: String,
+    pub last_authenticated: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 /// Temporary credentials of an assumed role. Always with a session token. `Debug` hides the

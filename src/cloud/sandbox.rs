@@ -137,6 +137,80 @@ impl Cloud for SandboxCloud {
         );
         Ok(())
     }
+
+    // --- Right-sizing: a made-up but stable Access Advisor, so the demo shows right-sizing. ---
+
+    async fn start_access_advisor(
+        &self,
+        _account_id: &str,
+        role_arn: &str,
+    ) -> Result<String, CloudError> {
+        Ok(format!("{SANDBOX_JOB}{role_arn}"))
+    }
+
+    async fn poll_access_advisor(
+        &self,
+        account_id: &str,
+        job_id: &str,
+    ) -> Result<super::AdvisorJob, CloudError> {
+        let role_arn = job_id
+            .strip_prefix(SANDBOX_JOB)
+            .ok_or_else(|| iam_error("NoSuchEntity", format!("no job {job_id}")))?;
+        let accounts = self.lock();
+        let account = accounts
+            .get(account_id)
+            .ok_or_else(|| CloudError::UnknownAccount(account_id.to_string()))?;
+        let role = account
+            .principals
+            .iter()
+            .find(|p| p.arn == role_arn)
+            .ok_or_else(|| no_such_role(role_arn))?;
+        Ok(super::AdvisorJob::Completed(sandbox_usage(account, role)))
+    }
+}
+
+const SANDBOX_JOB: &str = "sandbox-job:";
+
+/// The demo's usage: the first service of the role's first inline policy was used two days ago;
+/// of the others, about one in three was used long ago and the rest never. Stable across runs.
+fn sandbox_usage(account: &AccountSnapshot, role: &Principal) -> Vec<super::ServiceAccess> {
+    use std::collections::BTreeSet;
+    let catalogue = crate::iam_actions::services();
+    let services_of = |doc: &Value| crate::rightsize::analysis::allowed_services(doc, &catalogue);
+    let first: Option<String> = role
+        .inline_policies
+        .first()
+        .and_then(|p| services_of(&p.document).into_iter().next());
+    let mut all: BTreeSet<String> = role
+        .inline_policies
+        .iter()
+        .flat_map(|p| services_of(&p.document))
+        .collect();
+    for m in &role.managed_policies {
+        if let Some(p) = account.policies.iter().find(|p| p.arn == m.arn) {
+            all.extend(services_of(&p.document));
+        }
+    }
+    let now = chrono::Utc::now();
+    all.into_iter()
+        .map(|ns| {
+            let spread = (role.name.len() + ns.len()) % 3;
+            let last = if Some(&ns) == first.as_ref() {
+                Some(now - chrono::Duration::days(2))
+            } else if spread == 0 {
+                Some(now - chrono::Duration::days(200))
+            } else if spread == 1 && role.name.len().is_multiple_of(2) {
+                Some(now - chrono::Duration::days(10))
+            } else {
+                None
+            };
+            super::ServiceAccess {
+                name: ns.clone(),
+                namespace: ns,
+                last_authenticated: last,
+            }
+        })
+        .collect()
 }
 
 /// An error in IAM's shape: its code, and the message as `code: message` like the AWS path.

@@ -70,6 +70,8 @@ pub struct Config {
     pub events: EventsConfig,
     /// Prometheus metrics on a private listener (`metrics.listen`; off by default).
     pub metrics: MetricsConfig,
+    /// Right-sizing: Access Advisor usage and unused-permission proposals (`src/rightsize/`).
+    pub rightsize: crate::rightsize::RightsizeConfig,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -524,6 +526,7 @@ impl Default for Config {
             break_glass: Default::default(),
             events: EventsConfig::default(),
             metrics: MetricsConfig::default(),
+            rightsize: Default::default(),
         }
     }
 }

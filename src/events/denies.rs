@@ -23,7 +23,7 @@ const MAX_ACTION: usize = 128;
 const MAX_RESOURCE: usize = 1024;
 
 /// Event sources whose IAM action prefix is not the host's first label.
-fn service_prefix(source: &str) -> String {
+pub fn service_prefix(source: &str) -> String {
     let host = source.strip_suffix(".amazonaws.com").unwrap_or(source);
     match host {
         "monitoring" => "cloudwatch",

@@ -29,6 +29,8 @@ pub async fn handle_batch(app: &App, bodies: &[String]) -> Vec<Outcome> {
     let mut history: Vec<(OutsideChange, usize)> = vec![];
     let mut denials: Vec<Denial> = vec![];
     let mut denied_in: Vec<usize> = vec![];
+    // Successful calls of role sessions, for right-sizing (`src/rightsize/calls.rs`).
+    let mut role_calls: Vec<crate::rightsize::calls::Seen> = vec![];
 
     for (i, body) in bodies.iter().enumerate() {
         stats.count(&stats.received);
@@ -45,6 +47,7 @@ pub async fn handle_batch(app: &App, bodies: &[String]) -> Vec<Outcome> {
                 }
             }
             Ok(Parsed::Event(Event::ApiCall(call))) => {
+                role_calls.extend(crate::rightsize::calls::seen(&synced, &call));
                 if let Some(plan) = changes::plan(&app.config, &synced, &call) {
                     refreshes.entry(plan.target).or_default().push(i);
                     if let Some(h) = plan.history {
@@ -77,6 +80,7 @@ pub async fn handle_batch(app: &App, bodies: &[String]) -> Vec<Outcome> {
             }
         }
     }
+    crate::rightsize::calls::record(app.cache.as_ref(), &role_calls).await;
     for (change, i) in history {
         if let Err(e) = app.store.add_outside_change(&change).await {
             outcomes[i] = Outcome::Failed(format!("recording the change: {e}"));

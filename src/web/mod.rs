@@ -21,6 +21,7 @@ mod pages;
 mod prefs;
 mod request_page;
 mod resources;
+mod rightsize;
 pub mod scopes;
 mod security;
 mod selfservice;
@@ -164,6 +165,22 @@ pub fn routes() -> Routes {
         .route(
             "/api/v2/roles/{account_id}/{role_name}/denies",
             get(events::api_denies),
+        )
+        // Right-sizing (src/rightsize/)
+        .route("/rightsize", get(rightsize::fleet_page))
+        .route(
+            "/policies/edit/{account_id}/iamrole/{role_name}/rightsize",
+            post(rightsize::propose_form),
+        )
+        .route("/rightsize/{id}/rollback", post(rightsize::rollback_form))
+        .route("/api/v2/rightsize", get(rightsize::api_fleet))
+        .route(
+            "/api/v2/roles/{account_id}/{role_name}/rightsize",
+            get(rightsize::api_report).post(rightsize::api_propose),
+        )
+        .route(
+            "/api/v2/rightsize/{id}/rollback",
+            post(rightsize::api_rollback),
         )
         // Health and assets
         .route("/healthcheck", get(api::healthcheck))

@@ -349,6 +349,8 @@ pub struct RolePage {
     expiring: Vec<(String, String)>,
     /// Recent denials and outside changes (`src/web/events.rs`).
     activity: super::events::RoleActivity,
+    /// Unused services and the removal proposal (`src/rightsize/`).
+    rightsize: Option<crate::rightsize::Report>,
 }
 
 impl RolePage {
@@ -479,6 +481,11 @@ pub async fn role_page(
     let mut page = render_role_page(&state, layout, found, &rq, form, vec![], vec![]);
     page.activity = activity;
     page.expiring = expiring;
+    // The page stands without its right-size section when that cannot be computed.
+    page.rightsize = crate::rightsize::report(&state, &account_id, &name)
+        .await
+        .inspect_err(|e| tracing::warn!(error = %e, "no right-size section on the role page"))
+        .ok();
     Ok(page)
 }
 
@@ -567,6 +574,7 @@ fn render_role_page(
         .collect();
     RolePage {
         activity: Default::default(),
+        rightsize: None,
         layout: layout.nav("policies"),
         form,
         form_problems,

@@ -79,6 +79,14 @@ pub const ACCESS: &[(&str, &str, Access)] = &[
     ("POST", "/logout", Browser),
     ("POST", "/demo/persona", Browser),
     ("POST", "/preferences/theme", Browser),
+    // Right-sizing pages (`src/rightsize/`).
+    ("GET", "/rightsize", Browser),
+    (
+        "POST",
+        "/policies/edit/{account_id}/iamrole/{role_name}/rightsize",
+        Browser,
+    ),
+    ("POST", "/rightsize/{id}/rollback", Browser),
     // A token never makes, lists or revokes tokens: a stolen one cannot outlive its expiry,
     // widen its scopes or hide its siblings.
     ("GET", "/api/v2/tokens", Browser),
@@ -106,6 +114,20 @@ pub const ACCESS: &[(&str, &str, Access)] = &[
     // every decision to a token (`src/requests/lifecycle/mod.rs::token_may`).
     ("POST", "/api/v2/request", Token(Requests)),
     ("PUT", "/api/v2/requests/{id}", Token(Requests)),
+    // Right-sizing: reading the report and the ranking; filing a proposal or a rollback is
+    // filing a request (reviewed like any other).
+    ("GET", "/api/v2/rightsize", Token(Read)),
+    (
+        "GET",
+        "/api/v2/roles/{account_id}/{role_name}/rightsize",
+        Token(Read),
+    ),
+    (
+        "POST",
+        "/api/v2/roles/{account_id}/{role_name}/rightsize",
+        Token(Requests),
+    ),
+    ("POST", "/api/v2/rightsize/{id}/rollback", Token(Requests)),
     // Anyone.
     ("GET", "/api/v2/user", Any),
     ("GET", "/healthcheck", Any),

@@ -22,6 +22,7 @@ mod pages;
 mod refresh;
 mod requests;
 mod resources;
+mod rightsize;
 mod selfservice;
 mod server;
 mod store;

@@ -186,6 +186,7 @@ async fn every_page_passes_axe_in_both_themes_fits_420px_and_weighs_under_100kb(
         ("policies-search", "/policies?q=s3%3AGetObject".into()),
         ("role", format!("{role}?from=q%3Ds3%253AGetObject")),
         ("requests", "/requests".into()),
+        ("rightsize", "/rightsize".into()),
         ("request", format!("/policies/request/{id}")),
         ("selfservice", "/selfservice".into()),
         (

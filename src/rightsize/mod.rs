@@ -1,0 +1,556 @@
+//! Right-sizing (issue 21): what each role is allowed but never uses, and a reviewed request to
+//! take it away.
+//!
+//! - [`usage`]: IAM Access Advisor per role, on its own schedule (`rightsize.refresh_hours`).
+//! - [`analysis`]: pure decision of what is unused and how to remove it.
+//! - here: a role's [`Report`] (role page, `GET /api/v2/roles/{account}/{name}/rightsize`),
+//!   [`propose`] (an ordinary request, validated, diffed, reviewed and applied like any other:
+//!   nothing is removed without approval), [`rollback`] (files the inverse request from the
+//!   documents pinned when the proposal was filed) and the [`fleet`] ranking.
+//!
+//! Pinning: filing a proposal appends a `rightsize.proposed` audit event to the new request
+//! holding every document the proposal replaces or deletes and every policy it detaches. The
+//! proposal's changes are computed from exactly those documents, so restoring them is the exact
+//! inverse of what the reviewer approved. The audit log is append-only, so the pin cannot change.
+
+pub mod analysis;
+pub mod calls;
+pub mod usage;
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Duration, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use crate::app::App;
+use crate::error::AppError;
+use crate::requests::lifecycle::Actor;
+use crate::requests::model::{AttachAction, ChangeDraft, RequestDraft};
+use crate::requests::{Change, create};
+use crate::resources::model::Principal;
+use crate::store::{AuditEvent, PageRequest, RequestFilter, RequestStatus};
+use analysis::{Analysis, Attached, Inputs, Removal, ServiceRow};
+
+/// `rightsize.*`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct RightsizeConfig {
+    /// How often each role's Access Advisor report is renewed.
+    pub refresh_hours: u64,
+    /// A service not used for this long is proposed for removal.
+    pub unused_days: u64,
+    /// Services (`sqs`) or actions (`sqs:SendMessage`) never proposed for removal.
+    pub keep: Vec<String>,
+    /// Access Advisor jobs running at once in one account.
+    pub concurrency_per_account: usize,
+}
+
+impl Default for RightsizeConfig {
+    fn default() -> Self {
+        RightsizeConfig {
+            refresh_hours: 24,
+            unused_days: 90,
+            keep: vec![],
+            concurrency_per_account: 4,
+        }
+    }
+}
+
+/// Audit action that pins a proposal's previous documents.
+pub const PROPOSED: &str = "rightsize.proposed";
+/// The justification of every proposal starts with this.
+pub const MARK: &str = "Right-size:";
+
+/// What the pin of a proposal holds (`rightsize.proposed` detail).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Pin {
+    role_arn: String,
+    removed_services: Vec<String>,
+    removals: Vec<Removal>,
+}
+
+/// A right-size request of the role, for the role page's rollback buttons.
+#[derive(Debug, Clone, Serialize)]
+pub struct PastProposal {
+    pub id: String,
+    pub status: RequestStatus,
+    pub created_at: DateTime<Utc>,
+}
+
+/// Everything the role page and the API show about one role.
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    pub account_id: String,
+    pub role_name: String,
+    pub role_arn: String,
+    pub unused_days: u64,
+    /// How far back Access Advisor looks.
+    pub tracking_days: i64,
+    pub role_created_at: Option<DateTime<Utc>>,
+    pub role_age_days: Option<i64>,
+    /// Days of this role Access Advisor can have seen: its age, at most the tracking period.
+    pub observable_days: Option<i64>,
+    pub usage_fetched_at: Option<DateTime<Utc>>,
+    pub usage_attempted_at: Option<DateTime<Utc>>,
+    pub usage_error: Option<String>,
+    pub services: Vec<ServiceRow>,
+    /// Services the proposal takes away.
+    pub removable: Vec<String>,
+    pub removals: Vec<Removal>,
+    pub notes: Vec<String>,
+    /// The justification a proposal is filed with.
+    pub justification: String,
+    /// Right-size requests filed for this role, newest first.
+    pub proposals: Vec<PastProposal>,
+}
+
+impl Report {
+    /// Younger than the unused period: Access Advisor cannot have seen a whole period yet.
+    pub fn young(&self) -> bool {
+        self.role_age_days
+            .is_some_and(|age| age < self.unused_days as i64)
+    }
+
+    /// For the template: a service's last use as a date, or "never".
+    pub fn last_used(row: &ServiceRow) -> String {
+        row.last_authenticated
+            .map_or_else(|| "never".into(), |t| t.format("%Y-%m-%d").to_string())
+    }
+}
+
+/// The usage refresh's view of the portal.
+pub fn usage_deps(app: &App) -> usage::Deps {
+    usage::Deps {
+        cloud: app.cloud.clone(),
+        cache: app.cache.clone(),
+        resources: app.resources.clone(),
+        config: app.config.rightsize.clone(),
+    }
+}
+
+/// When each service was last granted to each role by an approved iamdesk request (role ARN,
+/// lower case → service → time), for one account.
+async fn granted_in(
+    app: &App,
+    account_id: &str,
+) -> Result<BTreeMap<String, BTreeMap<String, DateTime<Utc>>>, AppError> {
+    let filter = RequestFilter {
+        status: Some(RequestStatus::Approved),
+        account: Some(account_id.to_string()),
+        ..RequestFilter::default()
+    };
+    let since = Utc::now() - Duration::days(app.config.rightsize.unused_days as i64);
+    let catalogue = crate::iam_actions::services();
+    let mut out: BTreeMap<String, BTreeMap<String, DateTime<Utc>>> = BTreeMap::new();
+    let mut page = PageRequest::first(PageRequest::MAX_LIMIT);
+    loop {
+        let found = crate::store::search_requests(app.store.as_ref(), &filter, &page, &|_| {
+            crate::requests::risk::Level::Low
+        })
+        .await?;
+        for r in &found.items {
+            let at = r
+                .approvals
+                .iter()
+                .map(|a| a.at)
+                .max()
+                .unwrap_or(r.updated_at);
+            if at < since {
+                continue;
+            }
+            for c in r.changes.iter() {
+                let docs = granting_documents(app, c);
+                let role = out
+                    .entry(c.target().to_string().to_lowercase())
+                    .or_default();
+                for doc in docs {
+                    for s in analysis::allowed_services(&doc, &catalogue) {
+                        let slot = role.entry(s).or_insert(at);
+                        *slot = (*slot).max(at);
+                    }
+                }
+            }
+        }
+        match found.next_cursor {
+            Some(c) => page.cursor = Some(c),
+            None => return Ok(out),
+        }
+    }
+}
+
+/// The policy documents an approved change gave its role.
+fn granting_documents(app: &App, change: &Change) -> Vec<serde_json::Value> {
+    use crate::requests::model::InlineEdit;
+    match change {
+        Change::InlinePolicy(p) => match &p.edit {
+            InlineEdit::Put(d) => vec![d.as_value().clone()],
+            InlineEdit::Delete => vec![],
+        },
+        Change::ManagedPolicy(m) if m.action == AttachAction::Attach => app
+            .resources
+            .managed_policy_document(m.arn.as_str())
+            .into_iter()
+            .collect(),
+        Change::CreateRole(c) => c
+            .all_inline_policies()
+            .iter()
+            .map(|p| p.policy_document.as_value().clone())
+            .collect(),
+        _ => vec![],
+    }
+}
+
+/// The right-size requests of one role, newest first.
+async fn past_proposals(app: &App, role: &Principal) -> Result<Vec<PastProposal>, AppError> {
+    let filter = RequestFilter {
+        account: Some(role.account_id.clone()),
+        text: Some(MARK.to_string()),
+        ..RequestFilter::default()
+    };
+    let found = crate::store::search_requests(
+        app.store.as_ref(),
+        &filter,
+        &PageRequest::first(50),
+        &|_| crate::requests::risk::Level::Low,
+    )
+    .await?;
+    Ok(found
+        .items
+        .into_iter()
+        .filter(|r| r.justification.starts_with(MARK))
+        .filter(|r| {
+            r.changes
+                .iter()
+                .any(|c| c.target().to_string().eq_ignore_ascii_case(&role.arn))
+        })
+        .map(|r| PastProposal {
+            id: r.id,
+            status: r.status,
+            created_at: r.created_at,
+        })
+        .collect())
+}
+
+fn attached(app: &App, role: &Principal) -> Vec<Attached> {
+    role.managed_policies
+        .iter()
+        .map(|m| Attached {
+            arn: m.arn.clone(),
+            document: app.resources.managed_policy_document(&m.arn),
+        })
+        .collect()
+}
+
+/// Analyse one role with what is known of it.
+fn analyse_role(
+    app: &App,
+    role: &Principal,
+    usage: Option<&usage::RoleUsage>,
+    granted: BTreeMap<String, DateTime<Utc>>,
+    cloudtrail: BTreeMap<String, u64>,
+    now: DateTime<Utc>,
+) -> Analysis {
+    let catalogue = crate::iam_actions::services();
+    let inputs = Inputs {
+        role,
+        managed: attached(app, role),
+        usage: usage
+            .filter(|u| u.fetched_at.is_some())
+            .map(|u| u.services.as_slice()),
+        cloudtrail,
+        granted,
+        keep: &app.config.rightsize.keep,
+        unused_days: app.config.rightsize.unused_days as i64,
+        now,
+    };
+    analysis::analyse(&inputs, &catalogue)
+}
+
+fn justification(report: &Report) -> String {
+    let last: Vec<String> = report
+        .services
+        .iter()
+        .filter(|s| report.removable.contains(&s.namespace))
+        .map(|s| format!("{} (last used: {})", s.namespace, Report::last_used(s)))
+        .collect();
+    let age = match (report.role_age_days, report.observable_days) {
+        (Some(age), Some(seen)) if age < report.unused_days as i64 => format!(
+            " The role is only {age} days old: Access Advisor has observed it for {seen} days, \
+             less than the {} days asked for; the reviewer decides.",
+            report.unused_days
+        ),
+        (Some(age), Some(seen)) => format!(
+            " The role is {age} days old; Access Advisor has observed it for {seen} days (it \
+             tracks at most {} days).",
+            report.tracking_days
+        ),
+        _ => " The role's age is unknown.".into(),
+    };
+    let when = report.usage_fetched_at.map_or_else(
+        || "unknown".into(),
+        |t| t.format("%Y-%m-%d %H:%M UTC").to_string(),
+    );
+    format!(
+        "{MARK} remove {} from {}: not used for at least {} days according to IAM Access \
+         Advisor (report of {when}): {}.{age}",
+        report.removable.join(", "),
+        report.role_arn,
+        report.unused_days,
+        last.join("; "),
+    )
+}
+
+/// The right-size report of one role as of the last sync and usage refresh.
+pub async fn report(app: &App, account_id: &str, name: &str) -> Result<Report, AppError> {
+    let (_, role) = app.resources.role(account_id, name).ok_or_else(|| {
+        AppError::NotFound(format!(
+            "There is no role '{name}' in account {account_id} (as of the last sync)."
+        ))
+    })?;
+    let usage = usage::load(app.cache.as_ref(), account_id).await;
+    let role_usage = usage.role(&role.name).cloned();
+    let granted = granted_in(app, account_id)
+        .await?
+        .remove(&role.arn.to_lowercase())
+        .unwrap_or_default();
+    let now = Utc::now();
+    let since = now - Duration::days(app.config.rightsize.unused_days as i64);
+    let cloudtrail = calls::load(app.cache.as_ref(), account_id)
+        .await
+        .since(&role.name, since);
+    let found = analyse_role(app, &role, role_usage.as_ref(), granted, cloudtrail, now);
+    let age = role.created_at.map(|c| (now - c).num_days());
+    let mut report = Report {
+        account_id: role.account_id.clone(),
+        role_name: role.name.clone(),
+        role_arn: role.arn.clone(),
+        unused_days: app.config.rightsize.unused_days,
+        tracking_days: analysis::TRACKING_DAYS,
+        role_created_at: role.created_at,
+        role_age_days: age,
+        observable_days: age.map(|a| a.min(analysis::TRACKING_DAYS)),
+        usage_fetched_at: role_usage.as_ref().and_then(|u| u.fetched_at),
+        usage_attempted_at: role_usage.as_ref().and_then(|u| u.attempted_at),
+        usage_error: role_usage.and_then(|u| u.error),
+        services: found.services,
+        removable: found.removable,
+        removals: found.removals,
+        notes: found.notes,
+        justification: String::new(),
+        proposals: past_proposals(app, &role).await?,
+    };
+    report.justification = justification(&report);
+    Ok(report)
+}
+
+/// File the role's right-size proposal as an ordinary pending request; 409 when there is
+/// nothing to remove.
+pub async fn propose(
+    app: &App,
+    actor: &Actor,
+    account_id: &str,
+    name: &str,
+) -> Result<create::Created, AppError> {
+    let report = report(app, account_id, name).await?;
+    if report.removals.is_empty() {
+        return Err(AppError::Conflict(format!(
+            "Nothing to remove from {}: every service it is allowed was used within {} days, \
+             is kept, was granted recently, or has no Access Advisor data yet.",
+            report.role_arn, report.unused_days
+        )));
+    }
+    let arn = &report.role_arn;
+    let changes = report
+        .removals
+        .iter()
+        .map(|r| match r {
+            Removal::RewriteInline {
+                policy_name,
+                document,
+                ..
+            } => ChangeDraft::inline_put(arn, policy_name, document.clone()),
+            Removal::DeleteInline { policy_name, .. } => {
+                ChangeDraft::inline_delete(arn, policy_name)
+            }
+            Removal::DetachManaged { arn: policy } => {
+                ChangeDraft::managed(arn, false, AttachAction::Detach, policy)
+            }
+        })
+        .collect();
+    let draft = RequestDraft {
+        justification: report.justification.clone(),
+        changes,
+    };
+    let created = create::create(app, actor, &draft.to_body()).await?;
+    if let Some(id) = &created.request_id {
+        let pin = Pin {
+            role_arn: arn.clone(),
+            removed_services: report.removable.clone(),
+            removals: report.removals.clone(),
+        };
+        let detail = serde_json::to_value(&pin)
+            .map_err(|e| AppError::Internal(format!("cannot encode the right-size pin: {e}")))?;
+        app.store
+            .append_audit(&AuditEvent::new(&actor.email, PROPOSED, Some(id), detail))
+            .await?;
+    }
+    Ok(created)
+}
+
+/// File the inverse of an approved right-size request: every document it replaced or deleted
+/// put back as pinned, every policy it detached attached again.
+pub async fn rollback(
+    app: &App,
+    actor: &Actor,
+    request_id: &str,
+) -> Result<create::Created, AppError> {
+    let request = app
+        .store
+        .get_request(request_id)
+        .await?
+        .ok_or_else(|| AppError::NotFound(format!("There is no request {request_id}.")))?;
+    let audit = app
+        .store
+        .list_audit(
+            Some(request_id),
+            &PageRequest::first(PageRequest::MAX_LIMIT),
+        )
+        .await?;
+    let pin: Pin = audit
+        .items
+        .iter()
+        .find(|e| e.action == PROPOSED)
+        .and_then(|e| serde_json::from_value(e.detail.clone()).ok())
+        .ok_or_else(|| {
+            AppError::Conflict(format!(
+                "Request {request_id} is not a right-size proposal; only those can be rolled back here."
+            ))
+        })?;
+    if request.status != RequestStatus::Approved {
+        return Err(AppError::Conflict(format!(
+            "Request {request_id} is {}: only an approved right-size request changed anything to roll back.",
+            request.status
+        )));
+    }
+    let arn = &pin.role_arn;
+    let changes = pin
+        .removals
+        .iter()
+        .map(|r| match r {
+            Removal::RewriteInline {
+                policy_name,
+                previous,
+                ..
+            }
+            | Removal::DeleteInline {
+                policy_name,
+                previous,
+            } => ChangeDraft::inline_put(arn, policy_name, previous.clone()),
+            Removal::DetachManaged { arn: policy } => {
+                ChangeDraft::managed(arn, false, AttachAction::Attach, policy)
+            }
+        })
+        .collect();
+    let draft = RequestDraft {
+        justification: format!(
+            "Roll back right-size request {request_id}: give {arn} back {} as it was before.",
+            pin.removed_services.join(", ")
+        ),
+        changes,
+    };
+    let created = create::create(app, actor, &draft.to_body()).await?;
+    app.store
+        .append_audit(&AuditEvent::new(
+            &actor.email,
+            "rightsize.rollback",
+            created.request_id.as_deref(),
+            json!({"rolls_back": request_id, "role_arn": arn}),
+        ))
+        .await?;
+    Ok(created)
+}
+
+/// One role in the fleet ranking.
+#[derive(Debug, Clone, Serialize)]
+pub struct FleetRow {
+    pub account_id: String,
+    pub account_name: String,
+    pub role_name: String,
+    pub unused: Vec<String>,
+    pub used: usize,
+    pub usage_fetched_at: Option<DateTime<Utc>>,
+    pub usage_error: Option<String>,
+}
+
+/// One page of the fleet ranking.
+#[derive(Debug, Clone, Serialize)]
+pub struct Fleet {
+    pub rows: Vec<FleetRow>,
+    pub page: usize,
+    pub pages: usize,
+    pub total_roles: usize,
+    pub total_unused: usize,
+}
+
+pub const FLEET_PAGE: usize = 50;
+
+/// Roles ranked by how many services they could lose, most first (`account` filters by id).
+pub async fn fleet(app: &App, account: Option<&str>, page: usize) -> Result<Fleet, AppError> {
+    let now = Utc::now();
+    let mut rows = Vec::new();
+    for snapshot in app.resources.snapshots().iter() {
+        if account.is_some_and(|a| a != snapshot.account_id) {
+            continue;
+        }
+        let usage = usage::load(app.cache.as_ref(), &snapshot.account_id).await;
+        let mut granted = granted_in(app, &snapshot.account_id).await?;
+        let seen = calls::load(app.cache.as_ref(), &snapshot.account_id).await;
+        let since = now - Duration::days(app.config.rightsize.unused_days as i64);
+        for role in snapshot
+            .principals
+            .iter()
+            .filter(|p| p.kind == crate::resources::model::ResourceKind::Role)
+        {
+            let role_usage = usage.role(&role.name);
+            let g = granted.remove(&role.arn.to_lowercase()).unwrap_or_default();
+            let a = analyse_role(app, role, role_usage, g, seen.since(&role.name, since), now);
+            rows.push(FleetRow {
+                account_id: snapshot.account_id.clone(),
+                account_name: snapshot.account_name.clone(),
+                role_name: role.name.clone(),
+                used: a
+                    .services
+                    .iter()
+                    .filter(|s| s.verdict == analysis::Verdict::Used)
+                    .count(),
+                unused: a.removable,
+                usage_fetched_at: role_usage.and_then(|u| u.fetched_at),
+                usage_error: role_usage.and_then(|u| u.error.clone()),
+            });
+        }
+    }
+    rows.sort_by(|a, b| {
+        b.unused
+            .len()
+            .cmp(&a.unused.len())
+            .then_with(|| a.account_id.cmp(&b.account_id))
+            .then_with(|| a.role_name.to_lowercase().cmp(&b.role_name.to_lowercase()))
+    });
+    let total_roles = rows.len();
+    let total_unused = rows.iter().map(|r| r.unused.len()).sum();
+    let pages = total_roles.div_ceil(FLEET_PAGE).max(1);
+    let page = page.clamp(1, pages);
+    let rows = rows
+        .into_iter()
+        .skip((page - 1) * FLEET_PAGE)
+        .take(FLEET_PAGE)
+        .collect();
+    Ok(Fleet {
+        rows,
+        page,
+        pages,
+        total_roles,
+        total_unused,
+    })
+}

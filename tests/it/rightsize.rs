@@ -1,0 +1,491 @@
+//! Right-sizing (issue 21) against moto, with the Access Advisor stand-in of
+//! `scripts/moto_server.py` (the only two IAM actions moto lacks); everything else is real moto.
+
+use serde_json::{Value, json};
+
+use crate::support::{
+    TestApp, account_id, create_role, csrf_for, iam_in, moto_endpoint, spoke_app,
+};
+
+const DEV: &str = "dev@example.com";
+const ADMIN: &str = "admin@example.com";
+
+struct World {
+    app: TestApp,
+    account: String,
+    iam: aws_sdk_iam::Client,
+    csrf: (String, String),
+}
+
+fn allow(actions: &[&str]) -> String {
+    json!({"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Action": actions, "Resource": "*"}]})
+    .to_string()
+}
+
+/// Tell the stand-in what Access Advisor says about roles (by ARN).
+async fn advisor(spec: Value) {
+    let endpoint = moto_endpoint().expect("moto");
+    let resp = reqwest::Client::new()
+        .post(format!("{endpoint}/iamdesk-test/access-advisor"))
+        .json(&spec)
+        .send()
+        .await
+        .expect("stand-in reachable");
+    assert!(
+        resp.status().is_success(),
+        "{}",
+        resp.text().await.unwrap_or_default()
+    );
+}
+
+fn days_ago(days: i64) -> String {
+    (chrono::Utc::now() - chrono::Duration::days(days)).to_rfc3339()
+}
+
+/// A moto account with `roles` (name, inline policy name, actions), a portal over it (synced).
+async fn world(
+    roles: &[(&str, &str, &[&str])],
+    tune: impl FnOnce(&mut iamdesk::config::Config),
+) -> Option<World> {
+    moto_endpoint()?;
+    let account = account_id();
+    let iam = iam_in(&account).await;
+    for (name, policy, actions) in roles {
+        create_role(&iam, name, &[]).await;
+        iam.put_role_policy()
+            .role_name(*name)
+            .policy_name(*policy)
+            .policy_document(allow(actions))
+            .send()
+            .await
+            .expect("put role policy");
+    }
+    let app = spoke_app(&account, |c| {
+        c.groups.can_admin = vec!["admins".into()];
+        tune(c);
+    })
+    .await;
+    let csrf = csrf_for(&app).await;
+    Some(World {
+        app,
+        account,
+        iam,
+        csrf,
+    })
+}
+
+impl World {
+    fn arn(&self, role: &str) -> String {
+        format!("arn:aws:iam::{}:role/{role}", self.account)
+    }
+
+    async fn refresh_usage(&self) -> iamdesk::rightsize::usage::Outcome {
+        iamdesk::rightsize::usage::refresh(&iamdesk::rightsize::usage_deps(&self.app.state), true)
+            .await
+    }
+
+    async fn report(&self, role: &str) -> Value {
+        let resp = self
+            .app
+            .client
+            .get(
+                self.app
+                    .url(&format!("/api/v2/roles/{}/{role}/rightsize", self.account)),
+            )
+            .header("x-user", DEV)
+            .send()
+            .await
+            .expect("GET");
+        assert_eq!(resp.status(), 200);
+        resp.json().await.expect("json")
+    }
+
+    async fn post(&self, who: &str, groups: &str, path: &str, body: Value) -> reqwest::Response {
+        self.app
+            .client
+            .post(self.app.url(path))
+            .header("x-user", who)
+            .header("x-groups", groups)
+            .header("cookie", &self.csrf.0)
+            .header("x-csrf-token", &self.csrf.1)
+            .json(&body)
+            .send()
+            .await
+            .expect("POST")
+    }
+
+    async fn propose(&self, role: &str) -> reqwest::Response {
+        self.post(
+            DEV,
+            "",
+            &format!("/api/v2/roles/{}/{role}/rightsize", self.account),
+            json!({}),
+        )
+        .await
+    }
+
+    async fn approve(&self, id: &str) {
+        let resp = self
+            .app
+            .client
+            .put(self.app.url(&format!("/api/v2/requests/{id}")))
+            .header("x-user", ADMIN)
+            .header("x-groups", "admins")
+            .header("cookie", &self.csrf.0)
+            .header("x-csrf-token", &self.csrf.1)
+            .json(&json!({"modification_model": {"command": "approve_request"}}))
+            .send()
+            .await
+            .expect("PUT");
+        let status = resp.status();
+        assert_eq!(status, 200, "{}", resp.text().await.unwrap_or_default());
+    }
+
+    /// The actions of an inline policy as moto holds it now.
+    async fn actions(&self, role: &str, policy: &str) -> Vec<String> {
+        let out = self
+            .iam
+            .get_role_policy()
+            .role_name(role)
+            .policy_name(policy)
+            .send()
+            .await
+            .expect("get role policy");
+        let raw = urlencoding::decode(out.policy_document())
+            .map(|c| c.into_owned())
+            .unwrap_or_else(|_| out.policy_document().to_string());
+        let doc: Value = serde_json::from_str(&raw).expect("document");
+        let mut actions = vec![];
+        iamdesk::resources::model::actions_in(&doc, &mut actions);
+        actions.sort();
+        actions
+    }
+}
+
+fn verdict(report: &Value, service: &str) -> String {
+    report["services"]
+        .as_array()
+        .and_then(|l| l.iter().find(|s| s["namespace"] == service))
+        .map(|s| s["verdict"].as_str().unwrap_or_default().to_string())
+        .unwrap_or_else(|| panic!("{service} is not in {report}"))
+}
+
+#[tokio::test]
+async fn unused_sqs_is_proposed_removed_on_approval_and_rolled_back() {
+    let Some(w) = world(
+        &[("app", "app-access", &["s3:GetObject", "sqs:SendMessage"])],
+        |_| {},
+    )
+    .await
+    else {
+        return;
+    };
+    advisor(json!({ w.arn("app"): {"in_progress_polls": 2, "services": [
+        {"ServiceNamespace": "s3", "ServiceName": "Amazon S3", "LastAuthenticated": days_ago(2)},
+        {"ServiceNamespace": "sqs", "ServiceName": "Amazon SQS", "LastAuthenticated": null}]}}))
+    .await;
+    let outcome = w.refresh_usage().await;
+    assert_eq!((outcome.refreshed, outcome.failed), (1, 0));
+
+    let report = w.report("app").await;
+    assert_eq!(report["removable"], json!(["sqs"]), "{report}");
+    assert_eq!(verdict(&report, "s3"), "used");
+    assert_eq!(verdict(&report, "sqs"), "unused");
+    assert!(report["role_age_days"].is_number(), "{report}");
+    assert_eq!(report["tracking_days"], 400);
+    let justification = report["justification"].as_str().expect("justification");
+    assert!(
+        justification.contains("sqs (last used: never)"),
+        "{justification}"
+    );
+    assert!(justification.contains("days old"), "{justification}");
+
+    // The role page and the fleet view show it.
+    let page = w
+        .app
+        .client
+        .get(
+            w.app
+                .url(&format!("/policies/edit/{}/iamrole/app", w.account)),
+        )
+        .header("x-user", DEV)
+        .send()
+        .await
+        .expect("GET")
+        .text()
+        .await
+        .expect("html");
+    assert!(
+        page.contains("Propose removal"),
+        "the role page offers the proposal"
+    );
+    let fleet: Value = w
+        .app
+        .client
+        .get(
+            w.app
+                .url(&format!("/api/v2/rightsize?account={}", w.account)),
+        )
+        .header("x-user", DEV)
+        .send()
+        .await
+        .expect("GET")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(fleet["rows"][0]["role_name"], "app", "{fleet}");
+    assert_eq!(fleet["rows"][0]["unused"], json!(["sqs"]));
+    let fleet_page = w
+        .app
+        .client
+        .get(w.app.url("/rightsize"))
+        .header("x-user", DEV)
+        .send()
+        .await
+        .expect("GET");
+    assert_eq!(fleet_page.status(), 200);
+
+    // Filing changes nothing in AWS: it is a pending request like any other.
+    let resp = w.propose("app").await;
+    assert_eq!(resp.status(), 200);
+    let created: Value = resp.json().await.expect("json");
+    let id = created["request_id"]
+        .as_str()
+        .expect("request id")
+        .to_string();
+    assert_eq!(
+        w.actions("app", "app-access").await,
+        vec!["s3:GetObject", "sqs:SendMessage"]
+    );
+    let request: Value = w
+        .app
+        .client
+        .get(w.app.url(&format!("/api/v2/requests/{id}")))
+        .header("x-user", DEV)
+        .send()
+        .await
+        .expect("GET")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(request["status"], "pending");
+    assert!(
+        request["justification"]
+            .as_str()
+            .is_some_and(|j| j.starts_with("Right-size:")),
+        "{request}"
+    );
+
+    w.approve(&id).await;
+    assert_eq!(w.actions("app", "app-access").await, vec!["s3:GetObject"]);
+    // Nothing left to remove.
+    assert_eq!(w.propose("app").await.status(), 409);
+
+    // Rollback: a pending request restoring the pinned document, applied on approval.
+    let pending = w
+        .post(
+            DEV,
+            "",
+            &format!("/api/v2/rightsize/{}/rollback", "no-such-request"),
+            json!({}),
+        )
+        .await;
+    assert_eq!(pending.status(), 404);
+    let resp = w
+        .post(
+            DEV,
+            "",
+            &format!("/api/v2/rightsize/{id}/rollback"),
+            json!({}),
+        )
+        .await;
+    assert_eq!(resp.status(), 200);
+    let back: Value = resp.json().await.expect("json");
+    let back_id = back["request_id"].as_str().expect("id").to_string();
+    assert_eq!(w.actions("app", "app-access").await, vec!["s3:GetObject"]);
+    w.approve(&back_id).await;
+    assert_eq!(
+        w.actions("app", "app-access").await,
+        vec!["s3:GetObject", "sqs:SendMessage"]
+    );
+    // A rollback is not itself a right-size request.
+    let again = w
+        .post(
+            DEV,
+            "",
+            &format!("/api/v2/rightsize/{back_id}/rollback"),
+            json!({}),
+        )
+        .await;
+    assert_eq!(again.status(), 409);
+}
+
+#[tokio::test]
+async fn a_recent_grant_and_kept_services_are_not_proposed() {
+    let Some(w) = world(
+        &[(
+            "app",
+            "base",
+            &["s3:GetObject", "sns:Publish", "ec2:DescribeInstances"],
+        )],
+        |c| c.rightsize.keep = vec!["sns:Publish".into()],
+    )
+    .await
+    else {
+        return;
+    };
+    // sqs granted through iamdesk now (well within the 90 days).
+    let resp = w
+        .post(
+            DEV,
+            "",
+            "/api/v2/request",
+            json!({"justification": "the worker reads its queue", "changes": {"changes": [
+                {"change_type": "inline_policy",
+                 "principal": {"principal_type": "AwsResource", "principal_arn": w.arn("app")},
+                 "policy_name": "queue", "action": "attach",
+                 "policy": {"policy_document": {"Version": "2012-10-17", "Statement": [
+                     {"Effect": "Allow", "Action": ["sqs:ReceiveMessage"], "Resource": "*"}]}}}]}}),
+        )
+        .await;
+    assert_eq!(resp.status(), 200);
+    let granted: Value = resp.json().await.expect("json");
+    w.approve(granted["request_id"].as_str().expect("id")).await;
+
+    advisor(json!({ w.arn("app"): {"services": [
+        {"ServiceNamespace": "s3", "LastAuthenticated": days_ago(1)},
+        {"ServiceNamespace": "sqs", "LastAuthenticated": null},
+        {"ServiceNamespace": "sns", "LastAuthenticated": null},
+        {"ServiceNamespace": "ec2", "LastAuthenticated": days_ago(200)}]}}))
+    .await;
+    w.refresh_usage().await;
+    let report = w.report("app").await;
+    assert_eq!(verdict(&report, "sqs"), "recent", "{report}");
+    assert_eq!(verdict(&report, "sns"), "kept");
+    assert_eq!(verdict(&report, "ec2"), "unused");
+    assert_eq!(report["removable"], json!(["ec2"]));
+
+    let resp = w.propose("app").await;
+    assert_eq!(resp.status(), 200);
+    let created: Value = resp.json().await.expect("json");
+    w.approve(created["request_id"].as_str().expect("id")).await;
+    assert_eq!(
+        w.actions("app", "base").await,
+        vec!["s3:GetObject", "sns:Publish"]
+    );
+    assert_eq!(w.actions("app", "queue").await, vec!["sqs:ReceiveMessage"]);
+}
+
+#[tokio::test]
+async fn an_access_advisor_failure_stays_with_its_role() {
+    let Some(w) = world(
+        &[
+            ("good", "p", &["s3:GetObject", "sqs:SendMessage"]),
+            ("broken", "p", &["s3:GetObject", "sqs:SendMessage"]),
+        ],
+        |_| {},
+    )
+    .await
+    else {
+        return;
+    };
+    advisor(json!({
+        w.arn("good"): {"in_progress_polls": 1, "services": [
+            {"ServiceNamespace": "s3", "LastAuthenticated": days_ago(3)},
+            {"ServiceNamespace": "sqs", "LastAuthenticated": null}]},
+        w.arn("broken"): {"fail": true}}))
+    .await;
+    let outcome = w.refresh_usage().await;
+    assert_eq!((outcome.refreshed, outcome.failed), (1, 1));
+
+    let good = w.report("good").await;
+    assert_eq!(good["removable"], json!(["sqs"]));
+    let broken = w.report("broken").await;
+    assert!(
+        broken["usage_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("failed")),
+        "{broken}"
+    );
+    assert_eq!(broken["removals"], json!([]));
+    assert_eq!(w.propose("broken").await.status(), 409);
+
+    // The resource sync is untouched by it.
+    let sync = iamdesk::resources::sync::run(&w.app.state.resource_deps())
+        .await
+        .expect("sync");
+    assert_eq!(sync.failed(), 0);
+    assert!(w.app.state.resources.role(&w.account, "broken").is_some());
+}
+
+#[tokio::test]
+async fn the_roles_own_cloudtrail_calls_count_as_use() {
+    let Some(w) = world(
+        &[("app", "p", &["s3:GetObject", "sqs:SendMessage"])],
+        |_| {},
+    )
+    .await
+    else {
+        return;
+    };
+    advisor(json!({ w.arn("app"): {"services": [
+        {"ServiceNamespace": "s3", "LastAuthenticated": days_ago(3)},
+        {"ServiceNamespace": "sqs", "LastAuthenticated": null}]}}))
+    .await;
+    w.refresh_usage().await;
+    assert_eq!(w.report("app").await["removable"], json!(["sqs"]));
+
+    // Access Advisor lags; the events consumer saw the role send a message just now.
+    let event = json!({"version": "0", "id": uuid::Uuid::new_v4().to_string(),
+        "detail-type": "AWS API Call via CloudTrail", "source": "aws.sqs", "account": w.account,
+        "time": chrono::Utc::now().to_rfc3339(), "region": "us-east-1", "resources": [],
+        "detail": {
+            "eventVersion": "1.08", "eventID": uuid::Uuid::new_v4().to_string(),
+            "eventTime": chrono::Utc::now().to_rfc3339(),
+            "eventSource": "sqs.amazonaws.com", "eventName": "SendMessage",
+            "recipientAccountId": w.account,
+            "userIdentity": {"type": "AssumedRole",
+                "arn": format!("arn:aws:sts::{}:assumed-role/app/i-0abc", w.account),
+                "sessionContext": {"sessionIssuer": {"type": "Role", "userName": "app",
+                    "arn": w.arn("app"), "accountId": w.account}}},
+            "requestParameters": {"queueUrl": "https://sqs.us-east-1.amazonaws.com/1/q"}}})
+    .to_string();
+    let outcomes = iamdesk::events::handle::handle_batch(&w.app.state, &[event]).await;
+    assert_eq!(outcomes, vec![iamdesk::events::handle::Outcome::Handled]);
+    let report = w.report("app").await;
+    assert_eq!(verdict(&report, "sqs"), "used", "{report}");
+    assert_eq!(report["removable"], json!([]));
+    assert_eq!(w.propose("app").await.status(), 409);
+}
+
+/// `cargo run` (the sandbox) shows right-sizing: made-up but stable usage for the demo roles.
+#[tokio::test]
+async fn the_sandbox_demo_has_usage_and_proposals() {
+    let app = TestApp::demo().await;
+    let outcome =
+        iamdesk::rightsize::usage::refresh(&iamdesk::rightsize::usage_deps(&app.state), true).await;
+    assert!(outcome.refreshed > 0 && outcome.failed == 0, "{outcome:?}");
+    let fleet: Value = app
+        .get("/api/v2/rightsize")
+        .await
+        .json()
+        .await
+        .expect("json");
+    let top = &fleet["rows"][0];
+    assert!(
+        top["unused"].as_array().is_some_and(|u| !u.is_empty()),
+        "the demo has something to right-size: {fleet}"
+    );
+    let page = app
+        .get(&format!(
+            "/policies/edit/{}/iamrole/{}",
+            top["account_id"].as_str().expect("account"),
+            top["role_name"].as_str().expect("role")
+        ))
+        .await
+        .text()
+        .await
+        .expect("html");
+    assert!(page.contains("Propose removal"), "{page}");
+}
