@@ -567,31 +567,53 @@ pub const LEADER_LOCK: &str = "sync-leader";
 /// How often every replica checks the Store for other replicas' writes.
 pub const FOLLOW_EVERY: Duration = Duration::from_secs(10);
 
+/// Who this process is in the leader lock's value: the pid makes the holder findable by an
+/// operator (and by the multi-replica test), the random part keeps two hosts' pids apart.
+pub fn replica_id() -> String {
+    let id = uuid::Uuid::new_v4().simple().to_string();
+    format!("pid{}-{}", std::process::id(), &id[..12])
+}
+
+/// How long the sync leader lock lives unrenewed: `lock` when set, else the interval plus a
+/// minute; never less than the interval plus a second, because the leader renews it only at
+/// each sync, and a lock lapsing between two syncs of a live leader would let a second replica
+/// sync in the same interval.
+pub fn leader_lock_ttl(interval: Duration, lock: Duration) -> Duration {
+    if lock.is_zero() {
+        interval + Duration::from_secs(60)
+    } else {
+        lock.max(interval + Duration::from_secs(1))
+    }
+}
+
 /// Background job: a sync every `interval` by whichever replica holds the leader lock (at once
-/// when a configured account has nothing stored yet), and every [`FOLLOW_EVERY`] a cheap read
-/// of the accounts' generations so every replica follows the others' writes.
-pub async fn background(deps: Deps, cache: Arc<dyn Cache>, interval: Duration) {
-    let every = interval.max(Duration::from_secs(60));
-    let replica = uuid::Uuid::new_v4().to_string();
+/// when a configured account has nothing stored yet), and every [`FOLLOW_EVERY`] (or every
+/// interval, when shorter) a cheap read of the accounts' generations so every replica follows
+/// the others' writes. The lock lives `lock_ttl`: a replica that dies mid-sync hands over when
+/// it lapses. A follower asks for it every quarter of its TTL (at most every interval, at least
+/// every tick), so it takes over within about `lock_ttl * 1.25` of the leader's last renewal;
+/// only the holder syncs, so a live leader is never doubled.
+pub async fn background(deps: Deps, cache: Arc<dyn Cache>, interval: Duration, lock_ttl: Duration) {
+    let every = interval.max(Duration::from_secs(1));
+    let lock_ttl = leader_lock_ttl(every, lock_ttl);
+    let replica = replica_id();
     let missing = deps
         .resources
         .configured()
         .iter()
         .any(|(id, _)| deps.resources.account_generation(id).is_none());
     let mut next_sync = tokio::time::Instant::now() + if missing { Duration::ZERO } else { every };
-    let mut tick = tokio::time::interval(FOLLOW_EVERY);
+    let retry = (lock_ttl / 4).min(every);
+    let mut tick = tokio::time::interval(FOLLOW_EVERY.min(retry));
     loop {
         tick.tick().await;
         if tokio::time::Instant::now() >= next_sync {
             next_sync = tokio::time::Instant::now() + every;
-            // Held a little longer than the interval, renewed by the leader at each sync.
-            match cache
-                .try_lock(LEADER_LOCK, &replica, every + Duration::from_secs(60))
-                .await
-            {
+            match cache.try_lock(LEADER_LOCK, &replica, lock_ttl).await {
                 Ok(true) => {}
                 Ok(false) => {
                     tracing::debug!("another replica leads the sync");
+                    next_sync = tokio::time::Instant::now() + retry;
                     continue;
                 }
                 Err(e) => {
@@ -599,8 +621,10 @@ pub async fn background(deps: Deps, cache: Arc<dyn Cache>, interval: Duration) {
                     continue;
                 }
             }
+            tracing::info!(replica = %replica, "sync started");
             match run(&deps).await {
                 Ok(o) => tracing::info!(
+                    replica = %replica,
                     generation = o.generation,
                     failed = o.failed(),
                     "sync finished"

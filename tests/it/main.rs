@@ -19,6 +19,7 @@ mod integrity;
 mod notify;
 mod pages;
 mod refresh;
+mod replicas;
 mod requests;
 mod resources;
 mod selfservice;
