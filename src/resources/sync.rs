@@ -574,25 +574,31 @@ pub fn replica_id() -> String {
     format!("pid{}-{}", std::process::id(), &id[..12])
 }
 
+/// How often the background job wakes: [`FOLLOW_EVERY`], or a quarter of a shorter interval.
+pub fn tick_for(interval: Duration) -> Duration {
+    FOLLOW_EVERY
+        .min(interval / 4)
+        .max(Duration::from_millis(100))
+}
+
 /// How long the sync leader lock lives unrenewed: `lock` when set, else the interval plus a
-/// minute; never less than the interval plus a second, because the leader renews it only at
-/// each sync, and a lock lapsing between two syncs of a live leader would let a second replica
-/// sync in the same interval.
+/// minute. Never less than the interval plus a tick plus a second: the leader renews it at each
+/// sync, which starts on the first tick after the interval, and a lock lapsing between two
+/// syncs of a live leader would let a second replica sync in the same interval.
 pub fn leader_lock_ttl(interval: Duration, lock: Duration) -> Duration {
     if lock.is_zero() {
         interval + Duration::from_secs(60)
     } else {
-        lock.max(interval + Duration::from_secs(1))
+        lock.max(interval + tick_for(interval) + Duration::from_secs(1))
     }
 }
 
 /// Background job: a sync every `interval` by whichever replica holds the leader lock (at once
-/// when a configured account has nothing stored yet), and every [`FOLLOW_EVERY`] (or every
-/// interval, when shorter) a cheap read of the accounts' generations so every replica follows
-/// the others' writes. The lock lives `lock_ttl`: a replica that dies mid-sync hands over when
-/// it lapses. A follower asks for it every quarter of its TTL (at most every interval, at least
-/// every tick), so it takes over within about `lock_ttl * 1.25` of the leader's last renewal;
-/// only the holder syncs, so a live leader is never doubled.
+/// when a configured account has nothing stored yet), and on every tick ([`tick_for`]) a cheap
+/// read of the accounts' generations so every replica follows the others' writes. The lock
+/// lives `lock_ttl` ([`leader_lock_ttl`]); a follower asks for it on every tick, so when a
+/// leader dies (even mid-sync) another replica takes over within a tick of the lock lapsing.
+/// Only the holder syncs, and a live leader's lock never lapses, so no interval has two syncs.
 pub async fn background(deps: Deps, cache: Arc<dyn Cache>, interval: Duration, lock_ttl: Duration) {
     let every = interval.max(Duration::from_secs(1));
     let lock_ttl = leader_lock_ttl(every, lock_ttl);
@@ -603,35 +609,38 @@ pub async fn background(deps: Deps, cache: Arc<dyn Cache>, interval: Duration, l
         .iter()
         .any(|(id, _)| deps.resources.account_generation(id).is_none());
     let mut next_sync = tokio::time::Instant::now() + if missing { Duration::ZERO } else { every };
-    let retry = (lock_ttl / 4).min(every);
-    let mut tick = tokio::time::interval(FOLLOW_EVERY.min(retry));
+    let mut tick = tokio::time::interval(tick_for(every));
     loop {
         tick.tick().await;
         if tokio::time::Instant::now() >= next_sync {
             next_sync = tokio::time::Instant::now() + every;
-            match cache.try_lock(LEADER_LOCK, &replica, lock_ttl).await {
-                Ok(true) => {}
-                Ok(false) => {
-                    tracing::debug!("another replica leads the sync");
-                    next_sync = tokio::time::Instant::now() + retry;
-                    continue;
+            let leads = match cache.try_lock(LEADER_LOCK, &replica, lock_ttl).await {
+                Ok(held) => {
+                    if !held {
+                        tracing::debug!("another replica leads the sync");
+                        // Ask again at the next tick: the leader may be gone.
+                        next_sync = tokio::time::Instant::now();
+                    }
+                    held
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "cannot reach the cache for the sync lock; skipping");
-                    continue;
+                    false
                 }
+            };
+            if leads {
+                tracing::info!(replica = %replica, "sync started");
+                match run(&deps).await {
+                    Ok(o) => tracing::info!(
+                        replica = %replica,
+                        generation = o.generation,
+                        failed = o.failed(),
+                        "sync finished"
+                    ),
+                    Err(e) => tracing::warn!(error = %e, "sync could not store its results"),
+                }
+                continue;
             }
-            tracing::info!(replica = %replica, "sync started");
-            match run(&deps).await {
-                Ok(o) => tracing::info!(
-                    replica = %replica,
-                    generation = o.generation,
-                    failed = o.failed(),
-                    "sync finished"
-                ),
-                Err(e) => tracing::warn!(error = %e, "sync could not store its results"),
-            }
-            continue;
         }
         if let Err(e) = catch_up(&deps, false).await {
             tracing::warn!(error = %e, "cannot follow the synced resources");
