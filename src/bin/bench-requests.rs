@@ -1,4 +1,5 @@
-//! Request-path benchmark (issue 17 items 4 and 5), run by `scripts/bench-requests`: the release
+//! Request-path benchmark (issue 17 items 4 and 5), run by `scripts/bench-requests` (built only
+//! with the `bench-tools` feature): the release
 //! `iamdesk serve` binary on the embedded store and the sandbox cloud, with generated data (5k
 //! and 100k roles in the demo accounts, 10k stored requests), measured from outside over
 //! keep-alive HTTP:
@@ -136,6 +137,29 @@ async fn seed(db: &Path, roles: usize, requests: usize) -> Vec<String> {
         ids.push(r.id);
     }
     ids
+}
+
+/// A scratch folder under `target/bench/`, removed afterwards (tempfile is a dev-dependency).
+struct BenchDir(PathBuf);
+
+impl BenchDir {
+    fn new(roles: usize) -> BenchDir {
+        let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+        let dir = root.join(format!("target/bench/requests-{roles}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("mkdir bench dir");
+        BenchDir(dir)
+    }
+
+    fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for BenchDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
 }
 
 struct Portal {
@@ -505,7 +529,7 @@ async fn main() {
     let mut results = vec![];
     let mut hello_figure = None;
     for &roles in &roles_list {
-        let dir = tempfile::tempdir().expect("tempdir");
+        let dir = BenchDir::new(roles);
         let t = Instant::now();
         let ids = seed(&dir.path().join("iamdesk.db"), roles, requests).await;
         let seed_seconds = t.elapsed().as_secs_f64();
