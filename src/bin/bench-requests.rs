@@ -145,7 +145,10 @@ struct BenchDir(PathBuf);
 impl BenchDir {
     fn new(roles: usize) -> BenchDir {
         let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-        let dir = root.join(format!("target/bench/requests-{roles}-{}", std::process::id()));
+        let dir = root.join(format!(
+            "target/bench/requests-{roles}-{}",
+            std::process::id()
+        ));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).expect("mkdir bench dir");
         BenchDir(dir)
