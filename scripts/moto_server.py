@@ -32,15 +32,22 @@
 
    A role with nothing set answers COMPLETED with no services (never used anything). Each call
    of `GenerateServiceLastAccessedDetails` makes a new job, as AWS does.
+4. moto's recorder is one global switch that any test may stop. The IAM writes (actions
+   starting Put/Attach/Detach/Delete/Create/Tag/Untag/Update) are also logged, always, with
+   their role and policy: `GET /moto-api/iamdesk/iam-writes` returns them as JSON, so a test
+   counts the AWS calls made for its own (uniquely named) role without touching the recorder.
 
 Everything else is moto_server exactly (same arguments).
 """
 
+import collections
 import copy
 import datetime
+import io
 import json
 import threading
 import uuid
+from urllib.parse import parse_qs
 
 import moto.dynamodb.models as dynamodb_models
 from moto.dynamodb.models import DynamoDBBackend
@@ -52,10 +59,41 @@ _lock = threading.Lock()
 _call = DomainDispatcherApplication.__call__
 
 
+_iam_writes = collections.deque(maxlen=200_000)
+_WRITE_PREFIXES = ("Put", "Attach", "Detach", "Delete", "Create", "Tag", "Untag", "Update")
+
+
+def _log_iam_write(environ):
+    if "/iam/aws4_request" not in environ.get("HTTP_AUTHORIZATION", ""):
+        return
+    length = int(environ.get("CONTENT_LENGTH") or 0)
+    raw = environ["wsgi.input"].read(length) if length else b""
+    environ["wsgi.input"] = io.BytesIO(raw)
+    form = {k: v[0] for k, v in parse_qs(raw.decode("utf-8", "replace")).items()}
+    action = form.get("Action", "")
+    if action.startswith(_WRITE_PREFIXES):
+        _iam_writes.append(
+            {
+                "action": action,
+                "role": form.get("RoleName"),
+                "policy": form.get("PolicyName") or form.get("PolicyArn"),
+            }
+        )
+
+
 def _serialised(self, environ, start_response):
     if environ.get("PATH_INFO") == "/iamdesk-test/access-advisor":
         return _set_access_advisor(environ, start_response)
+    if environ.get("PATH_INFO") == "/moto-api/iamdesk/iam-writes":
+        with _lock:
+            body = json.dumps(list(_iam_writes)).encode()
+        start_response(
+            "200 OK",
+            [("Content-Type", "application/json"), ("Content-Length", str(len(body)))],
+        )
+        return [body]
     with _lock:
+        _log_iam_write(environ)
         # moto builds whole responses; materialise them inside the lock all the same.
         return list(_call(self, environ, start_response))
 

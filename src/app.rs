@@ -75,7 +75,9 @@ pub async fn open_store(config: &Config) -> anyhow::Result<(Arc<dyn Store>, Arc<
         }
     };
     let cache: Arc<dyn Cache> = match &config.redis.url {
-        Some(url) => Arc::new(crate::cache::redis::RedisCache::connect(url, "iamdesk:").await?),
+        Some(url) => {
+            Arc::new(crate::cache::redis::RedisCache::connect(url, &config.redis.key_prefix).await?)
+        }
         None => Arc::new(MemoryCache::new(10_000)),
     };
     let store: Arc<dyn Store> = Arc::new(CachedStore::new(store, cache.clone(), REQUEST_CACHE_TTL));

@@ -309,6 +309,7 @@ async fn serve(loaded: Loaded) -> anyhow::Result<ExitCode> {
         app.resource_deps(),
         app.cache.clone(),
         std::time::Duration::from_secs(app.config.sync.interval_seconds),
+        std::time::Duration::from_secs(app.config.sync.leader_lock_seconds),
     ));
     let outbox_job = tokio::spawn(crate::notify::worker::run(app.clone()));
     let rightsize_job = tokio::spawn(crate::rightsize::usage::background(

@@ -3,11 +3,13 @@
 //! copy. A cache failure is logged — at most once per [`WARN_EVERY`] while it lasts — and the
 //! read falls through to the Store; a write never fails because of the cache.
 //!
-//! Staleness: a read that misses fetches from the Store and then fills the cache. If a write (in
-//! this process) invalidated the cache in between, the fill is skipped, so a slow reader cannot
-//! put back the value a writer just replaced. Across replicas sharing Redis that window remains;
-//! it is bounded by the TTL and closed by the first write, which goes to the Store, conflicts on
-//! the stale version and invalidates the key.
+//! Staleness: a read that misses fetches from the Store and then fills the cache. If a write
+//! invalidated the key in between, the fill is skipped, so a slow reader cannot put back the
+//! value a writer just replaced — on every replica: the miss reads the key's invalidation stamp
+//! together with the entry ([`Cache::get_stamped`]), every write moves the stamp
+//! ([`Cache::invalidate`]), and the fill is a compare-and-set on it ([`Cache::fill`], one
+//! script in Redis). A write that lands after the fill deletes the entry itself. So a read on
+//! any replica never returns a copy older than the last write committed before it began.
 //!
 //! A failed invalidation (Redis unreachable during a write) would leave the old copy in Redis if
 //! Redis comes back with its data (a network partition rather than a restart). So after one,
@@ -106,7 +108,7 @@ impl CachedStore {
     /// (an older copy may be cached), stop trusting the cache for one TTL.
     async fn invalidate(&self, id: &str, may_be_stale: bool) {
         self.invalidations.fetch_add(1, Ordering::SeqCst);
-        match self.cache.delete(&request_key(id)).await {
+        match self.cache.invalidate(&request_key(id)).await {
             Ok(()) => self.cache_ok(),
             Err(e) if !may_be_stale => self.cache_failed("invalidate", &e),
             Err(e) => {
@@ -195,8 +197,8 @@ impl Store for CachedStore {
         }
         let key = request_key(id);
         let backend = self.cache.backend_name();
-        match self.cache.get(&key).await {
-            Ok(Some(bytes)) => {
+        let stamp = match self.cache.get_stamped(&key).await {
+            Ok((Some(bytes), _)) => {
                 self.cache_ok();
                 match serde_json::from_slice::<PolicyRequest>(&bytes) {
                     Ok(r) if r.id == id => {
@@ -209,10 +211,19 @@ impl Store for CachedStore {
                     }
                 }
                 metrics::cache_lookup(backend, "miss");
+                // Not usable: refill only if nobody invalidated since (the stamp as of now).
+                match self.cache.get_stamped(&key).await {
+                    Ok((_, stamp)) => stamp,
+                    Err(e) => {
+                        self.cache_failed("get", &e);
+                        return self.store.get_request(id).await;
+                    }
+                }
             }
-            Ok(None) => {
+            Ok((None, stamp)) => {
                 self.cache_ok();
                 metrics::cache_lookup(backend, "miss");
+                stamp
             }
             Err(e) => {
                 metrics::cache_lookup(backend, "error");
@@ -220,15 +231,19 @@ impl Store for CachedStore {
                 self.cache_failed("get", &e);
                 return self.store.get_request(id).await;
             }
-        }
+        };
         let epoch = self.invalidations.load(Ordering::SeqCst);
         let found = self.store.get_request(id).await?;
         if let Some(r) = &found
             && self.invalidations.load(Ordering::SeqCst) == epoch
         {
             match serde_json::to_vec(r) {
-                Ok(bytes) => match self.cache.set(&key, &bytes, self.ttl).await {
-                    Ok(()) => {
+                Ok(bytes) => match self.cache.fill(&key, &bytes, self.ttl, stamp).await {
+                    Ok(false) => {
+                        self.cache_ok();
+                        tracing::debug!(key, "a write invalidated during the read: not cached");
+                    }
+                    Ok(true) => {
                         self.cache_ok();
                         // A write that invalidated while our SET was in flight may have deleted
                         // before it landed: delete again so the older copy does not stay.

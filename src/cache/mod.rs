@@ -31,6 +31,33 @@ pub trait Cache: Send + Sync + 'static {
     async fn delete(&self, key: &str) -> CacheResult<()>;
     async fn ping(&self) -> CacheResult<()>;
 
+    /// The entry under `key` and its invalidation stamp, read together: pass the stamp to
+    /// [`fill`](Cache::fill) after reading the truth from the Store.
+    async fn get_stamped(&self, key: &str) -> CacheResult<(Option<Vec<u8>>, Option<Vec<u8>>)> {
+        Ok((self.get(key).await?, None))
+    }
+
+    /// A read-through fill: store `value` unless `key` was [`invalidate`](Cache::invalidate)d,
+    /// by this or any other replica, since [`get_stamped`](Cache::get_stamped) returned `stamp`
+    /// (the value may then be older than the write that invalidated). `false` when refused.
+    /// A private cache has no other writers: its owner's own bookkeeping is enough there.
+    async fn fill(
+        &self,
+        key: &str,
+        value: &[u8],
+        ttl: Duration,
+        stamp: Option<Vec<u8>>,
+    ) -> CacheResult<bool> {
+        let _ = stamp;
+        self.set(key, value, ttl).await.map(|()| true)
+    }
+
+    /// Drop `key` after a write to what it caches, and move its stamp so that fills begun
+    /// before the write are refused everywhere.
+    async fn invalidate(&self, key: &str) -> CacheResult<()> {
+        self.delete(key).await
+    }
+
     /// Take (or renew) a lock held by `owner` for `ttl`; `true` when `owner` holds it now.
     /// Used so that with several replicas only one runs the resource sync.
     async fn try_lock(&self, key: &str, owner: &str, ttl: Duration) -> CacheResult<bool>;

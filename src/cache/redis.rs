@@ -34,6 +34,9 @@ const CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
 const RESPONSE_TIMEOUT: Duration = Duration::from_millis(500);
 /// Hard cap per call, whatever the manager does inside (connect attempts included).
 pub const CALL_TIMEOUT: Duration = Duration::from_secs(1);
+/// How long an invalidation stamp outlives its last invalidation: far longer than any read
+/// between `get_stamped` and `fill`, so an expired stamp cannot make an old fill look current.
+pub const STAMP_TTL: Duration = Duration::from_secs(24 * 3600);
 /// After a failure, calls fail fast for this long before the next connection attempt.
 pub const RETRY_EVERY: Duration = Duration::from_secs(2);
 
@@ -113,6 +116,11 @@ impl RedisCache {
 
     fn key(&self, key: &str) -> String {
         format!("{}{key}", self.prefix)
+    }
+
+    /// The invalidation counter of `key` (see [`Cache::fill`]).
+    fn stamp_key(&self, key: &str) -> String {
+        format!("{}stamp:{key}", self.prefix)
     }
 
     fn state(&self) -> MutexGuard<'_, State> {
@@ -234,6 +242,53 @@ impl Cache for RedisCache {
 
     async fn ping(&self) -> CacheResult<()> {
         self.run::<()>(redis::cmd("PING")).await
+    }
+
+    async fn get_stamped(&self, key: &str) -> CacheResult<(Option<Vec<u8>>, Option<Vec<u8>>)> {
+        // One MGET: the entry and its stamp as of the same instant.
+        let mut cmd = redis::cmd("MGET");
+        cmd.arg(self.key(key)).arg(self.stamp_key(key));
+        let mut got = self.run::<Vec<Option<Vec<u8>>>>(cmd).await?.into_iter();
+        let value = got.next().flatten();
+        Ok((value, got.next().flatten()))
+    }
+
+    async fn fill(
+        &self,
+        key: &str,
+        value: &[u8],
+        ttl: Duration,
+        stamp: Option<Vec<u8>>,
+    ) -> CacheResult<bool> {
+        // Compare-and-set on the stamp, atomically: an invalidation by any replica between the
+        // caller's `get_stamped` and now has moved it, and the (possibly older) value stays out.
+        const SCRIPT: &str = "if (redis.call('GET', KEYS[2]) or '') ~= ARGV[1] then return 0 end \
+                              redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3]) \
+                              return 1";
+        let ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
+        let mut cmd = redis::cmd("EVAL");
+        cmd.arg(SCRIPT)
+            .arg(2)
+            .arg(self.key(key))
+            .arg(self.stamp_key(key))
+            .arg(stamp.unwrap_or_default())
+            .arg(value)
+            .arg(ms);
+        self.run::<i64>(cmd).await.map(|done| done == 1)
+    }
+
+    async fn invalidate(&self, key: &str) -> CacheResult<()> {
+        const SCRIPT: &str = "redis.call('INCR', KEYS[2]) \
+                              redis.call('PEXPIRE', KEYS[2], ARGV[1]) \
+                              return redis.call('DEL', KEYS[1])";
+        let ms = u64::try_from(STAMP_TTL.as_millis()).unwrap_or(u64::MAX);
+        let mut cmd = redis::cmd("EVAL");
+        cmd.arg(SCRIPT)
+            .arg(2)
+            .arg(self.key(key))
+            .arg(self.stamp_key(key))
+            .arg(ms);
+        self.run::<i64>(cmd).await.map(|_| ())
     }
 
     async fn try_lock(&self, key: &str, owner: &str, ttl: Duration) -> CacheResult<bool> {

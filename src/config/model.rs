@@ -367,11 +367,23 @@ pub struct DynamoConfig {
     pub table_prefix: String,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default)]
 pub struct RedisConfig {
     /// Secret (may carry a password): redacted by `check-config`.
     pub url: Option<String>,
+    /// Prefix of every key iamdesk writes, so several portals (or test runs) can share a Redis.
+    /// Replicas of one portal must use the same prefix: it names their sync leader lock.
+    pub key_prefix: String,
+}
+
+impl Default for RedisConfig {
+    fn default() -> Self {
+        RedisConfig {
+            url: None,
+            key_prefix: "iamdesk:".into(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -445,6 +457,9 @@ impl MetricsConfig {
 #[serde(default)]
 pub struct SyncConfig {
     pub interval_seconds: u64,
+    /// How long the sync leader's lock lives without renewal: how soon another replica takes
+    /// over from one that died. 0 (default): `interval_seconds` + 60.
+    pub leader_lock_seconds: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -645,6 +660,7 @@ impl Default for SyncConfig {
     fn default() -> Self {
         SyncConfig {
             interval_seconds: 3600,
+            leader_lock_seconds: 0,
         }
     }
 }

@@ -148,6 +148,7 @@ mod tests {
             jwt_secret: Some("jwt-hunter2".into()),
             redis: super::super::RedisConfig {
                 url: Some("redis://default:redis-hunter2@cache:6379/0".into()),
+                ..Default::default()
             },
             slack: super::super::SlackConfig {
                 notifications_enabled: true,

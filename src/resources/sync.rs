@@ -573,47 +573,80 @@ pub const LEADER_LOCK: &str = "sync-leader";
 /// How often every replica checks the Store for other replicas' writes.
 pub const FOLLOW_EVERY: Duration = Duration::from_secs(10);
 
+/// Who this process is in the leader lock's value: the pid makes the holder findable by an
+/// operator (and by the multi-replica test), the random part keeps two hosts' pids apart.
+pub fn replica_id() -> String {
+    let id = uuid::Uuid::new_v4().simple().to_string();
+    format!("pid{}-{}", std::process::id(), &id[..12])
+}
+
+/// How often the background job wakes: [`FOLLOW_EVERY`], or a quarter of a shorter interval.
+pub fn tick_for(interval: Duration) -> Duration {
+    FOLLOW_EVERY
+        .min(interval / 4)
+        .max(Duration::from_millis(100))
+}
+
+/// How long the sync leader lock lives unrenewed: `lock` when set, else the interval plus a
+/// minute. Never less than the interval plus a tick plus a second: the leader renews it at each
+/// sync, which starts on the first tick after the interval, and a lock lapsing between two
+/// syncs of a live leader would let a second replica sync in the same interval.
+pub fn leader_lock_ttl(interval: Duration, lock: Duration) -> Duration {
+    if lock.is_zero() {
+        interval + Duration::from_secs(60)
+    } else {
+        lock.max(interval + tick_for(interval) + Duration::from_secs(1))
+    }
+}
+
 /// Background job: a sync every `interval` by whichever replica holds the leader lock (at once
-/// when a configured account has nothing stored yet), and every [`FOLLOW_EVERY`] a cheap read
-/// of the accounts' generations so every replica follows the others' writes.
-pub async fn background(deps: Deps, cache: Arc<dyn Cache>, interval: Duration) {
-    let every = interval.max(Duration::from_secs(60));
-    let replica = uuid::Uuid::new_v4().to_string();
+/// when a configured account has nothing stored yet), and on every tick ([`tick_for`]) a cheap
+/// read of the accounts' generations so every replica follows the others' writes. The lock
+/// lives `lock_ttl` ([`leader_lock_ttl`]); a follower asks for it on every tick, so when a
+/// leader dies (even mid-sync) another replica takes over within a tick of the lock lapsing.
+/// Only the holder syncs, and a live leader's lock never lapses, so no interval has two syncs.
+pub async fn background(deps: Deps, cache: Arc<dyn Cache>, interval: Duration, lock_ttl: Duration) {
+    let every = interval.max(Duration::from_secs(1));
+    let lock_ttl = leader_lock_ttl(every, lock_ttl);
+    let replica = replica_id();
     let missing = deps
         .resources
         .configured()
         .iter()
         .any(|(id, _)| deps.resources.account_generation(id).is_none());
     let mut next_sync = tokio::time::Instant::now() + if missing { Duration::ZERO } else { every };
-    let mut tick = tokio::time::interval(FOLLOW_EVERY);
+    let mut tick = tokio::time::interval(tick_for(every));
     loop {
         tick.tick().await;
         if tokio::time::Instant::now() >= next_sync {
             next_sync = tokio::time::Instant::now() + every;
-            // Held a little longer than the interval, renewed by the leader at each sync.
-            match cache
-                .try_lock(LEADER_LOCK, &replica, every + Duration::from_secs(60))
-                .await
-            {
-                Ok(true) => {}
-                Ok(false) => {
-                    tracing::debug!("another replica leads the sync");
-                    continue;
+            let leads = match cache.try_lock(LEADER_LOCK, &replica, lock_ttl).await {
+                Ok(held) => {
+                    if !held {
+                        tracing::debug!("another replica leads the sync");
+                        // Ask again at the next tick: the leader may be gone.
+                        next_sync = tokio::time::Instant::now();
+                    }
+                    held
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "cannot reach the cache for the sync lock; skipping");
-                    continue;
+                    false
                 }
+            };
+            if leads {
+                tracing::info!(replica = %replica, "sync started");
+                match run(&deps).await {
+                    Ok(o) => tracing::info!(
+                        replica = %replica,
+                        generation = o.generation,
+                        failed = o.failed(),
+                        "sync finished"
+                    ),
+                    Err(e) => tracing::warn!(error = %e, "sync could not store its results"),
+                }
+                continue;
             }
-            match run(&deps).await {
-                Ok(o) => tracing::info!(
-                    generation = o.generation,
-                    failed = o.failed(),
-                    "sync finished"
-                ),
-                Err(e) => tracing::warn!(error = %e, "sync could not store its results"),
-            }
-            continue;
         }
         if let Err(e) = catch_up(&deps, false).await {
             tracing::warn!(error = %e, "cannot follow the synced resources");

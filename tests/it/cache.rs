@@ -31,6 +31,15 @@ const FAST: Duration = Duration::from_secs(2);
 struct MapStore {
     requests: Mutex<HashMap<String, PolicyRequest>>,
     reads: AtomicUsize,
+    /// When set, the next `get_request` takes it: reads its value, says so, then waits to be
+    /// let go before returning (a slow reader, for the refill race).
+    gate: Mutex<Option<Arc<Gate>>>,
+}
+
+#[derive(Default)]
+struct Gate {
+    read: tokio::sync::Notify,
+    go: tokio::sync::Notify,
 }
 
 impl MapStore {
@@ -94,7 +103,13 @@ impl Store for MapStore {
 
     async fn get_request(&self, id: &str) -> StoreResult<Option<PolicyRequest>> {
         self.reads.fetch_add(1, Ordering::SeqCst);
-        Ok(self.map().get(id).cloned())
+        let found = self.map().get(id).cloned();
+        let gate = self.gate.lock().expect("gate lock").take();
+        if let Some(gate) = gate {
+            gate.read.notify_one();
+            gate.go.notified().await;
+        }
+        Ok(found)
     }
 
     async fn add_comment(
@@ -469,6 +484,84 @@ async fn redis_cache_rejects_an_invalid_url_without_echoing_the_password() {
             Err(e) => assert!(!e.to_string().contains("s3cret"), "{e}"),
         }
     }
+}
+
+// --- CachedStore on two replicas sharing one Redis ---------------------------------------------
+
+/// Issue 22 item 5: replica B misses, reads v1 from the Store and is slow to fill; meanwhile
+/// replica A commits v2 and invalidates. B's fill must not put v1 back, or every replica would
+/// read v1 until the TTL.
+#[tokio::test]
+async fn a_slow_refill_on_one_replica_never_puts_back_what_another_replica_replaced() {
+    let Some(url) = redis_url() else { return };
+    let prefix = format!("{}:", unique("it-refill-"));
+    let inner = Arc::new(MapStore::default());
+    let replica = |cache: RedisCache| {
+        Arc::new(CachedStore::new(
+            inner.clone(),
+            Arc::new(cache),
+            Duration::from_secs(60),
+        ))
+    };
+    let a = replica(RedisCache::connect(&url, &prefix).await.expect("connect"));
+    let b = replica(RedisCache::connect(&url, &prefix).await.expect("connect"));
+
+    let r = sample_request("racer@example.com", 0);
+    create(a.as_ref(), &r).await;
+    let gate = Arc::new(Gate::default());
+    *inner.gate.lock().expect("gate lock") = Some(gate.clone());
+    let slow = tokio::spawn({
+        let b = b.clone();
+        let id = r.id.clone();
+        async move { get(b.as_ref(), &id).await }
+    });
+    gate.read.notified().await;
+    // B holds v1, not yet cached. A commits v2.
+    let v2 = next_version(&r, "replaced on replica A");
+    a.update_request(&v2, &event(&v2), &[])
+        .await
+        .expect("update on A");
+    gate.go.notify_one();
+    assert_eq!(
+        slow.await.expect("join"),
+        r,
+        "B's read began before the write"
+    );
+    for (name, replica) in [("A", &a), ("B", &b)] {
+        assert_eq!(
+            get(replica.as_ref(), &r.id).await,
+            v2,
+            "replica {name} reads the committed write, not B's late refill"
+        );
+    }
+    // And the fill that was allowed is a real cache hit on both replicas.
+    let reads = inner.reads();
+    assert_eq!(get(a.as_ref(), &r.id).await, v2);
+    assert_eq!(get(b.as_ref(), &r.id).await, v2);
+    assert_eq!(inner.reads(), reads, "served from Redis");
+}
+
+#[tokio::test]
+async fn redis_fill_is_refused_after_an_invalidation_by_another_client() {
+    let Some(url) = redis_url() else { return };
+    let prefix = format!("{}:", unique("it-stamp-"));
+    let a = RedisCache::connect(&url, &prefix).await.expect("connect");
+    let b = RedisCache::connect(&url, &prefix).await.expect("connect");
+    let ttl = Duration::from_secs(60);
+    let (none, stamp) = b.get_stamped("k").await.expect("get_stamped");
+    assert_eq!(none, None);
+    a.invalidate("k").await.expect("invalidate");
+    assert!(
+        !b.fill("k", b"old", ttl, stamp).await.expect("fill"),
+        "refused"
+    );
+    assert_eq!(b.get("k").await.expect("get"), None);
+    let (_, stamp) = b.get_stamped("k").await.expect("get_stamped");
+    assert!(
+        b.fill("k", b"new", ttl, stamp).await.expect("fill"),
+        "accepted"
+    );
+    assert_eq!(a.get("k").await.expect("get").as_deref(), Some(&b"new"[..]));
 }
 
 // --- CachedStore over MemoryCache -------------------------------------------------------------

@@ -10,10 +10,29 @@ use iamdesk::config::{
 };
 use tempfile::TempDir;
 
-fn consoleme_fixture(name: &str) -> PathBuf {
+/// This project's own fixtures in ConsoleMe's shapes (`tests/fixtures/consoleme-shaped/`).
+fn fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../shared/fixtures/consoleme")
+        .join("tests/fixtures/consoleme-shaped")
         .join(name)
+}
+
+/// ConsoleMe's own example configs, kept beside the repository in `../shared` (not part of it).
+/// `None`, with the reason printed, on a bare clone: the tests using them then skip.
+fn shared_consoleme_example(name: &str) -> Option<PathBuf> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../shared/fixtures/consoleme")
+        .join(name);
+    if path.is_file() {
+        Some(path)
+    } else {
+        eprintln!(
+            "skipped: {} is absent (ConsoleMe's example configs live outside the repository; \
+             the same checks run on tests/fixtures/consoleme-shaped)",
+            path.display()
+        );
+        None
+    }
 }
 
 fn write(dir: &TempDir, name: &str, text: &str) -> PathBuf {
@@ -44,13 +63,26 @@ fn load_err(path: &Path) -> String {
     }
 }
 
-#[test]
-fn consoleme_alb_example_loads_as_is_through_extends() {
-    let path = consoleme_fixture("example_config_alb_auth.yaml");
-    let loaded = load_file(&path).expect("ConsoleMe's ALB example must load unchanged");
+/// What an ALB-auth configuration in ConsoleMe's layout (top file extending base + secrets)
+/// must come out as; the values differ between our fixture and ConsoleMe's example.
+struct AlbExample<'a> {
+    url: &'a str,
+    admin: &'a str,
+    name: &'a str,
+    sender: &'a str,
+    ses_region: &'a str,
+    ses_arn: &'a str,
+    can_admin_policies: &'a [&'a str],
+    region: &'a str,
+    port: u16,
+    cli_only_tags: &'a [&'a str],
+}
+
+fn check_alb_example(path: &Path, want: &AlbExample) {
+    let loaded = load_file(path).expect("an ALB example in ConsoleMe's layout must load unchanged");
     let c = &loaded.config;
 
-    assert_eq!(loaded.source.as_deref(), Some(path.as_path()));
+    assert_eq!(loaded.source.as_deref(), Some(path));
     assert_eq!(
         loaded.files.len(),
         3,
@@ -63,40 +95,28 @@ fn consoleme_alb_example_loads_as_is_through_extends() {
         Environment::Dev,
         "development: true means dev"
     );
-    assert_eq!(c.url, "http://127.0.0.1:8081");
+    assert_eq!(c.url, want.url);
     assert!(c.auth.get_user_by_aws_alb_auth && c.auth.set_auth_cookie);
     assert_eq!(c.get_user_by_aws_alb_auth_settings.jwt_email_key, "sub");
     assert_eq!(c.get_user_by_aws_alb_auth_settings.jwt_groups_key, "groups");
-    // From example_config_base.yaml.
-    assert_eq!(
-        c.application_admin.as_deref(),
-        Some("consoleme_admins@example.com")
-    );
-    assert_eq!(c.ses.consoleme.name, "ConsoleMe");
-    assert_eq!(
-        c.ses.consoleme.sender.as_deref(),
-        Some("consoleme_test@example.com")
-    );
-    assert_eq!(c.ses.region, "us-west-2");
-    assert_eq!(
-        c.ses.arn.as_deref(),
-        Some("arn:aws:ses:us-east-1:123456789012:identity/example.com")
-    );
-    assert_eq!(
-        c.groups.can_admin_policies,
-        ["consoleme_admins@example.com"]
-    );
-    assert_eq!(c.aws.region, "us-east-1");
-    assert_eq!(c.listen.port(), 8081, "tornado.port");
+    // From the base file.
+    assert_eq!(c.application_admin.as_deref(), Some(want.admin));
+    assert_eq!(c.ses.consoleme.name, want.name);
+    assert_eq!(c.ses.consoleme.sender.as_deref(), Some(want.sender));
+    assert_eq!(c.ses.region, want.ses_region);
+    assert_eq!(c.ses.arn.as_deref(), Some(want.ses_arn));
+    assert_eq!(c.groups.can_admin_policies, want.can_admin_policies);
+    assert_eq!(c.aws.region, want.region);
+    assert_eq!(c.listen.port(), want.port, "tornado.port");
     assert_eq!(
         c.cloud_credential_authorization_mapping
             .role_tags
             .authorized_groups_cli_only_tags,
-        ["consoleme-owner-dl", "consoleme-authorized-cli-only"]
+        want.cli_only_tags
     );
     assert_eq!(c.aws.mode, AwsMode::Sandbox, "no accounts configured");
 
-    // Everything in ConsoleMe's examples is either used or knowingly ignored.
+    // Everything in ConsoleMe's layout is either used or knowingly ignored.
     assert!(loaded.warnings.is_empty(), "{:?}", loaded.warnings);
     for key in [
         "celery",
@@ -121,14 +141,76 @@ fn consoleme_alb_example_loads_as_is_through_extends() {
     assert_eq!(unique.len(), loaded.ignored.len(), "listed once each");
 }
 
-#[test]
-fn consoleme_base_example_loads_alone() {
-    let loaded = load_file(&consoleme_fixture("example_config_base.yaml")).expect("base loads");
+fn check_base_and_secrets_load_alone(base: &Path, secrets: &Path, name: &str) {
+    let loaded = load_file(base).expect("base loads");
     assert!(loaded.warnings.is_empty(), "{:?}", loaded.warnings);
     assert_eq!(loaded.config.environment, Environment::Prod);
-    assert_eq!(loaded.config.ses.consoleme.name, "ConsoleMe");
-    let secrets = load_file(&consoleme_fixture("example_secrets.yaml")).expect("secrets load");
+    assert_eq!(loaded.config.ses.consoleme.name, name);
+    let secrets = load_file(secrets).expect("secrets load");
     assert!(secrets.warnings.is_empty(), "{:?}", secrets.warnings);
+}
+
+#[test]
+fn consoleme_shaped_alb_config_loads_through_extends() {
+    check_alb_example(
+        &fixture("portal_alb.yaml"),
+        &AlbExample {
+            url: "http://127.0.0.1:8090",
+            admin: "iam-owners@corp.example",
+            name: "Corp IAM",
+            sender: "iam-portal@corp.example",
+            ses_region: "eu-west-1",
+            ses_arn: "arn:aws:ses:eu-west-1:210987654321:identity/corp.example",
+            can_admin_policies: &["iam-owners@corp.example", "security@corp.example"],
+            region: "eu-west-1",
+            port: 8090,
+            cli_only_tags: &["corp-owner-dl", "corp-authorized-cli-only"],
+        },
+    );
+}
+
+#[test]
+fn consoleme_shaped_base_and_secrets_load_alone() {
+    check_base_and_secrets_load_alone(
+        &fixture("portal_base.yaml"),
+        &fixture("portal_secrets.yaml"),
+        "Corp IAM",
+    );
+}
+
+/// Reads `../shared` (ConsoleMe's own example, unmodified); skips when it is absent.
+#[test]
+fn shared_consoleme_alb_example_loads_as_is_through_extends() {
+    let Some(path) = shared_consoleme_example("example_config_alb_auth.yaml") else {
+        return;
+    };
+    check_alb_example(
+        &path,
+        &AlbExample {
+            url: "http://127.0.0.1:8081",
+            admin: "consoleme_admins@example.com",
+            name: "ConsoleMe",
+            sender: "consoleme_test@example.com",
+            ses_region: "us-west-2",
+            ses_arn: "arn:aws:ses:us-east-1:123456789012:identity/example.com",
+            can_admin_policies: &["consoleme_admins@example.com"],
+            region: "us-east-1",
+            port: 8081,
+            cli_only_tags: &["consoleme-owner-dl", "consoleme-authorized-cli-only"],
+        },
+    );
+}
+
+/// Reads `../shared` (ConsoleMe's own examples, unmodified); skips when they are absent.
+#[test]
+fn shared_consoleme_base_example_loads_alone() {
+    let (Some(base), Some(secrets)) = (
+        shared_consoleme_example("example_config_base.yaml"),
+        shared_consoleme_example("example_secrets.yaml"),
+    ) else {
+        return;
+    };
+    check_base_and_secrets_load_alone(&base, &secrets, "ConsoleMe");
 }
 
 /// Seed 003: ConsoleMe silently used the last of two `role_name`s.

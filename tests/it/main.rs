@@ -20,6 +20,7 @@ mod notify;
 mod ops;
 mod pages;
 mod refresh;
+mod replicas;
 mod requests;
 mod resources;
 mod rightsize;
