@@ -67,6 +67,8 @@ pub const MARK: &str = "Right-size:";
 struct Pin {
     role_arn: String,
     removed_services: Vec<String>,
+    #[serde(default)]
+    removed_actions: Vec<String>,
     removals: Vec<Removal>,
 }
 
@@ -97,6 +99,8 @@ pub struct Report {
     pub services: Vec<ServiceRow>,
     /// Services the proposal takes away.
     pub removable: Vec<String>,
+    /// Actions of used services the proposal takes away (`s3:PutObject`).
+    pub removable_actions: Vec<String>,
     pub removals: Vec<Removal>,
     pub notes: Vec<String>,
     /// The justification a proposal is filed with.
@@ -291,13 +295,24 @@ fn justification(report: &Report) -> String {
         || "unknown".into(),
         |t| t.format("%Y-%m-%d %H:%M UTC").to_string(),
     );
+    let mut what: Vec<String> = report.removable.clone();
+    what.extend(report.removable_actions.iter().cloned());
+    let mut evidence = last;
+    if !report.removable_actions.is_empty() {
+        evidence.push(format!(
+            "{} never used within the period although their services are (Access Advisor \
+             tracks them at action level)",
+            report.removable_actions.join(", ")
+        ));
+    }
+    let notes: String = report.notes.iter().map(|n| format!(" {n}")).collect();
     format!(
         "{MARK} remove {} from {}: not used for at least {} days according to IAM Access \
-         Advisor (report of {when}): {}.{age}",
-        report.removable.join(", "),
+         Advisor (report of {when}): {}.{age}{notes}",
+        what.join(", "),
         report.role_arn,
         report.unused_days,
-        last.join("; "),
+        evidence.join("; "),
     )
 }
 
@@ -335,6 +350,7 @@ pub async fn report(app: &App, account_id: &str, name: &str) -> Result<Report, A
         usage_error: role_usage.and_then(|u| u.error),
         services: found.services,
         removable: found.removable,
+        removable_actions: found.removable_actions,
         removals: found.removals,
         notes: found.notes,
         justification: String::new(),
@@ -387,6 +403,7 @@ pub async fn propose(
         let pin = Pin {
             role_arn: arn.clone(),
             removed_services: report.removable.clone(),
+            removed_actions: report.removable_actions.clone(),
             removals: report.removals.clone(),
         };
         let detail = serde_json::to_value(&pin)
@@ -455,7 +472,12 @@ pub async fn rollback(
     let draft = RequestDraft {
         justification: format!(
             "Roll back right-size request {request_id}: give {arn} back {} as it was before.",
-            pin.removed_services.join(", ")
+            pin.removed_services
+                .iter()
+                .chain(&pin.removed_actions)
+                .cloned()
+                .collect::<Vec<_>>()
+                .join(", ")
         ),
         changes,
     };

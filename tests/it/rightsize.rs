@@ -489,3 +489,50 @@ async fn the_sandbox_demo_has_usage_and_proposals() {
         .expect("html");
     assert!(page.contains("Propose removal"), "{page}");
 }
+
+#[tokio::test]
+async fn an_unused_action_of_a_used_service_is_proposed_and_removed() {
+    let Some(w) = world(
+        &[(
+            "app",
+            "objects",
+            &["s3:GetObject", "s3:PutObject", "s3:DeleteObject"],
+        )],
+        |c| c.rightsize.keep = vec!["s3:DeleteObject".into()],
+    )
+    .await
+    else {
+        return;
+    };
+    advisor(json!({ w.arn("app"): {"services": [
+        {"ServiceNamespace": "s3", "ServiceName": "Amazon S3", "LastAuthenticated": days_ago(2),
+         "TrackedActionsLastAccessed": [
+            {"ActionName": "GetObject", "LastAccessedTime": days_ago(2)},
+            {"ActionName": "PutObject", "LastAccessedTime": days_ago(200)},
+            {"ActionName": "DeleteObject"}]}]}}))
+    .await;
+    assert_eq!(w.refresh_usage().await.refreshed, 1);
+
+    let report = w.report("app").await;
+    assert_eq!(verdict(&report, "s3"), "used");
+    assert_eq!(report["removable"], json!([]), "{report}");
+    // DeleteObject was never used either, but `rightsize.keep` names it.
+    assert_eq!(
+        report["removable_actions"],
+        json!(["s3:PutObject"]),
+        "{report}"
+    );
+    let justification = report["justification"].as_str().expect("justification");
+    assert!(justification.contains("s3:PutObject"), "{justification}");
+
+    let resp = w.propose("app").await;
+    assert_eq!(resp.status(), 200);
+    let created: Value = resp.json().await.expect("json");
+    let id = created["request_id"].as_str().expect("id").to_string();
+    w.approve(&id).await;
+    assert_eq!(
+        w.actions("app", "objects").await,
+        vec!["s3:DeleteObject", "s3:GetObject"]
+    );
+    assert_eq!(w.propose("app").await.status(), 409);
+}
