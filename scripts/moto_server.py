@@ -26,7 +26,11 @@
        {"arn:aws:iam::123456789012:role/app": {
            "services": [{"ServiceNamespace": "s3", "ServiceName": "Amazon S3",
                          "LastAuthenticated": "2026-12-01T00:00:00Z",   # or null: never used
-                         "LastAuthenticatedEntity": "arn:...", "TotalAuthenticatedEntities": 1}],
+                         "LastAuthenticatedEntity": "arn:...", "TotalAuthenticatedEntities": 1,
+                         # optional: the service is tracked at action level (answered to an
+                         # ACTION_LEVEL job only, as AWS does)
+                         "TrackedActionsLastAccessed": [{"ActionName": "GetObject",
+                                                         "LastAccessedTime": "2026-12-01T00:00:00Z"}]}],
            "fail": false,            # true: the job ends FAILED with an error message
            "in_progress_polls": 2}}  # the first n polls of a job answer IN_PROGRESS
 
@@ -155,7 +159,7 @@ from moto.iam.responses import IamResponse  # noqa: E402
 
 _advisor_lock = threading.Lock()
 _advisor_by_arn = {}  # role ARN -> {"services": [...], "fail": bool, "in_progress_polls": n}
-_advisor_jobs = {}  # job id -> {"arn": ..., "polls_left": n, "created": datetime}
+_advisor_jobs = {}  # job id -> {"arn", "granularity", "polls_left", "created"}
 
 
 def _set_access_advisor(environ, start_response):
@@ -187,6 +191,7 @@ def _generate_service_last_accessed_details(self):
         spec = _advisor_by_arn.get(arn, {})
         _advisor_jobs[job_id] = {
             "arn": arn,
+            "granularity": self._get_param("Granularity") or "SERVICE_LEVEL",
             "polls_left": int(spec.get("in_progress_polls", 0)),
             "created": datetime.datetime.now(datetime.timezone.utc),
         }
@@ -202,7 +207,7 @@ def _get_service_last_accessed_details(self):
         if job is None:
             raise NotFoundException(f"No job with id {job_id}")
         spec = _advisor_by_arn.get(job["arn"], {})
-        result = {"JobType": "SERVICE_LEVEL", "JobCreationDate": job["created"]}
+        result = {"JobType": job["granularity"], "JobCreationDate": job["created"]}
         if job["polls_left"] > 0:
             job["polls_left"] -= 1
             result.update({"JobStatus": "IN_PROGRESS", "ServicesLastAccessed": []})
@@ -228,6 +233,16 @@ def _get_service_last_accessed_details(self):
             if s.get("LastAuthenticated"):
                 entry["LastAuthenticated"] = _timestamp(s["LastAuthenticated"])
                 entry["LastAuthenticatedEntity"] = s.get("LastAuthenticatedEntity", job["arn"])
+            tracked = s.get("TrackedActionsLastAccessed")
+            if tracked and job["granularity"] == "ACTION_LEVEL":
+                entry["TrackedActionsLastAccessed"] = []
+                for a in tracked:
+                    action = {"ActionName": a["ActionName"]}
+                    if a.get("LastAccessedTime"):
+                        action["LastAccessedTime"] = _timestamp(a["LastAccessedTime"])
+                        action["LastAccessedEntity"] = a.get("LastAccessedEntity", job["arn"])
+                        action["LastAccessedRegion"] = a.get("LastAccessedRegion", "us-east-1")
+                    entry["TrackedActionsLastAccessed"].append(action)
             services.append(entry)
         result.update({"JobStatus": "COMPLETED", "ServicesLastAccessed": services})
         return ActionResult(result)

@@ -118,6 +118,15 @@ pub fn services() -> Vec<&'static str> {
     all
 }
 
+/// The known actions of one service (any case), as AWS writes them; empty for an unknown one.
+pub fn actions_of(service: &str) -> Vec<&'static str> {
+    KNOWN
+        .services
+        .get(service.to_ascii_lowercase().as_str())
+        .cloned()
+        .unwrap_or_default()
+}
+
 /// How many services and actions the list holds (for the docs and tests).
 pub fn counts() -> (usize, usize) {
     let k = &*KNOWN;

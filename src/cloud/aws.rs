@@ -17,7 +17,7 @@ use chrono::{DateTime, Utc};
 use serde_json::Value;
 use tokio::sync::Mutex;
 
-use super::{AdvisorJob, Cloud, CloudError, IamOp, ServiceAccess};
+use super::{ActionAccess, AdvisorJob, Cloud, CloudError, IamOp, ServiceAccess};
 use crate::config::Config;
 use crate::resources::model::{
     AccountSnapshot, AttachedPolicy, InlinePolicy, ManagedPolicy, Principal, ResourceKind, Tag,
@@ -469,7 +469,7 @@ impl Cloud for AwsCloud {
             .await?
             .generate_service_last_accessed_details()
             .arn(role_arn)
-            .granularity(aws_sdk_iam::types::AccessAdvisorUsageGranularityType::ServiceLevel)
+            .granularity(aws_sdk_iam::types::AccessAdvisorUsageGranularityType::ActionLevel)
             .send()
             .await
             .map_err(aws_error)?;
@@ -509,10 +509,25 @@ impl Cloud for AwsCloud {
                 }
                 _ => {}
             }
-            services.extend(out.services_last_accessed().iter().map(|s| ServiceAccess {
-                namespace: s.service_namespace().to_ascii_lowercase(),
-                name: s.service_name().to_string(),
-                last_authenticated: time(s.last_authenticated()),
+            services.extend(out.services_last_accessed().iter().map(|s| {
+                ServiceAccess {
+                    namespace: s.service_namespace().to_ascii_lowercase(),
+                    name: s.service_name().to_string(),
+                    last_authenticated: time(s.last_authenticated()),
+                    tracked_actions: s
+                        .tracked_actions_last_accessed()
+                        .iter()
+                        .filter_map(|a| {
+                            let name = a.action_name()?;
+                            // AWS writes `GetObject`; tolerate `s3:GetObject` too.
+                            let name = name.split_once(':').map_or(name, |(_, n)| n);
+                            Some(ActionAccess {
+                                action: name.to_string(),
+                                last_accessed: time(a.last_accessed_time()),
+                            })
+                        })
+                        .collect(),
+                }
             }));
             match out.marker() {
                 Some(m) if out.is_truncated() => marker = Some(m.to_string()),

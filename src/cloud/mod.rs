@@ -166,7 +166,7 @@ pub trait Cloud: Send + Sync + 'static {
         duration_seconds: i32,
     ) -> Result<RoleCredentials, CloudError>;
 
-    // --- Right-sizing (`src/rightsize/`): IAM Access Advisor, service level. -----------------
+    // --- Right-sizing (`src/rightsize/`): IAM Access Advisor, action level. -----------------
     // Two calls, as AWS has them: start a job, then poll it (the caller backs off between polls).
 
     /// `iam:GenerateServiceLastAccessedDetails` for one role: the job id.
@@ -210,6 +210,18 @@ pub struct ServiceAccess {
     pub namespace: String,
     pub name: String,
     pub last_authenticated: Option<chrono::DateTime<chrono::Utc>>,
+    /// The actions AWS tracks for this service (`TrackedActionsLastAccessed` of an
+    /// `ACTION_LEVEL` job); empty when the service is not tracked at action level.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tracked_actions: Vec<ActionAccess>,
+}
+
+/// One tracked action of an Access Advisor report (`None`: not used within the tracking period).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ActionAccess {
+    /// The action name as AWS writes it, without the service prefix (`GetObject`).
+    pub action: String,
+    pub last_accessed: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 /// Temporary credentials of an assumed role. Always with a session token. `Debug` hides the

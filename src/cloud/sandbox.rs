@@ -208,6 +208,7 @@ fn sandbox_usage(account: &AccountSnapshot, role: &Principal) -> Vec<super::Serv
                 name: ns.clone(),
                 namespace: ns,
                 last_authenticated: last,
+                tracked_actions: vec![],
             }
         })
         .collect()

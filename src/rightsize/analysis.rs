@@ -1,6 +1,6 @@
 //! What a role never uses, decided from its policies and its usage: pure functions, no I/O.
 //!
-//! Everything is judged per **service** (Access Advisor's service level): a role's policies
+//! Everything is judged per **service** first: a role's policies
 //! allow a set of services (wildcards in the service part, `*` included, expanded over the
 //! action catalogue `src/iam_actions.rs`), and each allowed service is
 //!
@@ -11,6 +11,16 @@
 //!   had the time to be used);
 //! - *untracked*: Access Advisor said nothing about it, so there is no evidence either way;
 //! - otherwise *unused*, and proposed for removal.
+//!
+//! **Actions.** For a *used* service that Access Advisor tracks at action level (its
+//! `TrackedActionsLastAccessed`), each tracked action not used within `unused_days` (and not
+//! kept by a `rightsize.keep` entry naming it, nor granted recently with its service) is
+//! removed from the inline policies' `Action` lists. A wildcard of such a service
+//! (`s3:Put*`) reaching a removed action is expanded over the action catalogue
+//! (`src/iam_actions.rs`) into the actions it keeps when that list is at most
+//! [`MAX_EXPANSION`] long (a note says so in the evidence); otherwise the wildcard stays, also
+//! with a note. Actions AWS does not track are never removed. Managed policies are judged per
+//! service only.
 //!
 //! Removal rewrites each inline policy without the unused services' grants (`Deny` and
 //! `NotAction` statements are left exactly as they are) and detaches customer-managed policies
@@ -24,6 +34,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::cloud::ServiceAccess;
+use crate::iam_actions;
 use crate::resources::model::{Principal, action_matches};
 
 /// How far back AWS's Access Advisor tracks (days).
@@ -137,8 +148,116 @@ pub fn without_services(
     Some(out)
 }
 
+/// Longest list of actions a wildcard is expanded into when some of its actions are removed.
+pub const MAX_EXPANSION: usize = 60;
+
+/// What [`without_actions`] did.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ActionRewrite {
+    /// The rewritten document; `None` when no statement is left.
+    pub document: Option<Value>,
+    /// The actions taken away (`s3:PutObject`).
+    pub removed: BTreeSet<String>,
+    /// Wildcards expanded, or kept because expanding them was too long.
+    pub notes: Vec<String>,
+}
+
+/// The document without the `remove` actions (service → lower-case action names). Statements
+/// that grant none of them are left exactly as they are; see the module doc for wildcards.
+pub fn without_actions(doc: &Value, remove: &BTreeMap<String, BTreeSet<String>>) -> ActionRewrite {
+    let mut kept_statements = Vec::new();
+    let mut removed = BTreeSet::new();
+    let mut notes = Vec::new();
+    for statement in statements(doc) {
+        if !is_allow(statement) || statement.get("Action").is_none() {
+            kept_statements.push(statement.clone());
+            continue;
+        }
+        let mut entries: Vec<String> = Vec::new();
+        let mut changed = false;
+        for entry in action_entries(statement) {
+            let (service, action) = split(entry);
+            let Some(gone) = remove.get(&service) else {
+                entries.push(entry.to_string());
+                continue;
+            };
+            if is_pattern(action) {
+                let reached: Vec<&str> = iam_actions::actions_of(&service)
+                    .into_iter()
+                    .filter(|a| action_matches(action, a))
+                    .collect();
+                let (dropped, left): (Vec<&str>, Vec<&str>) = reached
+                    .into_iter()
+                    .partition(|a| gone.contains(&a.to_ascii_lowercase()));
+                if dropped.is_empty() {
+                    entries.push(entry.to_string());
+                    continue;
+                }
+                let dropped: Vec<String> =
+                    dropped.iter().map(|a| format!("{service}:{a}")).collect();
+                if left.len() > MAX_EXPANSION {
+                    notes.push(format!(
+                        "{entry} stays as it is although it reaches unused {}: without them it \
+                         would be {} actions, too many to list.",
+                        dropped.join(", "),
+                        left.len()
+                    ));
+                    entries.push(entry.to_string());
+                    continue;
+                }
+                notes.push(format!(
+                    "{entry} is replaced by the {} actions of it that iamdesk's action list \
+                     knows, without {}: Access Advisor tracks {service} at action level.",
+                    left.len(),
+                    dropped.join(", ")
+                ));
+                changed = true;
+                removed.extend(dropped);
+                entries.extend(left.into_iter().map(|a| format!("{service}:{a}")));
+            } else if gone.contains(&action.to_ascii_lowercase()) {
+                changed = true;
+                removed.insert(format!("{service}:{action}"));
+            } else {
+                entries.push(entry.to_string());
+            }
+        }
+        if !changed {
+            kept_statements.push(statement.clone());
+            continue;
+        }
+        if entries.is_empty() {
+            continue;
+        }
+        let mut rewritten = statement.clone();
+        rewritten["Action"] = match (&statement["Action"], entries.as_slice()) {
+            (Value::String(_), [one]) => Value::String(one.clone()),
+            _ => Value::from(entries),
+        };
+        kept_statements.push(rewritten);
+    }
+    let document = (!kept_statements.is_empty()).then(|| {
+        let mut out = doc.clone();
+        out["Statement"] = Value::from(kept_statements);
+        out
+    });
+    ActionRewrite {
+        document,
+        removed,
+        notes,
+    }
+}
+
+/// Whether a `rightsize.keep` entry protects one action: `s3`, `s3:*`, `s3:Put*`,
+/// `s3:PutObject` all keep `s3:PutObject`.
+pub fn kept_action(keep: &[String], service: &str, action: &str) -> bool {
+    keep.iter().any(|k| {
+        let (ks, ka) = split(k.trim());
+        action_matches(&ks, service) && action_matches(ka, action)
+    })
+}
+
 /// Whether a `rightsize.keep` entry protects `service`: `sqs`, `sqs:*`, `sqs:SendMessage`
-/// (service-level data cannot tell one action from another, so keeping one keeps the service).
+/// (for a service unused as a whole, keeping one of its actions keeps the service).
 pub fn kept(keep: &[String], service: &str) -> bool {
     keep.iter()
         .any(|k| action_matches(&split(k.trim()).0, service))
@@ -180,6 +299,9 @@ pub struct ServiceRow {
     pub granted_at: Option<DateTime<Utc>>,
     /// The policies (inline names, managed ARNs) that allow it.
     pub granted_by: Vec<String>,
+    /// Of a used service tracked at action level: allowed actions unused for the period,
+    /// which the proposal removes (`s3:PutObject`).
+    pub unused_actions: Vec<String>,
 }
 
 /// A managed policy attached to the role, with its document when iamdesk syncs it
@@ -230,6 +352,8 @@ pub struct Analysis {
     pub services: Vec<ServiceRow>,
     /// Unused services the proposal removes.
     pub removable: Vec<String>,
+    /// Unused actions of used services the proposal removes (`s3:PutObject`).
+    pub removable_actions: Vec<String>,
     pub removals: Vec<Removal>,
     /// Why some unused services stay (shared managed policies) and what was not analysed.
     pub notes: Vec<String>,
@@ -243,13 +367,60 @@ pub fn analyse(input: &Inputs<'_>, catalogue: &[&str]) -> Analysis {
         .filter(|s| s.verdict == Verdict::Unused)
         .map(|s| s.namespace.clone())
         .collect();
-    let (removals, removable) = removals(input, &unused, &mut notes, catalogue);
+    let candidates = unused_actions(input, &services);
+    let (removals, removable, removable_actions) =
+        removals(input, &unused, &candidates, &mut notes, catalogue);
+    let mut services = services;
+    for row in &mut services {
+        let prefix = format!("{}:", row.namespace);
+        row.unused_actions = removable_actions
+            .iter()
+            .filter(|a| a.to_ascii_lowercase().starts_with(&prefix))
+            .cloned()
+            .collect();
+    }
     Analysis {
         services,
         removable,
+        removable_actions,
         removals,
         notes,
     }
+}
+
+/// Of each used service tracked at action level, the tracked actions unused for the period and
+/// not kept (service → lower-case action names). A service used only according to CloudTrail
+/// (per service, not per action) or granted recently is left out.
+fn unused_actions(input: &Inputs<'_>, rows: &[ServiceRow]) -> BTreeMap<String, BTreeSet<String>> {
+    let cutoff = input.now - Duration::days(input.unused_days);
+    let mut out = BTreeMap::new();
+    for row in rows {
+        if row.verdict != Verdict::Used
+            || row.last_authenticated.is_none_or(|t| t < cutoff)
+            || row.granted_at.is_some_and(|t| t >= cutoff)
+        {
+            continue;
+        }
+        let Some(access) = input
+            .usage
+            .unwrap_or_default()
+            .iter()
+            .find(|s| s.namespace == row.namespace)
+        else {
+            continue;
+        };
+        let gone: BTreeSet<String> = access
+            .tracked_actions
+            .iter()
+            .filter(|a| a.last_accessed.is_none_or(|t| t < cutoff))
+            .filter(|a| !kept_action(input.keep, &row.namespace, &a.action))
+            .map(|a| a.action.to_ascii_lowercase())
+            .collect();
+        if !gone.is_empty() {
+            out.insert(row.namespace.clone(), gone);
+        }
+    }
+    out
 }
 
 /// Every service the role's policies allow, with its verdict; notes on what was not analysed.
@@ -305,35 +476,55 @@ fn verdicts(input: &Inputs<'_>, catalogue: &[&str]) -> (Vec<ServiceRow>, Vec<Str
                 cloudtrail_calls: calls,
                 granted_at,
                 granted_by: by,
+                unused_actions: vec![],
             }
         })
         .collect();
     (rows, notes)
 }
 
-/// The changes that take the `unused` services away, and the services they really remove (a
-/// service still granted by a managed policy that stays is not removed).
+/// The changes that take the `unused` services and the `actions` away, the services they
+/// really remove (a service still granted by a managed policy that stays is not removed) and
+/// the actions they remove.
 fn removals(
     input: &Inputs<'_>,
     unused: &BTreeSet<String>,
+    actions: &BTreeMap<String, BTreeSet<String>>,
     notes: &mut Vec<String>,
     catalogue: &[&str],
-) -> (Vec<Removal>, Vec<String>) {
+) -> (Vec<Removal>, Vec<String>, Vec<String>) {
     let mut removals = Vec::new();
     let mut removable = BTreeSet::new();
-    if unused.is_empty() {
-        return (removals, vec![]);
+    let mut removable_actions = BTreeSet::new();
+    if unused.is_empty() && actions.is_empty() {
+        return (removals, vec![], vec![]);
     }
     for p in &input.role.inline_policies {
         let hit: Vec<String> = allowed_services(&p.document, catalogue)
             .intersection(unused)
             .cloned()
             .collect();
-        if hit.is_empty() {
+        let without = if hit.is_empty() {
+            Some(p.document.clone())
+        } else {
+            without_services(&p.document, unused, catalogue)
+        };
+        let rewrite = match &without {
+            Some(doc) if !actions.is_empty() => without_actions(doc, actions),
+            _ => ActionRewrite {
+                document: without,
+                removed: BTreeSet::new(),
+                notes: vec![],
+            },
+        };
+        if hit.is_empty() && rewrite.removed.is_empty() {
+            notes.extend(rewrite.notes);
             continue;
         }
         removable.extend(hit);
-        removals.push(match without_services(&p.document, unused, catalogue) {
+        removable_actions.extend(rewrite.removed);
+        notes.extend(rewrite.notes);
+        removals.push(match rewrite.document {
             Some(document) => Removal::RewriteInline {
                 policy_name: p.name.clone(),
                 document,
@@ -365,7 +556,11 @@ fn removals(
         }
         still.extend(allows);
     }
-    (removals, removable.difference(&still).cloned().collect())
+    (
+        removals,
+        removable.difference(&still).cloned().collect(),
+        removable_actions.into_iter().collect(),
+    )
 }
 
 #[cfg(test)]
@@ -412,6 +607,7 @@ mod tests {
             namespace: ns.into(),
             name: ns.into(),
             last_authenticated: days_ago.map(|d| Utc::now() - Duration::days(d)),
+            tracked_actions: vec![],
         }
     }
 
@@ -539,5 +735,82 @@ mod tests {
         );
         assert_eq!(a.removable, vec!["sqs".to_string()]);
         assert_eq!(a.notes.len(), 2);
+    }
+
+    fn tracked(ns: &str, actions: &[(&str, Option<i64>)]) -> ServiceAccess {
+        let mut s = used(ns, Some(1));
+        s.tracked_actions = actions
+            .iter()
+            .map(|(a, d)| crate::cloud::ActionAccess {
+                action: a.to_string(),
+                last_accessed: d.map(|d| Utc::now() - Duration::days(d)),
+            })
+            .collect();
+        s
+    }
+
+    #[test]
+    fn unused_tracked_actions_of_a_used_service_are_removed_and_kept_ones_stay() {
+        let r = role(vec![(
+            "p",
+            allow(json!([
+                "s3:GetObject",
+                "s3:PutObject",
+                "s3:DeleteObject",
+                "s3:ListBucket"
+            ])),
+        )]);
+        // ListBucket is not tracked: no evidence, it stays.
+        let usage = [tracked(
+            "s3",
+            &[
+                ("GetObject", Some(1)),
+                ("PutObject", Some(300)),
+                ("DeleteObject", None),
+            ],
+        )];
+        let keep = vec!["s3:DeleteObject".to_string()];
+        let a = analyse(&inputs(&r, &usage, &keep), CAT);
+        assert_eq!(a.removable, Vec::<String>::new());
+        assert_eq!(a.removable_actions, vec!["s3:PutObject".to_string()]);
+        assert!(
+            matches!(&a.removals[..], [Removal::RewriteInline { document, .. }]
+            if document["Statement"][0]["Action"]
+                == json!(["s3:GetObject", "s3:DeleteObject", "s3:ListBucket"])),
+            "{:?}",
+            a.removals
+        );
+        assert_eq!(
+            a.services[0].unused_actions,
+            vec!["s3:PutObject".to_string()]
+        );
+    }
+
+    #[test]
+    fn a_short_wildcard_is_expanded_and_a_long_one_kept() {
+        let remove =
+            BTreeMap::from([("s3".to_string(), BTreeSet::from(["putobject".to_string()]))]);
+        let short = without_actions(&allow(json!("s3:PutObject*")), &remove);
+        let actions = short.document.expect("left")["Statement"][0]["Action"].clone();
+        let list: Vec<&str> = actions
+            .as_array()
+            .expect("expanded")
+            .iter()
+            .filter_map(Value::as_str)
+            .collect();
+        assert!(
+            !list.contains(&"s3:PutObject") && list.contains(&"s3:PutObjectAcl"),
+            "{list:?}"
+        );
+        assert_eq!(short.removed, BTreeSet::from(["s3:PutObject".to_string()]));
+        assert_eq!(short.notes.len(), 1);
+
+        let long = without_actions(&allow(json!(["s3:*"])), &remove);
+        assert_eq!(long.document, Some(allow(json!(["s3:*"]))));
+        assert!(long.removed.is_empty());
+        assert!(long.notes[0].contains("too many"), "{:?}", long.notes);
+        // Nothing of the service: the statement is untouched.
+        let other = without_actions(&allow(json!("sqs:SendMessage")), &remove);
+        assert_eq!(other.document, Some(allow(json!("sqs:SendMessage"))));
     }
 }

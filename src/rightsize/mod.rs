@@ -6,12 +6,17 @@
 //! - here: a role's [`Report`] (role page, `GET /api/v2/roles/{account}/{name}/rightsize`),
 //!   [`propose`] (an ordinary request, validated, diffed, reviewed and applied like any other:
 //!   nothing is removed without approval), [`rollback`] (files the inverse request from the
-//!   documents pinned when the proposal was filed) and the [`fleet`] ranking.
+//!   documents pinned at approval) and the [`fleet`] ranking.
 //!
 //! Pinning: filing a proposal appends a `rightsize.proposed` audit event to the new request
-//! holding every document the proposal replaces or deletes and every policy it detaches. The
-//! proposal's changes are computed from exactly those documents, so restoring them is the exact
-//! inverse of what the reviewer approved. The audit log is append-only, so the pin cannot change.
+//! holding every document the proposal replaces or deletes and every policy it detaches (what
+//! the reviewer reads the proposal against). Approving it pins again, **at approval**: right
+//! before anything is applied, [`pin_at_approval`] reads the role fresh from AWS and appends a
+//! `rightsize.pinned` event with the document each changed inline policy had then and whether
+//! each detached policy was attached. Rollback restores that state, so a statement added to
+//! the policy between filing and approval comes back too. What is applied is untouched: the
+//! pin only reads. If AWS cannot be read, nothing is applied and the approver is told to retry.
+//! The audit log is append-only, so neither pin can change.
 
 pub mod analysis;
 pub mod calls;
@@ -59,6 +64,98 @@ impl Default for RightsizeConfig {
 
 /// Audit action that pins a proposal's previous documents.
 pub const PROPOSED: &str = "rightsize.proposed";
+/// Audit action that pins, at approval, what AWS held right before the proposal was applied.
+pub const PINNED: &str = "rightsize.pinned";
+
+/// What AWS held, at approval, of one thing a right-size request changes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+enum Held {
+    /// The inline policy's document (`None`: the role had no such policy).
+    Inline {
+        role_arn: String,
+        policy_name: String,
+        previous: Option<serde_json::Value>,
+    },
+    /// Whether the managed policy was attached.
+    Managed {
+        role_arn: String,
+        arn: String,
+        attached: bool,
+    },
+}
+
+/// Step 2 of approving a right-size request (called by `requests::lifecycle::approve` before
+/// its first change is applied): pin what AWS holds now (see the module doc). Other requests,
+/// and a retry after part of the request was applied, are left alone. `Err` is said to the
+/// approver; nothing has been applied then.
+pub async fn pin_at_approval(
+    app: &App,
+    request: &crate::store::PolicyRequest,
+    actor: &str,
+) -> Result<(), String> {
+    if !request.justification.starts_with(MARK)
+        || request
+            .results
+            .iter()
+            .any(|r| r.status == crate::store::ChangeStatus::Applied)
+    {
+        return Ok(());
+    }
+    let mut roles: BTreeMap<String, Option<Principal>> = BTreeMap::new();
+    let mut held = Vec::new();
+    for change in request.changes.iter() {
+        let target = change.target();
+        let key = target.to_string();
+        if !roles.contains_key(&key) {
+            let fresh = app
+                .cloud
+                .fetch_role(target.account().as_str(), target.name())
+                .await
+                .map_err(|e| {
+                    format!(
+                        "Cannot read {key} to pin its policies before the right-size change; \
+                         nothing was applied, try approving again: {e}"
+                    )
+                })?;
+            roles.insert(key.clone(), fresh);
+        }
+        let role = roles.get(&key).and_then(Option::as_ref);
+        match change {
+            Change::InlinePolicy(p) => held.push(Held::Inline {
+                role_arn: key,
+                policy_name: p.policy_name.to_string(),
+                previous: role.and_then(|r| {
+                    r.inline_policies
+                        .iter()
+                        .find(|i| i.name == p.policy_name.as_str())
+                        .map(|i| i.document.clone())
+                }),
+            }),
+            Change::ManagedPolicy(m) => held.push(Held::Managed {
+                role_arn: key,
+                arn: m.arn.as_str().to_string(),
+                attached: role
+                    .is_some_and(|r| r.managed_policies.iter().any(|a| a.arn == m.arn.as_str())),
+            }),
+            _ => {}
+        }
+    }
+    app.store
+        .append_audit(&AuditEvent::new(
+            actor,
+            PINNED,
+            Some(&request.id),
+            json!({ "held": held }),
+        ))
+        .await
+        .map_err(|e| {
+            format!(
+                "Cannot record the right-size pin; nothing was applied, try approving again: {e}"
+            )
+        })?;
+    Ok(())
+}
 /// The justification of every proposal starts with this.
 pub const MARK: &str = "Right-size:";
 
@@ -67,6 +164,8 @@ pub const MARK: &str = "Right-size:";
 struct Pin {
     role_arn: String,
     removed_services: Vec<String>,
+    #[serde(default)]
+    removed_actions: Vec<String>,
     removals: Vec<Removal>,
 }
 
@@ -97,6 +196,8 @@ pub struct Report {
     pub services: Vec<ServiceRow>,
     /// Services the proposal takes away.
     pub removable: Vec<String>,
+    /// Actions of used services the proposal takes away (`s3:PutObject`).
+    pub removable_actions: Vec<String>,
     pub removals: Vec<Removal>,
     pub notes: Vec<String>,
     /// The justification a proposal is filed with.
@@ -291,13 +392,24 @@ fn justification(report: &Report) -> String {
         || "unknown".into(),
         |t| t.format("%Y-%m-%d %H:%M UTC").to_string(),
     );
+    let mut what: Vec<String> = report.removable.clone();
+    what.extend(report.removable_actions.iter().cloned());
+    let mut evidence = last;
+    if !report.removable_actions.is_empty() {
+        evidence.push(format!(
+            "{} never used within the period although their services are (Access Advisor \
+             tracks them at action level)",
+            report.removable_actions.join(", ")
+        ));
+    }
+    let notes: String = report.notes.iter().map(|n| format!(" {n}")).collect();
     format!(
         "{MARK} remove {} from {}: not used for at least {} days according to IAM Access \
-         Advisor (report of {when}): {}.{age}",
-        report.removable.join(", "),
+         Advisor (report of {when}): {}.{age}{notes}",
+        what.join(", "),
         report.role_arn,
         report.unused_days,
-        last.join("; "),
+        evidence.join("; "),
     )
 }
 
@@ -335,6 +447,7 @@ pub async fn report(app: &App, account_id: &str, name: &str) -> Result<Report, A
         usage_error: role_usage.and_then(|u| u.error),
         services: found.services,
         removable: found.removable,
+        removable_actions: found.removable_actions,
         removals: found.removals,
         notes: found.notes,
         justification: String::new(),
@@ -387,6 +500,7 @@ pub async fn propose(
         let pin = Pin {
             role_arn: arn.clone(),
             removed_services: report.removable.clone(),
+            removed_actions: report.removable_actions.clone(),
             removals: report.removals.clone(),
         };
         let detail = serde_json::to_value(&pin)
@@ -434,28 +548,70 @@ pub async fn rollback(
         )));
     }
     let arn = &pin.role_arn;
-    let changes = pin
-        .removals
+    // The newest pin at approval (a pin is only taken while nothing is applied yet, so the
+    // newest is the state right before the change was applied); before pins at approval
+    // existed, the documents pinned at filing.
+    let at_approval: Option<Vec<Held>> = audit
+        .items
         .iter()
-        .map(|r| match r {
-            Removal::RewriteInline {
-                policy_name,
-                previous,
-                ..
-            }
-            | Removal::DeleteInline {
-                policy_name,
-                previous,
-            } => ChangeDraft::inline_put(arn, policy_name, previous.clone()),
-            Removal::DetachManaged { arn: policy } => {
-                ChangeDraft::managed(arn, false, AttachAction::Attach, policy)
-            }
-        })
-        .collect();
+        .filter(|e| e.action == PINNED)
+        .max_by_key(|e| e.at)
+        .and_then(|e| serde_json::from_value(e.detail.get("held")?.clone()).ok());
+    let changes: Vec<ChangeDraft> = match at_approval {
+        Some(held) => held
+            .into_iter()
+            .filter_map(|h| match h {
+                Held::Inline {
+                    role_arn,
+                    policy_name,
+                    previous: Some(doc),
+                } => Some(ChangeDraft::inline_put(&role_arn, &policy_name, doc)),
+                Held::Inline {
+                    role_arn,
+                    policy_name,
+                    previous: None,
+                } => Some(ChangeDraft::inline_delete(&role_arn, &policy_name)),
+                Held::Managed {
+                    role_arn,
+                    arn,
+                    attached: true,
+                } => Some(ChangeDraft::managed(
+                    &role_arn,
+                    false,
+                    AttachAction::Attach,
+                    &arn,
+                )),
+                Held::Managed { .. } => None,
+            })
+            .collect(),
+        None => pin
+            .removals
+            .iter()
+            .map(|r| match r {
+                Removal::RewriteInline {
+                    policy_name,
+                    previous,
+                    ..
+                }
+                | Removal::DeleteInline {
+                    policy_name,
+                    previous,
+                } => ChangeDraft::inline_put(arn, policy_name, previous.clone()),
+                Removal::DetachManaged { arn: policy } => {
+                    ChangeDraft::managed(arn, false, AttachAction::Attach, policy)
+                }
+            })
+            .collect(),
+    };
     let draft = RequestDraft {
         justification: format!(
             "Roll back right-size request {request_id}: give {arn} back {} as it was before.",
-            pin.removed_services.join(", ")
+            pin.removed_services
+                .iter()
+                .chain(&pin.removed_actions)
+                .cloned()
+                .collect::<Vec<_>>()
+                .join(", ")
         ),
         changes,
     };

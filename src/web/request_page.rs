@@ -214,6 +214,8 @@ pub struct RequestPage {
     can_reject: bool,
     can_cancel: bool,
     can_reopen: bool,
+    /// An approved right-size request: its rollback can be filed from here.
+    can_roll_back: bool,
     self_request: bool,
     /// The viewer edited a change, so another administrator decides.
     editor: bool,
@@ -362,6 +364,8 @@ pub async fn request_detail(
         can_cancel: pending && own,
         can_reopen: user.is_admin
             && matches!(r.status, RequestStatus::Rejected | RequestStatus::Cancelled),
+        can_roll_back: r.status == RequestStatus::Approved
+            && r.justification.starts_with(crate::rightsize::MARK),
         self_request: own && pending && user.is_admin && !self_allowed,
         editor: editor && pending && user.is_admin,
         applying: r.applying.as_ref().map(|c| c.by.clone()),

@@ -489,3 +489,120 @@ async fn the_sandbox_demo_has_usage_and_proposals() {
         .expect("html");
     assert!(page.contains("Propose removal"), "{page}");
 }
+
+#[tokio::test]
+async fn an_unused_action_of_a_used_service_is_proposed_and_removed() {
+    let Some(w) = world(
+        &[(
+            "app",
+            "objects",
+            &["s3:GetObject", "s3:PutObject", "s3:DeleteObject"],
+        )],
+        |c| c.rightsize.keep = vec!["s3:DeleteObject".into()],
+    )
+    .await
+    else {
+        return;
+    };
+    advisor(json!({ w.arn("app"): {"services": [
+        {"ServiceNamespace": "s3", "ServiceName": "Amazon S3", "LastAuthenticated": days_ago(2),
+         "TrackedActionsLastAccessed": [
+            {"ActionName": "GetObject", "LastAccessedTime": days_ago(2)},
+            {"ActionName": "PutObject", "LastAccessedTime": days_ago(200)},
+            {"ActionName": "DeleteObject"}]}]}}))
+    .await;
+    assert_eq!(w.refresh_usage().await.refreshed, 1);
+
+    let report = w.report("app").await;
+    assert_eq!(verdict(&report, "s3"), "used");
+    assert_eq!(report["removable"], json!([]), "{report}");
+    // DeleteObject was never used either, but `rightsize.keep` names it.
+    assert_eq!(
+        report["removable_actions"],
+        json!(["s3:PutObject"]),
+        "{report}"
+    );
+    let justification = report["justification"].as_str().expect("justification");
+    assert!(justification.contains("s3:PutObject"), "{justification}");
+
+    let resp = w.propose("app").await;
+    assert_eq!(resp.status(), 200);
+    let created: Value = resp.json().await.expect("json");
+    let id = created["request_id"].as_str().expect("id").to_string();
+    w.approve(&id).await;
+    assert_eq!(
+        w.actions("app", "objects").await,
+        vec!["s3:DeleteObject", "s3:GetObject"]
+    );
+    assert_eq!(w.propose("app").await.status(), 409);
+}
+
+#[tokio::test]
+async fn rollback_restores_the_documents_as_they_were_at_approval() {
+    let Some(w) = world(
+        &[("app", "app-access", &["s3:GetObject", "sqs:SendMessage"])],
+        |_| {},
+    )
+    .await
+    else {
+        return;
+    };
+    advisor(json!({ w.arn("app"): {"services": [
+        {"ServiceNamespace": "s3", "ServiceName": "Amazon S3", "LastAuthenticated": days_ago(2)},
+        {"ServiceNamespace": "sqs", "ServiceName": "Amazon SQS", "LastAuthenticated": null}]}}))
+    .await;
+    w.refresh_usage().await;
+    let resp = w.propose("app").await;
+    assert_eq!(resp.status(), 200);
+    let created: Value = resp.json().await.expect("json");
+    let id = created["request_id"].as_str().expect("id").to_string();
+
+    // Between filing and approval, the policy gains a statement in AWS.
+    let grown = json!({"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Action": ["s3:GetObject", "sqs:SendMessage"], "Resource": "*"},
+        {"Effect": "Allow", "Action": "sns:Publish", "Resource": "*"}]});
+    w.iam
+        .put_role_policy()
+        .role_name("app")
+        .policy_name("app-access")
+        .policy_document(grown.to_string())
+        .send()
+        .await
+        .expect("put role policy");
+    // What the reviewer approved is what is applied.
+    w.approve(&id).await;
+    assert_eq!(w.actions("app", "app-access").await, vec!["s3:GetObject"]);
+
+    // The request page offers the rollback (a form with CSRF).
+    let page = w
+        .app
+        .client
+        .get(w.app.url(&format!("/policies/request/{id}")))
+        .header("x-user", DEV)
+        .send()
+        .await
+        .expect("GET")
+        .text()
+        .await
+        .expect("html");
+    assert!(
+        page.contains(&format!("action=\"/rightsize/{id}/rollback\"")),
+        "the request page offers the rollback"
+    );
+
+    let resp = w
+        .post(
+            DEV,
+            "",
+            &format!("/api/v2/rightsize/{id}/rollback"),
+            json!({}),
+        )
+        .await;
+    assert_eq!(resp.status(), 200);
+    let back: Value = resp.json().await.expect("json");
+    w.approve(back["request_id"].as_str().expect("id")).await;
+    assert_eq!(
+        w.actions("app", "app-access").await,
+        vec!["s3:GetObject", "sns:Publish", "sqs:SendMessage"]
+    );
+}

@@ -215,7 +215,7 @@ async fn finish(
     claimed: PolicyRequest,
     actor: &Actor,
 ) -> Result<PolicyRequest, AppError> {
-    let outcome = apply(app, &claimed).await;
+    let outcome = apply(app, &claimed, actor).await;
     let saved = record(app, &claimed, actor, &outcome).await?;
     refresh(app, &outcome).await;
     if let Some((i, message)) = &outcome.failed {
@@ -265,7 +265,7 @@ struct Outcome {
 
 /// Step 2, apply: each change not applied yet, call by call as `Change::calls` lists them (the list
 /// the reviewer saw), in order; stop at the first failure.
-async fn apply(app: &App, claimed: &PolicyRequest) -> Outcome {
+async fn apply(app: &App, claimed: &PolicyRequest, actor: &Actor) -> Outcome {
     let pending = ChangeResult {
         status: ChangeStatus::Pending,
         message: None,
@@ -280,6 +280,18 @@ async fn apply(app: &App, claimed: &PolicyRequest) -> Outcome {
         calls: 0,
         applied_now: vec![],
     };
+    // A right-size request pins what AWS holds right before it changes anything (its rollback).
+    if let Err(message) = crate::rightsize::pin_at_approval(app, claimed, &actor.email).await {
+        if let Some(first) = out.results.first_mut() {
+            *first = ChangeResult {
+                status: ChangeStatus::Failed,
+                message: Some(message.clone()),
+                at: Some(Utc::now()),
+            };
+        }
+        out.failed = Some((0, message));
+        return out;
+    }
     for (i, change) in claimed.changes.iter().enumerate() {
         if out.results[i].status == ChangeStatus::Applied {
             continue;
