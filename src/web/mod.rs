@@ -22,6 +22,7 @@ mod resources;
 pub mod scopes;
 mod security;
 mod selfservice;
+mod service_resources;
 mod signout;
 mod tokens;
 mod view;
@@ -97,7 +98,7 @@ pub fn routes() -> Routes {
         // ConsoleMe's other page URLs (bookmarks, old mails)
         .route(
             "/policies/edit/{account_id}/{kind}/{*rest}",
-            get(legacy::resource_page),
+            get(service_resources::resource_page),
         )
         .route("/create_role", get(legacy::create_role))
         .route(
@@ -151,6 +152,10 @@ pub fn routes() -> Routes {
             post(request_page::act_on_request),
         )
         .route("/api/v2/policies", get(resources::api_policies))
+        .route(
+            "/api/v2/resources/{account_id}/{service}/{*rest}",
+            get(service_resources::api_resource),
+        )
         .route(
             "/api/v2/roles/{account_id}/{role_name}",
             get(resources::api_role),

@@ -23,6 +23,7 @@ mod requests;
 mod resources;
 mod selfservice;
 mod server;
+mod services;
 mod store;
 mod support;
 mod sync;
