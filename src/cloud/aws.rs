@@ -44,6 +44,36 @@ impl ProvideCredentials for Counting {
     }
 }
 
+/// Keeps one account's spoke credentials until five minutes before they expire, and lets one
+/// caller at a time fetch them: the IAM client and every S3/SQS/SNS client of the account (one
+/// per region) share one AssumeRole. (The SDK's identity cache is per client configuration.)
+#[derive(Debug)]
+struct Shared {
+    inner: Counting,
+    slot: Mutex<Option<aws_credential_types::Credentials>>,
+}
+
+impl ProvideCredentials for Shared {
+    fn provide_credentials<'a>(&'a self) -> future::ProvideCredentials<'a>
+    where
+        Self: 'a,
+    {
+        future::ProvideCredentials::new(async move {
+            let mut slot = self.slot.lock().await;
+            let margin = std::time::Duration::from_secs(300);
+            if let Some(c) = slot.as_ref()
+                && c.expiry()
+                    .is_none_or(|e| e > std::time::SystemTime::now() + margin)
+            {
+                return Ok(c.clone());
+            }
+            let fresh = self.inner.provide_credentials().await?;
+            *slot = Some(fresh.clone());
+            Ok(fresh)
+        })
+    }
+}
+
 pub struct AwsCloud {
     sdk: SdkConfig,
     /// Spoke account id → role name to assume.
@@ -142,9 +172,12 @@ impl AwsCloud {
             .configure(&self.sdk)
             .build()
             .await;
-        let counting = SharedCredentialsProvider::new(Counting {
-            inner: provider,
-            calls: self.assume_role_calls.clone(),
+        let counting = SharedCredentialsProvider::new(Shared {
+            inner: Counting {
+                inner: provider,
+                calls: self.assume_role_calls.clone(),
+            },
+            slot: Mutex::new(None),
         });
         all.insert(account_id.to_string(), counting.clone());
         Ok(counting)

@@ -327,6 +327,34 @@ impl Resources {
         }?;
         Some((account, found))
     }
+
+    /// ARNs of the synced buckets, queues or topics whose ARN contains `text` (case-insensitive),
+    /// optionally of one service, account and region, at most `limit`, by account then name:
+    /// what the self-service wizard suggests as the user types.
+    pub fn typeahead(
+        &self,
+        text: &str,
+        kind: Option<ResourceKind>,
+        account_id: Option<&str>,
+        region: Option<&str>,
+        limit: usize,
+    ) -> Vec<String> {
+        let text = text.trim().to_ascii_lowercase();
+        let finder = memchr::memmem::Finder::new(text.as_bytes());
+        let accounts = self.snapshots();
+        accounts
+            .iter()
+            .filter(|a| account_id.is_none_or(|id| id == a.account_id))
+            .flat_map(|a| a.services.iter())
+            .filter(|r| kind.is_none_or(|k| k == r.kind))
+            .filter(|r| region.is_none_or(|g| g == r.region))
+            .filter(|r| {
+                text.is_empty() || finder.find(r.arn.to_ascii_lowercase().as_bytes()).is_some()
+            })
+            .take(limit)
+            .map(|r| r.arn.clone())
+            .collect()
+    }
 }
 
 fn position(accounts: &[Arc<Account>], account_id: &str) -> Result<usize, usize> {

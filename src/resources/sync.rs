@@ -8,9 +8,9 @@
 //!   every resource is compared with the stored one, changed resources are put, vanished ones
 //!   deleted, and the account's generation moves forward by one ([`store_account`]).
 //! - Buckets, queues and topics are read service by service (and queues and topics region by
-//!   region, `aws.regions`) after IAM. Each read stands alone: a denied or failing service (or
-//!   IAM itself) keeps what was stored of it, gets its own line in the account's status, and
-//!   never fails the others.
+//!   region, `aws.regions`) beside IAM. Each read stands alone: a denied or failing service
+//!   keeps what was stored of it, gets its own line in the account's status, and never fails
+//!   the others or IAM. When IAM itself fails nothing of the account is written (as before).
 //! - A **refresh** ([`refresh_roles`]) re-reads named roles (after an approval applied changes,
 //!   or "refresh this role") and writes just those.
 //! - Every replica, the writer included, then **follows the Store** ([`catch_up`]): for each
@@ -321,7 +321,12 @@ pub async fn sync_account(
                         .is_none_or(|r| key.name.starts_with(&format!("{r}/")))
             })
     };
-    let stored = store_account_keeping(deps.store.as_ref(), snapshot, at, &keep).await?;
+    // Without IAM nothing is written: the account keeps what it had (and its `synced_at`, which
+    // must not claim a read that failed); the services' statuses still say what they found.
+    let stored = match iam_ok {
+        true => store_account_keeping(deps.store.as_ref(), snapshot, at, &keep).await?,
+        false => Stored::default(),
+    };
     let duration_ms = started.elapsed().as_millis() as u64;
     if iam_ok {
         tracing::info!(
@@ -739,5 +744,38 @@ pub async fn background(deps: Deps, cache: Arc<dyn Cache>, interval: Duration) {
         if let Err(e) = catch_up(&deps, false).await {
             tracing::warn!(error = %e, "cannot follow the synced resources");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::embedded::EmbeddedStore;
+
+    /// A service that could not be read keeps what was stored of it; what a read service no
+    /// longer lists is deleted.
+    #[tokio::test]
+    async fn what_could_not_be_read_is_kept() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = EmbeddedStore::open(&dir.path().join("db")).expect("store");
+        let first = super::super::demo::account("111122223333", "demo");
+        let t0 = Utc::now();
+        store_account(&store, first.clone(), t0)
+            .await
+            .expect("first");
+        let mut second = first;
+        // The queues' read failed; the buckets are gone from AWS; the topic is still there.
+        second.services.retain(|r| r.kind == ResourceKind::Sns);
+        let keep =
+            |k: &ResourceKey| k.kind == ResourceKind::Sqs && k.name.starts_with("us-east-1/");
+        store_account_keeping(&store, second, t0 + chrono::Duration::seconds(1), &keep)
+            .await
+            .expect("second");
+        let items = store.list_resources("111122223333").await.expect("items");
+        let count = |kind| items.iter().filter(|i| i.key().kind == kind).count();
+        assert_eq!(count(ResourceKind::Sqs), 1, "kept");
+        assert_eq!(count(ResourceKind::S3), 0, "deleted");
+        assert_eq!(count(ResourceKind::Sns), 1);
+        assert_eq!(count(ResourceKind::Role), 10);
     }
 }

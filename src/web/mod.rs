@@ -153,6 +153,14 @@ pub fn routes() -> Routes {
         )
         .route("/api/v2/policies", get(resources::api_policies))
         .route(
+            "/api/v2/typeahead/self_service_resources",
+            get(service_resources::typeahead),
+        )
+        .route(
+            "/api/v2/typeahead/resources",
+            get(service_resources::typeahead),
+        )
+        .route(
             "/api/v2/resources/{account_id}/{service}/{*rest}",
             get(service_resources::api_resource),
         )

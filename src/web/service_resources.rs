@@ -9,7 +9,7 @@ use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
-use super::extract::Path;
+use super::extract::{Path, Query};
 use super::identity::CurrentUser;
 use super::view::{Layout, Page, human_time};
 use crate::app::AppState;
@@ -100,6 +100,61 @@ pub async fn api_resource(
 ) -> Result<Json<ResourceResponse>, AppError> {
     let (kind, region, name) = parse(&service, &rest)?;
     find(&state, &account_id, kind, region.as_deref(), &name).map(Json)
+}
+
+/// The query of ConsoleMe's resource typeahead.
+#[derive(Debug, Default, serde::Deserialize)]
+pub struct TypeaheadQuery {
+    pub typeahead: Option<String>,
+    pub resource_type: Option<String>,
+    pub account_id: Option<String>,
+    pub region: Option<String>,
+    pub limit: Option<usize>,
+}
+
+/// `GET /api/v2/typeahead/self_service_resources` (and ConsoleMe's `/api/v2/typeahead/resources`):
+/// the ARNs of synced buckets, queues or topics containing `typeahead`, as ConsoleMe's list of
+/// ARNs (`limit` default 20, at most 200).
+pub async fn typeahead(
+    _user: CurrentUser,
+    State(state): State<AppState>,
+    Query(q): Query<TypeaheadQuery>,
+) -> Result<Json<Vec<String>>, AppError> {
+    let kind = match q
+        .resource_type
+        .as_deref()
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+    {
+        None => None,
+        Some(t) => match ResourceKind::parse(t) {
+            Some(k @ (ResourceKind::S3 | ResourceKind::Sqs | ResourceKind::Sns)) => Some(k),
+            _ => {
+                return Err(AppError::BadRequest(format!(
+                    "resource_type '{t}' is not one of s3, sqs, sns"
+                )));
+            }
+        },
+    };
+    let limit = q.limit.unwrap_or(20);
+    if limit == 0 || limit > 200 {
+        return Err(AppError::BadRequest(
+            "limit must be between 1 and 200".into(),
+        ));
+    }
+    let nonempty = |s: &Option<String>| {
+        s.as_deref()
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(str::to_string)
+    };
+    Ok(Json(state.resources.typeahead(
+        q.typeahead.as_deref().unwrap_or_default(),
+        kind,
+        nonempty(&q.account_id).as_deref(),
+        nonempty(&q.region).as_deref(),
+        limit,
+    )))
 }
 
 /// One version of a managed policy as the page shows it.

@@ -460,3 +460,50 @@ async fn demo_buckets_queues_topics_are_searchable_and_have_pages() {
     assert_eq!(mine.services.len(), 3, "{:?}", mine.services);
     assert!(mine.services.iter().all(|s| s.error.is_none()));
 }
+
+#[tokio::test]
+async fn typeahead_suggests_synced_buckets_queues_and_topics() {
+    let app = crate::support::TestApp::demo().await;
+    let prod = "111122223333";
+    let r = json(
+        &app,
+        &format!("/api/v2/typeahead/self_service_resources?resource_type=s3&typeahead=REPORTS&account_id={prod}"),
+    )
+    .await;
+    assert_eq!(
+        r,
+        serde_json::json!([format!("arn:aws:s3:::demo-prod-reports-{prod}")])
+    );
+    let r = json(
+        &app,
+        "/api/v2/typeahead/resources?resource_type=sqs&typeahead=orders",
+    )
+    .await;
+    assert_eq!(
+        r.as_array().map(Vec::len),
+        Some(3),
+        "one queue per demo account: {r}"
+    );
+    let r = json(
+        &app,
+        "/api/v2/typeahead/self_service_resources?typeahead=alerts&limit=2",
+    )
+    .await;
+    assert_eq!(r.as_array().map(Vec::len), Some(2), "{r}");
+    for bad in ["resource_type=ec2", "limit=0"] {
+        let resp = app
+            .get(&format!("/api/v2/typeahead/self_service_resources?{bad}"))
+            .await;
+        assert_eq!(resp.status(), 400, "{bad}");
+    }
+    // The wizard's bucket field asks for suggestions.
+    let html = app
+        .get("/selfservice?role=arn:aws:iam::111122223333:role/payments-api&template=s3_read")
+        .await
+        .text()
+        .await
+        .expect("html");
+    if html.contains("v-bucket") {
+        assert!(html.contains("data-typeahead=\"s3\""), "{html}");
+    }
+}
