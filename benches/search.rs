@@ -1,5 +1,5 @@
-//! Search benchmark: 100k synthetic roles across 200 accounts, p50/p99 latency of typical
-//! queries and the index's memory. Writes `target/bench/search.json`.
+//! Search benchmark: 100k synthetic roles and 50k buckets, queues and topics (with resource
+//! policies) across 200 accounts, p50/p99 latency of typical queries and the index's memory. Writes `target/bench/search.json`.
 //! Run with `scripts/bench-search` (release build; ~1 minute on 2 cores).
 
 use std::sync::Arc;
@@ -8,12 +8,14 @@ use std::time::Instant;
 use iamdesk::resources::account::{Account, Changed, Item};
 use iamdesk::resources::index::{Query, SearchIndex, Sort};
 use iamdesk::resources::model::{
-    AccountSnapshot, InlinePolicy, Principal, ResourceKey, ResourceKind, Tag,
+    AccountSnapshot, InlinePolicy, Principal, ResourceKey, ResourceKind, ServiceResource, Tag,
 };
 use serde_json::json;
 
 const ACCOUNTS: usize = 200;
 const ROLES: usize = 100_000;
+/// Buckets, queues and topics (a third each).
+const SERVICE_RESOURCES: usize = 50_000;
 const RUNS: usize = 200;
 
 fn synthetic() -> Vec<Arc<Account>> {
@@ -78,6 +80,60 @@ fn synthetic() -> Vec<Arc<Account>> {
             ],
         });
     }
+    for i in 0..SERVICE_RESOURCES {
+        let snap = &mut snaps[i % ACCOUNTS];
+        let team = teams[i % teams.len()];
+        let (kind, name, arn, actions) = match i % 3 {
+            0 => {
+                let name = format!("{team}-bucket-{i:06}");
+                let arn = format!("arn:aws:s3:::{name}");
+                (
+                    ResourceKind::S3,
+                    name,
+                    arn,
+                    vec!["s3:GetObject", "s3:ListBucket"],
+                )
+            }
+            1 => {
+                let name = format!("{team}-queue-{i:06}");
+                let arn = format!("arn:aws:sqs:us-east-1:{}:{name}", snap.account_id);
+                (ResourceKind::Sqs, name, arn, vec!["sqs:SendMessage"])
+            }
+            _ => {
+                let name = format!("{team}-topic-{i:06}");
+                let arn = format!("arn:aws:sns:us-east-1:{}:{name}", snap.account_id);
+                (
+                    ResourceKind::Sns,
+                    name,
+                    arn,
+                    vec!["sns:Publish", "sns:Subscribe"],
+                )
+            }
+        };
+        // Every other resource grants a role of another account.
+        let grantee = format!(
+            "arn:aws:iam::{:012}:role/{team}-service-{:06}",
+            100_000_000_000u64 + ((i + 1) % ACCOUNTS) as u64,
+            i % ROLES
+        );
+        let policy = (i % 2 == 0).then(|| {
+            json!({"Version": "2012-10-17", "Statement": [{"Effect": "Allow",
+                "Principal": {"AWS": grantee}, "Action": actions, "Resource": arn}]})
+        });
+        snap.services.push(ServiceResource {
+            kind,
+            account_id: snap.account_id.clone(),
+            region: "us-east-1".into(),
+            name,
+            arn,
+            url: None,
+            policy,
+            tags: vec![Tag {
+                key: "team".into(),
+                value: team.into(),
+            }],
+        });
+    }
     snaps
         .into_iter()
         .map(|s| Arc::new(Account::from_snapshot(s, 1)))
@@ -124,6 +180,41 @@ fn main() {
             "tag team=ml",
             Query {
                 tag: Some("team=ml".into()),
+                limit: 50,
+                ..Default::default()
+            },
+        ),
+        (
+            "buckets allowing s3:GetObject",
+            Query {
+                action: Some("s3:GetObject".into()),
+                kind: Some(ResourceKind::S3),
+                limit: 50,
+                ..Default::default()
+            },
+        ),
+        (
+            "queue by name",
+            Query {
+                text: Some("ml-queue-0412".into()),
+                kind: Some(ResourceKind::Sqs),
+                limit: 50,
+                ..Default::default()
+            },
+        ),
+        (
+            "topics of one account",
+            Query {
+                account: Some("account-042".into()),
+                kind: Some(ResourceKind::Sns),
+                limit: 50,
+                ..Default::default()
+            },
+        ),
+        (
+            "resources granting a principal",
+            Query {
+                text: Some("role/ml-service-0001".into()),
                 limit: 50,
                 ..Default::default()
             },

@@ -47,10 +47,36 @@
     }).catch(function () {});
   }
 
+  // Bucket, queue and topic fields suggest synced resources (ConsoleMe's typeahead API).
+  var suggestTimer = null;
+  function suggest(input) {
+    var kind = input.getAttribute("data-typeahead");
+    var list = document.getElementById(input.getAttribute("list"));
+    if (!kind || !list) return;
+    var url = "/api/v2/typeahead/self_service_resources?limit=20&resource_type=" +
+      encodeURIComponent(kind) + "&typeahead=" + encodeURIComponent(input.value.trim());
+    fetch(url, { credentials: "same-origin" }).then(function (r) {
+      return r.ok ? r.json() : [];
+    }).then(function (arns) {
+      list.textContent = "";
+      arns.forEach(function (arn) {
+        var opt = document.createElement("option");
+        // The bucket field takes a name; the queue and topic fields take the ARN.
+        opt.value = kind === "s3" ? arn.replace(/^arn:aws:s3:::/, "") : arn;
+        list.appendChild(opt);
+      });
+    }).catch(function () {});
+  }
+
   form.addEventListener("input", function (e) {
     if (e.target.name && e.target.name.indexOf("v_") === 0) {
       clearTimeout(timer);
       timer = setTimeout(refresh, 250);
+      if (e.target.hasAttribute("data-typeahead")) {
+        var input = e.target;
+        clearTimeout(suggestTimer);
+        suggestTimer = setTimeout(function () { suggest(input); }, 150);
+      }
     }
   });
   // Choosing another template shows its fields (a round trip, as without JavaScript).

@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use async_trait::async_trait;
 use aws_config::SdkConfig;
 use aws_config::sts::AssumeRoleProvider;
-use aws_credential_types::provider::{ProvideCredentials, future};
+use aws_credential_types::provider::{ProvideCredentials, SharedCredentialsProvider, future};
 use aws_sdk_iam::types::{EntityType, PolicyDetail};
 use chrono::{DateTime, Utc};
 use serde_json::Value;
@@ -20,7 +20,8 @@ use tokio::sync::Mutex;
 use super::{ActionAccess, AdvisorJob, Cloud, CloudError, IamOp, ServiceAccess};
 use crate::config::Config;
 use crate::resources::model::{
-    AccountSnapshot, AttachedPolicy, InlinePolicy, ManagedPolicy, Principal, ResourceKind, Tag,
+    AccountSnapshot, AttachedPolicy, InlinePolicy, ManagedPolicy, PolicyVersion, Principal,
+    ResourceKind, ServiceResource, Tag,
 };
 
 /// Session name on every AssumeRole, so CloudTrail shows who acted.
@@ -49,11 +50,46 @@ impl ProvideCredentials for Counting {
     }
 }
 
+/// Keeps one account's spoke credentials until five minutes before they expire, and lets one
+/// caller at a time fetch them: the IAM client and every S3/SQS/SNS client of the account (one
+/// per region) share one AssumeRole. (The SDK's identity cache is per client configuration.)
+#[derive(Debug)]
+struct Shared {
+    inner: Counting,
+    slot: Mutex<Option<aws_credential_types::Credentials>>,
+}
+
+impl ProvideCredentials for Shared {
+    fn provide_credentials<'a>(&'a self) -> future::ProvideCredentials<'a>
+    where
+        Self: 'a,
+    {
+        future::ProvideCredentials::new(async move {
+            let mut slot = self.slot.lock().await;
+            let margin = std::time::Duration::from_secs(300);
+            if let Some(c) = slot.as_ref()
+                && c.expiry()
+                    .is_none_or(|e| e > std::time::SystemTime::now() + margin)
+            {
+                return Ok(c.clone());
+            }
+            let fresh = self.inner.provide_credentials().await?;
+            *slot = Some(fresh.clone());
+            Ok(fresh)
+        })
+    }
+}
+
 pub struct AwsCloud {
     sdk: SdkConfig,
     /// Spoke account id → role name to assume.
     roles: HashMap<String, String>,
     clients: Mutex<HashMap<String, aws_sdk_iam::Client>>,
+    /// Spoke account id → its AssumeRole credentials, shared by the IAM client and the
+    /// S3/SQS/SNS clients of every region (one credential cache per account).
+    credentials: Mutex<HashMap<String, SharedCredentialsProvider>>,
+    /// `aws.regions` (or `aws.region`).
+    regions: Vec<String>,
     assume_role_calls: Arc<AtomicU64>,
     /// The central role iamdesk runs as (from STS GetCallerIdentity at startup), if it is one.
     central_role: Option<(String, String)>,
@@ -89,6 +125,8 @@ impl AwsCloud {
             sdk,
             roles,
             clients: Mutex::new(HashMap::new()),
+            credentials: Mutex::new(HashMap::new()),
+            regions: config.aws.sync_regions(),
             assume_role_calls: Arc::new(AtomicU64::new(0)),
             central_role,
         }
@@ -135,10 +173,13 @@ impl AwsCloud {
         Ok(format!("arn:aws:iam::{account_id}:role/{role}"))
     }
 
-    /// The IAM client of a spoke account, created once and reused.
-    async fn iam(&self, account_id: &str) -> Result<aws_sdk_iam::Client, CloudError> {
-        let mut clients = self.clients.lock().await;
-        if let Some(c) = clients.get(account_id) {
+    /// The spoke credentials of an account, created once and shared by all its clients.
+    async fn spoke_credentials(
+        &self,
+        account_id: &str,
+    ) -> Result<SharedCredentialsProvider, CloudError> {
+        let mut all = self.credentials.lock().await;
+        if let Some(c) = all.get(account_id) {
             return Ok(c.clone());
         }
         let provider = AssumeRoleProvider::builder(self.spoke_role_arn(account_id)?)
@@ -146,10 +187,58 @@ impl AwsCloud {
             .configure(&self.sdk)
             .build()
             .await;
-        let counting = Counting {
-            inner: provider,
-            calls: self.assume_role_calls.clone(),
-        };
+        let counting = SharedCredentialsProvider::new(Shared {
+            inner: Counting {
+                inner: provider,
+                calls: self.assume_role_calls.clone(),
+            },
+            slot: Mutex::new(None),
+        });
+        all.insert(account_id.to_string(), counting.clone());
+        Ok(counting)
+    }
+
+    /// The S3, SQS and SNS clients of a spoke account in `region` (cheap: the credentials and
+    /// the HTTP client are shared).
+    pub(super) async fn service_clients(
+        &self,
+        account_id: &str,
+        region: &str,
+    ) -> Result<super::aws_services::Clients, CloudError> {
+        let credentials = self.spoke_credentials(account_id).await?;
+        let region = aws_config::Region::new(region.to_string());
+        // moto (AWS_ENDPOINT_URL) serves buckets by path, not by virtual host.
+        let path_style = self.sdk.endpoint_url().is_some();
+        Ok(super::aws_services::Clients {
+            s3: aws_sdk_s3::Client::from_conf(
+                aws_sdk_s3::config::Builder::from(&self.sdk)
+                    .credentials_provider(credentials.clone())
+                    .region(region.clone())
+                    .force_path_style(path_style)
+                    .build(),
+            ),
+            sqs: aws_sdk_sqs::Client::from_conf(
+                aws_sdk_sqs::config::Builder::from(&self.sdk)
+                    .credentials_provider(credentials.clone())
+                    .region(region.clone())
+                    .build(),
+            ),
+            sns: aws_sdk_sns::Client::from_conf(
+                aws_sdk_sns::config::Builder::from(&self.sdk)
+                    .credentials_provider(credentials)
+                    .region(region)
+                    .build(),
+            ),
+        })
+    }
+
+    /// The IAM client of a spoke account, created once and reused.
+    async fn iam(&self, account_id: &str) -> Result<aws_sdk_iam::Client, CloudError> {
+        let mut clients = self.clients.lock().await;
+        if let Some(c) = clients.get(account_id) {
+            return Ok(c.clone());
+        }
+        let counting = self.spoke_credentials(account_id).await?;
         let conf = aws_sdk_iam::config::Builder::from(&self.sdk)
             .credentials_provider(counting)
             .interceptor(crate::telemetry::aws::CallMetrics)
@@ -160,7 +249,7 @@ impl AwsCloud {
     }
 }
 
-fn aws_error<E>(e: aws_sdk_iam::error::SdkError<E>) -> CloudError
+pub(super) fn aws_error<E>(e: aws_sdk_iam::error::SdkError<E>) -> CloudError
 where
     E: std::error::Error + aws_sdk_iam::error::ProvideErrorMetadata + Send + Sync + 'static,
 {
@@ -171,7 +260,7 @@ where
     }
 }
 
-fn time(t: Option<&aws_smithy_types::DateTime>) -> Option<DateTime<Utc>> {
+pub(super) fn time(t: Option<&aws_smithy_types::DateTime>) -> Option<DateTime<Utc>> {
     t.and_then(|t| DateTime::from_timestamp(t.secs(), t.subsec_nanos()))
 }
 
@@ -267,14 +356,37 @@ fn managed_policy(account_id: &str, p: &aws_sdk_iam::types::ManagedPolicyDetail)
         .find(|v| v.is_default_version() || (default.is_some() && v.version_id() == default))
         .map(|v| decode_document(v.document()))
         .unwrap_or(Value::Null);
+    let mut versions: Vec<PolicyVersion> = p
+        .policy_version_list()
+        .iter()
+        .map(|v| PolicyVersion {
+            id: v.version_id().unwrap_or_default().to_string(),
+            is_default: v.is_default_version(),
+            created_at: time(v.create_date()),
+            document: decode_document(v.document()),
+        })
+        .collect();
+    // Newest first: `v10` after `v9`, so by number, not by text.
+    versions.sort_by_key(|v| {
+        std::cmp::Reverse(v.id.trim_start_matches('v').parse::<u32>().unwrap_or(0))
+    });
+    let arn = p.arn().unwrap_or_default();
     ManagedPolicy {
         account_id: account_id.to_string(),
-        name: p.policy_name().unwrap_or_default().to_string(),
+        // moto answers with an empty name; the ARN's last segment is the name.
+        name: p
+            .policy_name()
+            .filter(|n| !n.is_empty())
+            .unwrap_or_else(|| arn.rsplit('/').next().unwrap_or_default())
+            .to_string(),
         arn: p.arn().unwrap_or_default().to_string(),
         path: p.path().unwrap_or("/").to_string(),
         description: p.description().map(str::to_string),
         attachment_count: p.attachment_count().unwrap_or(0),
         document,
+        versions,
+        // Filled from the principals of the same read (`AccountSnapshot::link_attachments`).
+        attached_to: vec![],
     }
 }
 
@@ -622,6 +734,30 @@ impl Cloud for AwsCloud {
                             .transpose()?,
                     )
             ),
+        }
+    }
+
+    // ---- Buckets, queues and topics (issue 14) --------------------------------------------
+
+    fn regions(&self) -> Vec<String> {
+        self.regions.clone()
+    }
+
+    async fn fetch_service(
+        &self,
+        account_id: &str,
+        service: ResourceKind,
+        region: &str,
+    ) -> Result<Vec<ServiceResource>, CloudError> {
+        let clients = self.service_clients(account_id, region).await?;
+        match service {
+            ResourceKind::S3 => super::aws_services::buckets(self, account_id, &clients).await,
+            ResourceKind::Sqs => super::aws_services::queues(account_id, region, &clients).await,
+            ResourceKind::Sns => super::aws_services::topics(account_id, region, &clients).await,
+            other => Err(CloudError::Unsupported(format!(
+                "{} is not a service with resource policies",
+                other.as_str()
+            ))),
         }
     }
 }

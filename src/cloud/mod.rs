@@ -2,11 +2,12 @@
 //! accounts. Both implement [`Cloud`].
 
 pub mod aws;
+mod aws_services;
 pub mod sandbox;
 
 use async_trait::async_trait;
 
-use crate::resources::model::{AccountSnapshot, Principal, Tag};
+use crate::resources::model::{AccountSnapshot, Principal, ResourceKind, ServiceResource, Tag};
 
 #[derive(Debug, thiserror::Error)]
 pub enum CloudError {
@@ -165,6 +166,23 @@ pub trait Cloud: Send + Sync + 'static {
         session_name: &str,
         duration_seconds: i32,
     ) -> Result<RoleCredentials, CloudError>;
+
+    // ---- Buckets, queues and topics (issue 14) --------------------------------------------
+    // Kept together so that other additions to the trait merge beside, not inside, this block.
+
+    /// The regions whose queues and topics a sync reads (`aws.regions`).
+    fn regions(&self) -> Vec<String>;
+
+    /// Every bucket (`S3`), queue (`Sqs`) or topic (`Sns`) of one account with its policy and
+    /// tags. Queues and topics are read in `region`; buckets are listed once per account
+    /// (called with the first region) and each carries its own region. A resource without a
+    /// policy has `policy: None`; only a failure of the service itself is an error.
+    async fn fetch_service(
+        &self,
+        account_id: &str,
+        service: ResourceKind,
+        region: &str,
+    ) -> Result<Vec<ServiceResource>, CloudError>;
 
     // --- Right-sizing (`src/rightsize/`): IAM Access Advisor, action level. -----------------
     // Two calls, as AWS has them: start a job, then poll it (the caller backs off between polls).

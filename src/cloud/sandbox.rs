@@ -19,7 +19,7 @@ use serde_json::Value;
 use super::{Cloud, CloudError, IamOp};
 use crate::resources::demo;
 use crate::resources::model::{
-    AccountSnapshot, AttachedPolicy, InlinePolicy, Principal, ResourceKind, Tag,
+    AccountSnapshot, AttachedPolicy, InlinePolicy, Principal, ResourceKind, ServiceResource, Tag,
 };
 
 /// IAM's default quotas (the managed-policy one is `policies.max_managed_policies`).
@@ -94,6 +94,9 @@ impl Cloud for SandboxCloud {
             .ok_or_else(|| CloudError::UnknownAccount(account_id.to_string()))?;
         snap.account_name = account_name.to_string();
         snap.synced_at = Some(chrono::Utc::now());
+        // Buckets, queues and topics come from `fetch_service`, as with AWS.
+        snap.services.clear();
+        snap.link_attachments();
         Ok(snap)
     }
 
@@ -136,6 +139,43 @@ impl Cloud for SandboxCloud {
             "sandbox applied"
         );
         Ok(())
+    }
+
+    // ---- Buckets, queues and topics (issue 14) --------------------------------------------
+
+    /// The regions the demo queues and topics live in.
+    fn regions(&self) -> Vec<String> {
+        let mut regions: Vec<String> = self
+            .lock()
+            .values()
+            .flat_map(|a| a.services.iter())
+            .filter(|r| r.kind != ResourceKind::S3)
+            .map(|r| r.region.clone())
+            .collect();
+        regions.sort();
+        regions.dedup();
+        if regions.is_empty() {
+            regions.push(demo::REGION.to_string());
+        }
+        regions
+    }
+
+    async fn fetch_service(
+        &self,
+        account_id: &str,
+        service: ResourceKind,
+        region: &str,
+    ) -> Result<Vec<ServiceResource>, CloudError> {
+        let accounts = self.lock();
+        let account = accounts
+            .get(account_id)
+            .ok_or_else(|| CloudError::UnknownAccount(account_id.to_string()))?;
+        Ok(account
+            .services
+            .iter()
+            .filter(|r| r.kind == service && (service == ResourceKind::S3 || r.region == region))
+            .cloned()
+            .collect())
     }
 
     // --- Right-sizing: a made-up but stable Access Advisor, so the demo shows right-sizing. ---

@@ -130,6 +130,23 @@ pub(crate) fn translate(root: &mut Node) -> Result<(), ConfigError> {
     Ok(())
 }
 
+/// ConsoleMe's `celery.sync_regions` → `aws.regions` unless that is written. Runs before the
+/// keys are classified, as the rest of `celery` is ignored (and reported once) as a whole.
+pub(crate) fn sync_regions(root: &mut Node) {
+    let Some(regions) = root.lookup("celery.sync_regions").cloned() else {
+        return;
+    };
+    let at = regions.at.clone();
+    if root.lookup("aws.regions").is_none() {
+        if root.get("aws").is_none() {
+            root.set("aws", at.clone(), Node::new(Value::Map(vec![]), at.clone()));
+        }
+        if let Some(aws) = root.get_mut("aws") {
+            aws.set("regions", at.clone(), regions);
+        }
+    }
+}
+
 /// ConsoleMe's EventBridge jobs read one queue each:
 /// `event_bridge.detect_role_changes_and_update_cache.queue_arn` and
 /// `event_bridge.detect_cloudtrail_denies_and_update_cache.queue_arn` (with `{region}` standing
@@ -323,6 +340,26 @@ mod tests {
         assert!(matches!(&t.get("environment").unwrap().value, Value::Str(s) if s == "dev"));
         assert!(matches!(&t.get("listen").unwrap().value, Value::Str(s) if s == "127.0.0.1:9000"));
         assert!(t.get("development").is_none() && t.get("tornado").is_none());
+    }
+
+    #[test]
+    fn celery_sync_regions_become_aws_regions_unless_written() {
+        let regions = |t: &Node| match &t.lookup("aws.regions").unwrap().value {
+            Value::Seq(items) => items
+                .iter()
+                .filter_map(|n| match &n.value {
+                    Value::Str(s) => Some(s.clone()),
+                    _ => None,
+                })
+                .collect::<Vec<_>>(),
+            other => panic!("{other:?}"),
+        };
+        let mut t = tree("celery:\n  sync_regions: [us-east-1, eu-west-1]\n");
+        sync_regions(&mut t);
+        assert_eq!(regions(&t), ["us-east-1", "eu-west-1"]);
+        let mut t = tree("aws:\n  regions: [us-west-2]\ncelery:\n  sync_regions: [eu-west-1]\n");
+        sync_regions(&mut t);
+        assert_eq!(regions(&t), ["us-west-2"]);
     }
 
     #[test]

@@ -164,6 +164,7 @@ pub fn load_file_with_env(
     let mut resolver = Resolver::default();
     let mut tree = resolver.resolve(path, None)?;
     let mut findings = Findings::default();
+    compat::sync_regions(&mut tree);
     keys::classify(&mut tree, &keys::schema(), &mut findings);
     expand::expand_tree(&mut tree, "", env)?;
     compat::translate(&mut tree)?;

@@ -346,6 +346,9 @@ pub struct RequireExpiration {
 #[serde(default)]
 pub struct AwsConfig {
     pub region: String,
+    /// Regions whose queues and topics a sync reads (buckets are listed once, whatever their
+    /// region); empty means `region`. ConsoleMe's `celery.sync_regions` is read as a synonym.
+    pub regions: Vec<String>,
     pub mode: AwsMode,
     pub federation_url: String,
     /// ConsoleMe's policy request table, read by `iamdesk import consoleme` (ConsoleMe's key).
@@ -599,10 +602,22 @@ impl Default for PoliciesConfig {
     }
 }
 
+impl AwsConfig {
+    /// `regions`, or the configured region alone.
+    pub fn sync_regions(&self) -> Vec<String> {
+        if self.regions.is_empty() {
+            vec![self.region.clone()]
+        } else {
+            self.regions.clone()
+        }
+    }
+}
+
 impl Default for AwsConfig {
     fn default() -> Self {
         AwsConfig {
             region: "us-east-1".into(),
+            regions: vec![],
             // The loader switches this to `aws` when accounts are configured and `aws.mode`
             // is not written.
             mode: AwsMode::Sandbox,

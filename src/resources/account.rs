@@ -7,7 +7,7 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 
 use super::model::{
-    AccountSnapshot, ManagedPolicy, Principal, Resource, ResourceKey, ResourceKind,
+    AccountSnapshot, ManagedPolicy, Principal, Resource, ResourceKey, ResourceKind, ServiceResource,
 };
 
 /// One resource in memory.
@@ -15,6 +15,7 @@ use super::model::{
 pub enum Item {
     Principal(Arc<Principal>),
     Policy(Arc<ManagedPolicy>),
+    Service(Arc<ServiceResource>),
 }
 
 impl Item {
@@ -22,6 +23,7 @@ impl Item {
         match self {
             Item::Principal(p) => ResourceKey::new(p.kind, &p.name),
             Item::Policy(p) => ResourceKey::new(ResourceKind::ManagedPolicy, &p.name),
+            Item::Service(r) => r.key(),
         }
     }
 }
@@ -31,6 +33,7 @@ impl From<Resource> for Item {
         match r {
             Resource::Principal(p) => Item::Principal(Arc::new(p)),
             Resource::Policy(p) => Item::Policy(Arc::new(p)),
+            Resource::Service(r) => Item::Service(Arc::new(r)),
         }
     }
 }
@@ -56,6 +59,8 @@ pub struct Account {
     pub principals: Vec<Arc<Principal>>,
     /// Customer-managed policies, ordered by lower-case name.
     pub policies: Vec<Arc<ManagedPolicy>>,
+    /// Buckets, queues and topics, ordered by key.
+    pub services: Vec<Arc<ServiceResource>>,
 }
 
 /// `a` lower-cased compared with `b` (already lower case), without allocating.
@@ -82,8 +87,10 @@ impl Account {
             match Item::from(r) {
                 Item::Principal(p) => account.principals.push(p),
                 Item::Policy(p) => account.policies.push(p),
+                Item::Service(r) => account.services.push(r),
             }
         }
+        account.services.sort_by_key(|r| r.key());
         account
             .principals
             .sort_by_key(|p| ResourceKey::new(p.kind, &p.name));
@@ -120,6 +127,15 @@ impl Account {
             .map(|i| &self.principals[i])
     }
 
+    fn service_at(&self, key: &ResourceKey) -> Result<usize, usize> {
+        self.services.binary_search_by(|r| r.key().cmp(key))
+    }
+
+    /// A bucket (by name), queue or topic (by `region/name`).
+    pub fn service(&self, key: &ResourceKey) -> Option<&Arc<ServiceResource>> {
+        self.service_at(key).ok().map(|i| &self.services[i])
+    }
+
     pub fn policy_by_arn(&self, arn: &str) -> Option<&Arc<ManagedPolicy>> {
         self.policies.iter().find(|p| p.arn == arn)
     }
@@ -130,6 +146,10 @@ impl Account {
                 .policy_at(&key.name)
                 .ok()
                 .map(|i| Item::Policy(self.policies[i].clone())),
+            ResourceKind::S3 | ResourceKind::Sqs | ResourceKind::Sns => self
+                .service_at(key)
+                .ok()
+                .map(|i| Item::Service(self.services[i].clone())),
             kind => self
                 .principal_at(kind, &key.name)
                 .ok()
@@ -163,6 +183,14 @@ impl Account {
                 };
                 put(&mut self.policies, at, new).map(Item::Policy)
             }
+            ResourceKind::S3 | ResourceKind::Sqs | ResourceKind::Sns => {
+                let at = self.service_at(key);
+                let new = match item {
+                    Some(Item::Service(r)) => Some(r),
+                    _ => None,
+                };
+                put(&mut self.services, at, new).map(Item::Service)
+            }
             kind => {
                 let at = self.principal_at(kind, &key.name);
                 let new = match item {
@@ -177,6 +205,9 @@ impl Account {
     pub fn count(&self, kind: ResourceKind) -> usize {
         match kind {
             ResourceKind::ManagedPolicy => self.policies.len(),
+            ResourceKind::S3 | ResourceKind::Sqs | ResourceKind::Sns => {
+                self.services.iter().filter(|r| r.kind == kind).count()
+            }
             kind => self.principals.iter().filter(|p| p.kind == kind).count(),
         }
     }

@@ -5,7 +5,8 @@ use chrono::{TimeZone, Utc};
 use serde_json::{Value, json};
 
 use super::model::{
-    AccountSnapshot, AttachedPolicy, InlinePolicy, ManagedPolicy, Principal, ResourceKind, Tag,
+    AccountSnapshot, AttachedPolicy, InlinePolicy, ManagedPolicy, PolicyVersion, Principal,
+    ResourceKind, ServiceResource, Tag,
 };
 
 pub const DEMO_ACCOUNTS: [(&str, &str); 3] = [
@@ -231,6 +232,8 @@ fn managed_policies(account_id: &str) -> Vec<ManagedPolicy> {
                 ],
                 &["*"],
             ),
+            versions: vec![],
+            attached_to: vec![],
         },
         ManagedPolicy {
             account_id: account_id.into(),
@@ -243,6 +246,115 @@ fn managed_policies(account_id: &str) -> Vec<ManagedPolicy> {
                 &["kms:Decrypt", "kms:GenerateDataKey"],
                 &[&format!("arn:aws:kms:us-east-1:{account_id}:alias/default")],
             ),
+            versions: vec![],
+            attached_to: vec![],
+        },
+    ]
+    .into_iter()
+    .map(|mut p| {
+        // One older version each, so the page has a history to show.
+        p.versions = vec![
+            PolicyVersion {
+                id: "v2".into(),
+                is_default: true,
+                created_at: Utc.with_ymd_and_hms(2024, 6, 1, 12, 0, 0).single(),
+                document: p.document.clone(),
+            },
+            PolicyVersion {
+                id: "v1".into(),
+                is_default: false,
+                created_at: Utc.with_ymd_and_hms(2024, 3, 14, 9, 30, 0).single(),
+                document: allow(&["logs:GetLogEvents"], &["*"]),
+            },
+        ];
+        p
+    })
+    .collect()
+}
+
+/// The region of the demo queues, topics and buckets.
+pub const REGION: &str = "us-east-1";
+
+/// A resource policy letting `principal` (an account or role ARN) do `actions` on `resource`.
+fn resource_policy(principal: &str, actions: &[&str], resource: &str) -> serde_json::Value {
+    serde_json::json!({
+        "Version": "2012-10-17",
+        "Statement": [{
+            "Sid": "Demo",
+            "Effect": "Allow",
+            "Principal": {"AWS": principal},
+            "Action": actions,
+            "Resource": resource,
+        }]
+    })
+}
+
+/// Buckets, queues and topics of one demo account: each service with and without a policy.
+fn services(account_id: &str, account_name: &str) -> Vec<ServiceResource> {
+    let tags = |team: &str| {
+        vec![Tag {
+            key: "team".into(),
+            value: team.into(),
+        }]
+    };
+    let role = |name: &str| format!("arn:aws:iam::{account_id}:role/{name}");
+    let bucket = format!("{account_name}-reports-{account_id}");
+    let queue = format!("{account_name}-orders");
+    let topic = format!("{account_name}-alerts");
+    vec![
+        ServiceResource {
+            kind: ResourceKind::S3,
+            account_id: account_id.into(),
+            region: REGION.into(),
+            name: bucket.clone(),
+            arn: format!("arn:aws:s3:::{bucket}"),
+            url: None,
+            policy: Some(resource_policy(
+                &role("data-warehouse-loader"),
+                &["s3:GetObject", "s3:ListBucket"],
+                &format!("arn:aws:s3:::{bucket}/*"),
+            )),
+            tags: tags("analytics"),
+        },
+        ServiceResource {
+            kind: ResourceKind::S3,
+            account_id: account_id.into(),
+            region: REGION.into(),
+            name: format!("{account_name}-scratch-{account_id}"),
+            arn: format!("arn:aws:s3:::{account_name}-scratch-{account_id}"),
+            url: None,
+            policy: None,
+            tags: vec![],
+        },
+        ServiceResource {
+            kind: ResourceKind::Sqs,
+            account_id: account_id.into(),
+            region: REGION.into(),
+            name: queue.clone(),
+            arn: format!("arn:aws:sqs:{REGION}:{account_id}:{queue}"),
+            url: Some(format!(
+                "https://sqs.{REGION}.amazonaws.com/{account_id}/{queue}"
+            )),
+            policy: Some(resource_policy(
+                &role("payments-api"),
+                &["sqs:SendMessage"],
+                &format!("arn:aws:sqs:{REGION}:{account_id}:{queue}"),
+            )),
+            tags: tags("payments"),
+        },
+        ServiceResource {
+            kind: ResourceKind::Sns,
+            account_id: account_id.into(),
+            region: REGION.into(),
+            name: topic.clone(),
+            arn: format!("arn:aws:sns:{REGION}:{account_id}:{topic}"),
+            url: None,
+            policy: Some(resource_policy(
+                &format!("arn:aws:iam::{account_id}:root"),
+                &["sns:Publish", "sns:Subscribe"],
+                &format!("arn:aws:sns:{REGION}:{account_id}:{topic}"),
+            )),
+            tags: tags("sre"),
         },
     ]
 }
@@ -301,6 +413,7 @@ pub fn account(account_id: &str, account_name: &str) -> AccountSnapshot {
         synced_at: None,
         principals,
         policies: managed_policies(account_id),
+        services: services(account_id, account_name),
     }
 }
 

@@ -19,7 +19,8 @@ use serde::Serialize;
 
 use super::account::{Account, Changed, Item};
 use super::model::{
-    ManagedPolicy, Principal, ResourceKey, ResourceKind, action_matches, actions_in,
+    ManagedPolicy, Principal, ResourceKey, ResourceKind, ServiceResource, action_matches,
+    actions_in, principals_in,
 };
 
 /// What a search returns for one resource: enough for a results table.
@@ -33,10 +34,18 @@ pub struct Summary {
     pub inline_policies: usize,
     pub managed_policies: usize,
     pub tags: usize,
+    /// Queues and topics (and buckets): where they live.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
+    /// Buckets, queues and topics: the principals their policy names (who is granted).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub principals: Vec<String>,
 }
 
 struct Entry {
     summary: Summary,
+    /// [`ResourceKey::name`]: tells apart two queues of one name in two regions.
+    key_name: String,
     /// Lowercased `name arn account_id account_name key=value...`, one search target.
     haystack: String,
     /// Lowercased `key=value` tag pairs.
@@ -122,6 +131,7 @@ fn by_name(a: &Entry, b: &Entry) -> Ordering {
     cmp_names(&a.summary.name, &b.summary.name)
         .then_with(|| a.summary.account_id.cmp(&b.summary.account_id))
         .then_with(|| a.summary.kind.cmp(&b.summary.kind))
+        .then_with(|| a.key_name.cmp(&b.key_name))
 }
 
 fn by_account(a: &Entry, b: &Entry) -> Ordering {
@@ -145,11 +155,20 @@ fn cmp_names(a: &str, b: &str) -> Ordering {
         .cmp(b.bytes().map(|c| c.to_ascii_lowercase()))
 }
 
-/// Where `e` sits relative to the resource (`name` lower case, `account_id`, `kind`).
-fn identity(e: &Entry, name: &str, account_id: &str, kind: ResourceKind) -> Ordering {
+/// Where `e` sits relative to the resource `key` of `account_id`.
+fn identity(e: &Entry, key: &ResourceKey, account_id: &str) -> Ordering {
+    // Queues and topics are keyed `region/name`; they are shown and ordered by name.
+    let name = match key.kind {
+        ResourceKind::Sqs | ResourceKind::Sns => key
+            .name
+            .split_once('/')
+            .map_or(key.name.as_str(), |(_, n)| n),
+        _ => key.name.as_str(),
+    };
     cmp_names(&e.summary.name, name)
         .then_with(|| e.summary.account_id.as_str().cmp(account_id))
-        .then_with(|| e.summary.kind.cmp(&kind))
+        .then_with(|| e.summary.kind.cmp(&key.kind))
+        .then_with(|| e.key_name.as_str().cmp(&key.name))
 }
 
 impl SearchIndex {
@@ -172,6 +191,9 @@ impl SearchIndex {
             }
             for mp in &account.policies {
                 entries.push(Arc::new(index.policy_entry(account, mp)));
+            }
+            for r in &account.services {
+                entries.push(Arc::new(index.service_entry(account, r)));
             }
         }
         entries.sort_by(|a, b| by_name(a, b));
@@ -228,6 +250,7 @@ impl SearchIndex {
                     self.principal_entry(a, &p, |arn| a.policy_by_arn(arn).map(|d| &d.document))
                 }
                 Some(Item::Policy(mp)) => self.policy_entry(a, &mp),
+                Some(Item::Service(r)) => self.service_entry(a, &r),
                 None => continue,
             };
             self.insert(Arc::new(entry));
@@ -238,7 +261,7 @@ impl SearchIndex {
     fn remove(&mut self, account_id: &str, key: &ResourceKey) {
         let Ok(i) = self
             .entries
-            .binary_search_by(|e| identity(e, &key.name, account_id, key.kind))
+            .binary_search_by(|e| identity(e, key, account_id))
         else {
             return;
         };
@@ -304,6 +327,15 @@ impl SearchIndex {
         actions_in(&mp.document, &mut acts);
         let ids = acts.iter().map(|a| self.intern(a)).collect();
         policy_entry(account, mp, ids)
+    }
+
+    fn service_entry(&mut self, account: &Account, r: &ServiceResource) -> Entry {
+        let mut acts = vec![];
+        if let Some(policy) = &r.policy {
+            actions_in(policy, &mut acts);
+        }
+        let ids = acts.iter().map(|a| self.intern(a)).collect();
+        service_entry(account, r, ids)
     }
 
     pub fn len(&self) -> usize {
@@ -466,6 +498,7 @@ fn principal_entry(snap: &Account, p: &Principal, actions: Vec<u32>) -> Entry {
             &[&p.name, &p.arn, &snap.account_id, &snap.account_name],
             &tags,
         ),
+        key_name: ResourceKey::new(p.kind, &p.name).name,
         tags,
         actions: dedup(actions),
         summary: Summary {
@@ -477,12 +510,51 @@ fn principal_entry(snap: &Account, p: &Principal, actions: Vec<u32>) -> Entry {
             inline_policies: p.inline_policies.len(),
             managed_policies: p.managed_policies.len(),
             tags: p.tags.len(),
+            region: None,
+            principals: vec![],
+        },
+    }
+}
+
+fn service_entry(snap: &Account, r: &ServiceResource, actions: Vec<u32>) -> Entry {
+    let tags = lower_tags(&r.tags);
+    let mut principals = vec![];
+    if let Some(policy) = &r.policy {
+        principals_in(policy, &mut principals);
+    }
+    principals.sort();
+    principals.dedup();
+    let mut parts = vec![
+        r.name.as_str(),
+        &r.arn,
+        &r.region,
+        &snap.account_id,
+        &snap.account_name,
+    ];
+    parts.extend(principals.iter().map(String::as_str));
+    Entry {
+        haystack: haystack(&parts, &tags),
+        key_name: r.key().name,
+        tags,
+        actions: dedup(actions),
+        summary: Summary {
+            kind: r.kind,
+            account_id: snap.account_id.clone(),
+            account_name: snap.account_name.clone(),
+            name: r.name.clone(),
+            arn: r.arn.clone(),
+            inline_policies: 0,
+            managed_policies: 0,
+            tags: r.tags.len(),
+            region: Some(r.region.clone()),
+            principals,
         },
     }
 }
 
 fn policy_entry(snap: &Account, mp: &ManagedPolicy, actions: Vec<u32>) -> Entry {
     Entry {
+        key_name: ResourceKey::new(ResourceKind::ManagedPolicy, &mp.name).name,
         haystack: haystack(
             &[&mp.name, &mp.arn, &snap.account_id, &snap.account_name],
             &[],
@@ -498,6 +570,8 @@ fn policy_entry(snap: &Account, mp: &ManagedPolicy, actions: Vec<u32>) -> Entry 
             inline_policies: 0,
             managed_policies: 0,
             tags: 0,
+            region: None,
+            principals: vec![],
         },
     }
 }
@@ -565,6 +639,8 @@ mod tests {
             description: None,
             attachment_count: 1,
             document: json!({"Statement": {"Effect": "Allow", "Action": "kms:Decrypt", "Resource": "*"}}),
+            versions: vec![],
+            attached_to: vec![],
         });
         let mut b = AccountSnapshot {
             account_id: "222222222222".into(),
@@ -713,6 +789,8 @@ mod tests {
             description: None,
             attachment_count: 1,
             document: json!({"Statement": {"Effect": "Allow", "Action": action, "Resource": "*"}}),
+            versions: vec![],
+            attached_to: vec![],
         }
     }
 

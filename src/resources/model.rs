@@ -1,4 +1,5 @@
-//! IAM resources as synced from each account: roles, users, customer-managed policies.
+//! Resources as synced from each account: IAM roles, users and customer-managed policies, and
+//! the resources that carry their own policy: S3 buckets, SQS queues and SNS topics.
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -10,6 +11,12 @@ pub enum ResourceKind {
     Role,
     User,
     ManagedPolicy,
+    /// An S3 bucket (names are global and lower case).
+    S3,
+    /// An SQS queue (names are per region and case-sensitive).
+    Sqs,
+    /// An SNS topic (names are per region and case-sensitive).
+    Sns,
 }
 
 impl ResourceKind {
@@ -18,14 +25,33 @@ impl ResourceKind {
             ResourceKind::Role => "role",
             ResourceKind::User => "user",
             ResourceKind::ManagedPolicy => "managed_policy",
+            ResourceKind::S3 => "s3",
+            ResourceKind::Sqs => "sqs",
+            ResourceKind::Sns => "sns",
         }
     }
+
+    /// Kinds synced from IAM (one `GetAccountAuthorizationDetails`), as opposed to the services
+    /// that hold resource policies.
+    pub fn is_iam(self) -> bool {
+        matches!(
+            self,
+            ResourceKind::Role | ResourceKind::User | ResourceKind::ManagedPolicy
+        )
+    }
+
+    /// The services beyond IAM, in the order a sync reads them.
+    pub const SERVICES: [ResourceKind; 3] =
+        [ResourceKind::S3, ResourceKind::Sqs, ResourceKind::Sns];
 
     pub fn parse(s: &str) -> Option<Self> {
         match s {
             "role" | "iamrole" => Some(ResourceKind::Role),
             "user" | "iamuser" => Some(ResourceKind::User),
             "managed_policy" | "policy" => Some(ResourceKind::ManagedPolicy),
+            "s3" | "s3_bucket" | "bucket" => Some(ResourceKind::S3),
+            "sqs" | "sqs_queue" | "queue" => Some(ResourceKind::Sqs),
+            "sns" | "sns_topic" | "topic" => Some(ResourceKind::Sns),
             _ => None,
         }
     }
@@ -90,6 +116,45 @@ pub struct ManagedPolicy {
     pub attachment_count: i32,
     /// The default version's document.
     pub document: Value,
+    /// Every version IAM keeps (at most 5), newest first.
+    #[serde(default)]
+    pub versions: Vec<PolicyVersion>,
+    /// ARNs of the synced roles and users that attach the policy.
+    #[serde(default)]
+    pub attached_to: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PolicyVersion {
+    /// `v1`, `v2`, ...
+    pub id: String,
+    pub is_default: bool,
+    pub created_at: Option<DateTime<Utc>>,
+    pub document: Value,
+}
+
+/// A bucket, queue or topic: a resource with its own resource policy.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ServiceResource {
+    /// [`ResourceKind::S3`], [`ResourceKind::Sqs`] or [`ResourceKind::Sns`].
+    pub kind: ResourceKind,
+    pub account_id: String,
+    /// Where it lives (for a bucket: its `GetBucketLocation`).
+    pub region: String,
+    pub name: String,
+    pub arn: String,
+    /// SQS only: the queue URL every SQS call takes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    /// The resource policy; `None` when it has none (`NoSuchBucketPolicy`, empty attribute).
+    pub policy: Option<Value>,
+    pub tags: Vec<Tag>,
+}
+
+impl ServiceResource {
+    pub fn key(&self) -> ResourceKey {
+        ResourceKey::service(self.kind, &self.region, &self.name)
+    }
 }
 
 /// One synced resource on its own: a role or user, or a customer-managed policy. What the Store
@@ -99,6 +164,7 @@ pub struct ManagedPolicy {
 pub enum Resource {
     Principal(Principal),
     Policy(ManagedPolicy),
+    Service(ServiceResource),
 }
 
 impl Resource {
@@ -106,6 +172,7 @@ impl Resource {
         match self {
             Resource::Principal(p) => ResourceKey::new(p.kind, &p.name),
             Resource::Policy(p) => ResourceKey::new(ResourceKind::ManagedPolicy, &p.name),
+            Resource::Service(r) => r.key(),
         }
     }
 
@@ -113,6 +180,7 @@ impl Resource {
         match self {
             Resource::Principal(p) => &p.account_id,
             Resource::Policy(p) => &p.account_id,
+            Resource::Service(r) => &r.account_id,
         }
     }
 
@@ -135,7 +203,8 @@ impl Resource {
 }
 
 /// Which resource of an account: its kind and its IAM name in lower case (IAM names are unique
-/// regardless of case, so `App` and `app` are one role).
+/// regardless of case, so `App` and `app` are one role). Queues and topics are named
+/// `region/name` as written (their names are per region and case-sensitive); buckets by name.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct ResourceKey {
     pub kind: ResourceKind,
@@ -146,7 +215,18 @@ impl ResourceKey {
     pub fn new(kind: ResourceKind, name: &str) -> Self {
         ResourceKey {
             kind,
-            name: name.to_ascii_lowercase(),
+            name: match kind {
+                ResourceKind::Sqs | ResourceKind::Sns => name.to_string(),
+                _ => name.to_ascii_lowercase(),
+            },
+        }
+    }
+
+    /// A bucket by name (global), a queue or topic by region and name.
+    pub fn service(kind: ResourceKind, region: &str, name: &str) -> Self {
+        match kind {
+            ResourceKind::Sqs | ResourceKind::Sns => Self::new(kind, &format!("{region}/{name}")),
+            _ => Self::new(kind, name),
         }
     }
 
@@ -154,7 +234,7 @@ impl ResourceKey {
         Self::new(ResourceKind::Role, name)
     }
 
-    /// `kind#name`, as the stores write it (IAM names never contain `#`).
+    /// `kind#name`, as the stores write it (IAM, bucket, queue and topic names never contain `#`).
     pub fn encode(&self) -> String {
         format!("{}#{}", self.kind.as_str(), self.name)
     }
@@ -181,6 +261,21 @@ pub struct AccountStatus {
     pub users: usize,
     pub policies: usize,
     pub duration_ms: u64,
+    /// Buckets, queues and topics: one line per service and region, each on its own.
+    #[serde(default)]
+    pub services: Vec<ServiceStatus>,
+}
+
+/// How the last sync of one service (in one region) of an account went. A denied or failing
+/// service keeps what was stored of it and never fails the others.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ServiceStatus {
+    pub service: ResourceKind,
+    pub region: String,
+    /// AWS's own error text when the last attempt failed.
+    pub error: Option<String>,
+    /// Resources read (the stored count is kept when the attempt failed).
+    pub count: usize,
 }
 
 impl AccountStatus {
@@ -197,6 +292,9 @@ pub struct AccountSnapshot {
     pub synced_at: Option<DateTime<Utc>>,
     pub principals: Vec<Principal>,
     pub policies: Vec<ManagedPolicy>,
+    /// Buckets, queues and topics.
+    #[serde(default)]
+    pub services: Vec<ServiceResource>,
 }
 
 /// Every action pattern (`s3:Get*`, `*`) a policy document allows or denies through `Action`.
@@ -215,6 +313,32 @@ pub fn actions_in(document: &Value, out: &mut Vec<String>) {
                 out.extend(list.iter().filter_map(|a| a.as_str().map(str::to_string)));
             }
             _ => {}
+        }
+    }
+}
+
+/// Every principal an `Allow` statement of a resource policy names (`"*"`, account and role
+/// ARNs, service names), for "who may" in search results.
+pub fn principals_in(document: &Value, out: &mut Vec<String>) {
+    fn strings(v: &Value, out: &mut Vec<String>) {
+        match v {
+            Value::String(s) => out.push(s.clone()),
+            Value::Array(list) => list.iter().for_each(|x| strings(x, out)),
+            Value::Object(map) => map.values().for_each(|x| strings(x, out)),
+            _ => {}
+        }
+    }
+    let statements = match document.get("Statement") {
+        Some(Value::Array(list)) => list.iter().collect::<Vec<_>>(),
+        Some(obj @ Value::Object(_)) => vec![obj],
+        _ => return,
+    };
+    for st in statements {
+        if st.get("Effect").and_then(Value::as_str) != Some("Allow") {
+            continue;
+        }
+        if let Some(p) = st.get("Principal") {
+            strings(p, out);
         }
     }
 }
@@ -256,6 +380,19 @@ impl AccountSnapshot {
             .into_iter()
             .map(Resource::Principal)
             .chain(self.policies.into_iter().map(Resource::Policy))
+            .chain(self.services.into_iter().map(Resource::Service))
+    }
+
+    /// Fill each managed policy's `attached_to` from the principals that attach it.
+    pub fn link_attachments(&mut self) {
+        for mp in &mut self.policies {
+            mp.attached_to = self
+                .principals
+                .iter()
+                .filter(|p| p.managed_policies.iter().any(|m| m.arn == mp.arn))
+                .map(|p| p.arn.clone())
+                .collect();
+        }
     }
 }
 
@@ -270,7 +407,7 @@ mod tests {
         assert_eq!(k, ResourceKey::role("billing-reader"));
         assert_eq!(k.encode(), "role#billing-reader");
         assert_eq!(ResourceKey::decode(&k.encode()), Some(k));
-        assert_eq!(ResourceKey::decode("bucket#x"), None);
+        assert_eq!(ResourceKey::decode("ec2#x"), None);
         assert_eq!(ResourceKey::decode("role"), None);
     }
 

@@ -288,6 +288,73 @@ impl Resources {
             .clone();
         Some((account, role))
     }
+
+    /// A bucket, queue, topic (`region`: where; `None` for a queue or topic takes the first
+    /// region holding that name) or customer-managed policy, by account and name.
+    pub fn resource(
+        &self,
+        account_id: &str,
+        kind: ResourceKind,
+        region: Option<&str>,
+        name: &str,
+    ) -> Option<(Arc<Account>, Resource)> {
+        let accounts = self.snapshots();
+        let account = accounts[position(&accounts, account_id).ok()?].clone();
+        let found = match kind {
+            ResourceKind::ManagedPolicy => {
+                account
+                    .get(&ResourceKey::new(kind, name))
+                    .and_then(|i| match i {
+                        Item::Policy(p) => Some(Resource::Policy(p.as_ref().clone())),
+                        _ => None,
+                    })
+            }
+            ResourceKind::S3 => account
+                .service(&ResourceKey::new(kind, name))
+                .filter(|r| region.is_none_or(|g| g == r.region))
+                .map(|r| Resource::Service(r.as_ref().clone())),
+            ResourceKind::Sqs | ResourceKind::Sns => match region {
+                Some(g) => account.service(&ResourceKey::service(kind, g, name)),
+                None => account
+                    .services
+                    .iter()
+                    .find(|r| r.kind == kind && r.name == name),
+            }
+            .map(|r| Resource::Service(r.as_ref().clone())),
+            ResourceKind::Role | ResourceKind::User => account
+                .principal(kind, name)
+                .map(|p| Resource::Principal(p.as_ref().clone())),
+        }?;
+        Some((account, found))
+    }
+
+    /// ARNs of the synced buckets, queues or topics whose ARN contains `text` (case-insensitive),
+    /// optionally of one service, account and region, at most `limit`, by account then name:
+    /// what the self-service wizard suggests as the user types.
+    pub fn typeahead(
+        &self,
+        text: &str,
+        kind: Option<ResourceKind>,
+        account_id: Option<&str>,
+        region: Option<&str>,
+        limit: usize,
+    ) -> Vec<String> {
+        let text = text.trim().to_ascii_lowercase();
+        let finder = memchr::memmem::Finder::new(text.as_bytes());
+        let accounts = self.snapshots();
+        accounts
+            .iter()
+            .filter(|a| account_id.is_none_or(|id| id == a.account_id))
+            .flat_map(|a| a.services.iter())
+            .filter(|r| kind.is_none_or(|k| k == r.kind))
+            .filter(|r| region.is_none_or(|g| g == r.region))
+            .filter(|r| {
+                text.is_empty() || finder.find(r.arn.to_ascii_lowercase().as_bytes()).is_some()
+            })
+            .take(limit)
+            .map(|r| r.arn.clone())
+            .collect()
+    }
 }
 
 fn position(accounts: &[Arc<Account>], account_id: &str) -> Result<usize, usize> {

@@ -7,6 +7,10 @@
 //!   status says why. For each account read, only what changed is written: the content hash of
 //!   every resource is compared with the stored one, changed resources are put, vanished ones
 //!   deleted, and the account's generation moves forward by one ([`store_account`]).
+//! - Buckets, queues and topics are read service by service (and queues and topics region by
+//!   region, `aws.regions`) beside IAM. Each read stands alone: a denied or failing service
+//!   keeps what was stored of it, gets its own line in the account's status, and never fails
+//!   the others or IAM. When IAM itself fails nothing of the account is written (as before).
 //! - A **refresh** ([`refresh_roles`]) re-reads named roles (after an approval applied changes,
 //!   or "refresh this role") and writes just those.
 //! - Every replica, the writer included, then **follows the Store** ([`catch_up`]): for each
@@ -31,7 +35,10 @@ use chrono::{DateTime, SubsecRound, Utc};
 use futures::StreamExt;
 
 use super::account::Account;
-use super::model::{AccountSnapshot, AccountStatus, Resource, ResourceKey, ResourceKind};
+use super::model::{
+    AccountSnapshot, AccountStatus, Resource, ResourceKey, ResourceKind, ServiceResource,
+    ServiceStatus,
+};
 use super::service::{Outcome, Resources, Update};
 use super::stored::{ResourceAccount, ResourceDelete, ResourceItem, ResourceWrite};
 use crate::cache::Cache;
@@ -68,10 +75,19 @@ async fn fetch_with_retries(
     account_id: &str,
     account_name: &str,
 ) -> Result<AccountSnapshot, CloudError> {
+    with_retries(account_id, || cloud.fetch_account(account_id, account_name)).await
+}
+
+/// `read` again after throttling, with exponential backoff, up to [`ATTEMPTS`] times.
+async fn with_retries<T, F, Fut>(account_id: &str, mut read: F) -> Result<T, CloudError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, CloudError>>,
+{
     let mut backoff = FIRST_BACKOFF;
     let mut attempt = 1;
     loop {
-        match cloud.fetch_account(account_id, account_name).await {
+        match read().await {
             Err(e) if e.is_retryable() && attempt < ATTEMPTS => {
                 tracing::warn!(account = account_id, attempt, error = %e, "sync throttled; retrying");
                 tokio::time::sleep(backoff).await;
@@ -99,6 +115,17 @@ pub async fn store_account(
     store: &dyn Store,
     snapshot: AccountSnapshot,
     fetched_at: DateTime<Utc>,
+) -> Result<Stored, StoreError> {
+    store_account_keeping(store, snapshot, fetched_at, &|_| false).await
+}
+
+/// [`store_account`], leaving alone the stored resources `keep` names that the snapshot lacks
+/// (those of a service that could not be read: absent from the read is not gone from AWS).
+pub async fn store_account_keeping(
+    store: &dyn Store,
+    snapshot: AccountSnapshot,
+    fetched_at: DateTime<Utc>,
+    keep: &(dyn Fn(&ResourceKey) -> bool + Sync),
 ) -> Result<Stored, StoreError> {
     let (account_id, account_name) = (snapshot.account_id.clone(), snapshot.account_name.clone());
     // The precision the stores compare at (as `ResourceItem::new` keeps it).
@@ -131,7 +158,7 @@ pub async fn store_account(
             .collect();
         let deletes = stamps
             .values()
-            .filter(|s| !fresh.contains_key(&s.key) && s.fetched_at <= fetched_at)
+            .filter(|s| !fresh.contains_key(&s.key) && s.fetched_at <= fetched_at && !keep(&s.key))
             .map(|s| ResourceDelete {
                 key: s.key.clone(),
                 fetched_at,
@@ -166,8 +193,81 @@ pub async fn store_account(
     )))
 }
 
+/// What a sync read of one account's buckets, queues and topics: the resources, each service's
+/// status, and which (service, region) could not be read.
+struct ServicesRead {
+    resources: Vec<ServiceResource>,
+    statuses: Vec<ServiceStatus>,
+    failed: Vec<(ResourceKind, Option<String>)>,
+}
+
+/// Read every service of one account, each on its own: buckets once, queues and topics in each
+/// of the Cloud's regions.
+async fn read_services(
+    cloud: &dyn Cloud,
+    account_id: &str,
+    previous: Option<&AccountStatus>,
+) -> ServicesRead {
+    let regions = cloud.regions();
+    let first = regions.first().cloned().unwrap_or_default();
+    let mut reads = vec![(ResourceKind::S3, first)];
+    for service in [ResourceKind::Sqs, ResourceKind::Sns] {
+        reads.extend(regions.iter().map(|r| (service, r.clone())));
+    }
+    let results = futures::future::join_all(reads.iter().map(|(service, region)| {
+        with_retries(account_id, move || {
+            cloud.fetch_service(account_id, *service, region)
+        })
+    }))
+    .await;
+    let mut out = ServicesRead {
+        resources: vec![],
+        statuses: vec![],
+        failed: vec![],
+    };
+    for ((service, region), result) in reads.into_iter().zip(results) {
+        // A bucket's status is per account: the region read is only where it was listed from.
+        let region_shown = if service == ResourceKind::S3 {
+            "all".to_string()
+        } else {
+            region.clone()
+        };
+        match result {
+            Ok(found) => {
+                out.statuses.push(ServiceStatus {
+                    service,
+                    region: region_shown,
+                    error: None,
+                    count: found.len(),
+                });
+                out.resources.extend(found);
+            }
+            Err(e) => {
+                tracing::warn!(account = account_id, service = service.as_str(), region, error = %e, "service sync failed");
+                let count = previous
+                    .and_then(|p| {
+                        p.services
+                            .iter()
+                            .find(|s| s.service == service && s.region == region_shown)
+                    })
+                    .map_or(0, |s| s.count);
+                out.statuses.push(ServiceStatus {
+                    service,
+                    region: region_shown,
+                    error: Some(e.to_string()),
+                    count,
+                });
+                out.failed
+                    .push((service, (service != ResourceKind::S3).then_some(region)));
+            }
+        }
+    }
+    out
+}
+
 /// Sync one account: read it, store what changed, record its status. `previous` is its last
-/// status (to keep `last_success_at` when this attempt fails).
+/// status (to keep `last_success_at` when this attempt fails). IAM and each service are read on
+/// their own: what could not be read keeps its stored resources.
 pub async fn sync_account(
     deps: &Deps,
     account_id: &str,
@@ -176,51 +276,82 @@ pub async fn sync_account(
 ) -> Result<AccountStatus, StoreError> {
     let started = Instant::now();
     let at = Utc::now();
-    let result = fetch_with_retries(deps.cloud.as_ref(), account_id, account_name).await;
-    let status = match result {
-        Ok(snapshot) => {
-            let count = |k| snapshot.principals.iter().filter(|p| p.kind == k).count();
-            let (roles, users, policies) = (
-                count(ResourceKind::Role),
-                count(ResourceKind::User),
-                snapshot.policies.len(),
-            );
-            let stored = store_account(deps.store.as_ref(), snapshot, at).await?;
-            let duration_ms = started.elapsed().as_millis() as u64;
-            tracing::info!(
-                account = account_id,
-                roles,
-                changed = stored.changed,
-                generation = stored.generation,
-                duration_ms,
-                "account synced"
-            );
-            AccountStatus {
-                account_id: account_id.to_string(),
-                account_name: account_name.to_string(),
-                last_attempt_at: at,
-                last_success_at: Some(at),
-                last_error: None,
-                roles,
-                users,
-                policies,
-                duration_ms,
-            }
+    let cloud = deps.cloud.as_ref();
+    let (iam, services) = tokio::join!(
+        fetch_with_retries(cloud, account_id, account_name),
+        read_services(cloud, account_id, previous)
+    );
+    let iam_ok = iam.is_ok();
+    let (mut snapshot, iam_error) = match iam {
+        Ok(mut snapshot) => {
+            snapshot.link_attachments();
+            (snapshot, None)
         }
         Err(e) => {
             tracing::warn!(account = account_id, error = %e, "account sync failed");
-            AccountStatus {
+            let empty = AccountSnapshot {
                 account_id: account_id.to_string(),
                 account_name: account_name.to_string(),
-                last_attempt_at: at,
-                last_success_at: previous.and_then(|p| p.last_success_at),
-                last_error: Some(e.to_string()),
-                roles: previous.map_or(0, |p| p.roles),
-                users: previous.map_or(0, |p| p.users),
-                policies: previous.map_or(0, |p| p.policies),
-                duration_ms: started.elapsed().as_millis() as u64,
-            }
+                ..Default::default()
+            };
+            (empty, Some(e.to_string()))
         }
+    };
+    let count = |k| snapshot.principals.iter().filter(|p| p.kind == k).count();
+    let (roles, users, policies) = match iam_ok {
+        true => (
+            count(ResourceKind::Role),
+            count(ResourceKind::User),
+            snapshot.policies.len(),
+        ),
+        false => (
+            previous.map_or(0, |p| p.roles),
+            previous.map_or(0, |p| p.users),
+            previous.map_or(0, |p| p.policies),
+        ),
+    };
+    snapshot.services = services.resources;
+    let failed = services.failed;
+    let keep = move |key: &ResourceKey| {
+        (!iam_ok && key.kind.is_iam())
+            || failed.iter().any(|(kind, region)| {
+                *kind == key.kind
+                    && region
+                        .as_ref()
+                        .is_none_or(|r| key.name.starts_with(&format!("{r}/")))
+            })
+    };
+    // Without IAM nothing is written: the account keeps what it had (and its `synced_at`, which
+    // must not claim a read that failed); the services' statuses still say what they found.
+    let stored = match iam_ok {
+        true => store_account_keeping(deps.store.as_ref(), snapshot, at, &keep).await?,
+        false => Stored::default(),
+    };
+    let duration_ms = started.elapsed().as_millis() as u64;
+    if iam_ok {
+        tracing::info!(
+            account = account_id,
+            roles,
+            changed = stored.changed,
+            generation = stored.generation,
+            duration_ms,
+            "account synced"
+        );
+    }
+    let status = AccountStatus {
+        account_id: account_id.to_string(),
+        account_name: account_name.to_string(),
+        last_attempt_at: at,
+        last_success_at: match iam_ok {
+            true => Some(at),
+            false => previous.and_then(|p| p.last_success_at),
+        },
+        last_error: iam_error,
+        roles,
+        users,
+        policies,
+        duration_ms,
+        services: services.statuses,
     };
     crate::telemetry::metrics::sync_account(
         account_id,
@@ -228,6 +359,15 @@ pub async fn sync_account(
         status.last_error.is_none(),
         started.elapsed(),
     );
+    for sv in &status.services {
+        // One account's whole pass is timed; each service adds its result.
+        crate::telemetry::metrics::sync_account(
+            account_id,
+            sv.service.as_str(),
+            sv.error.is_none(),
+            started.elapsed(),
+        );
+    }
     deps.store.put_account_status(&status).await?;
     Ok(status)
 }
@@ -422,6 +562,7 @@ pub async fn stored_snapshots(store: &dyn Store) -> Result<Vec<AccountSnapshot>,
             match item.resource {
                 Resource::Principal(p) => snap.principals.push(p),
                 Resource::Policy(p) => snap.policies.push(p),
+                Resource::Service(r) => snap.services.push(r),
             }
         }
         out.push(snap);
@@ -651,5 +792,38 @@ pub async fn background(deps: Deps, cache: Arc<dyn Cache>, interval: Duration, l
         if let Err(e) = catch_up(&deps, false).await {
             tracing::warn!(error = %e, "cannot follow the synced resources");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::embedded::EmbeddedStore;
+
+    /// A service that could not be read keeps what was stored of it; what a read service no
+    /// longer lists is deleted.
+    #[tokio::test]
+    async fn what_could_not_be_read_is_kept() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = EmbeddedStore::open(&dir.path().join("db")).expect("store");
+        let first = super::super::demo::account("111122223333", "demo");
+        let t0 = Utc::now();
+        store_account(&store, first.clone(), t0)
+            .await
+            .expect("first");
+        let mut second = first;
+        // The queues' read failed; the buckets are gone from AWS; the topic is still there.
+        second.services.retain(|r| r.kind == ResourceKind::Sns);
+        let keep =
+            |k: &ResourceKey| k.kind == ResourceKind::Sqs && k.name.starts_with("us-east-1/");
+        store_account_keeping(&store, second, t0 + chrono::Duration::seconds(1), &keep)
+            .await
+            .expect("second");
+        let items = store.list_resources("111122223333").await.expect("items");
+        let count = |kind| items.iter().filter(|i| i.key().kind == kind).count();
+        assert_eq!(count(ResourceKind::Sqs), 1, "kept");
+        assert_eq!(count(ResourceKind::S3), 0, "deleted");
+        assert_eq!(count(ResourceKind::Sns), 1);
+        assert_eq!(count(ResourceKind::Role), 10);
     }
 }

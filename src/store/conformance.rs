@@ -1308,6 +1308,7 @@ pub async fn account_status_round_trip(store: &dyn Store) {
         users: 0,
         policies: 2,
         duration_ms: 12,
+        services: vec![],
     };
     store.put_account_status(&status).await.expect("put status");
     let all = store.list_account_status().await.expect("list status");

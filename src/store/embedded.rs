@@ -1506,7 +1506,10 @@ mod tests {
             (1, "demo-prod")
         );
         let items = store.list_resources("111122223333").await.expect("items");
-        assert_eq!(items.len(), snap.principals.len() + snap.policies.len());
+        assert_eq!(
+            items.len(),
+            snap.principals.len() + snap.policies.len() + snap.services.len()
+        );
         let changes = store
             .resource_changes("111122223333", 0)
             .await

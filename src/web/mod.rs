@@ -25,6 +25,7 @@ mod rightsize;
 pub mod scopes;
 mod security;
 mod selfservice;
+mod service_resources;
 mod signout;
 mod tokens;
 mod view;
@@ -104,7 +105,7 @@ pub fn routes() -> Routes {
         // ConsoleMe's other page URLs (bookmarks, old mails)
         .route(
             "/policies/edit/{account_id}/{kind}/{*rest}",
-            get(legacy::resource_page),
+            get(service_resources::resource_page),
         )
         .route("/create_role", get(legacy::create_role))
         .route(
@@ -158,6 +159,18 @@ pub fn routes() -> Routes {
             post(request_page::act_on_request),
         )
         .route("/api/v2/policies", get(resources::api_policies))
+        .route(
+            "/api/v2/typeahead/self_service_resources",
+            get(service_resources::typeahead),
+        )
+        .route(
+            "/api/v2/typeahead/resources",
+            get(service_resources::typeahead_legacy),
+        )
+        .route(
+            "/api/v2/resources/{account_id}/{service}/{*rest}",
+            get(service_resources::api_resource),
+        )
         .route(
             "/api/v2/roles/{account_id}/{role_name}",
             get(resources::api_role),

@@ -53,7 +53,7 @@ impl PoliciesQuery {
             None => None,
             Some(k) => Some(ResourceKind::parse(&k).ok_or_else(|| {
                 AppError::BadRequest(format!(
-                    "type '{k}' is not one of role, user, managed_policy"
+                    "type '{k}' is not one of role, user, managed_policy, s3, sqs, sns"
                 ))
             })?),
         };
@@ -123,6 +123,18 @@ fn explain(state: &AppState, s: &Summary, action: &str) -> Vec<String> {
         return vec![];
     };
     let mut out = vec![];
+    if matches!(
+        s.kind,
+        ResourceKind::S3 | ResourceKind::Sqs | ResourceKind::Sns
+    ) {
+        let found = snap.services.iter().find(|r| r.arn == s.arn);
+        if let Some(policy) = found.and_then(|r| r.policy.as_ref()) {
+            for r in reasons(policy, action) {
+                out.push(format!("resource policy: {r}"));
+            }
+        }
+        return out;
+    }
     if s.kind == ResourceKind::ManagedPolicy {
         if let Some(p) = snap.policies.iter().find(|p| p.arn == s.arn) {
             out.extend(reasons(&p.document, action));
@@ -147,6 +159,24 @@ fn explain(state: &AppState, s: &Summary, action: &str) -> Vec<String> {
     out
 }
 
+/// The page of a search result: ConsoleMe's URL shapes (queues and topics with their region).
+fn resource_url(s: &Summary) -> Option<String> {
+    let name = urlencoding::encode(&s.name);
+    let account = &s.account_id;
+    match (s.kind, &s.region) {
+        (ResourceKind::Role, _) => Some(format!("/policies/edit/{account}/iamrole/{name}")),
+        (ResourceKind::ManagedPolicy, _) => {
+            Some(format!("/policies/edit/{account}/managed_policy/{name}"))
+        }
+        (ResourceKind::S3, _) => Some(format!("/policies/edit/{account}/s3/{name}")),
+        (kind @ (ResourceKind::Sqs | ResourceKind::Sns), Some(region)) => Some(format!(
+            "/policies/edit/{account}/{}/{region}/{name}",
+            kind.as_str()
+        )),
+        _ => None,
+    }
+}
+
 /// The search's items with their links and reasons. `from` is the search's query string.
 fn items_of(state: &AppState, q: &PoliciesQuery, items: Vec<Summary>) -> Vec<PolicyItem> {
     let action = non_empty(&q.action)
@@ -167,8 +197,7 @@ fn items_of(state: &AppState, q: &PoliciesQuery, items: Vec<Summary>) -> Vec<Pol
     items
         .into_iter()
         .map(|s| {
-            let url = (s.kind == ResourceKind::Role).then(|| {
-                let base = format!("/policies/edit/{}/iamrole/{}", s.account_id, s.name);
+            let url = resource_url(&s).map(|base| {
                 if from.is_empty() {
                     base
                 } else {
@@ -805,6 +834,8 @@ pub struct AccountRow {
     users: usize,
     policies: usize,
     duration_ms: u64,
+    /// Buckets, queues and topics: one line per service (and region), each with its own status.
+    services: Vec<crate::resources::model::ServiceStatus>,
 }
 
 #[derive(Template, WebTemplate)]
@@ -843,6 +874,7 @@ pub async fn accounts_page(
                 users: s.users,
                 policies: s.policies,
                 duration_ms: s.duration_ms,
+                services: s.services,
             })
             .collect(),
     })

@@ -100,6 +100,17 @@ pub const ACCESS: &[(&str, &str, Access)] = &[
     ("GET", "/api/v2/requests", Token(Read)),
     ("GET", "/api/v2/requests/{id}", Token(Read)),
     ("GET", "/api/v2/policies", Token(Read)),
+    (
+        "GET",
+        "/api/v2/resources/{account_id}/{service}/{*rest}",
+        Token(Read),
+    ),
+    (
+        "GET",
+        "/api/v2/typeahead/self_service_resources",
+        Token(Read),
+    ),
+    ("GET", "/api/v2/typeahead/resources", Token(Read)),
     ("GET", "/api/v2/roles/{account_id}/{role_name}", Token(Read)),
     (
         "GET",

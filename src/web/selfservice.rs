@@ -50,6 +50,8 @@ pub struct FieldView {
     required: bool,
     multiline: bool,
     value: String,
+    /// `s3`, `sqs` or `sns`: the field suggests synced names as the user types.
+    suggest: &'static str,
 }
 
 pub struct TemplateView {
@@ -126,6 +128,12 @@ fn field_views(t: Option<&PermTemplate>, values: &BTreeMap<String, String>) -> V
                 help: f.help.clone(),
                 required: f.required,
                 multiline: f.kind == "json_statements",
+                suggest: match f.kind.as_str() {
+                    "s3_bucket" => "s3",
+                    "sqs_queue_arn" => "sqs",
+                    "sns_topic_arn" => "sns",
+                    _ => "",
+                },
                 value: values.get(&f.name).cloned().unwrap_or_default(),
             })
             .collect()

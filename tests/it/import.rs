@@ -878,7 +878,7 @@ async fn consoleme_page_urls_resolve_in_iamdesk() {
     assert_eq!(resp.status(), 404);
     let html = resp.text().await.expect("html");
     assert!(
-        html.contains("not SQS queue resource policies") && html.contains("jobs"),
+        html.contains("no SQS queue") && html.contains("jobs"),
         "{html}"
     );
     let resp = app.get("/policies/edit/not-an-account/s3/bucket").await;

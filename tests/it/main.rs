@@ -26,6 +26,7 @@ mod resources;
 mod rightsize;
 mod selfservice;
 mod server;
+mod services;
 mod store;
 mod support;
 mod sync;

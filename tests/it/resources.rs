@@ -34,7 +34,11 @@ async fn policies_api_searches_filters_and_paginates() {
     assert_eq!(all["total"], 30, "10 demo roles in each of 3 accounts");
 
     let r = json(&app, "/api/v2/policies?q=payments&account=demo-prod").await;
-    assert_eq!(names(&r), ["demo-prod/payments-api"]);
+    // The payments team's queue (tag team=payments) matches too.
+    assert_eq!(
+        names(&r),
+        ["demo-prod/demo-prod-orders", "demo-prod/payments-api"]
+    );
 
     // Action search follows wildcards: breakglass-admin has "*".
     let r = json(
@@ -69,7 +73,10 @@ async fn policies_api_searches_filters_and_paginates() {
     assert_eq!(seen.len(), 30);
 
     for (q, needle) in [
-        ("type=bucket", "not one of role"),
+        (
+            "type=ec2",
+            "not one of role, user, managed_policy, s3, sqs, sns",
+        ),
         ("sort=size", "not one of name"),
         ("page=0", "page starts at 1"),
         ("per_page=1000", "per_page must be between"),

@@ -293,3 +293,40 @@ impl Captured {
         String::from_utf8_lossy(&self.0.lock().map(|v| v.clone()).unwrap_or_default()).into_owned()
     }
 }
+
+/// S3, SQS and SNS clients acting inside `account` on moto (as [`iam_in`]), in `us-east-1`.
+pub async fn services_in(
+    account: &str,
+) -> (aws_sdk_s3::Client, aws_sdk_sqs::Client, aws_sdk_sns::Client) {
+    let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .region(aws_config::Region::new("us-east-1"))
+        .load()
+        .await;
+    let provider = aws_credential_types::provider::SharedCredentialsProvider::new(
+        aws_config::sts::AssumeRoleProvider::builder(format!(
+            "arn:aws:iam::{account}:role/test-setup"
+        ))
+        .session_name("test-setup")
+        .configure(&sdk)
+        .build()
+        .await,
+    );
+    (
+        aws_sdk_s3::Client::from_conf(
+            aws_sdk_s3::config::Builder::from(&sdk)
+                .credentials_provider(provider.clone())
+                .force_path_style(true)
+                .build(),
+        ),
+        aws_sdk_sqs::Client::from_conf(
+            aws_sdk_sqs::config::Builder::from(&sdk)
+                .credentials_provider(provider.clone())
+                .build(),
+        ),
+        aws_sdk_sns::Client::from_conf(
+            aws_sdk_sns::config::Builder::from(&sdk)
+                .credentials_provider(provider)
+                .build(),
+        ),
+    )
+}

@@ -1,0 +1,313 @@
+//! Reading buckets, queues and topics through the spoke role (issue 14): the calls of the
+//! spoke-role policy in ConsoleMe's seed 003 (`s3:ListAllMyBuckets`, `s3:GetBucketLocation`,
+//! `s3:GetBucketPolicy`, `s3:GetBucketTagging`, `sqs:ListQueues`, `sqs:GetQueueAttributes`,
+//! `sqs:ListQueueTags`, `sns:ListTopics`, `sns:GetTopicAttributes`,
+//! `sns:ListTagsForResource`).
+//!
+//! "No policy" and "no tags" are answers, not errors: S3 says `NoSuchBucketPolicy` /
+//! `NoSuchTagSet`, SQS and SNS leave the attribute out. A resource deleted between the listing
+//! and its reads is skipped. Any other failure fails the whole service read, so the sync keeps
+//! what it had stored rather than storing a partial list.
+
+use aws_sdk_s3::error::ProvideErrorMetadata;
+use serde_json::Value;
+
+use super::CloudError;
+use super::aws::{AwsCloud, aws_error};
+use crate::resources::model::{ResourceKind, ServiceResource, Tag};
+
+pub(super) struct Clients {
+    pub s3: aws_sdk_s3::Client,
+    pub sqs: aws_sdk_sqs::Client,
+    pub sns: aws_sdk_sns::Client,
+}
+
+/// How many resources of one service are read at once.
+const CONCURRENCY: usize = 8;
+
+/// A policy as AWS returns it (JSON text), parsed; empty text is no policy.
+fn policy_of(text: Option<&str>) -> Option<Value> {
+    let text = text.map(str::trim).filter(|t| !t.is_empty())?;
+    Some(serde_json::from_str(text).unwrap_or_else(|_| Value::String(text.to_string())))
+}
+
+fn code_is<E: ProvideErrorMetadata>(e: &aws_sdk_s3::error::SdkError<E>, codes: &[&str]) -> bool {
+    e.code().is_some_and(|c| codes.contains(&c))
+}
+
+/// Every bucket of the account, each with its region, policy and tags.
+pub(super) async fn buckets(
+    cloud: &AwsCloud,
+    account_id: &str,
+    clients: &Clients,
+) -> Result<Vec<ServiceResource>, CloudError> {
+    use futures::StreamExt;
+    let mut names = vec![];
+    let mut token: Option<String> = None;
+    loop {
+        let page = clients
+            .s3
+            .list_buckets()
+            .set_continuation_token(token.clone())
+            .send()
+            .await
+            .map_err(aws_error)?;
+        names.extend(
+            page.buckets()
+                .iter()
+                .filter_map(|b| b.name().map(str::to_string)),
+        );
+        token = page.continuation_token().map(str::to_string);
+        if token.is_none() {
+            break;
+        }
+    }
+    let reads = names
+        .into_iter()
+        .map(|name| bucket(cloud, account_id, clients, name));
+    let found: Vec<Result<Option<ServiceResource>, CloudError>> = futures::stream::iter(reads)
+        .buffered(CONCURRENCY)
+        .collect()
+        .await;
+    Ok(found
+        .into_iter()
+        .collect::<Result<Vec<_>, _>>()?
+        .into_iter()
+        .flatten()
+        .collect())
+}
+
+async fn bucket(
+    cloud: &AwsCloud,
+    account_id: &str,
+    clients: &Clients,
+    name: String,
+) -> Result<Option<ServiceResource>, CloudError> {
+    const GONE: &[&str] = &["NoSuchBucket"];
+    let region = match clients.s3.get_bucket_location().bucket(&name).send().await {
+        // An empty location constraint is us-east-1 (S3's oldest region).
+        Ok(out) => out
+            .location_constraint()
+            .map(|c| c.as_str().to_string())
+            .filter(|c| !c.is_empty())
+            .unwrap_or_else(|| "us-east-1".to_string()),
+        Err(e) if code_is(&e, GONE) => return Ok(None),
+        Err(e) => return Err(aws_error(e)),
+    };
+    // The bucket's own region answers for it (real S3 redirects otherwise).
+    let s3 = cloud.service_clients(account_id, &region).await?.s3;
+    let policy = match s3.get_bucket_policy().bucket(&name).send().await {
+        Ok(out) => policy_of(out.policy()),
+        Err(e) if code_is(&e, &["NoSuchBucketPolicy"]) => None,
+        Err(e) if code_is(&e, GONE) => return Ok(None),
+        Err(e) => return Err(aws_error(e)),
+    };
+    let tags = match s3.get_bucket_tagging().bucket(&name).send().await {
+        Ok(out) => out
+            .tag_set()
+            .iter()
+            .map(|t| Tag {
+                key: t.key().to_string(),
+                value: t.value().to_string(),
+            })
+            .collect(),
+        Err(e) if code_is(&e, &["NoSuchTagSet", "NoSuchTagSetError"]) => vec![],
+        Err(e) if code_is(&e, GONE) => return Ok(None),
+        Err(e) => return Err(aws_error(e)),
+    };
+    Ok(Some(ServiceResource {
+        kind: ResourceKind::S3,
+        account_id: account_id.to_string(),
+        region,
+        arn: format!("arn:aws:s3:::{name}"),
+        name,
+        url: None,
+        policy,
+        tags,
+    }))
+}
+
+/// Every queue of the account in `region`, with its ARN, policy and tags.
+pub(super) async fn queues(
+    account_id: &str,
+    region: &str,
+    clients: &Clients,
+) -> Result<Vec<ServiceResource>, CloudError> {
+    use aws_sdk_sqs::types::QueueAttributeName;
+    use futures::StreamExt;
+    let mut urls = vec![];
+    let mut token: Option<String> = None;
+    loop {
+        let page = clients
+            .sqs
+            .list_queues()
+            .max_results(1000)
+            .set_next_token(token.clone())
+            .send()
+            .await
+            .map_err(aws_error)?;
+        urls.extend(page.queue_urls().iter().cloned());
+        token = page.next_token().map(str::to_string);
+        if token.is_none() {
+            break;
+        }
+    }
+    const GONE: &[&str] = &[
+        "AWS.SimpleQueueService.NonExistentQueue",
+        "QueueDoesNotExist",
+    ];
+    let reads = urls.into_iter().map(|url| async move {
+        let attrs = match clients
+            .sqs
+            .get_queue_attributes()
+            .queue_url(&url)
+            .attribute_names(QueueAttributeName::QueueArn)
+            .attribute_names(QueueAttributeName::Policy)
+            .send()
+            .await
+        {
+            Ok(out) => out.attributes().cloned().unwrap_or_default(),
+            Err(e) if code_is(&e, GONE) => return Ok(None),
+            Err(e) => return Err(aws_error(e)),
+        };
+        let tags = match clients.sqs.list_queue_tags().queue_url(&url).send().await {
+            Ok(out) => out
+                .tags()
+                .map(|t| {
+                    let mut tags: Vec<Tag> = t
+                        .iter()
+                        .map(|(k, v)| Tag {
+                            key: k.clone(),
+                            value: v.clone(),
+                        })
+                        .collect();
+                    tags.sort_by(|a, b| a.key.cmp(&b.key));
+                    tags
+                })
+                .unwrap_or_default(),
+            Err(e) if code_is(&e, GONE) => return Ok(None),
+            Err(e) => return Err(aws_error(e)),
+        };
+        let name = url.rsplit('/').next().unwrap_or_default().to_string();
+        let arn = attrs
+            .get(&QueueAttributeName::QueueArn)
+            .cloned()
+            .unwrap_or_else(|| format!("arn:aws:sqs:{region}:{account_id}:{name}"));
+        Ok(Some(ServiceResource {
+            kind: ResourceKind::Sqs,
+            account_id: account_id.to_string(),
+            region: region.to_string(),
+            name,
+            arn,
+            policy: policy_of(attrs.get(&QueueAttributeName::Policy).map(String::as_str)),
+            url: Some(url),
+            tags,
+        }))
+    });
+    let found: Vec<Result<Option<ServiceResource>, CloudError>> = futures::stream::iter(reads)
+        .buffered(CONCURRENCY)
+        .collect()
+        .await;
+    Ok(found
+        .into_iter()
+        .collect::<Result<Vec<_>, _>>()?
+        .into_iter()
+        .flatten()
+        .collect())
+}
+
+/// Every topic of the account in `region`, with its policy and tags.
+pub(super) async fn topics(
+    account_id: &str,
+    region: &str,
+    clients: &Clients,
+) -> Result<Vec<ServiceResource>, CloudError> {
+    use futures::StreamExt;
+    let mut arns = vec![];
+    let mut token: Option<String> = None;
+    loop {
+        let page = clients
+            .sns
+            .list_topics()
+            .set_next_token(token.clone())
+            .send()
+            .await
+            .map_err(aws_error)?;
+        arns.extend(
+            page.topics()
+                .iter()
+                .filter_map(|t| t.topic_arn().map(str::to_string)),
+        );
+        token = page.next_token().map(str::to_string);
+        if token.is_none() {
+            break;
+        }
+    }
+    const GONE: &[&str] = &["NotFound"];
+    let reads = arns.into_iter().map(|arn| async move {
+        let attrs = match clients
+            .sns
+            .get_topic_attributes()
+            .topic_arn(&arn)
+            .send()
+            .await
+        {
+            Ok(out) => out.attributes().cloned().unwrap_or_default(),
+            Err(e) if code_is(&e, GONE) => return Ok(None),
+            Err(e) => return Err(aws_error(e)),
+        };
+        let tags = match clients
+            .sns
+            .list_tags_for_resource()
+            .resource_arn(&arn)
+            .send()
+            .await
+        {
+            Ok(out) => out
+                .tags()
+                .iter()
+                .map(|t| Tag {
+                    key: t.key().to_string(),
+                    value: t.value().to_string(),
+                })
+                .collect(),
+            Err(e) if code_is(&e, &["NotFound", "ResourceNotFound"]) => return Ok(None),
+            Err(e) => return Err(aws_error(e)),
+        };
+        Ok(Some(ServiceResource {
+            kind: ResourceKind::Sns,
+            account_id: account_id.to_string(),
+            region: region.to_string(),
+            name: arn.rsplit(':').next().unwrap_or_default().to_string(),
+            policy: policy_of(attrs.get("Policy").map(String::as_str)),
+            arn,
+            url: None,
+            tags,
+        }))
+    });
+    let found: Vec<Result<Option<ServiceResource>, CloudError>> = futures::stream::iter(reads)
+        .buffered(CONCURRENCY)
+        .collect()
+        .await;
+    Ok(found
+        .into_iter()
+        .collect::<Result<Vec<_>, _>>()?
+        .into_iter()
+        .flatten()
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_policy_text_is_no_policy() {
+        assert_eq!(policy_of(None), None);
+        assert_eq!(policy_of(Some("  ")), None);
+        assert_eq!(
+            policy_of(Some(r#"{"Version":"2012-10-17"}"#)),
+            Some(serde_json::json!({"Version": "2012-10-17"}))
+        );
+    }
+}
