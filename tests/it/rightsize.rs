@@ -606,3 +606,44 @@ async fn rollback_restores_the_documents_as_they_were_at_approval() {
         vec!["s3:GetObject", "sns:Publish", "sqs:SendMessage"]
     );
 }
+
+/// A plain user's ordinary request dressed as a right-size one ("Right-size:" justification)
+/// gains nothing: once approved it cannot be "rolled back" (which would file a request
+/// restoring documents of the user's choosing), and nothing but what was reviewed is applied.
+#[tokio::test]
+async fn a_look_alike_right_size_request_cannot_be_rolled_back() {
+    let Some(w) = world(&[("app", "base", &["s3:GetObject"])], |_| {}).await else {
+        return;
+    };
+    let resp = w
+        .post(
+            DEV,
+            "",
+            "/api/v2/request",
+            json!({"justification": "Right-size: remove nothing, add sqs", "changes": {"changes": [
+                {"change_type": "inline_policy",
+                 "principal": {"principal_type": "AwsResource", "principal_arn": w.arn("app")},
+                 "policy_name": "queue", "action": "attach",
+                 "policy": {"policy_document": {"Version": "2012-10-17", "Statement": [
+                     {"Effect": "Allow", "Action": ["sqs:ReceiveMessage"], "Resource": "*"}]}}}]}}),
+        )
+        .await;
+    assert_eq!(resp.status(), 200);
+    let created: Value = resp.json().await.expect("json");
+    let id = created["request_id"].as_str().expect("id").to_string();
+    w.approve(&id).await;
+    assert_eq!(w.actions("app", "queue").await, vec!["sqs:ReceiveMessage"]);
+    assert_eq!(w.actions("app", "base").await, vec!["s3:GetObject"]);
+
+    let resp = w
+        .post(
+            DEV,
+            "",
+            &format!("/api/v2/rightsize/{id}/rollback"),
+            json!({}),
+        )
+        .await;
+    assert_eq!(resp.status(), 409);
+    let body = resp.text().await.unwrap_or_default();
+    assert!(body.contains("not a right-size proposal"), "{body}");
+}
