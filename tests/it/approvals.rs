@@ -75,13 +75,8 @@ async fn a_two_of_group_rule_needs_two_distinct_eligible_people() {
         "twice"
     );
     let view: Value = w
-        .app
-        .client
-        .get(w.app.url(&format!("/api/v2/requests/{id}")))
-        .header("x-user", DEV)
-        .send()
+        .get_as(DEV, "", &format!("/api/v2/requests/{id}"))
         .await
-        .expect("GET")
         .json()
         .await
         .expect("json");

@@ -246,13 +246,8 @@ async fn a_requests_token_files_a_request_with_no_cookie_and_no_csrf_token() {
         .expect("POST");
     assert_eq!(resp.status(), 400);
     let listed: Value = w
-        .app
-        .client
-        .get(w.app.url("/api/v2/tokens"))
-        .header("x-user", DEV)
-        .send()
+        .get_as(DEV, "", "/api/v2/tokens")
         .await
-        .expect("GET")
         .json()
         .await
         .expect("json");

@@ -43,14 +43,8 @@ async fn applied(w: &World, name: &str) -> bool {
 
 async fn queue(w: &World) -> Vec<String> {
     let listed: Value = w
-        .app
-        .client
-        .get(w.app.url("/api/v2/requests?needs_review=1"))
-        .header("x-user", ADMIN)
-        .header("x-groups", "admins")
-        .send()
+        .get_as(ADMIN, "admins", "/api/v2/requests?needs_review=1")
         .await
-        .expect("GET")
         .json()
         .await
         .expect("json");

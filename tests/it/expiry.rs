@@ -114,16 +114,12 @@ async fn expires_on_time(w: World) {
     assert!(inline_doc(&w, "night-shift").await.is_some(), "applied");
     // The role page says it expires.
     let role_page = w
-        .app
-        .client
-        .get(
-            w.app
-                .url(&format!("/policies/edit/{}/iamrole/app", w.account)),
+        .get_as(
+            DEV,
+            "",
+            &format!("/policies/edit/{}/iamrole/app", w.account),
         )
-        .header("x-user", DEV)
-        .send()
         .await
-        .expect("GET")
         .text()
         .await
         .expect("html");
@@ -325,13 +321,8 @@ async fn expirations_are_checked_and_required_where_configured() {
     body["changes"]["changes"][0]["expiration_date"] = json!(day);
     let id = create_ok(&w, DEV, "dev", body).await;
     let view: Value = w
-        .app
-        .client
-        .get(w.app.url(&format!("/api/v2/requests/{id}")))
-        .header("x-user", DEV)
-        .send()
+        .get_as(DEV, "", &format!("/api/v2/requests/{id}"))
         .await
-        .expect("GET")
         .json()
         .await
         .expect("json");

@@ -616,14 +616,8 @@ async fn every_change_type_applies_exactly_the_calls_the_review_shows() {
     for (what, change) in requests {
         let id = create_ok(&w, DEV, "dev", body(vec![change])).await;
         let view: Value = w
-            .app
-            .client
-            .get(w.app.url(&format!("/api/v2/requests/{id}")))
-            .header("x-user", OTHER_ADMIN)
-            .header("x-groups", "admins")
-            .send()
+            .get_as(OTHER_ADMIN, "admins", &format!("/api/v2/requests/{id}"))
             .await
-            .expect("GET")
             .json()
             .await
             .expect("json");

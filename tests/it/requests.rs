@@ -141,7 +141,73 @@ impl World {
     }
 
     pub(crate) fn arn(&self) -> String {
-        format!("arn:aws:iam::{}:role/app", self.account)
+        self.role_arn("app")
+    }
+
+    pub(crate) fn role_arn(&self, role: &str) -> String {
+        format!("arn:aws:iam::{}:role/{role}", self.account)
+    }
+
+    /// `GET path` as `who` (header sign-in).
+    pub(crate) async fn get_as(&self, who: &str, groups: &str, path: &str) -> reqwest::Response {
+        self.app
+            .client
+            .get(self.app.url(path))
+            .header("x-user", who)
+            .header("x-groups", groups)
+            .send()
+            .await
+            .expect("GET")
+    }
+
+    /// `POST path` with a JSON body as `who`, CSRF included.
+    pub(crate) async fn post(
+        &self,
+        who: &str,
+        groups: &str,
+        path: &str,
+        body: Value,
+    ) -> reqwest::Response {
+        self.app
+            .client
+            .post(self.app.url(path))
+            .header("x-user", who)
+            .header("x-groups", groups)
+            .header("cookie", &self.csrf.0)
+            .header("x-csrf-token", &self.csrf.1)
+            .json(&body)
+            .send()
+            .await
+            .expect("POST")
+    }
+
+    /// An administrator (`ADMIN` in `admins`) approves `id`; anything but 200 fails the test.
+    pub(crate) async fn approve(&self, id: &str) {
+        let resp = self
+            .act(ADMIN, "admins", id, json!({"command": "approve_request"}))
+            .await;
+        let status = resp.status();
+        assert_eq!(status, 200, "{}", resp.text().await.unwrap_or_default());
+    }
+
+    /// The actions of an inline policy of `role` as moto holds it now, sorted.
+    pub(crate) async fn actions(&self, role: &str, policy: &str) -> Vec<String> {
+        let out = self
+            .iam
+            .get_role_policy()
+            .role_name(role)
+            .policy_name(policy)
+            .send()
+            .await
+            .expect("get role policy");
+        let raw = urlencoding::decode(out.policy_document())
+            .map(|c| c.into_owned())
+            .unwrap_or_else(|_| out.policy_document().to_string());
+        let doc: Value = serde_json::from_str(&raw).expect("document");
+        let mut actions = vec![];
+        iamdesk::resources::model::actions_in(&doc, &mut actions);
+        actions.sort();
+        actions
     }
 
     pub(crate) fn inline(&self, name: &str, action: &str) -> Value {
@@ -174,14 +240,8 @@ impl World {
 
     /// The request page as `who` sees it.
     pub(crate) async fn page(&self, who: &str, groups: &str, id: &str) -> String {
-        self.app
-            .client
-            .get(self.app.url(&format!("/policies/request/{id}")))
-            .header("x-user", who)
-            .header("x-groups", groups)
-            .send()
+        self.get_as(who, groups, &format!("/policies/request/{id}"))
             .await
-            .expect("GET")
             .text()
             .await
             .expect("html")
@@ -614,17 +674,7 @@ pub(crate) async fn post_request(
     groups: &str,
     body: Value,
 ) -> reqwest::Response {
-    w.app
-        .client
-        .post(w.app.url("/api/v2/request"))
-        .header("x-user", who)
-        .header("x-groups", groups)
-        .header("cookie", &w.csrf.0)
-        .header("x-csrf-token", &w.csrf.1)
-        .json(&body)
-        .send()
-        .await
-        .expect("POST")
+    w.post(who, groups, "/api/v2/request", body).await
 }
 
 pub(crate) async fn count_requests(w: &World) -> usize {
@@ -1039,13 +1089,8 @@ async fn the_requests_page_filters_by_account_and_text() {
     assert_eq!(resp.status(), 400);
     // The API takes the same filters.
     let api: Value = w
-        .app
-        .client
-        .get(w.app.url("/api/v2/requests?q=zebra"))
-        .header("x-user", DEV)
-        .send()
+        .get_as(DEV, "", "/api/v2/requests?q=zebra")
         .await
-        .expect("GET")
         .json()
         .await
         .expect("json");

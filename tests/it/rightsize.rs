@@ -3,19 +3,10 @@
 
 use serde_json::{Value, json};
 
+use crate::requests::{DEV, World};
 use crate::support::{
     TestApp, account_id, create_role, csrf_for, iam_in, moto_endpoint, spoke_app,
 };
-
-const DEV: &str = "dev@example.com";
-const ADMIN: &str = "admin@example.com";
-
-struct World {
-    app: TestApp,
-    account: String,
-    iam: aws_sdk_iam::Client,
-    csrf: (String, String),
-}
 
 fn allow(actions: &[&str]) -> String {
     json!({"Version": "2012-10-17", "Statement": [
@@ -75,11 +66,8 @@ async fn world(
     })
 }
 
+/// Right-sizing's own calls on the shared request world (`tests/it/requests.rs`).
 impl World {
-    fn arn(&self, role: &str) -> String {
-        format!("arn:aws:iam::{}:role/{role}", self.account)
-    }
-
     async fn refresh_usage(&self) -> iamdesk::rightsize::usage::Outcome {
         iamdesk::rightsize::usage::refresh(&iamdesk::rightsize::usage_deps(&self.app.state), true)
             .await
@@ -87,32 +75,14 @@ impl World {
 
     async fn report(&self, role: &str) -> Value {
         let resp = self
-            .app
-            .client
-            .get(
-                self.app
-                    .url(&format!("/api/v2/roles/{}/{role}/rightsize", self.account)),
+            .get_as(
+                DEV,
+                "",
+                &format!("/api/v2/roles/{}/{role}/rightsize", self.account),
             )
-            .header("x-user", DEV)
-            .send()
-            .await
-            .expect("GET");
+            .await;
         assert_eq!(resp.status(), 200);
         resp.json().await.expect("json")
-    }
-
-    async fn post(&self, who: &str, groups: &str, path: &str, body: Value) -> reqwest::Response {
-        self.app
-            .client
-            .post(self.app.url(path))
-            .header("x-user", who)
-            .header("x-groups", groups)
-            .header("cookie", &self.csrf.0)
-            .header("x-csrf-token", &self.csrf.1)
-            .json(&body)
-            .send()
-            .await
-            .expect("POST")
     }
 
     async fn propose(&self, role: &str) -> reqwest::Response {
@@ -123,43 +93,6 @@ impl World {
             json!({}),
         )
         .await
-    }
-
-    async fn approve(&self, id: &str) {
-        let resp = self
-            .app
-            .client
-            .put(self.app.url(&format!("/api/v2/requests/{id}")))
-            .header("x-user", ADMIN)
-            .header("x-groups", "admins")
-            .header("cookie", &self.csrf.0)
-            .header("x-csrf-token", &self.csrf.1)
-            .json(&json!({"modification_model": {"command": "approve_request"}}))
-            .send()
-            .await
-            .expect("PUT");
-        let status = resp.status();
-        assert_eq!(status, 200, "{}", resp.text().await.unwrap_or_default());
-    }
-
-    /// The actions of an inline policy as moto holds it now.
-    async fn actions(&self, role: &str, policy: &str) -> Vec<String> {
-        let out = self
-            .iam
-            .get_role_policy()
-            .role_name(role)
-            .policy_name(policy)
-            .send()
-            .await
-            .expect("get role policy");
-        let raw = urlencoding::decode(out.policy_document())
-            .map(|c| c.into_owned())
-            .unwrap_or_else(|_| out.policy_document().to_string());
-        let doc: Value = serde_json::from_str(&raw).expect("document");
-        let mut actions = vec![];
-        iamdesk::resources::model::actions_in(&doc, &mut actions);
-        actions.sort();
-        actions
     }
 }
 
@@ -181,9 +114,11 @@ async fn unused_sqs_is_proposed_removed_on_approval_and_rolled_back() {
     else {
         return;
     };
-    advisor(json!({ w.arn("app"): {"in_progress_polls": 2, "services": [
+    advisor(
+        json!({ w.role_arn("app"): {"in_progress_polls": 2, "services": [
         {"ServiceNamespace": "s3", "ServiceName": "Amazon S3", "LastAuthenticated": days_ago(2)},
-        {"ServiceNamespace": "sqs", "ServiceName": "Amazon SQS", "LastAuthenticated": null}]}}))
+        {"ServiceNamespace": "sqs", "ServiceName": "Amazon SQS", "LastAuthenticated": null}]}}),
+    )
     .await;
     let outcome = w.refresh_usage().await;
     assert_eq!((outcome.refreshed, outcome.failed), (1, 0));
@@ -203,16 +138,12 @@ async fn unused_sqs_is_proposed_removed_on_approval_and_rolled_back() {
 
     // The role page and the fleet view show it.
     let page = w
-        .app
-        .client
-        .get(
-            w.app
-                .url(&format!("/policies/edit/{}/iamrole/app", w.account)),
+        .get_as(
+            DEV,
+            "",
+            &format!("/policies/edit/{}/iamrole/app", w.account),
         )
-        .header("x-user", DEV)
-        .send()
         .await
-        .expect("GET")
         .text()
         .await
         .expect("html");
@@ -221,29 +152,14 @@ async fn unused_sqs_is_proposed_removed_on_approval_and_rolled_back() {
         "the role page offers the proposal"
     );
     let fleet: Value = w
-        .app
-        .client
-        .get(
-            w.app
-                .url(&format!("/api/v2/rightsize?account={}", w.account)),
-        )
-        .header("x-user", DEV)
-        .send()
+        .get_as(DEV, "", &format!("/api/v2/rightsize?account={}", w.account))
         .await
-        .expect("GET")
         .json()
         .await
         .expect("json");
     assert_eq!(fleet["rows"][0]["role_name"], "app", "{fleet}");
     assert_eq!(fleet["rows"][0]["unused"], json!(["sqs"]));
-    let fleet_page = w
-        .app
-        .client
-        .get(w.app.url("/rightsize"))
-        .header("x-user", DEV)
-        .send()
-        .await
-        .expect("GET");
+    let fleet_page = w.get_as(DEV, "", "/rightsize").await;
     assert_eq!(fleet_page.status(), 200);
 
     // Filing changes nothing in AWS: it is a pending request like any other.
@@ -259,13 +175,8 @@ async fn unused_sqs_is_proposed_removed_on_approval_and_rolled_back() {
         vec!["s3:GetObject", "sqs:SendMessage"]
     );
     let request: Value = w
-        .app
-        .client
-        .get(w.app.url(&format!("/api/v2/requests/{id}")))
-        .header("x-user", DEV)
-        .send()
+        .get_as(DEV, "", &format!("/api/v2/requests/{id}"))
         .await
-        .expect("GET")
         .json()
         .await
         .expect("json");
@@ -343,7 +254,7 @@ async fn a_recent_grant_and_kept_services_are_not_proposed() {
             "/api/v2/request",
             json!({"justification": "the worker reads its queue", "changes": {"changes": [
                 {"change_type": "inline_policy",
-                 "principal": {"principal_type": "AwsResource", "principal_arn": w.arn("app")},
+                 "principal": {"principal_type": "AwsResource", "principal_arn": w.role_arn("app")},
                  "policy_name": "queue", "action": "attach",
                  "policy": {"policy_document": {"Version": "2012-10-17", "Statement": [
                      {"Effect": "Allow", "Action": ["sqs:ReceiveMessage"], "Resource": "*"}]}}}]}}),
@@ -353,7 +264,7 @@ async fn a_recent_grant_and_kept_services_are_not_proposed() {
     let granted: Value = resp.json().await.expect("json");
     w.approve(granted["request_id"].as_str().expect("id")).await;
 
-    advisor(json!({ w.arn("app"): {"services": [
+    advisor(json!({ w.role_arn("app"): {"services": [
         {"ServiceNamespace": "s3", "LastAuthenticated": days_ago(1)},
         {"ServiceNamespace": "sqs", "LastAuthenticated": null},
         {"ServiceNamespace": "sns", "LastAuthenticated": null},
@@ -391,10 +302,10 @@ async fn an_access_advisor_failure_stays_with_its_role() {
         return;
     };
     advisor(json!({
-        w.arn("good"): {"in_progress_polls": 1, "services": [
+        w.role_arn("good"): {"in_progress_polls": 1, "services": [
             {"ServiceNamespace": "s3", "LastAuthenticated": days_ago(3)},
             {"ServiceNamespace": "sqs", "LastAuthenticated": null}]},
-        w.arn("broken"): {"fail": true}}))
+        w.role_arn("broken"): {"fail": true}}))
     .await;
     let outcome = w.refresh_usage().await;
     assert_eq!((outcome.refreshed, outcome.failed), (1, 1));
@@ -429,7 +340,7 @@ async fn the_roles_own_cloudtrail_calls_count_as_use() {
     else {
         return;
     };
-    advisor(json!({ w.arn("app"): {"services": [
+    advisor(json!({ w.role_arn("app"): {"services": [
         {"ServiceNamespace": "s3", "LastAuthenticated": days_ago(3)},
         {"ServiceNamespace": "sqs", "LastAuthenticated": null}]}}))
     .await;
@@ -448,7 +359,7 @@ async fn the_roles_own_cloudtrail_calls_count_as_use() {
             "userIdentity": {"type": "AssumedRole",
                 "arn": format!("arn:aws:sts::{}:assumed-role/app/i-0abc", w.account),
                 "sessionContext": {"sessionIssuer": {"type": "Role", "userName": "app",
-                    "arn": w.arn("app"), "accountId": w.account}}},
+                    "arn": w.role_arn("app"), "accountId": w.account}}},
             "requestParameters": {"queueUrl": "https://sqs.us-east-1.amazonaws.com/1/q"}}})
     .to_string();
     let outcomes = iamdesk::events::handle::handle_batch(&w.app.state, &[event]).await;
@@ -504,7 +415,7 @@ async fn an_unused_action_of_a_used_service_is_proposed_and_removed() {
     else {
         return;
     };
-    advisor(json!({ w.arn("app"): {"services": [
+    advisor(json!({ w.role_arn("app"): {"services": [
         {"ServiceNamespace": "s3", "ServiceName": "Amazon S3", "LastAuthenticated": days_ago(2),
          "TrackedActionsLastAccessed": [
             {"ActionName": "GetObject", "LastAccessedTime": days_ago(2)},
@@ -547,7 +458,7 @@ async fn rollback_restores_the_documents_as_they_were_at_approval() {
     else {
         return;
     };
-    advisor(json!({ w.arn("app"): {"services": [
+    advisor(json!({ w.role_arn("app"): {"services": [
         {"ServiceNamespace": "s3", "ServiceName": "Amazon S3", "LastAuthenticated": days_ago(2)},
         {"ServiceNamespace": "sqs", "ServiceName": "Amazon SQS", "LastAuthenticated": null}]}}))
     .await;
@@ -575,13 +486,8 @@ async fn rollback_restores_the_documents_as_they_were_at_approval() {
 
     // The request page offers the rollback (a form with CSRF).
     let page = w
-        .app
-        .client
-        .get(w.app.url(&format!("/policies/request/{id}")))
-        .header("x-user", DEV)
-        .send()
+        .get_as(DEV, "", &format!("/policies/request/{id}"))
         .await
-        .expect("GET")
         .text()
         .await
         .expect("html");
@@ -622,7 +528,7 @@ async fn a_look_alike_right_size_request_cannot_be_rolled_back() {
             "/api/v2/request",
             json!({"justification": "Right-size: remove nothing, add sqs", "changes": {"changes": [
                 {"change_type": "inline_policy",
-                 "principal": {"principal_type": "AwsResource", "principal_arn": w.arn("app")},
+                 "principal": {"principal_type": "AwsResource", "principal_arn": w.role_arn("app")},
                  "policy_name": "queue", "action": "attach",
                  "policy": {"policy_document": {"Version": "2012-10-17", "Statement": [
                      {"Effect": "Allow", "Action": ["sqs:ReceiveMessage"], "Resource": "*"}]}}}]}}),
