@@ -95,3 +95,53 @@ impl Drop for Browser {
         let _ = self.driver.kill();
     }
 }
+
+/// What browser tests do again and again, each in one line: a failure names the selector.
+pub(crate) trait Act {
+    /// Click the first element matching `css`.
+    async fn click_on(&self, css: &str);
+    /// Type `text` into the first element matching `css`.
+    async fn type_in(&self, css: &str, text: &str);
+    /// Wait until an element matches `xpath`; `what` says what the test was waiting for.
+    async fn wait_for_xpath(&self, xpath: &str, what: &str);
+    /// On an open request page as an administrator: tick the confirmation, approve, and wait
+    /// until the page says approved.
+    async fn approve_this_request(&self);
+}
+
+impl Act for Client {
+    async fn click_on(&self, css: &str) {
+        self.find(fantoccini::Locator::Css(css))
+            .await
+            .unwrap_or_else(|e| panic!("no {css} to click: {e}"))
+            .click()
+            .await
+            .unwrap_or_else(|e| panic!("click on {css}: {e}"));
+    }
+
+    async fn type_in(&self, css: &str, text: &str) {
+        self.find(fantoccini::Locator::Css(css))
+            .await
+            .unwrap_or_else(|e| panic!("no {css} to type in: {e}"))
+            .send_keys(text)
+            .await
+            .unwrap_or_else(|e| panic!("type in {css}: {e}"));
+    }
+
+    async fn wait_for_xpath(&self, xpath: &str, what: &str) {
+        self.wait()
+            .for_element(fantoccini::Locator::XPath(xpath))
+            .await
+            .unwrap_or_else(|e| panic!("{what} ({xpath}): {e}"));
+    }
+
+    async fn approve_this_request(&self) {
+        self.click_on("form input[name=confirm]").await;
+        self.click_on("button.approve").await;
+        self.wait_for_xpath(
+            "//h1/span[contains(., 'approved')]",
+            "the request is approved",
+        )
+        .await;
+    }
+}

@@ -4,6 +4,7 @@
 
 use serde_json::{Value, json};
 
+use crate::browser::Act;
 use crate::support::{TestApp, form_token};
 
 const ACCOUNT: &str = "111122223333";
@@ -444,47 +445,28 @@ async fn the_demo_completes_the_loop_in_a_real_browser() {
         .click()
         .await
         .expect("click");
-    c.wait()
-        .for_element(XPath(&persona("the requester")))
-        .await
-        .expect("now the requester");
+    c.wait_for_xpath(&persona("the requester"), "now the requester")
+        .await;
     assert_eq!(
         c.current_url().await.expect("url").as_str(),
         role_page,
         "back on the role page"
     );
 
-    c.find(Css("input[name=policy_name]"))
-        .await
-        .expect("policy name")
-        .send_keys("read-invoices")
-        .await
-        .expect("type");
-    c.find(Css("textarea[name=policy_document]"))
-        .await
-        .expect("document")
-        .send_keys(
-            r#"{"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "s3:GetObject", "Resource": "arn:aws:s3:::invoices/*"}]}"#,
-        )
-        .await
-        .expect("type");
-    c.find(Css("textarea[name=justification]"))
-        .await
-        .expect("justification")
-        .send_keys("billing reads the invoices for the monthly close")
-        .await
-        .expect("type");
+    c.type_in("input[name=policy_name]", "read-invoices").await;
+    c.type_in("textarea[name=policy_document]", r#"{"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "s3:GetObject", "Resource": "arn:aws:s3:::invoices/*"}]}"#,).await;
+    c.type_in(
+        "textarea[name=justification]",
+        "billing reads the invoices for the monthly close",
+    )
+    .await;
     browser.screenshot("demo-1-requester-asks").await;
-    c.find(Css("form.change-form button[type=submit]"))
-        .await
-        .expect("submit")
-        .click()
-        .await
-        .expect("submit");
-    c.wait()
-        .for_element(XPath("//h1/span[contains(., 'pending')]"))
-        .await
-        .expect("the request page, pending");
+    c.click_on("form.change-form button[type=submit]").await;
+    c.wait_for_xpath(
+        "//h1/span[contains(., 'pending')]",
+        "the request page, pending",
+    )
+    .await;
     let request_url = c.current_url().await.expect("url").to_string();
     assert!(
         c.find(Css("button.approve")).await.is_err(),
@@ -498,31 +480,14 @@ async fn the_demo_completes_the_loop_in_a_real_browser() {
         .click()
         .await
         .expect("click");
-    c.wait()
-        .for_element(XPath(&persona("the admin")))
-        .await
-        .expect("now the admin");
+    c.wait_for_xpath(&persona("the admin"), "now the admin")
+        .await;
     assert_eq!(
         c.current_url().await.expect("url").as_str(),
         request_url,
         "back on the request"
     );
-    c.find(Css("form input[name=confirm]"))
-        .await
-        .expect("confirmation box")
-        .click()
-        .await
-        .expect("tick");
-    c.find(Css("button.approve"))
-        .await
-        .expect("approve button")
-        .click()
-        .await
-        .expect("approve");
-    c.wait()
-        .for_element(XPath("//h1/span[contains(., 'approved')]"))
-        .await
-        .expect("the request is approved");
+    c.approve_this_request().await;
     browser.screenshot("demo-3-approved").await;
 
     c.goto(&role_page).await.expect("role page");
@@ -541,12 +506,7 @@ async fn the_demo_completes_the_loop_in_a_real_browser() {
     assert!(pre.contains("arn:aws:s3:::invoices/*"), "{pre}");
     browser.screenshot("demo-4-role-changed").await;
 
-    c.find(Css("nav a[href='/admin/outbox']"))
-        .await
-        .expect("outbox in the navigation")
-        .click()
-        .await
-        .expect("open the outbox");
+    c.click_on("nav a[href='/admin/outbox']").await;
     let approved_mail = "//details[@class='message'][.//dd[@class='subject'][contains(., 'approved and committed')]]";
     c.wait()
         .for_element(XPath(&format!("{approved_mail}/summary")))

@@ -17,6 +17,7 @@ use fantoccini::actions::{InputSource, KeyAction, KeyActions};
 use fantoccini::key::Key;
 use serde_json::{Value, json};
 
+use crate::browser::Act;
 use crate::support::{TestApp, form_token, strict};
 
 const ACCOUNT: &str = "111122223333";
@@ -266,24 +267,9 @@ async fn every_page_passes_axe_in_both_themes_fits_420px_and_weighs_under_100kb(
             }
             // A form with problems: the summary and the highlighted fields.
             c.goto(&app.url(&role)).await.expect("role page");
-            c.find(Css("#f-policy_name"))
-                .await
-                .expect("name")
-                .send_keys("broken")
-                .await
-                .expect("type");
-            c.find(Css("#f-policy_document"))
-                .await
-                .expect("doc")
-                .send_keys(r#"{"Version": "2012-10-17", "Statement": [{"Effect": "Maybe", "Action": "s3:GetObject", "Resource": "*"}]}"#)
-                .await
-                .expect("type");
-            c.find(Css("form.change-form button[type=submit]"))
-                .await
-                .expect("submit")
-                .click()
-                .await
-                .expect("submit");
+            c.type_in("#f-policy_name", "broken").await;
+            c.type_in("#f-policy_document", r#"{"Version": "2012-10-17", "Statement": [{"Effect": "Maybe", "Action": "s3:GetObject", "Resource": "*"}]}"#).await;
+            c.click_on("form.change-form button[type=submit]").await;
             c.wait()
                 .for_element(Css("#form-errors"))
                 .await
@@ -392,12 +378,7 @@ async fn typing_in_policies_narrows_the_results_in_place_and_keeps_the_url() {
         .expect("value");
     assert_eq!(value.as_deref(), Some("s3:PutObject"));
     // "/" jumps to the search box.
-    c.find(Css("h1"))
-        .await
-        .expect("h1")
-        .click()
-        .await
-        .expect("click");
+    c.click_on("h1").await;
     press(c, '/').await;
     let focused = c
         .execute("return document.activeElement.name;", vec![])
@@ -414,12 +395,7 @@ async fn typing_in_policies_narrows_the_results_in_place_and_keeps_the_url() {
         c.execute("window.__stillHere = 'yes';", vec![])
             .await
             .expect("marker");
-        c.find(Css("input[name=q]"))
-            .await
-            .expect("search")
-            .send_keys(text)
-            .await
-            .expect("type");
+        c.type_in("input[name=q]", text).await;
         c.wait()
             .for_element(XPath(&format!(
                 "//p[@data-live-status][starts-with(normalize-space(.), '{expect}')]"
@@ -544,10 +520,11 @@ async fn a_request_is_made_and_approved_with_the_keyboard_alone() {
     // Become the requester: the banner's button.
     tab_to(c, "aside.banner form.persona-switch button").await;
     press(c, Key::Enter.into()).await;
-    c.wait()
-        .for_element(XPath("//strong[@class='persona'][.='the requester']"))
-        .await
-        .expect("the requester");
+    c.wait_for_xpath(
+        "//strong[@class='persona'][.='the requester']",
+        "the requester",
+    )
+    .await;
 
     // "Request a change" jumps to the form; fill it in field by field.
     tab_to(c, "a[href='#request-change']").await;
@@ -566,27 +543,21 @@ async fn a_request_is_made_and_approved_with_the_keyboard_alone() {
     tab_to(c, "form.change-form button[type=submit]").await;
     shot(c, "keyboard-1-form").await;
     press(c, Key::Enter.into()).await;
-    c.wait()
-        .for_element(XPath("//h1/span[contains(., 'pending')]"))
-        .await
-        .expect("the request page");
+    c.wait_for_xpath("//h1/span[contains(., 'pending')]", "the request page")
+        .await;
 
     // Become the admin, tick the box, approve.
     tab_to(c, "aside.banner form.persona-switch button").await;
     press(c, Key::Enter.into()).await;
-    c.wait()
-        .for_element(XPath("//strong[@class='persona'][.='the admin']"))
-        .await
-        .expect("the admin");
+    c.wait_for_xpath("//strong[@class='persona'][.='the admin']", "the admin")
+        .await;
     tab_to(c, "form input[name=confirm]").await;
     press(c, Key::Space.into()).await;
     tab_to(c, "button.approve").await;
     shot(c, "keyboard-2-approve").await;
     press(c, Key::Enter.into()).await;
-    c.wait()
-        .for_element(XPath("//h1/span[contains(., 'approved')]"))
-        .await
-        .expect("approved");
+    c.wait_for_xpath("//h1/span[contains(., 'approved')]", "approved")
+        .await;
     shot(c, "keyboard-3-approved").await;
     browser.close().await;
     let role = app

@@ -4,6 +4,7 @@
 use iamdesk::store::{AuditEvent, PageRequest, PolicyRequest, RequestStatus};
 use serde_json::{Value, json};
 
+use crate::browser::Act;
 use crate::support::{
     TestApp, account_id, create_role, csrf_for, iam_in, moto_endpoint, spoke_app,
 };
@@ -636,24 +637,13 @@ async fn admin_reviews_the_diff_and_approves_in_a_real_browser() {
         .await
         .expect("the diff is shown");
     browser.screenshot("request-before-approval").await;
-    c.find(fantoccini::Locator::Css("form input[name=confirm]"))
-        .await
-        .expect("confirmation box")
-        .click()
-        .await
-        .expect("tick");
-    c.find(fantoccini::Locator::Css("button.approve"))
-        .await
-        .expect("approve button")
-        .click()
-        .await
-        .expect("approve");
-    c.wait()
-        .for_element(fantoccini::Locator::XPath(
-            "//h1/span[contains(., 'approved')]",
-        ))
-        .await
-        .expect("the request is approved");
+    c.click_on("form input[name=confirm]").await;
+    c.click_on("button.approve").await;
+    c.wait_for_xpath(
+        "//h1/span[contains(., 'approved')]",
+        "the request is approved",
+    )
+    .await;
     browser.screenshot("request-after-approval").await;
     browser.close().await;
     assert!(
@@ -1153,12 +1143,8 @@ async fn requester_fills_the_form_and_another_admin_approves_in_a_real_browser()
         .select_by_value("inline_policy:attach")
         .await
         .expect("select");
-    c.find(Css("input[name=policy_name]"))
-        .await
-        .expect("name")
-        .send_keys("browser-journey")
-        .await
-        .expect("type");
+    c.type_in("input[name=policy_name]", "browser-journey")
+        .await;
     let doc = c
         .find(Css("textarea[name=policy_document]"))
         .await
@@ -1167,12 +1153,11 @@ async fn requester_fills_the_form_and_another_admin_approves_in_a_real_browser()
     doc.send_keys(r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"s3:GetObject","Resource":"arn:aws:s3:::journey/*"}]}"#)
         .await
         .expect("type");
-    c.find(Css("textarea[name=justification]"))
-        .await
-        .expect("justification")
-        .send_keys("the journey test reads its bucket")
-        .await
-        .expect("type");
+    c.type_in(
+        "textarea[name=justification]",
+        "the journey test reads its bucket",
+    )
+    .await;
     c.find(XPath(
         "//form[contains(@class,'change-form')]//button[@type='submit']",
     ))
@@ -1181,10 +1166,11 @@ async fn requester_fills_the_form_and_another_admin_approves_in_a_real_browser()
     .click()
     .await
     .expect("submit");
-    c.wait()
-        .for_element(XPath("//h1/span[contains(., 'pending')]"))
-        .await
-        .expect("the new request's page");
+    c.wait_for_xpath(
+        "//h1/span[contains(., 'pending')]",
+        "the new request's page",
+    )
+    .await;
     let url = c.current_url().await.expect("url").to_string();
     let id = url
         .rsplit('/')
@@ -1207,22 +1193,7 @@ async fn requester_fills_the_form_and_another_admin_approves_in_a_real_browser()
         .await
         .expect("the diff is shown");
     browser.screenshot("journey-request-before-approval").await;
-    c.find(Css("form input[name=confirm]"))
-        .await
-        .expect("confirmation box")
-        .click()
-        .await
-        .expect("tick");
-    c.find(Css("button.approve"))
-        .await
-        .expect("approve button")
-        .click()
-        .await
-        .expect("approve");
-    c.wait()
-        .for_element(XPath("//h1/span[contains(., 'approved')]"))
-        .await
-        .expect("the request is approved");
+    c.approve_this_request().await;
     browser.screenshot("journey-request-after-approval").await;
     browser.close().await;
     assert!(

@@ -5,6 +5,7 @@
 use iamdesk::store::PageRequest;
 use serde_json::{Value, json};
 
+use crate::browser::Act;
 use crate::support::{
     TestApp, account_id, create_role, csrf_for, iam_in, moto_endpoint, spoke_app,
 };
@@ -293,18 +294,8 @@ async fn a_user_requests_s3_read_through_the_wizard_in_a_real_browser() {
     c.find(XPath(&format!("//code[.='{}']", w.arn())))
         .await
         .expect("my role is listed");
-    c.find(Css("nav a[href='/selfservice']"))
-        .await
-        .expect("nav")
-        .click()
-        .await
-        .expect("open the wizard");
-    c.find(Css("a[href*='/selfservice?role=']"))
-        .await
-        .expect("a role to choose")
-        .click()
-        .await
-        .expect("choose");
+    c.click_on("nav a[href='/selfservice']").await;
+    c.click_on("a[href*='/selfservice?role=']").await;
     c.find(Css("select#template"))
         .await
         .expect("templates")
@@ -319,41 +310,26 @@ async fn a_user_requests_s3_read_through_the_wizard_in_a_real_browser() {
         .await
         .expect("type");
     // The live preview shows the statement before it is added.
-    c.wait()
-        .for_element(XPath(
-            "//pre[@id='preview'][contains(., 'arn:aws:s3:::finance-reports/*')]",
-        ))
-        .await
-        .expect("live preview");
-    c.find(Css("button[value=add]"))
-        .await
-        .expect("add")
-        .click()
-        .await
-        .expect("add");
-    c.wait()
-        .for_element(XPath(
-            "//ol[@class='permissions']/li[contains(., 'finance-reports')]",
-        ))
-        .await
-        .expect("added");
-    c.find(Css("textarea[name=justification]"))
-        .await
-        .expect("justification")
-        .send_keys("monthly close reads the finance reports")
-        .await
-        .expect("type");
+    c.wait_for_xpath(
+        "//pre[@id='preview'][contains(., 'arn:aws:s3:::finance-reports/*')]",
+        "live preview",
+    )
+    .await;
+    c.click_on("button[value=add]").await;
+    c.wait_for_xpath(
+        "//ol[@class='permissions']/li[contains(., 'finance-reports')]",
+        "added",
+    )
+    .await;
+    c.type_in(
+        "textarea[name=justification]",
+        "monthly close reads the finance reports",
+    )
+    .await;
     browser.screenshot("selfservice-before-submit").await;
-    c.find(Css("button[value=submit]"))
-        .await
-        .expect("submit")
-        .click()
-        .await
-        .expect("submit");
-    c.wait()
-        .for_element(XPath("//h1/span[contains(., 'pending')]"))
-        .await
-        .expect("the request page");
+    c.click_on("button[value=submit]").await;
+    c.wait_for_xpath("//h1/span[contains(., 'pending')]", "the request page")
+        .await;
     browser.screenshot("selfservice-request").await;
     browser.close().await;
     let stored = w.requests().await;
