@@ -93,27 +93,27 @@ impl App {
         chrono::Utc::now() + chrono::Duration::seconds(skew)
     }
 
+    /// [`open`](Self::open), then [`load_resources`](Self::load_resources): an App ready to
+    /// answer every route (tests, `iamdesk sync`).
+    pub async fn build(config: Config) -> anyhow::Result<Arc<App>> {
+        let app = App::open(config).await?;
+        app.load_resources().await;
+        Ok(app)
+    }
+
     /// Open the configured Store and Cache. Fails only on errors a person must fix (bad path,
     /// bad Redis URL); an unreachable Redis is not one of them: the portal serves from the Store.
-    pub async fn build(config: Config) -> anyhow::Result<Arc<App>> {
+    /// The synced accounts are not loaded yet: call [`load_resources`](Self::load_resources)
+    /// (`iamdesk serve` does so after opening its port).
+    pub async fn open(config: Config) -> anyhow::Result<Arc<App>> {
         let (store, cache) = open_store(&config).await?;
         let demo_mode = !config.auth.get_user_by_aws_alb_auth && !config.auth.get_user_by_header;
         let cloud: Arc<dyn Cloud> = match config.aws.mode {
             AwsMode::Aws => Arc::new(crate::cloud::aws::AwsCloud::new(&config).await),
-            AwsMode::Sandbox => {
-                // The demo accounts as last stored: changes approved before a restart stay.
-                let stored = match crate::resources::sync::stored_snapshots(store.as_ref()).await {
-                    Ok(s) => s,
-                    Err(e) => {
-                        tracing::warn!(error = %e, "no stored demo accounts; starting fresh");
-                        vec![]
-                    }
-                };
-                Arc::new(crate::cloud::sandbox::SandboxCloud::new(
-                    stored,
-                    config.policies.max_managed_policies,
-                ))
-            }
+            // Seeded by `load_resources` with the accounts the view loads (one shared copy).
+            AwsMode::Sandbox => Arc::new(crate::cloud::sandbox::SandboxCloud::pending(
+                config.policies.max_managed_policies,
+            )),
         };
         let resources = Arc::new(Resources::new(crate::resources::sync::configured_accounts(
             &config,
@@ -154,7 +154,6 @@ impl App {
             clock_skew_seconds: std::sync::atomic::AtomicI64::new(0),
             events: crate::events::Events::new(),
         });
-        app.load_resources().await;
         Ok(app)
     }
 
@@ -167,12 +166,23 @@ impl App {
         }
     }
 
-    /// Fill the search index from the Store; the sandbox syncs its demo accounts the first time.
-    async fn load_resources(&self) {
+    /// Fill the search index from the Store, then hand the sandbox the accounts just loaded
+    /// (it shares their `Arc`s: one copy of every role); the sandbox syncs its demo accounts
+    /// the first time. Marks the resources loaded whatever happened (`/readyz` reports a Store
+    /// that cannot be read on its own).
+    pub async fn load_resources(&self) {
         use crate::resources::sync;
         let deps = self.resource_deps();
-        match sync::load(&deps).await {
-            Ok(0) if self.config.aws.mode == AwsMode::Sandbox => {
+        let loaded = sync::load(&deps).await;
+        let sandbox = self
+            .cloud
+            .as_any()
+            .downcast_ref::<crate::cloud::sandbox::SandboxCloud>();
+        if let Some(sandbox) = sandbox {
+            sandbox.seed(&self.resources.snapshots());
+        }
+        match loaded {
+            Ok(0) if sandbox.is_some() => {
                 if let Err(e) = sync::run(&deps).await {
                     tracing::warn!(error = %e, "cannot store the sandbox's demo accounts");
                 }
@@ -180,5 +190,6 @@ impl App {
             Ok(generation) => tracing::info!(generation, "synced resources loaded"),
             Err(e) => tracing::warn!(error = %e, "no synced resources available"),
         }
+        self.resources.mark_loaded();
     }
 }

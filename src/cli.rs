@@ -270,7 +270,10 @@ async fn serve(loaded: Loaded) -> anyhow::Result<ExitCode> {
         }
         None => None,
     };
-    let app = App::build(loaded.config).await?;
+    // The synced accounts load in the background (`sync_job` below), so the port opens at once:
+    // until they are loaded `/readyz` says not ready and other routes answer 503
+    // (`src/web/loading.rs`).
+    let app = App::open(loaded.config).await?;
     let listener = tokio::net::TcpListener::bind(listen).await.map_err(|e| {
         anyhow::anyhow!(
             "cannot listen on {listen}: {e} (set `listen` in the config or free the port)"
@@ -305,12 +308,23 @@ async fn serve(loaded: Loaded) -> anyhow::Result<ExitCode> {
         cache = app.cache.backend_name(),
         "iamdesk is serving"
     );
-    let sync_job = tokio::spawn(crate::resources::sync::background(
-        app.resource_deps(),
-        app.cache.clone(),
-        std::time::Duration::from_secs(app.config.sync.interval_seconds),
-        std::time::Duration::from_secs(app.config.sync.leader_lock_seconds),
-    ));
+    let loader = app.clone();
+    let sync_job = tokio::spawn(async move {
+        let started = std::time::Instant::now();
+        loader.load_resources().await;
+        tracing::info!(
+            ms = started.elapsed().as_millis() as u64,
+            "synced accounts loaded: ready"
+        );
+        // After the load: the job decides from what is loaded whether to sync at once.
+        crate::resources::sync::background(
+            loader.resource_deps(),
+            loader.cache.clone(),
+            std::time::Duration::from_secs(loader.config.sync.interval_seconds),
+            std::time::Duration::from_secs(loader.config.sync.leader_lock_seconds),
+        )
+        .await
+    });
     let outbox_job = tokio::spawn(crate::notify::worker::run(app.clone()));
     let rightsize_job = tokio::spawn(crate::rightsize::usage::background(
         crate::rightsize::usage_deps(&app),

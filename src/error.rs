@@ -34,9 +34,18 @@ pub enum AppError {
     /// A backend is over its capacity for a moment (`Retry-After` seconds); nothing changed.
     #[error("{0}")]
     Busy(String, u64),
+    /// This replica is still loading the synced accounts (`src/web/loading.rs`); `Retry-After`
+    /// is [`STARTING_RETRY_SECONDS`].
+    #[error(
+        "iamdesk is starting: it is still loading the synced accounts. Try again in a few seconds."
+    )]
+    Starting,
     #[error("internal error: {0}")]
     Internal(String),
 }
+
+/// `Retry-After` of [`AppError::Starting`].
+pub const STARTING_RETRY_SECONDS: u64 = 2;
 
 impl AppError {
     pub fn status(&self) -> StatusCode {
@@ -49,7 +58,9 @@ impl AppError {
             AppError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             AppError::TooManyRequests(..) => StatusCode::TOO_MANY_REQUESTS,
             AppError::Upstream(_) => StatusCode::BAD_GATEWAY,
-            AppError::Unavailable(_) | AppError::Busy(..) => StatusCode::SERVICE_UNAVAILABLE,
+            AppError::Unavailable(_) | AppError::Busy(..) | AppError::Starting => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             AppError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -95,7 +106,7 @@ impl IntoResponse for AppError {
     /// this error, which it finds in the response extensions.
     fn into_response(self) -> Response {
         let status = self.status();
-        if status.is_server_error() {
+        if status.is_server_error() && !matches!(self, AppError::Starting) {
             tracing::error!(error = %self, "request failed");
         } else {
             tracing::info!(status = status.as_u16(), error = %self, "request rejected");
@@ -111,6 +122,12 @@ impl IntoResponse for AppError {
         if let AppError::TooManyRequests(_, secs) | AppError::Busy(_, secs) = &self {
             resp.headers_mut()
                 .insert(axum::http::header::RETRY_AFTER, (*secs).into());
+        }
+        if let AppError::Starting = &self {
+            resp.headers_mut().insert(
+                axum::http::header::RETRY_AFTER,
+                STARTING_RETRY_SECONDS.into(),
+            );
         }
         resp.extensions_mut()
             .insert(ErrorMarker(self.public_message()));

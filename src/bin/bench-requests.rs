@@ -11,7 +11,8 @@
 //!
 //! Writes `target/bench/requests.json` and `target/bench/requests.md`. Measures, never asserts.
 //! Environment: `ROLES` (default `5000,100000`), `REQUESTS` (10000), `RUNS` (300 per figure),
-//! `APPROVALS` (1000), `CLIENTS` (200), `LOAD_SECONDS` (60), `IAMDESK_BIN`.
+//! `APPROVALS` (1000), `CLIENTS` (200), `LOAD_SECONDS` (60), `IAMDESK_BIN`, `KEEP_DB=1` (keep
+//! each data set's folder under `target/bench/` for profiling).
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -161,7 +162,12 @@ impl BenchDir {
 
 impl Drop for BenchDir {
     fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
+        // `KEEP_DB=1` keeps the database (and config) to profile `iamdesk serve` on it.
+        if std::env::var("KEEP_DB").is_ok_and(|v| v == "1") {
+            eprintln!("kept {}", self.0.display());
+        } else {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
     }
 }
 
@@ -196,8 +202,10 @@ fn free_port() -> u16 {
         .expect("free port")
 }
 
-/// Start the portal on `dir`'s database; the time until `/healthcheck` first answers 200.
-async fn start(bin: &Path, dir: &Path, http: &reqwest::Client) -> (Portal, Duration) {
+/// Start the portal on `dir`'s database; the time until `/healthcheck` first answers 200 (the
+/// port is open: liveness), and until `/readyz` does (the synced accounts are loaded and every
+/// route answers).
+async fn start(bin: &Path, dir: &Path, http: &reqwest::Client) -> (Portal, Duration, Duration) {
     let port = free_port();
     let cfg = dir.join("iamdesk.yaml");
     std::fs::write(
@@ -227,18 +235,22 @@ async fn start(bin: &Path, dir: &Path, http: &reqwest::Client) -> (Portal, Durat
         child,
         base: format!("http://127.0.0.1:{port}"),
     };
-    let url = format!("{}/healthcheck", portal.base);
-    loop {
-        if http.get(&url).send().await.is_ok_and(|r| r.status() == 200) {
-            break;
+    let mut at = vec![];
+    for path in ["/healthcheck", "/readyz"] {
+        let url = format!("{}{path}", portal.base);
+        loop {
+            if http.get(&url).send().await.is_ok_and(|r| r.status() == 200) {
+                break;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(120),
+                "the portal did not answer {path}"
+            );
+            tokio::time::sleep(Duration::from_millis(2)).await;
         }
-        assert!(
-            started.elapsed() < Duration::from_secs(120),
-            "the portal did not start"
-        );
-        tokio::time::sleep(Duration::from_millis(2)).await;
+        at.push(started.elapsed());
     }
-    (portal, started.elapsed())
+    (portal, at[0], at[1])
 }
 
 /// A CSRF cookie from a page, and its token (as a browser's form would carry it).
@@ -401,6 +413,8 @@ struct Run {
     requests: usize,
     seed_seconds: f64,
     cold_start_ms: f64,
+    /// Until `/readyz` answers 200: the synced accounts loaded.
+    ready_ms: f64,
     rss_idle_mib: f64,
     rss_after_mib: f64,
     figures: Vec<Figure>,
@@ -537,7 +551,7 @@ async fn main() {
         let ids = seed(&dir.path().join("iamdesk.db"), roles, requests).await;
         let seed_seconds = t.elapsed().as_secs_f64();
         eprintln!("{roles} roles, {requests} requests stored in {seed_seconds:.1} s");
-        let (portal, cold) = start(&bin, dir.path(), &http).await;
+        let (portal, cold, ready) = start(&bin, dir.path(), &http).await;
         tokio::time::sleep(Duration::from_secs(1)).await;
         let rss_idle = portal.rss_mib();
         let (cookie, token) = csrf(&http, &portal.base).await;
@@ -639,6 +653,7 @@ async fn main() {
             requests,
             seed_seconds,
             cold_start_ms: cold.as_secs_f64() * 1000.0,
+            ready_ms: ready.as_secs_f64() * 1000.0,
             rss_idle_mib: rss_idle,
             rss_after_mib: portal.rss_mib(),
             figures,
@@ -675,8 +690,14 @@ fn report(results: &[Run], cores: usize) -> String {
     for r in results {
         let _ = writeln!(
             md,
-            "## {} roles, {} stored requests\n\ncold start to first 200: {:.0} ms · RSS idle {:.1} MiB, after the run {:.1} MiB · seeding {:.1} s\n",
-            r.roles, r.requests, r.cold_start_ms, r.rss_idle_mib, r.rss_after_mib, r.seed_seconds
+            "## {} roles, {} stored requests\n\ncold start to first 200: {:.0} ms (`/healthcheck`), to ready: {:.0} ms (`/readyz`, accounts loaded) · RSS idle {:.1} MiB, after the run {:.1} MiB · seeding {:.1} s\n",
+            r.roles,
+            r.requests,
+            r.cold_start_ms,
+            r.ready_ms,
+            r.rss_idle_mib,
+            r.rss_after_mib,
+            r.seed_seconds
         );
         let _ = writeln!(
             md,

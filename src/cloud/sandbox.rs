@@ -6,20 +6,31 @@
 //! `ValidationError`), so [`Cloud::fetch_role`] and [`Cloud::fetch_account`] return the changed
 //! state and the role page shows it after approval.
 //!
-//! Concurrency: one lock over every account. An operation runs on a copy of its account and
-//! replaces the account only when it succeeded, under the lock: two approvals applying at once
-//! are serialised as IAM would, and a refused operation changes nothing.
+//! Memory and cost: the accounts are [`Account`]s, whose resources sit behind `Arc`s. The portal
+//! seeds the sandbox with the very accounts its synced view loaded from the Store
+//! ([`SandboxCloud::seed`], called by `src/app.rs::App::load_resources`), so both share one copy
+//! of every role; an operation replaces only the role (and the managed policy whose attachment
+//! count moves) it changes, so applying costs the size of the change, not of the account
+//! (33k roles per demo account in `scripts/bench-requests`).
+//!
+//! Concurrency: one lock over every account. An operation builds the new versions of what it
+//! changes beside the current ones and puts them in only when it succeeded, under the lock: two
+//! approvals applying at once are serialised as IAM would, and a refused operation changes
+//! nothing. Until the sandbox is seeded (the portal loads in the background after it opened its
+//! port) every operation waits for it.
 
 use std::collections::BTreeMap;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use async_trait::async_trait;
 use serde_json::Value;
 
 use super::{Cloud, CloudError, IamOp};
+use crate::resources::account::{Account, Item};
 use crate::resources::demo;
 use crate::resources::model::{
-    AccountSnapshot, AttachedPolicy, InlinePolicy, Principal, ResourceKind, ServiceResource, Tag,
+    AccountSnapshot, AttachedPolicy, InlinePolicy, ManagedPolicy, Principal, ResourceKind,
+    ServiceResource, Tag,
 };
 
 /// IAM's default quotas (the managed-policy one is `policies.max_managed_policies`).
@@ -35,7 +46,9 @@ const MAX_TAG_VALUE: usize = 256;
 
 pub struct SandboxCloud {
     /// Account id → its current state.
-    accounts: Mutex<BTreeMap<String, AccountSnapshot>>,
+    accounts: Mutex<BTreeMap<String, Account>>,
+    /// True once the accounts are known; operations wait for it.
+    seeded: tokio::sync::watch::Sender<bool>,
     /// PoliciesPerRole of the demo accounts.
     max_managed_policies: usize,
 }
@@ -46,30 +59,68 @@ impl Default for SandboxCloud {
     }
 }
 
+/// The demo accounts, fresh, by id.
+fn demo_accounts() -> BTreeMap<String, Account> {
+    demo::accounts()
+        .into_iter()
+        .map(|a| (a.account_id.clone(), Account::from_snapshot(a, 0)))
+        .collect()
+}
+
 impl SandboxCloud {
-    /// The demo accounts, each as last stored when `stored` holds it (the portal shows the
-    /// stored snapshots after a restart, so the sandbox must agree with them), else fresh.
+    /// The demo accounts, each as given in `stored` when it holds it, else fresh (tests,
+    /// benchmarks).
     pub fn new(stored: Vec<AccountSnapshot>, max_managed_policies: usize) -> Self {
-        let mut accounts: BTreeMap<String, AccountSnapshot> = demo::accounts()
+        let cloud = SandboxCloud::pending(max_managed_policies);
+        let stored: Vec<Arc<Account>> = stored
             .into_iter()
-            .map(|a| (a.account_id.clone(), a))
+            .map(|s| Arc::new(Account::from_snapshot(s, 0)))
             .collect();
-        for snapshot in stored {
-            if let Some(slot) = accounts.get_mut(&snapshot.account_id) {
-                *slot = snapshot;
-            }
-        }
+        cloud.seed(&stored);
+        cloud
+    }
+
+    /// A sandbox whose accounts come later, from [`seed`](Self::seed); until then every
+    /// operation waits.
+    pub fn pending(max_managed_policies: usize) -> Self {
         SandboxCloud {
-            accounts: Mutex::new(accounts),
+            accounts: Mutex::new(BTreeMap::new()),
+            seeded: tokio::sync::watch::channel(false).0,
             max_managed_policies,
         }
     }
 
-    fn lock(&self) -> MutexGuard<'_, BTreeMap<String, AccountSnapshot>> {
-        // Operations never leave a half-made change behind (they work on a copy), so the data
-        // of a poisoned lock is still consistent.
+    /// Hold the demo accounts, each as `stored` holds it when it does (the portal shows the
+    /// stored accounts after a restart, so the sandbox must agree with them), else fresh.
+    /// `stored` is shared, not copied: its resources are `Arc`s.
+    pub fn seed(&self, stored: &[Arc<Account>]) {
+        let mut accounts = demo_accounts();
+        for account in stored {
+            if let Some(slot) = accounts.get_mut(&account.account_id) {
+                *slot = account.as_ref().clone();
+            }
+        }
+        *self.lock() = accounts;
+        self.seeded.send_replace(true);
+    }
+
+    /// Wait until [`seed`](Self::seed) ran, then take the lock.
+    async fn ready(&self) -> MutexGuard<'_, BTreeMap<String, Account>> {
+        let mut seeded = self.seeded.subscribe();
+        // The sender lives in `self`: the wait ends when it is seeded.
+        let _ = seeded.wait_for(|s| *s).await;
+        self.lock()
+    }
+
+    fn lock(&self) -> MutexGuard<'_, BTreeMap<String, Account>> {
+        // Operations never leave a half-made change behind (they build the new versions
+        // before putting them in), so the data of a poisoned lock is still consistent.
         self.accounts.lock().unwrap_or_else(|e| e.into_inner())
     }
+}
+
+fn unknown(account_id: &str) -> CloudError {
+    CloudError::UnknownAccount(account_id.to_string())
 }
 
 #[async_trait]
@@ -87,15 +138,21 @@ impl Cloud for SandboxCloud {
         account_id: &str,
         account_name: &str,
     ) -> Result<AccountSnapshot, CloudError> {
-        let mut snap = self
-            .lock()
-            .get(account_id)
-            .cloned()
-            .ok_or_else(|| CloudError::UnknownAccount(account_id.to_string()))?;
-        snap.account_name = account_name.to_string();
-        snap.synced_at = Some(chrono::Utc::now());
-        // Buckets, queues and topics come from `fetch_service`, as with AWS.
-        snap.services.clear();
+        let mut snap = {
+            let accounts = self.ready().await;
+            let account = accounts
+                .get(account_id)
+                .ok_or_else(|| unknown(account_id))?;
+            AccountSnapshot {
+                account_id: account.account_id.clone(),
+                account_name: account_name.to_string(),
+                synced_at: Some(chrono::Utc::now()),
+                principals: account.principals.iter().map(|p| (**p).clone()).collect(),
+                policies: account.policies.iter().map(|p| (**p).clone()).collect(),
+                // Buckets, queues and topics come from `fetch_service`, as with AWS.
+                services: vec![],
+            }
+        };
         snap.link_attachments();
         Ok(snap)
     }
@@ -105,11 +162,13 @@ impl Cloud for SandboxCloud {
         account_id: &str,
         role_name: &str,
     ) -> Result<Option<Principal>, CloudError> {
-        let accounts = self.lock();
+        let accounts = self.ready().await;
         let account = accounts
             .get(account_id)
-            .ok_or_else(|| CloudError::UnknownAccount(account_id.to_string()))?;
-        Ok(role_index(account, role_name).map(|i| account.principals[i].clone()))
+            .ok_or_else(|| unknown(account_id))?;
+        Ok(account
+            .principal(ResourceKind::Role, role_name)
+            .map(|p| (**p).clone()))
     }
 
     async fn assume_role(
@@ -125,13 +184,13 @@ impl Cloud for SandboxCloud {
     }
 
     async fn apply(&self, account_id: &str, op: &IamOp) -> Result<(), CloudError> {
-        let mut accounts = self.lock();
+        let mut accounts = self.ready().await;
         let account = accounts
             .get_mut(account_id)
-            .ok_or_else(|| CloudError::UnknownAccount(account_id.to_string()))?;
-        let mut next = account.clone();
-        apply_op(&mut next, op, self.max_managed_policies)?;
-        *account = next;
+            .ok_or_else(|| unknown(account_id))?;
+        for item in changed_by(account, op, self.max_managed_policies)? {
+            account.set(&item.key(), Some(item));
+        }
         tracing::info!(
             account = account_id,
             action = op.action(),
@@ -166,15 +225,15 @@ impl Cloud for SandboxCloud {
         service: ResourceKind,
         region: &str,
     ) -> Result<Vec<ServiceResource>, CloudError> {
-        let accounts = self.lock();
+        let accounts = self.ready().await;
         let account = accounts
             .get(account_id)
-            .ok_or_else(|| CloudError::UnknownAccount(account_id.to_string()))?;
+            .ok_or_else(|| unknown(account_id))?;
         Ok(account
             .services
             .iter()
             .filter(|r| r.kind == service && (service == ResourceKind::S3 || r.region == region))
-            .cloned()
+            .map(|r| (**r).clone())
             .collect())
     }
 
@@ -196,10 +255,10 @@ impl Cloud for SandboxCloud {
         let role_arn = job_id
             .strip_prefix(SANDBOX_JOB)
             .ok_or_else(|| iam_error("NoSuchEntity", format!("no job {job_id}")))?;
-        let accounts = self.lock();
+        let accounts = self.ready().await;
         let account = accounts
             .get(account_id)
-            .ok_or_else(|| CloudError::UnknownAccount(account_id.to_string()))?;
+            .ok_or_else(|| unknown(account_id))?;
         let role = account
             .principals
             .iter()
@@ -213,7 +272,7 @@ const SANDBOX_JOB: &str = "sandbox-job:";
 
 /// The demo's usage: the first service of the role's first inline policy was used two days ago;
 /// of the others, about one in three was used long ago and the rest never. Stable across runs.
-fn sandbox_usage(account: &AccountSnapshot, role: &Principal) -> Vec<super::ServiceAccess> {
+fn sandbox_usage(account: &Account, role: &Principal) -> Vec<super::ServiceAccess> {
     use std::collections::BTreeSet;
     let catalogue = crate::iam_actions::services();
     let services_of = |doc: &Value| crate::rightsize::analysis::allowed_services(doc, &catalogue);
@@ -269,12 +328,12 @@ fn no_such_role(name: &str) -> CloudError {
     )
 }
 
-/// Role names are unique regardless of case in IAM, and found that way.
-fn role_index(account: &AccountSnapshot, name: &str) -> Option<usize> {
+/// A copy of the role `name` to change (found whatever its case, as IAM finds it).
+fn role_copy(account: &Account, name: &str) -> Result<Principal, CloudError> {
     account
-        .principals
-        .iter()
-        .position(|p| p.kind == ResourceKind::Role && p.name.eq_ignore_ascii_case(name))
+        .principal(ResourceKind::Role, name)
+        .map(|p| (**p).clone())
+        .ok_or_else(|| no_such_role(name))
 }
 
 /// IAM's name pattern `[\w+=,.@-]+` with a length limit.
@@ -375,7 +434,7 @@ fn merge_tags(current: &mut Vec<Tag>, tags: &[Tag]) -> Result<(), CloudError> {
 /// The name of a managed policy this account can attach: its own customer-managed policies and
 /// AWS managed policies (`arn:aws:iam::aws:policy/...`, whose catalogue the sandbox does not
 /// hold, so any name is taken as existing).
-fn attachable(account: &AccountSnapshot, arn: &str) -> Result<String, CloudError> {
+fn attachable(account: &Account, arn: &str) -> Result<String, CloudError> {
     if let Some(path_and_name) = arn.strip_prefix("arn:aws:iam::aws:policy/")
         && let Some(name) = path_and_name.rsplit('/').next().filter(|n| !n.is_empty())
     {
@@ -394,26 +453,24 @@ fn attachable(account: &AccountSnapshot, arn: &str) -> Result<String, CloudError
         })
 }
 
-fn set_attachment_count(account: &mut AccountSnapshot, arn: &str, delta: i32) {
-    if let Some(p) = account.policies.iter_mut().find(|p| p.arn == arn) {
+/// The account's own managed policy `arn` with its attachment count moved by `delta` (`None`
+/// for an AWS managed policy, whose count the sandbox does not keep).
+fn recounted(account: &Account, arn: &str, delta: i32) -> Option<Item> {
+    account.policy_by_arn(arn).map(|p| {
+        let mut p: ManagedPolicy = (**p).clone();
         p.attachment_count = (p.attachment_count + delta).max(0);
-    }
+        Item::Policy(Arc::new(p))
+    })
 }
 
-fn role_mut<'a>(
-    account: &'a mut AccountSnapshot,
-    name: &str,
-) -> Result<&'a mut Principal, CloudError> {
-    let i = role_index(account, name).ok_or_else(|| no_such_role(name))?;
-    Ok(&mut account.principals[i])
+fn changed_role(role: Principal) -> Item {
+    Item::Principal(Arc::new(role))
 }
 
-/// Apply `op` to `account` (a copy: on error the caller drops it).
-fn apply_op(
-    account: &mut AccountSnapshot,
-    op: &IamOp,
-    max_managed: usize,
-) -> Result<(), CloudError> {
+/// What `op` changes in `account`, as new versions of the changed resources (the role, and the
+/// managed policy whose attachment count moves), built beside the current ones: on error
+/// nothing changed.
+fn changed_by(account: &Account, op: &IamOp, max_managed: usize) -> Result<Vec<Item>, CloudError> {
     match op {
         IamOp::CreateRole {
             role,
@@ -421,14 +478,21 @@ fn apply_op(
             description,
             trust,
             tags,
-        } => create_role(account, role, path, description.as_deref(), trust, tags),
+        } => {
+            let new = create_role(account, role, path, description.as_deref(), trust, tags)?;
+            Ok(vec![changed_role(new)])
+        }
         IamOp::PutRolePolicy {
             role,
             policy_name,
             document,
-        } => put_inline(role_mut(account, role)?, policy_name, document),
+        } => {
+            let mut role = role_copy(account, role)?;
+            put_inline(&mut role, policy_name, document)?;
+            Ok(vec![changed_role(role)])
+        }
         IamOp::DeleteRolePolicy { role, policy_name } => {
-            let role = role_mut(account, role)?;
+            let mut role = role_copy(account, role)?;
             let before = role.inline_policies.len();
             role.inline_policies.retain(|p| p.name != *policy_name);
             if role.inline_policies.len() == before {
@@ -437,14 +501,14 @@ fn apply_op(
                     format!("The role policy with name {policy_name} cannot be found."),
                 ));
             }
-            Ok(())
+            Ok(vec![changed_role(role)])
         }
         IamOp::AttachRolePolicy { role, policy_arn } => {
             let name = attachable(account, policy_arn)?;
-            let role = role_mut(account, role)?;
+            let mut role = role_copy(account, role)?;
             // Attaching an attached policy is a no-op in IAM.
             if role.managed_policies.iter().any(|m| m.arn == *policy_arn) {
-                return Ok(());
+                return Ok(vec![]);
             }
             if role.managed_policies.len() >= max_managed {
                 return Err(iam_error(
@@ -456,11 +520,12 @@ fn apply_op(
                 name,
                 arn: policy_arn.clone(),
             });
-            set_attachment_count(account, policy_arn, 1);
-            Ok(())
+            let mut changed = vec![changed_role(role)];
+            changed.extend(recounted(account, policy_arn, 1));
+            Ok(changed)
         }
         IamOp::DetachRolePolicy { role, policy_arn } => {
-            let role = role_mut(account, role)?;
+            let mut role = role_copy(account, role)?;
             let before = role.managed_policies.len();
             role.managed_policies.retain(|m| m.arn != *policy_arn);
             if role.managed_policies.len() == before {
@@ -469,31 +534,37 @@ fn apply_op(
                     format!("Policy {policy_arn} was not found."),
                 ));
             }
-            set_attachment_count(account, policy_arn, -1);
-            Ok(())
+            let mut changed = vec![changed_role(role)];
+            changed.extend(recounted(account, policy_arn, -1));
+            Ok(changed)
         }
         IamOp::PutRolePermissionsBoundary { role, policy_arn } => {
             attachable(account, policy_arn)?;
-            role_mut(account, role)?.permissions_boundary = Some(policy_arn.clone());
-            Ok(())
+            let mut role = role_copy(account, role)?;
+            role.permissions_boundary = Some(policy_arn.clone());
+            Ok(vec![changed_role(role)])
         }
         IamOp::DeleteRolePermissionsBoundary { role } => {
-            role_mut(account, role)?.permissions_boundary = None;
-            Ok(())
+            let mut role = role_copy(account, role)?;
+            role.permissions_boundary = None;
+            Ok(vec![changed_role(role)])
         }
         IamOp::UpdateAssumeRolePolicy { role, document } => {
-            let role = role_mut(account, role)?;
+            let mut role = role_copy(account, role)?;
             check_trust(document)?;
             role.trust_policy = Some(document.clone());
-            Ok(())
+            Ok(vec![changed_role(role)])
         }
-        IamOp::TagRole { role, tags } => merge_tags(&mut role_mut(account, role)?.tags, tags),
+        IamOp::TagRole { role, tags } => {
+            let mut role = role_copy(account, role)?;
+            merge_tags(&mut role.tags, tags)?;
+            Ok(vec![changed_role(role)])
+        }
         IamOp::UntagRole { role, keys } => {
             // Removing a tag the role does not have is not an error in IAM.
-            role_mut(account, role)?
-                .tags
-                .retain(|t| !keys.contains(&t.key));
-            Ok(())
+            let mut role = role_copy(account, role)?;
+            role.tags.retain(|t| !keys.contains(&t.key));
+            Ok(vec![changed_role(role)])
         }
     }
 }
@@ -528,13 +599,13 @@ fn put_inline(role: &mut Principal, policy_name: &str, document: &Value) -> Resu
 }
 
 fn create_role(
-    account: &mut AccountSnapshot,
+    account: &Account,
     name: &str,
     path: &str,
     description: Option<&str>,
     trust: &Value,
     tags: &[Tag],
-) -> Result<(), CloudError> {
+) -> Result<Principal, CloudError> {
     check_name("roleName", name, MAX_ROLE_NAME)?;
     let path_ok = path.starts_with('/')
         && path.ends_with('/')
@@ -555,7 +626,7 @@ fn create_role(
         ));
     }
     check_trust(trust)?;
-    if role_index(account, name).is_some() {
+    if account.principal(ResourceKind::Role, name).is_some() {
         return Err(iam_error(
             "EntityAlreadyExists",
             format!("Role with name {name} already exists."),
@@ -567,7 +638,7 @@ fn create_role(
         .simple()
         .to_string()
         .to_ascii_uppercase();
-    account.principals.push(Principal {
+    Ok(Principal {
         kind: ResourceKind::Role,
         account_id: account.account_id.clone(),
         name: name.to_string(),
@@ -583,8 +654,7 @@ fn create_role(
         managed_policies: vec![],
         permissions_boundary: None,
         tags: role_tags,
-    });
-    Ok(())
+    })
 }
 
 #[cfg(test)]
@@ -947,6 +1017,62 @@ mod tests {
             refused(&c, create(&"r".repeat(65), "/")).await,
             "ValidationError"
         );
+    }
+
+    /// The sandbox holds the view's own `Arc`s (one copy of every role), and an operation
+    /// replaces just the role it changes.
+    #[tokio::test]
+    async fn seeded_accounts_are_shared_and_an_apply_replaces_only_its_role() {
+        let view = Arc::new(Account::from_snapshot(
+            demo::account(ACCOUNT, "demo-prod"),
+            3,
+        ));
+        let c = SandboxCloud::pending(10);
+        c.seed(std::slice::from_ref(&view));
+        let tag = Tag {
+            key: "owner".into(),
+            value: "ann".into(),
+        };
+        ok(
+            &c,
+            IamOp::TagRole {
+                role: ROLE.to_ascii_uppercase(),
+                tags: vec![tag],
+            },
+        )
+        .await;
+        assert_eq!(role(&c, ROLE).await.tag("owner"), Some("ann"));
+        let accounts = c.lock();
+        let held = &accounts[ACCOUNT];
+        assert_eq!(held.principals.len(), view.principals.len());
+        for (mine, theirs) in held.principals.iter().zip(&view.principals) {
+            assert_eq!(
+                Arc::ptr_eq(mine, theirs),
+                mine.name != ROLE,
+                "{}: shared unless changed",
+                mine.name
+            );
+        }
+        assert!(
+            view.principal(ResourceKind::Role, ROLE)
+                .is_some_and(|r| r.tag("owner").is_none())
+        );
+    }
+
+    /// The portal opens its port before it loads the accounts: until the sandbox is seeded,
+    /// its operations wait rather than answer "unknown account".
+    #[tokio::test]
+    async fn operations_wait_until_seeded() {
+        let c = Arc::new(SandboxCloud::pending(10));
+        let waiting = tokio::spawn({
+            let c = c.clone();
+            async move { c.fetch_role(ACCOUNT, ROLE).await }
+        });
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        assert!(!waiting.is_finished());
+        c.seed(&[]);
+        let found = waiting.await.expect("task").expect("fetch");
+        assert!(found.is_some(), "the fresh demo accounts");
     }
 
     #[tokio::test]

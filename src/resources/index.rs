@@ -448,6 +448,29 @@ impl SearchIndex {
         };
 
         let limit = q.limit.clamp(1, 500);
+        let list = match q.sort {
+            Sort::Name => &self.entries,
+            Sort::Account => &self.by_account,
+            Sort::Kind => &self.by_kind,
+        };
+        let unfiltered = text.is_none()
+            && action_ids.is_none()
+            && account.is_none()
+            && tag.is_none()
+            && q.kind.is_none();
+        if unfiltered {
+            // Everything matches: the page is a slice of the ordered list.
+            let items = list
+                .iter()
+                .skip(q.offset)
+                .take(limit)
+                .map(|e| e.summary.clone())
+                .collect();
+            return SearchResult {
+                total: list.len(),
+                items,
+            };
+        }
         let mut total = 0;
         let mut items = Vec::with_capacity(limit);
         let mut visit = |e: &Entry| {
@@ -458,11 +481,7 @@ impl SearchIndex {
                 total += 1;
             }
         };
-        match q.sort {
-            Sort::Name => self.entries.iter().for_each(|e| visit(e)),
-            Sort::Account => self.by_account.iter().for_each(|e| visit(e)),
-            Sort::Kind => self.by_kind.iter().for_each(|e| visit(e)),
-        }
+        list.iter().for_each(|e| visit(e));
         SearchResult { total, items }
     }
 }

@@ -10,6 +10,7 @@
 //! order or twice are refused rather than applied wrongly (the caller then reads the Store).
 
 use std::any::Any;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
 
 use chrono::{DateTime, Utc};
@@ -76,6 +77,10 @@ pub struct Resources {
     configured: Vec<(String, String)>,
     current: RwLock<Current>,
     writer: Mutex<()>,
+    /// Set once this replica's first load from the Store finished ([`mark_loaded`]).
+    ///
+    /// [`mark_loaded`]: Resources::mark_loaded
+    loaded: AtomicBool,
 }
 
 impl Resources {
@@ -84,6 +89,19 @@ impl Resources {
             configured,
             ..Default::default()
         }
+    }
+
+    /// Whether the first load from the Store finished. `iamdesk serve` opens its port before
+    /// it (`src/cli.rs::serve`); until then `src/web/loading.rs` answers 503 and `/readyz` says
+    /// not ready.
+    pub fn is_loaded(&self) -> bool {
+        self.loaded.load(Ordering::Acquire)
+    }
+
+    /// The first load finished (successfully or not: a Store that cannot be read is reported
+    /// by `/readyz` on its own).
+    pub fn mark_loaded(&self) {
+        self.loaded.store(true, Ordering::Release);
     }
 
     pub fn configured(&self) -> &[(String, String)] {

@@ -23,9 +23,10 @@ pub async fn healthcheck(State(state): State<AppState>) -> Json<serde_json::Valu
 /// How long readiness waits for each backend.
 const READY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
-/// Readiness: 200 when the Store and the cache both answer (each within 5 s, asked at once),
-/// else 503 naming which did not, so a load balancer sends no traffic to a replica that
-/// cannot work.
+/// Readiness: 200 when this replica has loaded the synced accounts (`iamdesk serve` loads
+/// them after opening its port) and the Store and the cache both answer (each within 5 s,
+/// asked at once), else 503 naming what is not ready, so a load balancer sends no traffic to a
+/// replica that cannot work.
 pub async fn readyz(State(state): State<AppState>) -> Response {
     let (store, cache) = tokio::join!(
         tokio::time::timeout(READY_TIMEOUT, state.store.ping()),
@@ -47,7 +48,10 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
     };
     let store_backend = state.store.backend_name();
     let cache_backend = state.cache.backend_name();
+    let loading =
+        (!state.resources.is_loaded()).then(|| "the synced accounts are still loading".to_string());
     let problems: Vec<(&str, String)> = [
+        ("resources", loading),
         (
             "store",
             verdict(

@@ -15,6 +15,7 @@ mod forms;
 pub mod identity;
 mod jsonview;
 mod legacy;
+mod loading;
 mod metrics;
 pub mod openapi;
 mod pages;
@@ -251,7 +252,14 @@ pub fn router(state: AppState) -> Router {
             .layer(trace)
             .layer(PropagateRequestIdLayer::new(REQUEST_ID_HEADER))
             .layer(axum::middleware::from_fn(security::headers))
-            .layer(axum::middleware::from_fn_with_state(state, errors::render))
+            .layer(axum::middleware::from_fn_with_state(
+                state.clone(),
+                errors::render,
+            ))
+            .layer(axum::middleware::from_fn_with_state(
+                state,
+                loading::until_loaded,
+            ))
             .layer(CatchPanicLayer::custom(errors::panic_response))
             .layer(TimeoutLayer::with_status_code(
                 StatusCode::SERVICE_UNAVAILABLE,

@@ -174,7 +174,8 @@ async fn metrics_are_scraped_from_their_own_listener_with_bounded_labels() {
         .expect("client");
     let public = format!("http://127.0.0.1:{port}");
     let private = format!("http://127.0.0.1:{metrics_port}");
-    wait_for_200(&client, &format!("{public}/healthcheck")).await;
+    // Ready, not only live: `serve` loads the synced accounts after opening its port.
+    wait_for_200(&client, &format!("{public}/readyz")).await;
 
     // A few requests: a request id in the path, an unknown path, a forged API token.
     let id = "0190f5c2-0000-7000-8000-00000000abcd";
@@ -543,6 +544,46 @@ fn collect_refs(v: &serde_json::Value, out: &mut Vec<String>) {
 }
 
 // --- Liveness, readiness, `iamdesk healthcheck` --------------------------------------------
+
+/// `iamdesk serve` opens its port before it loads the synced accounts: meanwhile liveness
+/// answers, readiness says what is missing, and the other routes answer 503 with
+/// `Retry-After` instead of empty or wrong pages; once loaded, everything answers.
+#[tokio::test]
+async fn until_the_accounts_are_loaded_routes_answer_503_and_readiness_says_why() {
+    let (config, dir) = crate::support::TestApp::demo_config();
+    let opened = iamdesk::app::App::open(config).await.expect("open");
+    let mut app = crate::support::TestApp::serve(opened).await;
+    app.keep(dir);
+    assert_eq!(app.get("/healthcheck").await.status(), 200);
+    assert_eq!(app.get("/api/v2/openapi.json").await.status(), 200);
+    let resp = app.get("/readyz").await;
+    assert_eq!(resp.status(), 503);
+    let body: serde_json::Value = resp.json().await.expect("json");
+    assert_eq!(body["failed"], serde_json::json!(["resources"]), "{body}");
+    for path in ["/api/v2/policies", "/policies", "/requests"] {
+        let resp = app.get(path).await;
+        assert_eq!(resp.status(), 503, "{path}");
+        assert_eq!(
+            resp.headers()
+                .get("retry-after")
+                .and_then(|v| v.to_str().ok()),
+            Some("2"),
+            "{path}"
+        );
+        let text = resp.text().await.expect("body");
+        assert!(
+            text.contains("still loading the synced accounts"),
+            "{path}: {text}"
+        );
+    }
+
+    app.state.load_resources().await;
+    assert_eq!(app.get("/readyz").await.status(), 200);
+    let resp = app.get("/api/v2/policies?q=billing").await;
+    assert_eq!(resp.status(), 200);
+    let body: serde_json::Value = resp.json().await.expect("json");
+    assert!(body["total"].as_u64().is_some_and(|n| n > 0), "{body}");
+}
 
 #[tokio::test]
 async fn liveness_asks_no_backend_and_readiness_names_what_failed() {

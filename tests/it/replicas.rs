@@ -175,10 +175,11 @@ async fn cluster() -> Option<Cluster> {
         .build()
         .expect("client");
     for r in [&a, &b] {
-        let (http, url) = (http.clone(), r.url("/healthcheck"));
+        // Ready, not only live: `serve` loads the synced accounts after opening its port.
+        let (http, url) = (http.clone(), r.url("/readyz"));
         let log = r.log.clone();
         wait_for(
-            &format!("replica {} healthy", r.name),
+            &format!("replica {} ready", r.name),
             Duration::from_secs(20),
             async || {
                 let ok = http.get(&url).send().await.is_ok_and(|r| r.status() == 200);

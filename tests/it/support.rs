@@ -85,6 +85,12 @@ impl TestApp {
 
     pub async fn spawn(config: Config) -> TestApp {
         let app: Arc<App> = App::build(config).await.expect("build app");
+        Self::serve(app).await
+    }
+
+    /// Serve `app` as it is (e.g. opened with `App::open` and not loaded yet, as
+    /// `iamdesk serve` is during its first seconds).
+    pub async fn serve(app: Arc<App>) -> TestApp {
         let state = AppState(app);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
