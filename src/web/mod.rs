@@ -241,7 +241,11 @@ pub fn router(state: AppState) -> Router {
         // The path only, never the query string: it may carry search terms or cursors.
         tracing::info_span!("http", method = %req.method(), path = %req.uri().path(), request_id)
     })
-    .on_response(tower_http::trace::DefaultOnResponse::new().level(tracing::Level::INFO));
+    .on_response(tower_http::trace::DefaultOnResponse::new().level(tracing::Level::INFO))
+    // A 5xx is not by itself an error worth a page: readiness answers 503 while the synced
+    // accounts load (src/web/loading.rs) and throttling answers 503 (src/error.rs). A real
+    // internal error is logged at ERROR, with its cause, by `AppError` (src/error.rs).
+    .on_failure(tower_http::trace::DefaultOnFailure::new().level(tracing::Level::WARN));
 
     routes.layer(
         ServiceBuilder::new()
