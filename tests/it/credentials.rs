@@ -96,16 +96,14 @@ impl World {
 
     async fn credentials(&self, who: &str, groups: &str, body: Value) -> reqwest::Response {
         self.app
-            .client
-            .post(self.app.url("/api/v2/credentials"))
-            .header("x-user", who)
-            .header("x-groups", groups)
-            .header("cookie", &self.csrf.0)
-            .header("x-csrf-token", &self.csrf.1)
-            .json(&body)
-            .send()
+            .send_as(
+                reqwest::Method::POST,
+                "/api/v2/credentials",
+                (who, groups),
+                Some(&self.csrf),
+                Some(&body),
+            )
             .await
-            .expect("POST")
     }
 
     /// A page or console link opened from the portal itself (`Sec-Fetch-Site: same-origin`).

@@ -243,16 +243,8 @@ impl World {
     ) -> Value {
         let resp = self
             .app
-            .client
-            .request(method, self.app.url(path))
-            .header("x-user", who)
-            .header("x-groups", groups)
-            .header("cookie", &self.csrf.0)
-            .header("x-csrf-token", &self.csrf.1)
-            .json(&body)
-            .send()
-            .await
-            .expect("request");
+            .send_as(method, path, (who, groups), Some(&self.csrf), Some(&body))
+            .await;
         let status = resp.status();
         let body: Value = resp.json().await.expect("json");
         assert_eq!(status, 200, "{path}: {body}");

@@ -152,13 +152,8 @@ impl World {
     /// `GET path` as `who` (header sign-in).
     pub(crate) async fn get_as(&self, who: &str, groups: &str, path: &str) -> reqwest::Response {
         self.app
-            .client
-            .get(self.app.url(path))
-            .header("x-user", who)
-            .header("x-groups", groups)
-            .send()
+            .send_as(reqwest::Method::GET, path, (who, groups), None, None)
             .await
-            .expect("GET")
     }
 
     /// `POST path` with a JSON body as `who`, CSRF included.
@@ -170,16 +165,14 @@ impl World {
         body: Value,
     ) -> reqwest::Response {
         self.app
-            .client
-            .post(self.app.url(path))
-            .header("x-user", who)
-            .header("x-groups", groups)
-            .header("cookie", &self.csrf.0)
-            .header("x-csrf-token", &self.csrf.1)
-            .json(&body)
-            .send()
+            .send_as(
+                reqwest::Method::POST,
+                path,
+                (who, groups),
+                Some(&self.csrf),
+                Some(&body),
+            )
             .await
-            .expect("POST")
     }
 
     /// An administrator (`ADMIN` in `admins`) approves `id`; anything but 200 fails the test.
@@ -227,16 +220,14 @@ impl World {
         model: Value,
     ) -> reqwest::Response {
         self.app
-            .client
-            .put(self.app.url(&format!("/api/v2/requests/{id}")))
-            .header("x-user", who)
-            .header("x-groups", groups)
-            .header("cookie", &self.csrf.0)
-            .header("x-csrf-token", &self.csrf.1)
-            .json(&json!({"modification_model": model}))
-            .send()
+            .send_as(
+                reqwest::Method::PUT,
+                &format!("/api/v2/requests/{id}"),
+                (who, groups),
+                Some(&self.csrf),
+                Some(&json!({"modification_model": model})),
+            )
             .await
-            .expect("PUT")
     }
 
     /// The request page as `who` sees it.
