@@ -135,7 +135,7 @@ impl Cloud for SandboxCloud {
         tracing::info!(
             account = account_id,
             action = op.action(),
-            role = op.role(),
+            subject = op.subject(),
             "sandbox applied"
         );
         Ok(())
@@ -255,7 +255,7 @@ fn sandbox_usage(account: &AccountSnapshot, role: &Principal) -> Vec<super::Serv
 }
 
 /// An error in IAM's shape: its code, and the message as `code: message` like the AWS path.
-fn iam_error(code: &str, message: impl std::fmt::Display) -> CloudError {
+pub(super) fn iam_error(code: &str, message: impl std::fmt::Display) -> CloudError {
     CloudError::Aws {
         code: Some(code.to_string()),
         message: format!("{code}: {message}"),
@@ -296,7 +296,7 @@ fn check_name(field: &str, value: &str, max: usize) -> Result<(), CloudError> {
 }
 
 /// A policy document IAM would parse: an object with a `Statement` object or list.
-fn check_document(document: &Value) -> Result<(), CloudError> {
+pub(super) fn check_document(document: &Value) -> Result<(), CloudError> {
     let statements_ok = match document.get("Statement") {
         Some(Value::Array(list)) => list.iter().all(Value::is_object),
         Some(Value::Object(_)) => true,
@@ -414,6 +414,9 @@ fn apply_op(
     op: &IamOp,
     max_managed: usize,
 ) -> Result<(), CloudError> {
+    if let Some(done) = super::sandbox_resources::apply(account, op) {
+        return done;
+    }
     match op {
         IamOp::CreateRole {
             role,
@@ -495,6 +498,10 @@ fn apply_op(
                 .retain(|t| !keys.contains(&t.key));
             Ok(())
         }
+        other => Err(CloudError::Unsupported(format!(
+            "the sandbox has no {}",
+            other.action()
+        ))),
     }
 }
 

@@ -247,7 +247,7 @@ pub(crate) async fn revoke(app: &App, request_id: &str, change_id: &str) -> Resu
     let Some(change) = r.changes.iter().find(|c| c.id() == change_id).cloned() else {
         return Ok(());
     };
-    let target = change.target().clone();
+    let target = change.target();
     let account = target.account().to_string();
     let fresh = app
         .cloud

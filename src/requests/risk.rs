@@ -445,6 +445,94 @@ fn trust(doc: &Value, what: &str, ctx: &Context<'_>, out: &mut Vec<Reason>) {
     }
 }
 
+/// A bucket, queue or topic policy: who it lets in. Public (`"*"` without a Condition that
+/// closes it), outside your accounts, or another of your accounts.
+fn resource_policy(doc: &Value, what: &str, own: &str, ctx: &Context<'_>, out: &mut Vec<Reason>) {
+    for st in statements(doc) {
+        if st.get("Effect").and_then(Value::as_str) != Some("Allow") {
+            continue;
+        }
+        let aws: Vec<&str> = match st.get("Principal") {
+            Some(Value::String(s)) => vec![s.as_str()],
+            Some(Value::Object(m)) => strings(m.get("AWS")),
+            _ => vec![],
+        };
+        if st.get("NotPrincipal").is_some() {
+            out.push(reason(
+                "resource_public",
+                Level::Critical,
+                format!("{what}: Allow with NotPrincipal lets in everyone except those listed"),
+            ));
+        }
+        let closed = closed_by_condition(st);
+        for p in &aws {
+            let account = principal_account(p);
+            if wild(p) || account.is_some_and(wild) {
+                if !closed {
+                    out.push(reason(
+                        "resource_public",
+                        Level::Critical,
+                        format!(
+                            "{what}: Principal `{p}` opens it to anyone, in any AWS account or \
+                             none, and no Condition limits it"
+                        ),
+                    ));
+                }
+            } else if let Some(a) = account.filter(|a| !ctx.accounts.contains_key(*a)) {
+                out.push(reason(
+                    "resource_external_account",
+                    Level::High,
+                    format!("{what}: account {a} is not one of yours (account_ids_to_name)"),
+                ));
+            } else if let Some(a) = account.filter(|a| *a != own) {
+                let name = ctx.accounts.get(a).map(String::as_str).unwrap_or("");
+                out.push(reason(
+                    "resource_cross_account",
+                    Level::Medium,
+                    format!("{what}: grants access to another of your accounts, {a} {name}"),
+                ));
+            }
+        }
+    }
+}
+
+fn resource_change(
+    c: &super::resource_change::ResourceChange,
+    ctx: &Context<'_>,
+    out: &mut Vec<Reason>,
+) {
+    use super::resource_change::{PolicyStep, ResourceEdit};
+    let what = format!("resource policy of {}", c.resource.label());
+    match &c.edit {
+        ResourceEdit::Policy(Some(doc)) => {
+            resource_policy(doc.as_value(), &what, c.resource.account.as_str(), ctx, out)
+        }
+        ResourceEdit::Policy(None) => out.push(reason(
+            "resource_policy_removed",
+            Level::Medium,
+            format!(
+                "removes the {what}: every grant and every Deny in it goes (Deny statements often \
+                 guard against public access or unencrypted uploads)"
+            ),
+        )),
+        ResourceEdit::Tag { .. } => {}
+        ResourceEdit::ManagedPolicy { document, step } => {
+            let what = c.resource.label();
+            identity(document.as_value(), &what, out);
+            if let PolicyStep::Publish { .. } = step {
+                out.push(reason(
+                    "managed_policy_version",
+                    Level::Medium,
+                    format!(
+                        "{what}: a new default version changes what every role and user it is \
+                         attached to may do, at once"
+                    ),
+                ));
+            }
+        }
+    }
+}
+
 fn managed(arn: &str, what: &str, ctx: &Context<'_>, out: &mut Vec<Reason>) {
     if let Some((_, level)) = ADMIN_MANAGED.iter().find(|(a, _)| *a == arn) {
         out.push(reason(
@@ -528,6 +616,7 @@ pub fn assess(change: &Change, ctx: &Context<'_>) -> Risk {
             }
         }
         Change::CreateRole(c) => new_role(c, ctx, &mut out),
+        Change::Resource(c) => resource_change(c, ctx, &mut out),
     }
     let account = change.target().account().as_str();
     if ctx.is_sensitive(account) {

@@ -16,6 +16,7 @@
 //! step 2 on the whole edited list, so an edit is held to the same rules as a new request.
 
 mod changes;
+mod cross_account;
 mod grammar;
 pub mod names;
 mod quotas;
@@ -67,6 +68,24 @@ pub trait Synced {
 
     /// Why iamdesk must never change the role `name` of `account` (its own roles), if so.
     fn protected(&self, account: &str, name: &str) -> Option<String>;
+
+    /// A synced bucket, queue, topic or customer-managed policy. `account: None` (a bucket ARN
+    /// names no account) looks in every account; `region: None` takes any region.
+    fn resource(
+        &self,
+        account: Option<&str>,
+        kind: crate::resources::model::ResourceKind,
+        region: Option<&str>,
+        name: &str,
+    ) -> Option<crate::resources::model::Resource> {
+        let _ = (account, kind, region, name);
+        None
+    }
+
+    /// The configured accounts' ids.
+    fn accounts(&self) -> Vec<String> {
+        vec![]
+    }
 }
 
 /// Why a request cannot be accepted: the field (`changes[0].policy_name`) and what to do.
@@ -111,6 +130,8 @@ pub enum DocKind {
     Identity,
     /// Role trust (assume-role) policy: Action + Principal, no Resource.
     Trust,
+    /// Resource policy of a bucket, queue or topic: Action + Principal + Resource.
+    Resource,
 }
 
 /// A request body that passed both steps.
@@ -134,8 +155,43 @@ pub fn validate_request(
     limits: &Limits,
 ) -> Result<Validated, Vec<Problem>> {
     let parsed = changes::parse(body)?;
-    let (changes, warnings) =
+    let (mut changes, mut warnings) =
         state::check_against(parsed.changes, synced, limits, state::Clones::Resolve)?;
+    // The other half of cross-account grants, checked like the rest; its problems and warnings
+    // are numbered where the changes land in the request.
+    let extra = cross_account::generate(&changes, synced);
+    if !extra.is_empty() {
+        let base = changes.len();
+        let renumber = |field: String| match field
+            .strip_prefix("changes[")
+            .and_then(|r| r.split_once(']'))
+            .and_then(|(n, rest)| Some((n.parse::<usize>().ok()?, rest)))
+        {
+            Some((n, rest)) => format!("changes[{}]{rest}", n + base),
+            None => field,
+        };
+        match state::check_against(extra, synced, limits, state::Clones::Resolve) {
+            Ok((extra, more)) => {
+                changes.extend(extra);
+                warnings.extend(more.into_iter().map(|w| Warning {
+                    change: w.change + base,
+                    message: w.message,
+                }));
+            }
+            Err(problems) => {
+                return Err(problems
+                    .into_iter()
+                    .map(|p| Problem {
+                        field: renumber(p.field),
+                        message: format!(
+                            "{} (in the change iamdesk adds so the cross-account grant works)",
+                            p.message
+                        ),
+                    })
+                    .collect());
+            }
+        }
+    }
     Ok(Validated {
         justification: parsed.justification,
         admin_auto_approve: parsed.admin_auto_approve,
@@ -167,6 +223,46 @@ pub fn parse_document(
     field: &str,
 ) -> Result<super::model::PolicyDocument, Vec<Problem>> {
     let problems = validate_policy_document(doc, kind, field);
+    if problems.is_empty() {
+        Ok(super::model::PolicyDocument::checked(doc.clone()))
+    } else {
+        Err(problems)
+    }
+}
+
+/// A new document for a resource change (`update_change`): the grammar of its kind, and for a
+/// resource policy the resource it may name and the service's size limit, for a managed policy
+/// the 6,144-character quota.
+pub fn parse_resource_document(
+    change: &super::resource_change::ResourceChange,
+    doc: &Value,
+    field: &str,
+) -> Result<super::model::PolicyDocument, Vec<Problem>> {
+    use super::resource_change::{MANAGED_POLICY_CHARS, ResourceEdit};
+    let mut problems = match change.edit {
+        ResourceEdit::Policy(_) => {
+            let mut p = validate_policy_document(doc, DocKind::Resource, field);
+            p.extend(grammar::resource_policy_problems(
+                doc,
+                &change.resource,
+                field,
+            ));
+            p
+        }
+        _ => validate_policy_document(doc, DocKind::Identity, field),
+    };
+    if let ResourceEdit::ManagedPolicy { .. } = change.edit {
+        let n = names::doc_chars(doc);
+        if n > MANAGED_POLICY_CHARS {
+            problems.push(Problem::new(
+                field,
+                format!(
+                    "the managed policy is {n} characters without whitespace; AWS allows \
+                     {MANAGED_POLICY_CHARS}"
+                ),
+            ));
+        }
+    }
     if problems.is_empty() {
         Ok(super::model::PolicyDocument::checked(doc.clone()))
     } else {
