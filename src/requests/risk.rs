@@ -958,4 +958,82 @@ mod tests {
         }
         assert_eq!(assess_with(&narrow, &["dev-*".into()]).level, Level::Low);
     }
+    fn bucket_policy(statement: Value) -> Change {
+        change(json!({"change_type": "resource_policy", "account_id": OURS,
+            "principal": {"principal_type": "AwsResource", "principal_arn": "arn:aws:s3:::reports"},
+            "arn": "arn:aws:s3:::reports", "region": "us-east-1",
+            "policy": {"policy_document": {"Version": "2012-10-17", "Statement": [statement]}}}))
+    }
+
+    /// The resource-policy rows of the risk table (issue 14), with a second account of ours.
+    #[test]
+    fn resource_policy_reasons() {
+        let accounts = BTreeMap::from([
+            (OURS.to_string(), "prod-payments".to_string()),
+            ("222222222222".to_string(), "analytics".to_string()),
+        ]);
+        let docs = |_: &str| None;
+        let ctx = Context {
+            accounts: &accounts,
+            sensitive: &[],
+            entitlement_tags: vec![],
+            managed_document: &docs,
+        };
+        let grant = |principal: Value, condition: Option<Value>| {
+            let mut st = json!({"Effect": "Allow", "Principal": principal,
+                                "Action": "s3:GetObject", "Resource": "arn:aws:s3:::reports/*"});
+            if let Some(c) = condition {
+                st["Condition"] = c;
+            }
+            bucket_policy(st)
+        };
+        let org = json!({"StringEquals": {"aws:PrincipalOrgID": "o-abc123"}});
+        let rows: Vec<(&str, Change, Option<&str>, Level)> = vec![
+            ("public", grant(json!("*"), None), Some("resource_public"), Level::Critical),
+            (
+                "public AWS",
+                grant(json!({"AWS": "*"}), None),
+                Some("resource_public"),
+                Level::Critical,
+            ),
+            ("public in the org", grant(json!("*"), Some(org)), None, Level::Low),
+            (
+                "outside",
+                grant(json!({"AWS": "arn:aws:iam::999999999999:root"}), None),
+                Some("resource_external_account"),
+                Level::High,
+            ),
+            (
+                "another of ours",
+                grant(json!({"AWS": "arn:aws:iam::222222222222:role/etl"}), None),
+                Some("resource_cross_account"),
+                Level::Medium,
+            ),
+            (
+                "same account",
+                grant(json!({"AWS": format!("arn:aws:iam::{OURS}:role/app")}), None),
+                None,
+                Level::Low,
+            ),
+            (
+                "removed",
+                change(json!({"change_type": "resource_policy", "account_id": OURS,
+                    "principal": {"principal_type": "AwsResource",
+                                  "principal_arn": "arn:aws:s3:::reports"},
+                    "arn": "arn:aws:s3:::reports", "action": "detach"})),
+                Some("resource_policy_removed"),
+                Level::Medium,
+            ),
+        ];
+        for (name, c, code, level) in rows {
+            let risk = assess(&c, &ctx);
+            if let Some(code) = code {
+                assert!(
+                    risk.reasons.iter().any(|r| r.code == code),
+                    "{name}: no `{code}` in {risk:#?}"
+                );
+            }
+            assert_eq!(risk.level, level, "{name}: {risk:#?}");
+        }
+    }
 }
