@@ -989,14 +989,24 @@ mod tests {
         };
         let org = json!({"StringEquals": {"aws:PrincipalOrgID": "o-abc123"}});
         let rows: Vec<(&str, Change, Option<&str>, Level)> = vec![
-            ("public", grant(json!("*"), None), Some("resource_public"), Level::Critical),
+            (
+                "public",
+                grant(json!("*"), None),
+                Some("resource_public"),
+                Level::Critical,
+            ),
             (
                 "public AWS",
                 grant(json!({"AWS": "*"}), None),
                 Some("resource_public"),
                 Level::Critical,
             ),
-            ("public in the org", grant(json!("*"), Some(org)), None, Level::Low),
+            (
+                "public in the org",
+                grant(json!("*"), Some(org)),
+                None,
+                Level::Low,
+            ),
             (
                 "outside",
                 grant(json!({"AWS": "arn:aws:iam::999999999999:root"}), None),
@@ -1011,7 +1021,10 @@ mod tests {
             ),
             (
                 "same account",
-                grant(json!({"AWS": format!("arn:aws:iam::{OURS}:role/app")}), None),
+                grant(
+                    json!({"AWS": format!("arn:aws:iam::{OURS}:role/app")}),
+                    None,
+                ),
                 None,
                 Level::Low,
             ),

@@ -637,3 +637,125 @@ async fn a_cross_account_bucket_grant_brings_its_bucket_policy_and_one_approval_
         .to_string();
     assert!(text.contains(&role), "{text}");
 }
+
+/// The loop in a real browser, in the demo: search buckets by an action in their policy, open
+/// one, request a new policy from its page as the requester, approve it as the admin, and see
+/// the new policy on the bucket's page.
+#[tokio::test]
+async fn a_bucket_policy_change_requested_and_approved_in_a_real_browser() {
+    use fantoccini::Locator;
+    let Some(browser) = crate::browser::Browser::start().await else {
+        return;
+    };
+    let app = crate::support::TestApp::demo().await;
+    let c = &browser.client;
+    let bucket = "demo-prod-reports-111122223333";
+    c.goto(&app.url("/policies?type=s3")).await.expect("open");
+    let q = c.find(Locator::Css("input[name=q]")).await.expect("box");
+    q.send_keys("s3:GetObject").await.expect("type");
+    c.find(Locator::Css("form.filters button"))
+        .await
+        .expect("button")
+        .click()
+        .await
+        .expect("search");
+    let link = c
+        .wait()
+        .for_element(Locator::LinkText(bucket))
+        .await
+        .expect("the bucket whose policy allows s3:GetObject");
+    browser.screenshot("resource-search").await;
+    link.click().await.expect("open bucket");
+    c.wait()
+        .for_element(Locator::XPath(&format!("//h1[.='{bucket}']")))
+        .await
+        .expect("bucket page");
+
+    // The admin may not approve their own request: ask as the requester.
+    let switch = |who: &'static str| async move {
+        c.find(Locator::XPath(&format!(
+            "//form[@class='persona-switch']//button[contains(., '{who}')]"
+        )))
+        .await
+        .unwrap_or_else(|e| panic!("switch to {who}: {e}"))
+        .click()
+        .await
+        .expect("switch");
+        c.wait()
+            .for_element(Locator::XPath(&format!(
+                "//form[@class='persona-switch']//button[not(contains(., '{who}'))]"
+            )))
+            .await
+            .expect("switched");
+    };
+    switch("requester").await;
+    let new_policy = json!({"Version": "2012-10-17", "Statement": [{"Sid": "Uploads",
+        "Effect": "Allow",
+        "Principal": {"AWS": "arn:aws:iam::111122223333:role/ml-training"},
+        "Action": "s3:PutObject", "Resource": format!("arn:aws:s3:::{bucket}/uploads/*")}]});
+    let area = c
+        .find(Locator::Id("f-policy_document"))
+        .await
+        .expect("policy box");
+    area.clear().await.expect("clear");
+    area.send_keys(&new_policy.to_string())
+        .await
+        .expect("policy");
+    c.find(Locator::Id("f-justification"))
+        .await
+        .expect("justification")
+        .send_keys("ML uploads land in this bucket")
+        .await
+        .expect("type");
+    browser.screenshot("resource-request-form").await;
+    c.find(Locator::Id("submit-change"))
+        .await
+        .expect("submit")
+        .click()
+        .await
+        .expect("submit");
+    c.wait()
+        .for_element(Locator::XPath("//*[contains(., 's3:PutBucketPolicy')]"))
+        .await
+        .expect("the request page lists the call");
+    let request_url = c.current_url().await.expect("url").to_string();
+    assert!(request_url.contains("/policies/request/"), "{request_url}");
+
+    switch("admin").await;
+    c.find(Locator::Css("input[name=confirm]"))
+        .await
+        .expect("confirm box")
+        .click()
+        .await
+        .expect("tick");
+    browser.screenshot("resource-request-review").await;
+    c.find(Locator::Css("button.approve"))
+        .await
+        .expect("approve")
+        .click()
+        .await
+        .expect("approve");
+    c.wait()
+        .for_element(Locator::XPath(
+            "//*[contains(@class,'status') and contains(., 'approved')]",
+        ))
+        .await
+        .expect("approved");
+
+    c.goto(&app.url(&format!("/policies/edit/111122223333/s3/{bucket}")))
+        .await
+        .expect("bucket page again");
+    let shown = c
+        .find(Locator::Id("policy"))
+        .await
+        .expect("policy")
+        .text()
+        .await
+        .expect("text");
+    browser.screenshot("resource-after").await;
+    assert!(
+        shown.contains("s3:PutObject") && shown.contains("uploads"),
+        "the new policy is shown: {shown}"
+    );
+    browser.close().await;
+}
