@@ -759,3 +759,50 @@ async fn a_bucket_policy_change_requested_and_approved_in_a_real_browser() {
     );
     browser.close().await;
 }
+
+/// The wizard's review step says that a bucket in another account brings its bucket policy.
+#[tokio::test]
+async fn the_wizard_says_a_cross_account_bucket_brings_its_bucket_policy() {
+    if moto_endpoint().is_none() {
+        return;
+    }
+    let b = account_id();
+    let Some(w) = world_with(&[b.as_str()]).await else {
+        return;
+    };
+    let (s3, _, _) = services_in(&b).await;
+    let bucket = format!("wizard-{b}");
+    s3.create_bucket()
+        .bucket(&bucket)
+        .send()
+        .await
+        .expect("bucket");
+    resync(&w).await;
+    let arn = w.arn();
+    let resp = w
+        .app
+        .client
+        .post(w.app.url("/selfservice"))
+        .header("x-user", DEV)
+        .header("cookie", &w.csrf.0)
+        .form(&[
+            ("csrf_token", w.csrf.1.as_str()),
+            ("role", arn.as_str()),
+            ("permissions", "[]"),
+            ("template", "s3_read"),
+            ("v_bucket", bucket.as_str()),
+            ("v_prefix", "2026/"),
+            ("action", "add"),
+        ])
+        .send()
+        .await
+        .expect("POST");
+    assert_eq!(resp.status(), 200);
+    let html = resp.text().await.expect("html");
+    assert!(
+        html.contains(&format!(
+            "The request will also set the resource policy of bucket {bucket}"
+        )),
+        "the review step names the bucket policy change"
+    );
+}
