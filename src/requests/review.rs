@@ -138,28 +138,10 @@ fn resource_sections(c: &ResourceChange, current: Option<&Resource>) -> Vec<Sect
                 doc.as_ref().map(|d| d.as_value()),
             ),
         }],
-        ResourceEdit::Tag { key, edit, .. } => {
-            let before: Vec<String> = service
-                .map(|s| {
-                    s.tags
-                        .iter()
-                        .map(|t| format!("{}={}", t.key, t.value))
-                        .collect()
-                })
-                .unwrap_or_default();
-            let mut after: Vec<String> = before
-                .iter()
-                .filter(|t| t.split_once('=').map(|(k, _)| k) != Some(key.as_str()))
-                .cloned()
-                .collect();
-            if let TagEdit::Create(v) | TagEdit::Update(v) = edit {
-                after.push(format!("{key}={v}"));
-            }
-            vec![Section {
-                label: format!("Tags of {label}"),
-                diff: diff_text(&lines(&before), &lines(&after)),
-            }]
-        }
+        ResourceEdit::Tag { key, edit, .. } => vec![Section {
+            label: format!("Tags of {label}"),
+            diff: tag_diff(service.map(|s| s.tags.as_slice()), key, edit),
+        }],
         ResourceEdit::ManagedPolicy { document, step } => {
             let mut out = vec![Section {
                 label: format!("Default version of {label}"),
@@ -306,28 +288,10 @@ pub fn sections(change: &Change, current: Option<&Principal>) -> Vec<Section> {
                 diff_text(&before, &after),
             )]
         }
-        Change::ResourceTag(c) => {
-            let before: Vec<String> = current
-                .map(|r| {
-                    r.tags
-                        .iter()
-                        .map(|t| format!("{}={}", t.key, t.value))
-                        .collect()
-                })
-                .unwrap_or_default();
-            let mut after: Vec<String> = before
-                .iter()
-                .filter(|t| t.split_once('=').map(|(k, _)| k) != Some(c.key.as_str()))
-                .cloned()
-                .collect();
-            if let TagEdit::Create(v) | TagEdit::Update(v) = &c.edit {
-                after.push(format!("{}={v}", c.key));
-            }
-            vec![section(
-                "Tags".into(),
-                diff_text(&lines(&before), &lines(&after)),
-            )]
-        }
+        Change::ResourceTag(c) => vec![section(
+            "Tags".into(),
+            tag_diff(current.map(|r| r.tags.as_slice()), &c.key, &c.edit),
+        )],
         Change::CreateRole(c) => new_role_sections(c),
         Change::Resource(c) => resource_sections(c, None),
     }
@@ -375,6 +339,24 @@ fn new_role_sections(c: &CreateRoleChange) -> Vec<Section> {
         });
     }
     out
+}
+
+/// Tags as `key=value` lines, before and after one tag change.
+fn tag_diff(current: Option<&[crate::resources::model::Tag]>, key: &str, edit: &TagEdit) -> Diff {
+    let before: Vec<String> = current
+        .unwrap_or_default()
+        .iter()
+        .map(|t| format!("{}={}", t.key, t.value))
+        .collect();
+    let mut after: Vec<String> = before
+        .iter()
+        .filter(|t| t.split_once('=').map(|(k, _)| k) != Some(key))
+        .cloned()
+        .collect();
+    if let TagEdit::Create(v) | TagEdit::Update(v) = edit {
+        after.push(format!("{key}={v}"));
+    }
+    diff_text(&lines(&before), &lines(&after))
 }
 
 fn lines(items: &[String]) -> String {

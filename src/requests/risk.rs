@@ -345,6 +345,20 @@ fn identity(doc: &Value, what: &str, out: &mut Vec<Reason>) {
 }
 
 /// The account an AWS principal names (`123456789012`, `arn:aws:iam::123456789012:…`), or `*`.
+/// The `AWS` principals of a statement (`"*"` alone counts as one).
+fn aws_principals(st: &Value) -> Vec<&str> {
+    match st.get("Principal") {
+        Some(Value::String(s)) => vec![s.as_str()],
+        Some(Value::Object(m)) => strings(m.get("AWS")),
+        _ => vec![],
+    }
+}
+
+/// `*`, or an ARN of any account (`arn:aws:iam::*:root`).
+fn anyone(p: &str) -> bool {
+    wild(p) || principal_account(p).is_some_and(wild)
+}
+
 fn principal_account(p: &str) -> Option<&str> {
     if p.len() == 12 && p.bytes().all(|b| b.is_ascii_digit()) {
         return Some(p);
@@ -396,15 +410,11 @@ fn trust(doc: &Value, what: &str, ctx: &Context<'_>, out: &mut Vec<Reason>) {
             continue;
         }
         let principal = st.get("Principal");
-        let aws: Vec<&str> = match principal {
-            Some(Value::String(s)) => vec![s.as_str()],
-            Some(Value::Object(m)) => strings(m.get("AWS")),
-            _ => vec![],
-        };
+        let aws = aws_principals(st);
         let closed = closed_by_condition(st);
         for p in &aws {
             let account = principal_account(p);
-            if wild(p) || account.is_some_and(wild) {
+            if anyone(p) {
                 if !closed {
                     out.push(reason(
                         "trust_anyone",
@@ -452,11 +462,7 @@ fn resource_policy(doc: &Value, what: &str, own: &str, ctx: &Context<'_>, out: &
         if st.get("Effect").and_then(Value::as_str) != Some("Allow") {
             continue;
         }
-        let aws: Vec<&str> = match st.get("Principal") {
-            Some(Value::String(s)) => vec![s.as_str()],
-            Some(Value::Object(m)) => strings(m.get("AWS")),
-            _ => vec![],
-        };
+        let aws = aws_principals(st);
         if st.get("NotPrincipal").is_some() {
             out.push(reason(
                 "resource_public",
@@ -467,7 +473,7 @@ fn resource_policy(doc: &Value, what: &str, own: &str, ctx: &Context<'_>, out: &
         let closed = closed_by_condition(st);
         for p in &aws {
             let account = principal_account(p);
-            if wild(p) || account.is_some_and(wild) {
+            if anyone(p) {
                 if !closed {
                     out.push(reason(
                         "resource_public",

@@ -53,6 +53,25 @@ async fn world_with(extra: &[&str]) -> Option<World> {
     .await
 }
 
+/// A world whose role `app` is in account A, and a second configured account B holding the
+/// synced bucket `{prefix}-{B}`: (world, B, bucket, B's S3 client).
+async fn with_bucket_in_another_account(
+    prefix: &str,
+) -> Option<(World, String, String, aws_sdk_s3::Client)> {
+    moto_endpoint()?;
+    let b = account_id();
+    let w = world_with(&[b.as_str()]).await?;
+    let (s3, _, _) = services_in(&b).await;
+    let bucket = format!("{prefix}-{b}");
+    s3.create_bucket()
+        .bucket(&bucket)
+        .send()
+        .await
+        .expect("bucket");
+    resync(&w).await;
+    Some((w, b, bucket, s3))
+}
+
 async fn resync(w: &World) {
     iamdesk::resources::sync::run(&w.app.state.resource_deps())
         .await
@@ -62,12 +81,20 @@ async fn resync(w: &World) {
 /// Create as the developer, approve as another admin; the request as stored after.
 async fn request_and_approve(w: &World, changes: Vec<Value>) -> iamdesk::store::PolicyRequest {
     let id = create_ok(w, DEV, "dev", body(changes)).await;
-    let version = w.request(&id).await.version;
+    approve(w, &id).await;
+    let done = w.request(&id).await;
+    assert_eq!(done.status, RequestStatus::Approved, "{:?}", done.results);
+    done
+}
+
+/// Approve the version stored now, as another admin: 200.
+async fn approve(w: &World, id: &str) {
+    let version = w.request(id).await.version;
     let resp = w
         .act(
             OTHER_ADMIN,
             "admins",
-            &id,
+            id,
             json!({"command": "approve_request", "version": version}),
         )
         .await;
@@ -77,9 +104,6 @@ async fn request_and_approve(w: &World, changes: Vec<Value>) -> iamdesk::store::
         "{}",
         resp.text().await.unwrap_or_default()
     );
-    let done = w.request(&id).await;
-    assert_eq!(done.status, RequestStatus::Approved, "{:?}", done.results);
-    done
 }
 
 /// The reviewed calls of a request (the API's `plan`), every change.
@@ -371,15 +395,8 @@ async fn a_managed_policy_is_created_then_its_sixth_version_deletes_the_oldest_f
         .send()
         .await
         .expect("start recording");
-    let resp = w
-        .act(
-            OTHER_ADMIN,
-            "admins",
-            &id,
-            json!({"command": "approve_request", "version": view["version"]}),
-        )
-        .await;
-    assert_eq!(resp.status(), 200);
+    assert_eq!(view["version"], w.request(&id).await.version);
+    approve(&w, &id).await;
     let recording = http
         .get(format!("{endpoint}/moto-api/recorder/download-recording"))
         .send()
@@ -419,23 +436,8 @@ async fn a_managed_policy_is_created_then_its_sixth_version_deletes_the_oldest_f
 
 /// The policy-version writes moto recorded for `arn`, as `IamOp`s.
 fn recorded_policy_writes(recording: &str, arn: &str) -> Vec<IamOp> {
-    use base64::Engine as _;
     let mut out = vec![];
-    for line in recording.lines() {
-        let Ok(entry) = serde_json::from_str::<Value>(line) else {
-            continue;
-        };
-        let raw = entry["body"].as_str().unwrap_or_default();
-        let bytes = if entry["body_encoded"] == true {
-            base64::engine::general_purpose::STANDARD
-                .decode(raw)
-                .unwrap_or_default()
-        } else {
-            raw.as_bytes().to_vec()
-        };
-        let Ok(form) = serde_urlencoded::from_bytes::<Vec<(String, String)>>(&bytes) else {
-            continue;
-        };
+    for form in crate::support::recorded_forms(recording) {
         let get = |k: &str| {
             form.iter()
                 .find(|(key, _)| key == k)
@@ -567,21 +569,9 @@ async fn bad_resource_changes_are_refused_with_the_problem_and_nothing_is_applie
 
 #[tokio::test]
 async fn a_cross_account_bucket_grant_brings_its_bucket_policy_and_one_approval_applies_both() {
-    if moto_endpoint().is_none() {
-        return;
-    }
-    let b = account_id();
-    let Some(w) = world_with(&[b.as_str()]).await else {
+    let Some((w, b, bucket, s3)) = with_bucket_in_another_account("shared").await else {
         return;
     };
-    let (s3, _, _) = services_in(&b).await;
-    let bucket = format!("shared-{b}");
-    s3.create_bucket()
-        .bucket(&bucket)
-        .send()
-        .await
-        .expect("bucket");
-    resync(&w).await;
     let role = w.arn();
     let grant = json!({"change_type": "inline_policy",
         "principal": {"principal_type": "AwsResource", "principal_arn": role},
@@ -608,16 +598,7 @@ async fn a_cross_account_bucket_grant_brings_its_bucket_policy_and_one_approval_
     let page = w.page(OTHER_ADMIN, "admins", &id).await;
     assert!(page.contains("s3:PutBucketPolicy") && page.contains("iam:PutRolePolicy"));
     assert!(page.contains("cross-account grant works"));
-    let (view, _) = planned_calls(&w, &id).await;
-    let resp = w
-        .act(
-            OTHER_ADMIN,
-            "admins",
-            &id,
-            json!({"command": "approve_request", "version": view["version"]}),
-        )
-        .await;
-    assert_eq!(resp.status(), 200);
+    approve(&w, &id).await;
     assert_eq!(w.request(&id).await.status, RequestStatus::Approved);
     w.iam
         .get_role_policy()
@@ -763,21 +744,9 @@ async fn a_bucket_policy_change_requested_and_approved_in_a_real_browser() {
 /// The wizard's review step says that a bucket in another account brings its bucket policy.
 #[tokio::test]
 async fn the_wizard_says_a_cross_account_bucket_brings_its_bucket_policy() {
-    if moto_endpoint().is_none() {
-        return;
-    }
-    let b = account_id();
-    let Some(w) = world_with(&[b.as_str()]).await else {
+    let Some((w, _, bucket, _)) = with_bucket_in_another_account("wizard").await else {
         return;
     };
-    let (s3, _, _) = services_in(&b).await;
-    let bucket = format!("wizard-{b}");
-    s3.create_bucket()
-        .bucket(&bucket)
-        .send()
-        .await
-        .expect("bucket");
-    resync(&w).await;
     let arn = w.arn();
     let resp = w
         .app
