@@ -775,3 +775,95 @@ async fn the_wizard_says_a_cross_account_bucket_brings_its_bucket_policy() {
         "the review step names the bucket policy change"
     );
 }
+
+/// An expiring bucket policy is put back as it was (or removed where there was none) on time,
+/// and one changed outside iamdesk meanwhile is left alone as drift.
+#[tokio::test]
+async fn an_expiring_bucket_policy_goes_back_on_time_unless_it_drifted() {
+    let Some(w) = world_with(&[]).await else {
+        return;
+    };
+    let a = w.account.clone();
+    let (s3, _, _) = services_in(&a).await;
+    let reader = format!("arn:aws:iam::{a}:role/app");
+    let names: Vec<String> = ["had", "none", "drift"]
+        .iter()
+        .map(|n| format!("exp-{n}-{a}"))
+        .collect();
+    for b in &names {
+        s3.create_bucket().bucket(b).send().await.expect("bucket");
+    }
+    let arn = |b: &str| format!("arn:aws:s3:::{b}");
+    let old = doc(json!([read_statement(
+        &reader,
+        "s3:ListBucket",
+        &arn(&names[0])
+    )]));
+    s3.put_bucket_policy()
+        .bucket(&names[0])
+        .policy(old.to_string())
+        .send()
+        .await
+        .expect("old policy");
+    resync(&w).await;
+    let expires = (chrono::Utc::now() + chrono::Duration::minutes(120))
+        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let changes: Vec<Value> = names
+        .iter()
+        .map(|b| {
+            let mut c = resource_policy(
+                &arn(b),
+                Some(doc(json!([read_statement(
+                    &reader,
+                    "s3:GetObject",
+                    &format!("{}/*", arn(b))
+                )]))),
+            );
+            c["expiration_date"] = json!(expires);
+            c
+        })
+        .collect();
+    let done = request_and_approve(&w, changes).await;
+    assert!(done.changes.iter().all(|c| c.expires().is_some()));
+    let drifted = doc(json!([read_statement(
+        &reader,
+        "s3:*",
+        &format!("{}/*", arn(&names[2]))
+    )]));
+    s3.put_bucket_policy()
+        .bucket(&names[2])
+        .policy(drifted.to_string())
+        .send()
+        .await
+        .expect("changed outside iamdesk");
+
+    crate::expiry::later(&w, 121).await;
+    let policy_of = |b: String| {
+        let s3 = s3.clone();
+        async move {
+            let out = s3.get_bucket_policy().bucket(b).send().await.ok()?;
+            serde_json::from_str::<Value>(out.policy()?).ok()
+        }
+    };
+    assert_eq!(policy_of(names[0].clone()).await, Some(old), "put back");
+    assert_eq!(policy_of(names[1].clone()).await, None, "removed again");
+    assert_eq!(
+        policy_of(names[2].clone()).await,
+        Some(drifted),
+        "left alone"
+    );
+    let r = w.request(&done.id).await;
+    let outcomes: Vec<&str> = r
+        .grant_outcomes
+        .iter()
+        .map(|o| o.outcome.as_str())
+        .collect();
+    let mut sorted = outcomes.clone();
+    sorted.sort();
+    assert_eq!(
+        sorted,
+        ["drift", "expired", "expired"],
+        "{:?}",
+        r.grant_outcomes
+    );
+}

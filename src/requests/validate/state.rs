@@ -316,6 +316,16 @@ impl Simulation<'_> {
                     Err(m) => return self.problem(&key_field, m),
                 }
                 c.resource.region = s.region.clone();
+                if clones == Clones::Resolve && c.expires.is_some() {
+                    c.previous_policy = s.policy.clone();
+                }
+                if c.expires.is_some() && s.policy.is_none() && s.kind == ResourceKind::Sns {
+                    return self.problem(
+                        join(field, "expiration_date"),
+                        "this topic has no policy to go back to at the expiry; leave \
+                         expiration_date out",
+                    );
+                }
                 if let ResourceEdit::Tag {
                     key,
                     edit,
@@ -347,6 +357,21 @@ impl Simulation<'_> {
                 }
             }
             (Some(Resource::Policy(p)), ResourceEdit::ManagedPolicy { step, .. }) => {
+                // A new version of a policy iamdesk's own role carries would change iamdesk's
+                // own permissions: refused like a change to that role.
+                let own = p.attached_to.iter().find_map(|arn| {
+                    let role = RoleArn::parse(arn).ok()?;
+                    self.synced.protected(role.account().as_str(), role.name())
+                });
+                if let Some(reason) = own {
+                    return self.problem(
+                        &key_field,
+                        format!(
+                            "this policy is attached to iamdesk's own role ({reason}); iamdesk \
+                             never changes its own permissions through a request"
+                        ),
+                    );
+                }
                 if clones == Clones::Resolve {
                     // Versions are newest first: the oldest non-default one goes.
                     let delete_first = (p.versions.len() >= MAX_POLICY_VERSIONS)
