@@ -655,6 +655,12 @@ impl Cloud for AwsCloud {
                 $call.send().await.map(drop).map_err(aws_error)
             };
         }
+        if let Some(region) = op.region() {
+            let clients = self.service_clients(account_id, region).await?;
+            if let Some(done) = super::aws_services::apply(&clients, op).await {
+                return done;
+            }
+        }
         let iam = self.iam(account_id).await?;
         let doc = |v: &Value| v.to_string();
         let tag = |t: &Tag| {
@@ -734,6 +740,39 @@ impl Cloud for AwsCloud {
                             .transpose()?,
                     )
             ),
+            IamOp::CreatePolicy {
+                policy_name,
+                path,
+                description,
+                document,
+            } => send!(
+                iam.create_policy()
+                    .policy_name(policy_name)
+                    .path(path)
+                    .set_description(description.clone())
+                    .policy_document(doc(document))
+            ),
+            IamOp::CreatePolicyVersion {
+                policy_arn,
+                document,
+            } => send!(
+                iam.create_policy_version()
+                    .policy_arn(policy_arn)
+                    .policy_document(doc(document))
+                    .set_as_default(true)
+            ),
+            IamOp::DeletePolicyVersion {
+                policy_arn,
+                version_id,
+            } => send!(
+                iam.delete_policy_version()
+                    .policy_arn(policy_arn)
+                    .version_id(version_id)
+            ),
+            other => Err(CloudError::Unsupported(format!(
+                "{} is not an IAM call",
+                other.action()
+            ))),
         }
     }
 

@@ -12,8 +12,8 @@
 use aws_sdk_s3::error::ProvideErrorMetadata;
 use serde_json::Value;
 
-use super::CloudError;
 use super::aws::{AwsCloud, aws_error};
+use super::{CloudError, IamOp};
 use crate::resources::model::{ResourceKind, ServiceResource, Tag};
 
 pub(super) struct Clients {
@@ -295,6 +295,179 @@ pub(super) async fn topics(
         .into_iter()
         .flatten()
         .collect())
+}
+
+/// Apply one write to a bucket, queue or topic (`IamOp`s of `src/requests/resource_change.rs`);
+/// `None` when `op` is not one of them.
+pub(super) async fn apply(clients: &Clients, op: &IamOp) -> Option<Result<(), CloudError>> {
+    Some(match op {
+        IamOp::PutBucketPolicy { bucket, policy, .. } => clients
+            .s3
+            .put_bucket_policy()
+            .bucket(bucket)
+            .policy(policy.to_string())
+            .send()
+            .await
+            .map(drop)
+            .map_err(aws_error),
+        IamOp::DeleteBucketPolicy { bucket, .. } => clients
+            .s3
+            .delete_bucket_policy()
+            .bucket(bucket)
+            .send()
+            .await
+            .map(drop)
+            .map_err(aws_error),
+        IamOp::PutBucketTagging { bucket, tags, .. } => {
+            let tagging = s3_tags(tags);
+            match tagging {
+                Ok(t) => clients
+                    .s3
+                    .put_bucket_tagging()
+                    .bucket(bucket)
+                    .tagging(t)
+                    .send()
+                    .await
+                    .map(drop)
+                    .map_err(aws_error),
+                Err(e) => Err(e),
+            }
+        }
+        IamOp::DeleteBucketTagging { bucket, .. } => clients
+            .s3
+            .delete_bucket_tagging()
+            .bucket(bucket)
+            .send()
+            .await
+            .map(drop)
+            .map_err(aws_error),
+        IamOp::SetQueueAttributes { queue, policy, .. } => match queue_url(clients, queue).await {
+            Ok(url) => clients
+                .sqs
+                .set_queue_attributes()
+                .queue_url(url)
+                .attributes(
+                    aws_sdk_sqs::types::QueueAttributeName::Policy,
+                    policy.as_ref().map(Value::to_string).unwrap_or_default(),
+                )
+                .send()
+                .await
+                .map(drop)
+                .map_err(aws_error),
+            Err(e) => Err(e),
+        },
+        IamOp::TagQueue { queue, tags, .. } => match queue_url(clients, queue).await {
+            Ok(url) => clients
+                .sqs
+                .tag_queue()
+                .queue_url(url)
+                .set_tags(Some(
+                    tags.iter()
+                        .map(|t| (t.key.clone(), t.value.clone()))
+                        .collect(),
+                ))
+                .send()
+                .await
+                .map(drop)
+                .map_err(aws_error),
+            Err(e) => Err(e),
+        },
+        IamOp::UntagQueue { queue, keys, .. } => match queue_url(clients, queue).await {
+            Ok(url) => clients
+                .sqs
+                .untag_queue()
+                .queue_url(url)
+                .set_tag_keys(Some(keys.clone()))
+                .send()
+                .await
+                .map(drop)
+                .map_err(aws_error),
+            Err(e) => Err(e),
+        },
+        IamOp::SetTopicAttributes { topic, policy, .. } => clients
+            .sns
+            .set_topic_attributes()
+            .topic_arn(topic)
+            .attribute_name("Policy")
+            .attribute_value(policy.to_string())
+            .send()
+            .await
+            .map(drop)
+            .map_err(aws_error),
+        IamOp::TagTopic { topic, tags, .. } => {
+            let tags: Result<Vec<_>, _> = tags
+                .iter()
+                .map(|t| {
+                    aws_sdk_sns::types::Tag::builder()
+                        .key(&t.key)
+                        .value(&t.value)
+                        .build()
+                        .map_err(invalid_tag)
+                })
+                .collect();
+            match tags {
+                Ok(tags) => clients
+                    .sns
+                    .tag_resource()
+                    .resource_arn(topic)
+                    .set_tags(Some(tags))
+                    .send()
+                    .await
+                    .map(drop)
+                    .map_err(aws_error),
+                Err(e) => Err(e),
+            }
+        }
+        IamOp::UntagTopic { topic, keys, .. } => clients
+            .sns
+            .untag_resource()
+            .resource_arn(topic)
+            .set_tag_keys(Some(keys.clone()))
+            .send()
+            .await
+            .map(drop)
+            .map_err(aws_error),
+        _ => return None,
+    })
+}
+
+fn invalid_tag(e: impl std::fmt::Display) -> CloudError {
+    CloudError::Aws {
+        code: None,
+        message: format!("invalid tag: {e}"),
+    }
+}
+
+fn s3_tags(tags: &[Tag]) -> Result<aws_sdk_s3::types::Tagging, CloudError> {
+    let set = tags
+        .iter()
+        .map(|t| {
+            aws_sdk_s3::types::Tag::builder()
+                .key(&t.key)
+                .value(&t.value)
+                .build()
+                .map_err(invalid_tag)
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    aws_sdk_s3::types::Tagging::builder()
+        .set_tag_set(Some(set))
+        .build()
+        .map_err(invalid_tag)
+}
+
+/// SQS calls take the queue URL; the change names the queue (its URL is the endpoint's business).
+async fn queue_url(clients: &Clients, queue: &str) -> Result<String, CloudError> {
+    let out = clients
+        .sqs
+        .get_queue_url()
+        .queue_name(queue)
+        .send()
+        .await
+        .map_err(aws_error)?;
+    out.queue_url().map(str::to_string).ok_or(CloudError::Aws {
+        code: Some("QueueDoesNotExist".into()),
+        message: format!("no URL for queue {queue}"),
+    })
 }
 
 #[cfg(test)]

@@ -4,6 +4,7 @@
 pub mod aws;
 mod aws_services;
 pub mod sandbox;
+mod sandbox_resources;
 
 use async_trait::async_trait;
 
@@ -92,12 +93,97 @@ pub enum IamOp {
         trust: serde_json::Value,
         tags: Vec<Tag>,
     },
+    // ---- Buckets, queues, topics and customer-managed policies (issue 14) ------------------
+    // `Change::calls` of `src/requests/resource_change.rs`. Queues and topics are named by
+    // region and name (the AWS cloud looks the queue URL up); buckets carry their region so the
+    // S3 client talks to the bucket's own endpoint.
+    PutBucketPolicy {
+        bucket: String,
+        region: String,
+        policy: serde_json::Value,
+    },
+    DeleteBucketPolicy {
+        bucket: String,
+        region: String,
+    },
+    /// S3 replaces a bucket's whole tag set: `tags` is every tag the bucket keeps.
+    PutBucketTagging {
+        bucket: String,
+        region: String,
+        tags: Vec<Tag>,
+    },
+    DeleteBucketTagging {
+        bucket: String,
+        region: String,
+    },
+    /// `Attributes: {Policy: ...}`; `None` sets the empty policy, which removes it.
+    SetQueueAttributes {
+        queue: String,
+        region: String,
+        policy: Option<serde_json::Value>,
+    },
+    TagQueue {
+        queue: String,
+        region: String,
+        tags: Vec<Tag>,
+    },
+    UntagQueue {
+        queue: String,
+        region: String,
+        keys: Vec<String>,
+    },
+    /// `AttributeName: Policy`.
+    SetTopicAttributes {
+        topic: String,
+        region: String,
+        policy: serde_json::Value,
+    },
+    /// SNS `TagResource` on a topic.
+    TagTopic {
+        topic: String,
+        region: String,
+        tags: Vec<Tag>,
+    },
+    /// SNS `UntagResource` on a topic.
+    UntagTopic {
+        topic: String,
+        region: String,
+        keys: Vec<String>,
+    },
+    CreatePolicy {
+        policy_name: String,
+        path: String,
+        description: Option<String>,
+        document: serde_json::Value,
+    },
+    /// Always published as the default version.
+    CreatePolicyVersion {
+        policy_arn: String,
+        document: serde_json::Value,
+    },
+    DeletePolicyVersion {
+        policy_arn: String,
+        version_id: String,
+    },
 }
 
 impl IamOp {
-    /// The role the operation changes.
-    pub fn role(&self) -> &str {
+    /// What the operation changes: a role name, bucket, queue, topic or policy.
+    pub fn subject(&self) -> &str {
         match self {
+            IamOp::PutBucketPolicy { bucket, .. }
+            | IamOp::DeleteBucketPolicy { bucket, .. }
+            | IamOp::PutBucketTagging { bucket, .. }
+            | IamOp::DeleteBucketTagging { bucket, .. } => bucket,
+            IamOp::SetQueueAttributes { queue, .. }
+            | IamOp::TagQueue { queue, .. }
+            | IamOp::UntagQueue { queue, .. } => queue,
+            IamOp::SetTopicAttributes { topic, .. }
+            | IamOp::TagTopic { topic, .. }
+            | IamOp::UntagTopic { topic, .. } => topic,
+            IamOp::CreatePolicy { policy_name, .. } => policy_name,
+            IamOp::CreatePolicyVersion { policy_arn, .. }
+            | IamOp::DeletePolicyVersion { policy_arn, .. } => policy_arn,
             IamOp::PutRolePolicy { role, .. }
             | IamOp::DeleteRolePolicy { role, .. }
             | IamOp::AttachRolePolicy { role, .. }
@@ -108,6 +194,23 @@ impl IamOp {
             | IamOp::TagRole { role, .. }
             | IamOp::UntagRole { role, .. }
             | IamOp::CreateRole { role, .. } => role,
+        }
+    }
+
+    /// The region of a bucket, queue or topic write (`None`: an IAM call, global).
+    pub fn region(&self) -> Option<&str> {
+        match self {
+            IamOp::PutBucketPolicy { region, .. }
+            | IamOp::DeleteBucketPolicy { region, .. }
+            | IamOp::PutBucketTagging { region, .. }
+            | IamOp::DeleteBucketTagging { region, .. }
+            | IamOp::SetQueueAttributes { region, .. }
+            | IamOp::TagQueue { region, .. }
+            | IamOp::UntagQueue { region, .. }
+            | IamOp::SetTopicAttributes { region, .. }
+            | IamOp::TagTopic { region, .. }
+            | IamOp::UntagTopic { region, .. } => Some(region),
+            _ => None,
         }
     }
 
@@ -124,6 +227,19 @@ impl IamOp {
             IamOp::TagRole { .. } => "iam:TagRole",
             IamOp::UntagRole { .. } => "iam:UntagRole",
             IamOp::CreateRole { .. } => "iam:CreateRole",
+            IamOp::PutBucketPolicy { .. } => "s3:PutBucketPolicy",
+            IamOp::DeleteBucketPolicy { .. } => "s3:DeleteBucketPolicy",
+            IamOp::PutBucketTagging { .. } => "s3:PutBucketTagging",
+            IamOp::DeleteBucketTagging { .. } => "s3:DeleteBucketTagging",
+            IamOp::SetQueueAttributes { .. } => "sqs:SetQueueAttributes",
+            IamOp::TagQueue { .. } => "sqs:TagQueue",
+            IamOp::UntagQueue { .. } => "sqs:UntagQueue",
+            IamOp::SetTopicAttributes { .. } => "sns:SetTopicAttributes",
+            IamOp::TagTopic { .. } => "sns:TagResource",
+            IamOp::UntagTopic { .. } => "sns:UntagResource",
+            IamOp::CreatePolicy { .. } => "iam:CreatePolicy",
+            IamOp::CreatePolicyVersion { .. } => "iam:CreatePolicyVersion",
+            IamOp::DeletePolicyVersion { .. } => "iam:DeletePolicyVersion",
         }
     }
 }
@@ -183,6 +299,38 @@ pub trait Cloud: Send + Sync + 'static {
         service: ResourceKind,
         region: &str,
     ) -> Result<Vec<ServiceResource>, CloudError>;
+
+    /// One bucket, queue, topic (`region`: where it lives) or customer-managed policy, fresh,
+    /// after a change to it was applied. `None` when it is gone. The default reads the whole
+    /// service listing (or, for a policy, the account's IAM details) and picks it out.
+    async fn fetch_resource(
+        &self,
+        account_id: &str,
+        kind: ResourceKind,
+        region: &str,
+        name: &str,
+    ) -> Result<Option<crate::resources::model::Resource>, CloudError> {
+        use crate::resources::model::Resource;
+        if kind == ResourceKind::ManagedPolicy {
+            let snap = self.fetch_account(account_id, "").await?;
+            return Ok(snap
+                .policies
+                .into_iter()
+                .find(|p| p.name == name)
+                .map(Resource::Policy));
+        }
+        let listing_region = if kind == ResourceKind::S3 {
+            self.regions().into_iter().next().unwrap_or_default()
+        } else {
+            region.to_string()
+        };
+        Ok(self
+            .fetch_service(account_id, kind, &listing_region)
+            .await?
+            .into_iter()
+            .find(|r| r.name == name && (kind == ResourceKind::S3 || r.region == region))
+            .map(Resource::Service))
+    }
 
     // --- Right-sizing (`src/rightsize/`): IAM Access Advisor, action level. -----------------
     // Two calls, as AWS has them: start a job, then poll it (the caller backs off between polls).

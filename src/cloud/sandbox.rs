@@ -194,7 +194,7 @@ impl Cloud for SandboxCloud {
         tracing::info!(
             account = account_id,
             action = op.action(),
-            role = op.role(),
+            subject = op.subject(),
             "sandbox applied"
         );
         Ok(())
@@ -314,7 +314,7 @@ fn sandbox_usage(account: &Account, role: &Principal) -> Vec<super::ServiceAcces
 }
 
 /// An error in IAM's shape: its code, and the message as `code: message` like the AWS path.
-fn iam_error(code: &str, message: impl std::fmt::Display) -> CloudError {
+pub(super) fn iam_error(code: &str, message: impl std::fmt::Display) -> CloudError {
     CloudError::Aws {
         code: Some(code.to_string()),
         message: format!("{code}: {message}"),
@@ -355,7 +355,7 @@ fn check_name(field: &str, value: &str, max: usize) -> Result<(), CloudError> {
 }
 
 /// A policy document IAM would parse: an object with a `Statement` object or list.
-fn check_document(document: &Value) -> Result<(), CloudError> {
+pub(super) fn check_document(document: &Value) -> Result<(), CloudError> {
     let statements_ok = match document.get("Statement") {
         Some(Value::Array(list)) => list.iter().all(Value::is_object),
         Some(Value::Object(_)) => true,
@@ -471,6 +471,9 @@ fn changed_role(role: Principal) -> Item {
 /// managed policy whose attachment count moves), built beside the current ones: on error
 /// nothing changed.
 fn changed_by(account: &Account, op: &IamOp, max_managed: usize) -> Result<Vec<Item>, CloudError> {
+    if let Some(done) = super::sandbox_resources::changed_by(account, op) {
+        return done;
+    }
     match op {
         IamOp::CreateRole {
             role,
@@ -566,6 +569,10 @@ fn changed_by(account: &Account, op: &IamOp, max_managed: usize) -> Result<Vec<I
             role.tags.retain(|t| !keys.contains(&t.key));
             Ok(vec![changed_role(role)])
         }
+        other => Err(CloudError::Unsupported(format!(
+            "the sandbox has no {}",
+            other.action()
+        ))),
     }
 }
 

@@ -418,11 +418,15 @@ fn change(k: usize, raw: &Value, request_principal: Option<&Value>) -> Converted
         Some(ChangeType::CreateRole) | None if change_type.is_empty() => {
             return read_only("the change has no change_type".into());
         }
-        Some(ChangeType::CreateRole) | None => {
+        Some(
+            ChangeType::CreateRole | ChangeType::ResourcePolicy | ChangeType::ManagedPolicyResource,
+        )
+        | None => {
             return read_only(format!(
-                "iamdesk does not apply ConsoleMe's `{change_type}` changes (it applies \
+                "iamdesk does not import ConsoleMe's `{change_type}` changes (it imports \
                  inline_policy, managed_policy, permissions_boundary, assume_role_policy and \
-                 resource_tag)"
+                 resource_tag on roles; request changes to buckets, queues, topics and managed \
+                 policies anew from their page)"
             ));
         }
         Some(kind) => kind,
@@ -432,6 +436,17 @@ fn change(k: usize, raw: &Value, request_principal: Option<&Value>) -> Converted
             "its principal is a Honeybee template ({}): iamdesk changes roles in AWS, not \
              templates in a repository",
             principal_text(p).unwrap_or_default()
+        ));
+    }
+    if kind == ChangeType::ResourceTag
+        && let Some(p) = principal
+            .as_ref()
+            .and_then(|p| str_of(p.get("principal_arn")))
+        && !p.starts_with("arn:aws:iam::")
+    {
+        return read_only(format!(
+            "tags `{p}`: iamdesk does not import tag changes on buckets, queues or topics; \
+             request them anew from the resource's page"
         ));
     }
     if kind == ChangeType::ResourceTag

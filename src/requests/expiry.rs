@@ -110,6 +110,7 @@ fn what_expires(c: &Change) -> String {
             TagEdit::Create(v) | TagEdit::Update(v) => format!("tag {}={v}", c.key),
             TagEdit::Delete => format!("tag {}", c.key),
         },
+        Change::Resource(c) => format!("resource policy of {}", c.resource.label()),
         other => other.kind().as_str().to_string(),
     }
 }
@@ -247,7 +248,10 @@ pub(crate) async fn revoke(app: &App, request_id: &str, change_id: &str) -> Resu
     let Some(change) = r.changes.iter().find(|c| c.id() == change_id).cloned() else {
         return Ok(());
     };
-    let target = change.target().clone();
+    if let Change::Resource(c) = &change {
+        return revoke_resource_policy(app, request_id, change_id, c).await;
+    }
+    let target = change.target();
     let account = target.account().to_string();
     let fresh = app
         .cloud
@@ -288,6 +292,67 @@ pub(crate) async fn revoke(app: &App, request_id: &str, change_id: &str) -> Resu
                 .await
     {
         tracing::warn!(error = %e, "cannot re-read the role after an expiry");
+    }
+    Ok(())
+}
+
+/// [`revoke`] for an expiring bucket, queue or topic policy: put the policy back as it was
+/// before the request, if the resource still holds exactly the policy that was applied;
+/// otherwise record drift and touch nothing.
+async fn revoke_resource_policy(
+    app: &App,
+    request_id: &str,
+    change_id: &str,
+    c: &crate::requests::resource_change::ResourceChange,
+) -> Result<(), String> {
+    use crate::requests::resource_change::ResourceEdit;
+    use crate::resources::model::Resource;
+    let r = &c.resource;
+    let account = r.account.to_string();
+    let label = r.label();
+    let fresh = app
+        .cloud
+        .fetch_resource(&account, r.kind, &r.region, &r.name)
+        .await
+        .map_err(|e| format!("cannot read {label}: {e}"))?;
+    let applied = match &c.edit {
+        ResourceEdit::Policy(Some(d)) => Some(d.as_value()),
+        _ => None,
+    };
+    let (outcome, detail) = match fresh {
+        None => (
+            "gone",
+            format!("{label} no longer exists; nothing to take away"),
+        ),
+        Some(Resource::Service(s)) if s.policy.as_ref() == applied => {
+            let calls = c.revoke_calls();
+            for call in &calls {
+                app.cloud
+                    .apply(&account, call)
+                    .await
+                    .map_err(|e| format!("{} failed: {e}", call.action()))?;
+            }
+            let done: Vec<String> = calls.iter().map(super::review::describe_call).collect();
+            ("expired", done.join("; "))
+        }
+        Some(_) => (
+            "drift",
+            format!(
+                "the resource policy of {label} was changed outside this request since it was                  applied; left as it is"
+            ),
+        ),
+    };
+    let action = match outcome {
+        "drift" => "grant.drift",
+        _ => "grant.expired",
+    };
+    record(app, request_id, change_id, outcome, &detail, action).await?;
+    if outcome == "expired" {
+        let at = (account, r.kind, r.region.clone(), r.name.clone());
+        if let Err(e) = crate::resources::sync::refresh_resources(&app.resource_deps(), &[at]).await
+        {
+            tracing::warn!(error = %e, "cannot re-read the resource after an expiry");
+        }
     }
     Ok(())
 }

@@ -12,6 +12,7 @@
 //! - `lifecycle/`: comment, approve (claim, apply, record, refresh), reject, cancel, reopen, edit.
 //! - `expiry.rs`: expiring grants taken away on time (outbox `grant` jobs), drift left alone.
 //! - `risk.rs`: low to critical, with the reasons, for every change.
+//! - `resource_change.rs`: changes to buckets, queues, topics and customer-managed policies.
 //! - `review.rs` + `diff.rs`: each change against the role as last synced, and its calls.
 //! - `imported.rs`: requests imported from ConsoleMe: their read-only changes and what approving
 //!   one checks on top.
@@ -24,6 +25,7 @@ pub mod expiry;
 pub mod imported;
 pub mod lifecycle;
 pub mod model;
+pub mod resource_change;
 pub mod review;
 pub mod risk;
 pub mod synced;

@@ -9,9 +9,10 @@ use super::diff::{Diff, diff_json, diff_text};
 use super::model::{
     AttachAction, BoundaryEdit, Change, ChangeList, CreateRoleChange, InlineEdit, TagEdit,
 };
+use super::resource_change::{PolicyStep, ResourceChange, ResourceEdit, ResourceRef};
 use super::risk::{Context, Risk, assess};
 use crate::cloud::IamOp;
-use crate::resources::model::Principal;
+use crate::resources::model::{Principal, Resource};
 use crate::resources::service::Resources;
 
 /// The calls of one change, with its risk, for the API and the request page.
@@ -74,11 +75,11 @@ pub fn diffs(changes: &ChangeList, resources: &Resources) -> Vec<ChangeDiff> {
     changes
         .iter()
         .map(|c| {
-            let current = current_role(resources, c);
+            let (summary, sections) = describe(resources, c);
             ChangeDiff {
                 change_id: c.id().to_string(),
-                summary: summary(c, current.as_ref()),
-                sections: sections(c, current.as_ref())
+                summary,
+                sections: sections
                     .into_iter()
                     .map(|s| TextSection {
                         text: s.diff.to_text(super::diff::DEFAULT_CONTEXT),
@@ -90,6 +91,88 @@ pub fn diffs(changes: &ChangeList, resources: &Resources) -> Vec<ChangeDiff> {
             }
         })
         .collect()
+}
+
+/// The summary and diffs of one change against what is synced now: the role, or the bucket,
+/// queue, topic or managed policy.
+pub fn describe(resources: &Resources, change: &Change) -> (String, Vec<Section>) {
+    if let Change::Resource(c) = change {
+        let current = current_resource(resources, &c.resource);
+        let has_policy = matches!(&current, Some(Resource::Service(s)) if s.policy.is_some());
+        return (
+            c.summary(has_policy),
+            resource_sections(c, current.as_ref()),
+        );
+    }
+    let current = current_role(resources, change);
+    (
+        summary(change, current.as_ref()),
+        sections(change, current.as_ref()),
+    )
+}
+
+/// The synced bucket, queue, topic or managed policy a change targets.
+pub fn current_resource(resources: &Resources, r: &ResourceRef) -> Option<Resource> {
+    let region = (!r.region.is_empty()).then_some(r.region.as_str());
+    resources
+        .resource(r.account.as_str(), r.kind, region, &r.name)
+        .map(|(_, found)| found)
+}
+
+/// A resource change against the resource as last synced (`None`: not synced, or new).
+fn resource_sections(c: &ResourceChange, current: Option<&Resource>) -> Vec<Section> {
+    let service = match current {
+        Some(Resource::Service(s)) => Some(s),
+        _ => None,
+    };
+    let policy = match current {
+        Some(Resource::Policy(p)) => Some(p),
+        _ => None,
+    };
+    let label = c.resource.label();
+    match &c.edit {
+        ResourceEdit::Policy(doc) => vec![Section {
+            label: format!("Resource policy of {label}"),
+            diff: diff_json(
+                service.and_then(|s| s.policy.as_ref()),
+                doc.as_ref().map(|d| d.as_value()),
+            ),
+        }],
+        ResourceEdit::Tag { key, edit, .. } => vec![Section {
+            label: format!("Tags of {label}"),
+            diff: tag_diff(service.map(|s| s.tags.as_slice()), key, edit),
+        }],
+        ResourceEdit::ManagedPolicy { document, step } => {
+            let mut out = vec![Section {
+                label: format!("Default version of {label}"),
+                diff: diff_json(policy.map(|p| &p.document), Some(document.as_value())),
+            }];
+            if let PolicyStep::Publish { delete_first } = step {
+                let before: Vec<String> = policy
+                    .map(|p| {
+                        p.versions
+                            .iter()
+                            .map(|v| {
+                                let default = if v.is_default { " (default)" } else { "" };
+                                format!("{}{default}", v.id)
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                let mut after: Vec<String> = before
+                    .iter()
+                    .filter(|v| Some(v.as_str()) != delete_first.as_deref())
+                    .map(|v| v.trim_end_matches(" (default)").to_string())
+                    .collect();
+                after.insert(0, "new version (default)".into());
+                out.push(Section {
+                    label: format!("Versions of {label}"),
+                    diff: diff_text(&before.join("\n"), &after.join("\n")),
+                });
+            }
+            out
+        }
+    }
 }
 
 /// One line saying what the change does; `current` tells "add" from "replace".
@@ -124,6 +207,9 @@ pub fn summary(change: &Change, current: Option<&Principal>) -> String {
             }
             BoundaryEdit::Delete(_) => format!("remove the permissions boundary of {arn}"),
         },
+        Change::AssumeRolePolicy(c) if c.autogenerated => format!(
+            "replace the trust policy of {arn} (added by iamdesk so the cross-account grant works)"
+        ),
         Change::AssumeRolePolicy(_) => format!("replace the trust policy of {arn}"),
         Change::ResourceTag(c) => match &c.edit {
             TagEdit::Create(v) => format!("add tag '{}' = '{v}' to {arn}", c.key),
@@ -142,6 +228,7 @@ pub fn summary(change: &Change, current: Option<&Principal>) -> String {
                 c.role.account()
             )
         }
+        Change::Resource(c) => c.summary(false),
     }
 }
 
@@ -201,29 +288,12 @@ pub fn sections(change: &Change, current: Option<&Principal>) -> Vec<Section> {
                 diff_text(&before, &after),
             )]
         }
-        Change::ResourceTag(c) => {
-            let before: Vec<String> = current
-                .map(|r| {
-                    r.tags
-                        .iter()
-                        .map(|t| format!("{}={}", t.key, t.value))
-                        .collect()
-                })
-                .unwrap_or_default();
-            let mut after: Vec<String> = before
-                .iter()
-                .filter(|t| t.split_once('=').map(|(k, _)| k) != Some(c.key.as_str()))
-                .cloned()
-                .collect();
-            if let TagEdit::Create(v) | TagEdit::Update(v) = &c.edit {
-                after.push(format!("{}={v}", c.key));
-            }
-            vec![section(
-                "Tags".into(),
-                diff_text(&lines(&before), &lines(&after)),
-            )]
-        }
+        Change::ResourceTag(c) => vec![section(
+            "Tags".into(),
+            tag_diff(current.map(|r| r.tags.as_slice()), &c.key, &c.edit),
+        )],
         Change::CreateRole(c) => new_role_sections(c),
+        Change::Resource(c) => resource_sections(c, None),
     }
 }
 
@@ -271,6 +341,24 @@ fn new_role_sections(c: &CreateRoleChange) -> Vec<Section> {
     out
 }
 
+/// Tags as `key=value` lines, before and after one tag change.
+fn tag_diff(current: Option<&[crate::resources::model::Tag]>, key: &str, edit: &TagEdit) -> Diff {
+    let before: Vec<String> = current
+        .unwrap_or_default()
+        .iter()
+        .map(|t| format!("{}={}", t.key, t.value))
+        .collect();
+    let mut after: Vec<String> = before
+        .iter()
+        .filter(|t| t.split_once('=').map(|(k, _)| k) != Some(key))
+        .cloned()
+        .collect();
+    if let TagEdit::Create(v) | TagEdit::Update(v) = edit {
+        after.push(format!("{key}={v}"));
+    }
+    diff_text(&lines(&before), &lines(&after))
+}
+
 fn lines(items: &[String]) -> String {
     let mut sorted = items.to_vec();
     sorted.sort();
@@ -316,13 +404,46 @@ pub fn describe_call(op: &IamOp) -> String {
                 format!("role={role} path={path} tags: {}", tags.join(" "))
             }
         }
+        IamOp::PutBucketTagging { bucket, tags, .. }
+        | IamOp::TagQueue {
+            queue: bucket,
+            tags,
+            ..
+        }
+        | IamOp::TagTopic {
+            topic: bucket,
+            tags,
+            ..
+        } => {
+            let tags: Vec<String> = tags
+                .iter()
+                .map(|t| format!("{}={}", t.key, t.value))
+                .collect();
+            format!("{bucket} {}", tags.join(" "))
+        }
+        IamOp::UntagQueue {
+            queue: name, keys, ..
+        }
+        | IamOp::UntagTopic {
+            topic: name, keys, ..
+        } => {
+            format!("{name} keys={}", keys.join(","))
+        }
+        IamOp::DeletePolicyVersion {
+            policy_arn,
+            version_id,
+        } => format!("arn={policy_arn} version={version_id}"),
+        IamOp::CreatePolicy {
+            policy_name, path, ..
+        } => format!("policy={policy_name} path={path}"),
+        other => other.subject().to_string(),
     };
     format!("{} {detail}", op.action())
 }
 
 /// The role a change targets, from the synced resources.
 pub fn current_role(resources: &Resources, change: &Change) -> Option<Principal> {
-    let arn = change.target();
+    let arn = change.target().as_role()?;
     resources
         .role(arn.account().as_str(), arn.name())
         .map(|(_, r)| r)

@@ -345,6 +345,20 @@ fn identity(doc: &Value, what: &str, out: &mut Vec<Reason>) {
 }
 
 /// The account an AWS principal names (`123456789012`, `arn:aws:iam::123456789012:…`), or `*`.
+/// The `AWS` principals of a statement (`"*"` alone counts as one).
+fn aws_principals(st: &Value) -> Vec<&str> {
+    match st.get("Principal") {
+        Some(Value::String(s)) => vec![s.as_str()],
+        Some(Value::Object(m)) => strings(m.get("AWS")),
+        _ => vec![],
+    }
+}
+
+/// `*`, or an ARN of any account (`arn:aws:iam::*:root`).
+fn anyone(p: &str) -> bool {
+    wild(p) || principal_account(p).is_some_and(wild)
+}
+
 fn principal_account(p: &str) -> Option<&str> {
     if p.len() == 12 && p.bytes().all(|b| b.is_ascii_digit()) {
         return Some(p);
@@ -396,15 +410,11 @@ fn trust(doc: &Value, what: &str, ctx: &Context<'_>, out: &mut Vec<Reason>) {
             continue;
         }
         let principal = st.get("Principal");
-        let aws: Vec<&str> = match principal {
-            Some(Value::String(s)) => vec![s.as_str()],
-            Some(Value::Object(m)) => strings(m.get("AWS")),
-            _ => vec![],
-        };
+        let aws = aws_principals(st);
         let closed = closed_by_condition(st);
         for p in &aws {
             let account = principal_account(p);
-            if wild(p) || account.is_some_and(wild) {
+            if anyone(p) {
                 if !closed {
                     out.push(reason(
                         "trust_anyone",
@@ -441,6 +451,90 @@ fn trust(doc: &Value, what: &str, ctx: &Context<'_>, out: &mut Vec<Reason>) {
                     federated.join(", ")
                 ),
             ));
+        }
+    }
+}
+
+/// A bucket, queue or topic policy: who it lets in. Public (`"*"` without a Condition that
+/// closes it), outside your accounts, or another of your accounts.
+fn resource_policy(doc: &Value, what: &str, own: &str, ctx: &Context<'_>, out: &mut Vec<Reason>) {
+    for st in statements(doc) {
+        if st.get("Effect").and_then(Value::as_str) != Some("Allow") {
+            continue;
+        }
+        let aws = aws_principals(st);
+        if st.get("NotPrincipal").is_some() {
+            out.push(reason(
+                "resource_public",
+                Level::Critical,
+                format!("{what}: Allow with NotPrincipal lets in everyone except those listed"),
+            ));
+        }
+        let closed = closed_by_condition(st);
+        for p in &aws {
+            let account = principal_account(p);
+            if anyone(p) {
+                if !closed {
+                    out.push(reason(
+                        "resource_public",
+                        Level::Critical,
+                        format!(
+                            "{what}: Principal `{p}` opens it to anyone, in any AWS account or \
+                             none, and no Condition limits it"
+                        ),
+                    ));
+                }
+            } else if let Some(a) = account.filter(|a| !ctx.accounts.contains_key(*a)) {
+                out.push(reason(
+                    "resource_external_account",
+                    Level::High,
+                    format!("{what}: account {a} is not one of yours (account_ids_to_name)"),
+                ));
+            } else if let Some(a) = account.filter(|a| *a != own) {
+                let name = ctx.accounts.get(a).map(String::as_str).unwrap_or("");
+                out.push(reason(
+                    "resource_cross_account",
+                    Level::Medium,
+                    format!("{what}: grants access to another of your accounts, {a} {name}"),
+                ));
+            }
+        }
+    }
+}
+
+fn resource_change(
+    c: &super::resource_change::ResourceChange,
+    ctx: &Context<'_>,
+    out: &mut Vec<Reason>,
+) {
+    use super::resource_change::{PolicyStep, ResourceEdit};
+    let what = format!("resource policy of {}", c.resource.label());
+    match &c.edit {
+        ResourceEdit::Policy(Some(doc)) => {
+            resource_policy(doc.as_value(), &what, c.resource.account.as_str(), ctx, out)
+        }
+        ResourceEdit::Policy(None) => out.push(reason(
+            "resource_policy_removed",
+            Level::Medium,
+            format!(
+                "removes the {what}: every grant and every Deny in it goes (Deny statements often \
+                 guard against public access or unencrypted uploads)"
+            ),
+        )),
+        ResourceEdit::Tag { .. } => {}
+        ResourceEdit::ManagedPolicy { document, step } => {
+            let what = c.resource.label();
+            identity(document.as_value(), &what, out);
+            if let PolicyStep::Publish { .. } = step {
+                out.push(reason(
+                    "managed_policy_version",
+                    Level::Medium,
+                    format!(
+                        "{what}: a new default version changes what every role and user it is \
+                         attached to may do, at once"
+                    ),
+                ));
+            }
         }
     }
 }
@@ -528,6 +622,7 @@ pub fn assess(change: &Change, ctx: &Context<'_>) -> Risk {
             }
         }
         Change::CreateRole(c) => new_role(c, ctx, &mut out),
+        Change::Resource(c) => resource_change(c, ctx, &mut out),
     }
     let account = change.target().account().as_str();
     if ctx.is_sensitive(account) {
@@ -868,5 +963,96 @@ mod tests {
             assert_eq!(risk.reasons[0].code, "sensitive_account");
         }
         assert_eq!(assess_with(&narrow, &["dev-*".into()]).level, Level::Low);
+    }
+    fn bucket_policy(statement: Value) -> Change {
+        change(json!({"change_type": "resource_policy", "account_id": OURS,
+            "principal": {"principal_type": "AwsResource", "principal_arn": "arn:aws:s3:::reports"},
+            "arn": "arn:aws:s3:::reports", "region": "us-east-1",
+            "policy": {"policy_document": {"Version": "2012-10-17", "Statement": [statement]}}}))
+    }
+
+    /// The resource-policy rows of the risk table (issue 14), with a second account of ours.
+    #[test]
+    fn resource_policy_reasons() {
+        let accounts = BTreeMap::from([
+            (OURS.to_string(), "prod-payments".to_string()),
+            ("222222222222".to_string(), "analytics".to_string()),
+        ]);
+        let docs = |_: &str| None;
+        let ctx = Context {
+            accounts: &accounts,
+            sensitive: &[],
+            entitlement_tags: vec![],
+            managed_document: &docs,
+        };
+        let grant = |principal: Value, condition: Option<Value>| {
+            let mut st = json!({"Effect": "Allow", "Principal": principal,
+                                "Action": "s3:GetObject", "Resource": "arn:aws:s3:::reports/*"});
+            if let Some(c) = condition {
+                st["Condition"] = c;
+            }
+            bucket_policy(st)
+        };
+        let org = json!({"StringEquals": {"aws:PrincipalOrgID": "o-abc123"}});
+        let rows: Vec<(&str, Change, Option<&str>, Level)> = vec![
+            (
+                "public",
+                grant(json!("*"), None),
+                Some("resource_public"),
+                Level::Critical,
+            ),
+            (
+                "public AWS",
+                grant(json!({"AWS": "*"}), None),
+                Some("resource_public"),
+                Level::Critical,
+            ),
+            (
+                "public in the org",
+                grant(json!("*"), Some(org)),
+                None,
+                Level::Low,
+            ),
+            (
+                "outside",
+                grant(json!({"AWS": "arn:aws:iam::999999999999:root"}), None),
+                Some("resource_external_account"),
+                Level::High,
+            ),
+            (
+                "another of ours",
+                grant(json!({"AWS": "arn:aws:iam::222222222222:role/etl"}), None),
+                Some("resource_cross_account"),
+                Level::Medium,
+            ),
+            (
+                "same account",
+                grant(
+                    json!({"AWS": format!("arn:aws:iam::{OURS}:role/app")}),
+                    None,
+                ),
+                None,
+                Level::Low,
+            ),
+            (
+                "removed",
+                change(json!({"change_type": "resource_policy", "account_id": OURS,
+                    "principal": {"principal_type": "AwsResource",
+                                  "principal_arn": "arn:aws:s3:::reports"},
+                    "arn": "arn:aws:s3:::reports", "action": "detach"})),
+                Some("resource_policy_removed"),
+                Level::Medium,
+            ),
+        ];
+        for (name, c, code, level) in rows {
+            let risk = assess(&c, &ctx);
+            if let Some(code) = code {
+                assert!(
+                    risk.reasons.iter().any(|r| r.code == code),
+                    "{name}: no `{code}` in {risk:#?}"
+                );
+            }
+            assert_eq!(risk.level, level, "{name}: {risk:#?}");
+        }
     }
 }

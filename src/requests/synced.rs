@@ -9,7 +9,7 @@ use super::validate::{Limits, Problem, Synced, Validated, validate_request};
 use crate::app::App;
 use crate::config::Config;
 use crate::error::AppError;
-use crate::resources::model::Principal;
+use crate::resources::model::{Principal, Resource, ResourceKind};
 use crate::resources::service::Resources;
 
 /// The synced accounts and iamdesk's own roles, as the validator sees them.
@@ -33,6 +33,35 @@ impl<'a> AppSynced<'a> {
 impl Synced for AppSynced<'_> {
     fn role_named(&self, account: &str, name: &str) -> Option<Principal> {
         self.resources.role(account, name).map(|(_, role)| role)
+    }
+
+    fn resource(
+        &self,
+        account: Option<&str>,
+        kind: ResourceKind,
+        region: Option<&str>,
+        name: &str,
+    ) -> Option<Resource> {
+        match account {
+            Some(a) => self
+                .resources
+                .resource(a, kind, region, name)
+                .map(|(_, r)| r),
+            None => self
+                .resources
+                .configured()
+                .iter()
+                .find_map(|(a, _)| self.resources.resource(a, kind, region, name))
+                .map(|(_, r)| r),
+        }
+    }
+
+    fn accounts(&self) -> Vec<String> {
+        self.resources
+            .configured()
+            .iter()
+            .map(|(a, _)| a.clone())
+            .collect()
     }
 
     fn protected(&self, account: &str, name: &str) -> Option<String> {

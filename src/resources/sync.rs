@@ -621,6 +621,51 @@ async fn refresh_account(
     Ok(())
 }
 
+/// A bucket, queue, topic or managed policy to re-read: (account, kind, region, name).
+pub type ResourceAt = (String, ResourceKind, String, String);
+
+/// Re-read buckets, queues, topics and managed policies after a change to them was applied,
+/// like [`refresh_roles`]: each account in one write, this replica's view and index updated.
+pub async fn refresh_resources(deps: &Deps, touched: &[ResourceAt]) -> Result<(), RefreshError> {
+    let mut by_account: BTreeMap<&str, Vec<&ResourceAt>> = BTreeMap::new();
+    for t in touched {
+        by_account.entry(t.0.as_str()).or_default().push(t);
+    }
+    let mut first_error = None;
+    for (account, items) in by_account {
+        let fetched_at = Utc::now();
+        let mut fresh: BTreeMap<ResourceKey, Option<Resource>> = BTreeMap::new();
+        let mut failed = None;
+        for (_, kind, region, name) in items {
+            match deps
+                .cloud
+                .fetch_resource(account, *kind, region, name)
+                .await
+            {
+                Ok(found) => {
+                    let key = match &found {
+                        Some(r) => r.key(),
+                        None if *kind == ResourceKind::ManagedPolicy => {
+                            ResourceKey::new(*kind, name)
+                        }
+                        None => ResourceKey::service(*kind, region, name),
+                    };
+                    fresh.insert(key, found);
+                }
+                Err(e) => failed = Some(RefreshError::from(e)),
+            }
+        }
+        let written = write_fresh(deps, account, fresh, fetched_at)
+            .await
+            .map_err(RefreshError::from);
+        if let Some(e) = failed.or(written.err()) {
+            tracing::warn!(account, error = %e, "cannot refresh resources");
+            first_error.get_or_insert(e);
+        }
+    }
+    first_error.map_or(Ok(()), Err)
+}
+
 /// [`refresh_roles`] for one role.
 pub async fn refresh_role(deps: &Deps, account_id: &str, name: &str) -> Result<bool, RefreshError> {
     let exists = refresh_roles(deps, &[(account_id.to_string(), name.to_string())]).await?;

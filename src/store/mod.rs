@@ -482,7 +482,7 @@ impl RequestFilter {
                         }
                         hay.extend(c.inline_policies.iter().map(|p| p.policy_name.to_string()));
                     }
-                    Change::AssumeRolePolicy(_) => {}
+                    Change::AssumeRolePolicy(_) | Change::Resource(_) => {}
                 }
             }
             hay.extend(imported.iter().map(|s| s.to_string()));

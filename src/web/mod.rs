@@ -106,7 +106,7 @@ pub fn routes() -> Routes {
         // ConsoleMe's other page URLs (bookmarks, old mails)
         .route(
             "/policies/edit/{account_id}/{kind}/{*rest}",
-            get(service_resources::resource_page),
+            get(service_resources::resource_page).post(service_resources::request_change),
         )
         .route("/create_role", get(legacy::create_role))
         .route(

@@ -257,68 +257,70 @@ pub async fn request_detail(
         .any(|e| e.by.eq_ignore_ascii_case(&user.email));
     let may_edit = pending && r.applying.is_none() && (own || user.is_admin);
     let now = chrono::Utc::now();
-    let changes = r
-        .changes
-        .iter()
-        .enumerate()
-        .map(|(i, c)| {
-            let risk = crate::requests::synced::risk_of(&state, c);
-            let result = r.results.get(i);
-            let applied = result.is_some_and(|x| x.status == ChangeStatus::Applied);
-            let current = review::current_role(&state.resources, c);
-            let target = c.target();
-            let account_id = target.account().as_str();
-            let account_name = state
-                .resources
-                .accounts()
-                .into_iter()
-                .find(|(id, _)| id == account_id)
-                .map(|(_, n)| n)
-                .unwrap_or_default();
-            ChangeView {
-                role_arn: target.to_string(),
-                role_url: state
+    let changes =
+        r.changes
+            .iter()
+            .enumerate()
+            .map(|(i, c)| {
+                let risk = crate::requests::synced::risk_of(&state, c);
+                let result = r.results.get(i);
+                let applied = result.is_some_and(|x| x.status == ChangeStatus::Applied);
+                let (summary, sections) = review::describe(&state.resources, c);
+                let target = c.target();
+                let account_id = target.account().as_str();
+                let account_name = state
                     .resources
-                    .role(account_id, target.name())
-                    .map(|_| format!("/policies/edit/{account_id}/iamrole/{}", target.name())),
-                account: if account_name.is_empty() {
-                    account_id.to_string()
-                } else {
-                    format!("{account_name} ({account_id})")
-                },
-                index: i + 1,
-                summary: review::summary(c, current.as_ref()),
-                sections: review::sections(c, current.as_ref())
+                    .accounts()
                     .into_iter()
-                    .map(|s| SectionView {
-                        label: s.label,
-                        diff_html: s.diff.to_html(),
-                    })
-                    .collect(),
-                calls: c.calls().iter().map(review::describe_call).collect(),
-                risk: risk.level.as_str(),
-                risk_reasons: risk.reasons.iter().map(|x| x.message.clone()).collect(),
-                expires: c.expires().map(|e| expiry_text(e.at(), now)),
-                extend_url: (applied && c.expires().is_some())
-                    .then(|| extend_url(&r.id, c))
-                    .flatten(),
-                grant_outcome: r
-                    .grant_outcomes
-                    .iter()
-                    .find(|o| o.change_id == c.id())
-                    .map(|o| format!("{}: {}", o.outcome, o.detail)),
-                status: match result.map(|x| x.status) {
-                    Some(ChangeStatus::Applied) => "applied",
-                    Some(ChangeStatus::Failed) => "failed",
-                    _ => "not applied",
-                },
-                message: result.and_then(|x| x.message.clone()).unwrap_or_default(),
-                edit: (may_edit && !applied)
-                    .then(|| review::editable_text(c).map(|t| (c.id().to_string(), t)))
-                    .flatten(),
-            }
-        })
-        .collect();
+                    .find(|(id, _)| id == account_id)
+                    .map(|(_, n)| n)
+                    .unwrap_or_default();
+                ChangeView {
+                    role_arn: target.to_string(),
+                    role_url: match target.as_resource() {
+                        Some(r) => Some(r.page_url()),
+                        None => state.resources.role(account_id, target.name()).map(|_| {
+                            format!("/policies/edit/{account_id}/iamrole/{}", target.name())
+                        }),
+                    },
+                    account: if account_name.is_empty() {
+                        account_id.to_string()
+                    } else {
+                        format!("{account_name} ({account_id})")
+                    },
+                    index: i + 1,
+                    summary,
+                    sections: sections
+                        .into_iter()
+                        .map(|s| SectionView {
+                            label: s.label,
+                            diff_html: s.diff.to_html(),
+                        })
+                        .collect(),
+                    calls: c.calls().iter().map(review::describe_call).collect(),
+                    risk: risk.level.as_str(),
+                    risk_reasons: risk.reasons.iter().map(|x| x.message.clone()).collect(),
+                    expires: c.expires().map(|e| expiry_text(e.at(), now)),
+                    extend_url: (applied && c.expires().is_some())
+                        .then(|| extend_url(&r.id, c))
+                        .flatten(),
+                    grant_outcome: r
+                        .grant_outcomes
+                        .iter()
+                        .find(|o| o.change_id == c.id())
+                        .map(|o| format!("{}: {}", o.outcome, o.detail)),
+                    status: match result.map(|x| x.status) {
+                        Some(ChangeStatus::Applied) => "applied",
+                        Some(ChangeStatus::Failed) => "failed",
+                        _ => "not applied",
+                    },
+                    message: result.and_then(|x| x.message.clone()).unwrap_or_default(),
+                    edit: (may_edit && !applied)
+                        .then(|| review::editable_text(c).map(|t| (c.id().to_string(), t)))
+                        .flatten(),
+                }
+            })
+            .collect();
     // The audit events (comments with their words instead of "commented"), oldest first.
     let mut history: Vec<HistoryRow> = state
         .store

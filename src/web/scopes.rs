@@ -57,6 +57,11 @@ pub const ACCESS: &[(&str, &str, Access)] = &[
     ),
     // ConsoleMe's other page URLs: redirects and explanations for people.
     ("GET", "/policies/edit/{account_id}/{kind}/{*rest}", Browser),
+    (
+        "POST",
+        "/policies/edit/{account_id}/{kind}/{*rest}",
+        Browser,
+    ),
     ("GET", "/create_role", Browser),
     ("GET", "/selfservice", Browser),
     ("POST", "/selfservice", Browser),

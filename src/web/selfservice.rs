@@ -399,6 +399,24 @@ impl WizardPage {
             .chain(pending)
             .flat_map(|c| templates::warnings(list, c))
             .collect();
+        // A bucket, queue or topic (or a role to assume) in another account: the request also
+        // carries its resource policy (trust policy), as `src/requests/validate/cross_account.rs`
+        // adds it; say so before the user submits.
+        let all: Vec<Choice> = choices.iter().chain(pending).cloned().collect();
+        if !self.role.is_empty()
+            && !all.is_empty()
+            && let Ok(doc) = templates::policy_document(list, &all)
+        {
+            let synced = crate::requests::synced::AppSynced::new(state);
+            for line in
+                crate::requests::validate::cross_account_additions(&self.role, &doc, &synced)
+            {
+                self.notes.push(format!(
+                    "The request will also {line}: it is reviewed and approved with your \
+                     permission."
+                ));
+            }
+        }
     }
 }
 

@@ -17,7 +17,7 @@ use crate::error::AppError;
 use crate::resources::model::{Resource, ResourceKind};
 
 /// What the page and the API show of one resource.
-#[derive(Serialize)]
+#[derive(Clone, Serialize)]
 pub struct ResourceResponse {
     pub account_name: String,
     pub synced_at: Option<chrono::DateTime<chrono::Utc>>,
@@ -199,6 +199,19 @@ pub struct ResourcePage {
     versions: Vec<VersionView>,
     attached_to: Vec<String>,
     attachment_count: Option<i32>,
+    /// The change the form requests (`resource_policy`, `managed_policy_resource`); empty: no
+    /// form.
+    change_kind: &'static str,
+    page_url: String,
+    form_document: String,
+    form_justification: String,
+    form_problems: Vec<super::forms::FormProblem>,
+}
+
+impl ResourcePage {
+    fn invalid(&self, id: &str) -> bool {
+        self.form_problems.iter().any(|p| p.target == id)
+    }
 }
 
 fn render(layout: Layout, found: ResourceResponse) -> ResourcePage {
@@ -221,9 +234,27 @@ fn render(layout: Layout, found: ResourceResponse) -> ResourcePage {
         versions: vec![],
         attached_to: vec![],
         attachment_count: None,
+        change_kind: "",
+        page_url: String::new(),
+        form_document: String::new(),
+        form_justification: String::new(),
+        form_problems: vec![],
     };
+    let pretty = |v: &serde_json::Value| serde_json::to_string_pretty(v).unwrap_or_default();
     match found.resource {
         Resource::Service(r) => {
+            page.change_kind = "resource_policy";
+            page.page_url = match r.kind {
+                ResourceKind::S3 => format!("/policies/edit/{}/s3/{}", r.account_id, r.name),
+                k => format!(
+                    "/policies/edit/{}/{}/{}/{}",
+                    r.account_id,
+                    k.as_str(),
+                    r.region,
+                    r.name
+                ),
+            };
+            page.form_document = r.policy.as_ref().map(pretty).unwrap_or_default();
             page.name = r.name;
             page.arn = r.arn;
             page.region = Some(r.region);
@@ -231,6 +262,9 @@ fn render(layout: Layout, found: ResourceResponse) -> ResourcePage {
             page.tags = r.tags.into_iter().map(|t| (t.key, t.value)).collect();
         }
         Resource::Policy(p) => {
+            page.change_kind = "managed_policy_resource";
+            page.page_url = format!("/policies/edit/{}/managed_policy/{}", p.account_id, p.name);
+            page.form_document = pretty(&p.document);
             page.name = p.name;
             page.arn = p.arn;
             page.policy_html = to_html(&p.document, &none);
@@ -274,6 +308,89 @@ pub async fn resource_page(
     super::legacy::resource_page(user, Path((account, kind, rest)))
         .await
         .map(IntoResponse::into_response)
+}
+
+/// The resource page's form: a new resource policy (or a managed policy's new default
+/// version) with a justification.
+#[derive(Debug, serde::Deserialize)]
+pub struct ResourceChangeForm {
+    change: String,
+    #[serde(default)]
+    policy_document: String,
+    #[serde(default)]
+    justification: String,
+}
+
+/// `POST /policies/edit/{account}/{kind}/{*rest}`: request the form's change, or the page again
+/// with what to fix (400).
+pub async fn request_change(
+    user: CurrentUser,
+    State(state): State<AppState>,
+    Page(layout): Page,
+    Path((account, kind, rest)): Path<(String, String, String)>,
+    axum::Form(form): axum::Form<ResourceChangeForm>,
+) -> Result<Response, AppError> {
+    use crate::requests::model::{ChangeDraft, RequestDraft};
+    let (k, region, name) = parse(&kind, &rest)?;
+    let found = find(&state, &account, k, region.as_deref(), &name)?;
+    let arn = match &found.resource {
+        Resource::Service(r) => r.arn.clone(),
+        Resource::Policy(p) => p.arn.clone(),
+        Resource::Principal(_) => {
+            return Err(AppError::NotFound("This is not a resource page.".into()));
+        }
+    };
+    let text = form.policy_document.trim();
+    let again = |problems: Vec<super::forms::FormProblem>| {
+        let mut page = render(layout.clone(), found.clone());
+        page.form_document = form.policy_document.clone();
+        page.form_justification = form.justification.clone();
+        page.form_problems = problems;
+        (axum::http::StatusCode::BAD_REQUEST, page).into_response()
+    };
+    let doc = if text.is_empty() {
+        None
+    } else {
+        match serde_json::from_str::<serde_json::Value>(text) {
+            Ok(v) => Some(v),
+            Err(e) => {
+                return Ok(again(vec![super::forms::FormProblem::new(
+                    "f-policy_document",
+                    "Policy document",
+                    String::new(),
+                    &format!("this is not JSON: {e}"),
+                    "",
+                )]));
+            }
+        }
+    };
+    let change = match (form.change.as_str(), doc) {
+        ("resource_policy", doc) => ChangeDraft::resource_policy(&arn, &account, doc),
+        ("managed_policy_resource", Some(doc)) => ChangeDraft::managed_policy_resource(&arn, doc),
+        _ => {
+            return Ok(again(vec![super::forms::FormProblem::new(
+                "f-policy_document",
+                "Policy document",
+                String::new(),
+                "give the policy document",
+                "",
+            )]));
+        }
+    };
+    let draft = RequestDraft {
+        justification: form.justification.clone(),
+        changes: vec![change],
+    };
+    match crate::requests::create::create_draft(&state, &user.actor(), &draft).await {
+        Ok(url) => Ok(axum::response::Redirect::to(&url).into_response()),
+        Err(AppError::Invalid(problems)) => Ok(again(
+            problems
+                .into_iter()
+                .map(|(f, m)| super::forms::role_form_problem(&f, &m))
+                .collect(),
+        )),
+        Err(e) => Err(e),
+    }
 }
 
 #[cfg(test)]

@@ -52,7 +52,7 @@ async fn inline_doc(w: &World, name: &str) -> Option<Value> {
 
 /// Move the background jobs' clock forward and run one outbox pass (what the worker does every
 /// `outbox.poll_seconds`).
-async fn later(w: &World, minutes: i64) {
+pub(crate) async fn later(w: &World, minutes: i64) {
     w.app
         .state
         .clock_skew_seconds

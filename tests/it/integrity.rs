@@ -373,23 +373,8 @@ async fn cancel_during_apply(w: &World) {
 
 /// The IAM writes moto recorded for `roles`, in order, as `IamOp`s.
 fn recorded_writes(recording: &str, roles: &[String]) -> Vec<IamOp> {
-    use base64::Engine as _;
     let mut out = vec![];
-    for line in recording.lines() {
-        let Ok(entry) = serde_json::from_str::<Value>(line) else {
-            continue;
-        };
-        let raw = entry["body"].as_str().unwrap_or_default();
-        let bytes = if entry["body_encoded"] == true {
-            base64::engine::general_purpose::STANDARD
-                .decode(raw)
-                .unwrap_or_default()
-        } else {
-            raw.as_bytes().to_vec()
-        };
-        let Ok(form) = serde_urlencoded::from_bytes::<Vec<(String, String)>>(&bytes) else {
-            continue;
-        };
+    for form in crate::support::recorded_forms(recording) {
         let get = |k: &str| {
             form.iter()
                 .find(|(key, _)| key == k)

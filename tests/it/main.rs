@@ -22,6 +22,7 @@ mod pages;
 mod refresh;
 mod replicas;
 mod requests;
+mod resource_changes;
 mod resources;
 mod rightsize;
 mod selfservice;

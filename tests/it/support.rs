@@ -362,3 +362,27 @@ pub async fn services_in(
         ),
     )
 }
+
+/// The form-encoded requests in a moto recording (`/moto-api/recorder/download-recording`), in
+/// order: each request's parameters (`Action`, `RoleName`, `PolicyArn`, ...).
+pub fn recorded_forms(recording: &str) -> Vec<Vec<(String, String)>> {
+    use base64::Engine as _;
+    let mut out = vec![];
+    for line in recording.lines() {
+        let Ok(entry) = serde_json::from_str::<serde_json::Value>(line) else {
+            continue;
+        };
+        let raw = entry["body"].as_str().unwrap_or_default();
+        let bytes = if entry["body_encoded"] == true {
+            base64::engine::general_purpose::STANDARD
+                .decode(raw)
+                .unwrap_or_default()
+        } else {
+            raw.as_bytes().to_vec()
+        };
+        if let Ok(form) = serde_urlencoded::from_bytes::<Vec<(String, String)>>(&bytes) {
+            out.push(form);
+        }
+    }
+    out
+}

@@ -257,6 +257,8 @@ struct Outcome {
     failed: Option<(usize, String)>,
     /// (account, role name) of every change attempted.
     touched: Vec<(String, String)>,
+    /// The buckets, queues, topics and managed policies it changed.
+    touched_resources: Vec<crate::resources::sync::ResourceAt>,
     /// IAM calls made, for the audit event.
     calls: usize,
     /// Ids of the changes applied by this approval (their expiries are scheduled with it).
@@ -277,6 +279,7 @@ async fn apply(app: &App, claimed: &PolicyRequest, actor: &Actor) -> Outcome {
         results,
         failed: None,
         touched: vec![],
+        touched_resources: vec![],
         calls: 0,
         applied_now: vec![],
     };
@@ -298,9 +301,16 @@ async fn apply(app: &App, claimed: &PolicyRequest, actor: &Actor) -> Outcome {
         }
         let target = change.target();
         let account = target.account().to_string();
-        let touched = (account.clone(), target.name().to_string());
-        if !out.touched.contains(&touched) {
-            out.touched.push(touched);
+        if let Some(r) = target.as_resource() {
+            let at = (account.clone(), r.kind, r.region.clone(), r.name.clone());
+            if !out.touched_resources.contains(&at) {
+                out.touched_resources.push(at);
+            }
+        } else {
+            let touched = (account.clone(), target.name().to_string());
+            if !out.touched.contains(&touched) {
+                out.touched.push(touched);
+            }
         }
         let mut error = None;
         for call in change.calls() {
@@ -491,5 +501,14 @@ async fn refresh(app: &App, outcome: &Outcome) {
         crate::resources::sync::refresh_roles(&app.resource_deps(), &outcome.touched).await
     {
         tracing::warn!(error = %e, "cannot re-read the roles after applying");
+    }
+    if !outcome.touched_resources.is_empty()
+        && let Err(e) = crate::resources::sync::refresh_resources(
+            &app.resource_deps(),
+            &outcome.touched_resources,
+        )
+        .await
+    {
+        tracing::warn!(error = %e, "cannot re-read the resources after applying");
     }
 }

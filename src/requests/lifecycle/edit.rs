@@ -59,6 +59,10 @@ pub(super) async fn update_change(
             c.document =
                 validate::parse_document(&document, DocKind::Trust, &field).map_err(invalid)?;
         }
+        Change::Resource(c) if c.editable_document().is_some() => {
+            let doc = validate::parse_resource_document(c, &document, &field).map_err(invalid)?;
+            c.set_document(doc);
+        }
         Change::CreateRole(c) if c.trust.is_some() => {
             c.trust =
                 Some(validate::parse_document(&document, DocKind::Trust, &field).map_err(invalid)?);

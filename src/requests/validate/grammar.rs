@@ -24,6 +24,17 @@ const TRUST_STATEMENT_KEYS: &[&str] = &[
     "Principal",
     "Condition",
 ];
+const RESOURCE_STATEMENT_KEYS: &[&str] = &[
+    "Sid",
+    "Effect",
+    "Action",
+    "NotAction",
+    "Principal",
+    "NotPrincipal",
+    "Resource",
+    "NotResource",
+    "Condition",
+];
 const PRINCIPAL_KEYS: &[&str] = &["AWS", "Service", "Federated", "CanonicalUser"];
 const CONDITION_OPERATORS: &[&str] = &[
     "StringEquals",
@@ -176,6 +187,7 @@ fn check_statement(
     let allowed = match kind {
         DocKind::Identity => IDENTITY_STATEMENT_KEYS,
         DocKind::Trust => TRUST_STATEMENT_KEYS,
+        DocKind::Resource => RESOURCE_STATEMENT_KEYS,
     };
     for key in st.keys() {
         if allowed.contains(&key.as_str()) {
@@ -249,6 +261,14 @@ fn check_statement(
                     join(field, "Principal"),
                     "Principal is required in every statement of a trust policy",
                 )),
+            }
+        }
+        DocKind::Resource => {
+            if let Some((key, v)) = exactly_one(st, "Principal", "NotPrincipal", field, out) {
+                check_principal(v, &join(field, key), out);
+            }
+            if let Some((key, v)) = exactly_one(st, "Resource", "NotResource", field, out) {
+                check_strings(v, &join(field, key), "resource", resource_problem, out);
             }
         }
     }
@@ -538,6 +558,72 @@ fn strings_of(v: Option<&Value>) -> Vec<&str> {
     }
 }
 
+/// Whether a statement's Principal is everyone (`"*"` or `{"AWS": "*"}`).
+pub(crate) fn open_principal(st: &Value) -> bool {
+    match st.get("Principal") {
+        Some(Value::String(s)) => s == "*",
+        Some(p @ Value::Object(_)) => strings_of(p.get("AWS")).contains(&"*"),
+        _ => false,
+    }
+}
+
+/// What a resource policy may name as its Resource: the resource itself, and for a bucket its
+/// objects (`arn:aws:s3:::bucket/...`). S3 and SNS refuse policies about other resources
+/// ("Each policy must cover only a single bucket and resources within that bucket", Amazon S3
+/// policy restrictions; "The value must match the ARN of the policy's topic", SNS policy quotas),
+/// and the service's size limit (`src/requests/resource_change.rs`).
+pub(crate) fn resource_policy_problems(
+    doc: &Value,
+    resource: &crate::requests::resource_change::ResourceRef,
+    field: &str,
+) -> Vec<Problem> {
+    use crate::resources::model::ResourceKind;
+    let mut out = Vec::new();
+    let arn = resource.arn();
+    let inside = |r: &str| match resource.kind {
+        ResourceKind::S3 => {
+            r == arn
+                || r.strip_prefix(arn.as_str())
+                    .is_some_and(|t| t.starts_with('/'))
+        }
+        _ => r == arn,
+    };
+    for (sf, st) in statements(doc, field) {
+        for key in ["Resource", "NotResource"] {
+            let rf = join(&sf, key);
+            for r in strings_of(st.get(key)) {
+                if !inside(r) {
+                    let allowed = if resource.kind == ResourceKind::S3 {
+                        format!("{arn} or {arn}/<key or prefix>")
+                    } else {
+                        arn.clone()
+                    };
+                    out.push(Problem::new(
+                        &rf,
+                        format!(
+                            "`{r}` is not inside {}; a resource policy may only name {allowed}",
+                            resource.label()
+                        ),
+                    ));
+                }
+            }
+        }
+    }
+    if let Some((limit, words)) = resource.policy_limit() {
+        let n = serde_json::to_string(doc).map_or(0, |s| s.len());
+        if n > limit {
+            out.push(Problem::new(
+                field,
+                format!(
+                    "the policy is {n} bytes; AWS refuses more than {limit} ({words}). Merge \
+                     statements or list principals by account"
+                ),
+            ));
+        }
+    }
+    out
+}
+
 /// Risky but legal grants in a document: one message per risk per statement. `field` is the
 /// document's path, used to say which statement.
 pub fn policy_warnings(doc: &Value, kind: DocKind, field: &str) -> Vec<String> {
@@ -578,6 +664,15 @@ pub fn policy_warnings(doc: &Value, kind: DocKind, field: &str) -> Vec<String> {
                         "{sf}: `{a}` allows every action of the service on every resource, \
                          including destructive and permission-changing ones; list the actions \
                          and resources needed"
+                    ));
+                }
+            }
+            DocKind::Resource => {
+                if open_principal(st) && st.get("Condition").is_none() {
+                    out.push(format!(
+                        "{sf}: Principal \"*\" without a Condition opens this resource to \
+                         anyone, in any AWS account or none; name the accounts or roles, or add \
+                         a Condition such as aws:PrincipalOrgID"
                     ));
                 }
             }

@@ -7,11 +7,30 @@ use super::grammar::policy_warnings;
 use super::names::{doc_chars, join};
 use super::quotas::Target;
 use super::{DocKind, Limits, Problem, Synced, Warning};
+use crate::requests::model::AccountId;
 use crate::requests::model::{
     AttachAction, BoundaryEdit, Change, CloneSpec, CreateRoleChange, InlineEdit, ManagedPolicyArn,
     NewInlinePolicy, PolicyDocument, PolicyName, ResolvedClone, RoleArn, TagEdit,
 };
-use crate::resources::model::{Principal, Tag};
+use crate::requests::resource_change::{
+    MAX_POLICY_VERSIONS, PolicyStep, ResourceChange, ResourceEdit,
+};
+use crate::resources::model::{Principal, Resource, ResourceKind, Tag};
+
+/// Why a tag change cannot apply to tags as they are, if so.
+fn tag_problem(label: &str, tags: &[Tag], key: &str, edit: &TagEdit) -> Option<String> {
+    let exists = tags.iter().any(|t| t.key == key);
+    match (edit, exists) {
+        (TagEdit::Create(_), true) => Some(format!(
+            "{label} already has a tag `{key}`; use tag_action \"update\" to change its value"
+        )),
+        (TagEdit::Update(_), false) => Some(format!(
+            "{label} has no tag `{key}` to update; use tag_action \"create\""
+        )),
+        (TagEdit::Delete, false) => Some(format!("{label} has no tag `{key}`; nothing to delete")),
+        _ => None,
+    }
+}
 
 /// What to do with the clones of `create_role` changes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -261,6 +280,135 @@ impl Simulation<'_> {
                 self.problem(kf, message);
             }
             Change::CreateRole(c) => self.create_role(i, c, &field, clones),
+            Change::Resource(c) => self.resource_change(i, c, &field, clones),
+        }
+    }
+
+    /// A bucket, queue, topic or managed policy: the synced resource exactly, its account and
+    /// region made canonical, and what the calls depend on pinned (a bucket's whole tag set,
+    /// create-or-publish and the policy version deleted to make room).
+    fn resource_change(&mut self, i: usize, c: &mut ResourceChange, field: &str, clones: Clones) {
+        let r = &c.resource;
+        let (key_field, doc_kind) = match &c.edit {
+            ResourceEdit::Policy(_) => (join(field, "arn"), DocKind::Resource),
+            _ => (join(field, "principal.principal_arn"), DocKind::Identity),
+        };
+        if let Some(doc) = c.editable_document() {
+            let df = join(field, "policy.policy_document");
+            self.warn_document(i, doc, doc_kind, &df);
+        }
+        let account = (!r.account.is_unresolved()).then(|| r.account.as_str());
+        let region = (!r.region.is_empty()).then_some(r.region.as_str());
+        let found = self.synced.resource(account, r.kind, region, &r.name);
+        if let Some(a) = account
+            && !self.synced.accounts().iter().any(|x| x == a)
+        {
+            self.problem(
+                &key_field,
+                format!("account {a} is not configured in account_ids_to_name"),
+            );
+            return;
+        }
+        match (found, &mut c.edit) {
+            (Some(Resource::Service(s)), edit) => {
+                match AccountId::parse(&s.account_id) {
+                    Ok(a) => c.resource.account = a,
+                    Err(m) => return self.problem(&key_field, m),
+                }
+                c.resource.region = s.region.clone();
+                if clones == Clones::Resolve && c.expires.is_some() {
+                    c.previous_policy = s.policy.clone();
+                }
+                if c.expires.is_some() && s.policy.is_none() && s.kind == ResourceKind::Sns {
+                    return self.problem(
+                        join(field, "expiration_date"),
+                        "this topic has no policy to go back to at the expiry; leave \
+                         expiration_date out",
+                    );
+                }
+                if let ResourceEdit::Tag {
+                    key,
+                    edit,
+                    bucket_tags,
+                } = edit
+                {
+                    let label = c.resource.label();
+                    let kf = join(field, "key");
+                    let mut tags = s.tags.clone();
+                    if let Some(m) = tag_problem(&label, &tags, key, edit) {
+                        return self.problem(kf, m);
+                    }
+                    tags.retain(|t| t.key != *key);
+                    if let TagEdit::Create(v) | TagEdit::Update(v) = edit {
+                        tags.push(Tag {
+                            key: key.clone(),
+                            value: v.clone(),
+                        });
+                    }
+                    if tags.len() > 50 {
+                        return self.problem(
+                            kf,
+                            format!("{label} would have {} tags; AWS allows 50", tags.len()),
+                        );
+                    }
+                    if clones == Clones::Resolve && c.resource.kind == ResourceKind::S3 {
+                        *bucket_tags = tags;
+                    }
+                }
+            }
+            (Some(Resource::Policy(p)), ResourceEdit::ManagedPolicy { step, .. }) => {
+                // A new version of a policy iamdesk's own role carries would change iamdesk's
+                // own permissions: refused like a change to that role.
+                let own = p.attached_to.iter().find_map(|arn| {
+                    let role = RoleArn::parse(arn).ok()?;
+                    self.synced.protected(role.account().as_str(), role.name())
+                });
+                if let Some(reason) = own {
+                    return self.problem(
+                        &key_field,
+                        format!(
+                            "this policy is attached to iamdesk's own role ({reason}); iamdesk \
+                             never changes its own permissions through a request"
+                        ),
+                    );
+                }
+                if clones == Clones::Resolve {
+                    // Versions are newest first: the oldest non-default one goes.
+                    let delete_first = (p.versions.len() >= MAX_POLICY_VERSIONS)
+                        .then(|| p.versions.iter().rev().find(|v| !v.is_default))
+                        .flatten()
+                        .map(|v| v.id.clone());
+                    *step = PolicyStep::Publish { delete_first };
+                }
+            }
+            (None, ResourceEdit::ManagedPolicy { step, .. }) => {
+                if account.is_none() {
+                    return self.problem(&key_field, "the policy ARN names no account");
+                }
+                if clones == Clones::Resolve && !matches!(step, PolicyStep::Create { .. }) {
+                    *step = PolicyStep::Create { description: None };
+                }
+                if let PolicyStep::Publish { .. } = step {
+                    self.problem(
+                        &key_field,
+                        format!(
+                            "{} is no longer synced; it cannot get a new version",
+                            r.label()
+                        ),
+                    );
+                }
+            }
+            (_, ResourceEdit::ManagedPolicy { .. }) | (_, _) => {
+                let label = c.resource.label();
+                self.problem(
+                    &key_field,
+                    format!(
+                        "{label} is not a synced resource of a configured account (`{}`); check \
+                         the ARN, or wait for the next sync if it was just created",
+                        c.resource.arn()
+                    ),
+                );
+            }
         }
     }
 
