@@ -24,7 +24,8 @@ fn expiring_inline(w: &World, name: &str, expires: &str) -> Value {
          "policy": {"policy_document": doc("s3:GetObject")}, "expiration_date": expires}]}})
 }
 
-async fn approve(w: &World, id: &str) {
+/// Approve the version stored now, as another admin: 200, and the request is approved.
+pub(crate) async fn approve(w: &World, id: &str) {
     let version = w.request(id).await.version;
     let resp = w
         .act(

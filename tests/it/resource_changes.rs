@@ -8,6 +8,8 @@ use iamdesk::resources::model::{ResourceKey, ResourceKind};
 use iamdesk::store::RequestStatus;
 use serde_json::{Value, json};
 
+use crate::browser::Act;
+use crate::expiry::approve;
 use crate::requests::{
     Backends, DEV, OTHER_ADMIN, World, count_requests, create_ok, post_request, world_tuned,
 };
@@ -87,36 +89,11 @@ async fn request_and_approve(w: &World, changes: Vec<Value>) -> iamdesk::store::
     done
 }
 
-/// Approve the version stored now, as another admin: 200.
-async fn approve(w: &World, id: &str) {
-    let version = w.request(id).await.version;
-    let resp = w
-        .act(
-            OTHER_ADMIN,
-            "admins",
-            id,
-            json!({"command": "approve_request", "version": version}),
-        )
-        .await;
-    assert_eq!(
-        resp.status(),
-        200,
-        "{}",
-        resp.text().await.unwrap_or_default()
-    );
-}
-
 /// The reviewed calls of a request (the API's `plan`), every change.
 async fn planned_calls(w: &World, id: &str) -> (Value, Vec<IamOp>) {
     let view: Value = w
-        .app
-        .client
-        .get(w.app.url(&format!("/api/v2/requests/{id}")))
-        .header("x-user", OTHER_ADMIN)
-        .header("x-groups", "admins")
-        .send()
+        .get_as(OTHER_ADMIN, "admins", &format!("/api/v2/requests/{id}"))
         .await
-        .expect("GET")
         .json()
         .await
         .expect("json");
@@ -668,12 +645,7 @@ async fn a_bucket_policy_change_requested_and_approved_in_a_real_browser() {
     c.goto(&app.url("/policies?type=s3")).await.expect("open");
     let q = c.find(Locator::Css("input[name=q]")).await.expect("box");
     q.send_keys("s3:GetObject").await.expect("type");
-    c.find(Locator::Css("form.filters button"))
-        .await
-        .expect("button")
-        .click()
-        .await
-        .expect("search");
+    c.click_on("form.filters button").await;
     let link = c
         .wait()
         .for_element(Locator::LinkText(bucket))
@@ -681,10 +653,8 @@ async fn a_bucket_policy_change_requested_and_approved_in_a_real_browser() {
         .expect("the bucket whose policy allows s3:GetObject");
     browser.screenshot("resource-search").await;
     link.click().await.expect("open bucket");
-    c.wait()
-        .for_element(Locator::XPath(&format!("//h1[.='{bucket}']")))
-        .await
-        .expect("bucket page");
+    c.wait_for_xpath(&format!("//h1[.='{bucket}']"), "bucket page")
+        .await;
 
     // The admin may not approve their own request: ask as the requester.
     let switch = |who: &'static str| async move {
@@ -716,46 +686,27 @@ async fn a_bucket_policy_change_requested_and_approved_in_a_real_browser() {
     area.send_keys(&new_policy.to_string())
         .await
         .expect("policy");
-    c.find(Locator::Id("f-justification"))
-        .await
-        .expect("justification")
-        .send_keys("ML uploads land in this bucket")
-        .await
-        .expect("type");
+    c.type_in("#f-justification", "ML uploads land in this bucket")
+        .await;
     browser.screenshot("resource-request-form").await;
-    c.find(Locator::Id("submit-change"))
-        .await
-        .expect("submit")
-        .click()
-        .await
-        .expect("submit");
-    c.wait()
-        .for_element(Locator::XPath("//*[contains(., 's3:PutBucketPolicy')]"))
-        .await
-        .expect("the request page lists the call");
+    c.click_on("#submit-change").await;
+    c.wait_for_xpath(
+        "//*[contains(., 's3:PutBucketPolicy')]",
+        "the request page lists the call",
+    )
+    .await;
     let request_url = c.current_url().await.expect("url").to_string();
     assert!(request_url.contains("/policies/request/"), "{request_url}");
 
     switch("admin").await;
-    c.find(Locator::Css("input[name=confirm]"))
-        .await
-        .expect("confirm box")
-        .click()
-        .await
-        .expect("tick");
+    c.click_on("input[name=confirm]").await;
     browser.screenshot("resource-request-review").await;
-    c.find(Locator::Css("button.approve"))
-        .await
-        .expect("approve")
-        .click()
-        .await
-        .expect("approve");
-    c.wait()
-        .for_element(Locator::XPath(
-            "//*[contains(@class,'status') and contains(., 'approved')]",
-        ))
-        .await
-        .expect("approved");
+    c.click_on("button.approve").await;
+    c.wait_for_xpath(
+        "//*[contains(@class,'status') and contains(., 'approved')]",
+        "approved",
+    )
+    .await;
 
     c.goto(&app.url(&format!("/policies/edit/111122223333/s3/{bucket}")))
         .await
