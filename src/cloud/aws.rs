@@ -799,4 +799,37 @@ impl Cloud for AwsCloud {
             ))),
         }
     }
+
+    /// Just the one bucket, queue or topic: a refresh after an approval costs the same in an
+    /// account of ten buckets or ten thousand.
+    async fn fetch_service_resource(
+        &self,
+        account_id: &str,
+        kind: ResourceKind,
+        region: &str,
+        name: &str,
+    ) -> Result<Option<ServiceResource>, CloudError> {
+        use super::aws_services::{bucket, queue_named, topic_named};
+        match kind {
+            ResourceKind::S3 => {
+                // Where the bucket lives is asked of the first configured region's endpoint, as
+                // the listing does (`buckets`).
+                let listing = self.regions().into_iter().next().unwrap_or_default();
+                let clients = self.service_clients(account_id, &listing).await?;
+                bucket(self, account_id, &clients, name.to_string()).await
+            }
+            ResourceKind::Sqs => {
+                let clients = self.service_clients(account_id, region).await?;
+                queue_named(account_id, region, &clients, name).await
+            }
+            ResourceKind::Sns => {
+                let clients = self.service_clients(account_id, region).await?;
+                topic_named(account_id, region, &clients, name).await
+            }
+            other => Err(CloudError::Unsupported(format!(
+                "{} is not a service with resource policies",
+                other.as_str()
+            ))),
+        }
+    }
 }

@@ -35,40 +35,19 @@ fn code_is<E: ProvideErrorMetadata>(e: &aws_sdk_s3::error::SdkError<E>, codes: &
     e.code().is_some_and(|c| codes.contains(&c))
 }
 
-/// Every bucket of the account, each with its region, policy and tags.
-pub(super) async fn buckets(
-    cloud: &AwsCloud,
-    account_id: &str,
-    clients: &Clients,
-) -> Result<Vec<ServiceResource>, CloudError> {
+/// Read each of `keys` with `read`, `CONCURRENCY` at once: what is gone by then is left out;
+/// any other failure fails the whole read.
+async fn read_each<K, F, Fut>(keys: Vec<K>, read: F) -> Result<Vec<ServiceResource>, CloudError>
+where
+    F: Fn(K) -> Fut,
+    Fut: std::future::Future<Output = Result<Option<ServiceResource>, CloudError>>,
+{
     use futures::StreamExt;
-    let mut names = vec![];
-    let mut token: Option<String> = None;
-    loop {
-        let page = clients
-            .s3
-            .list_buckets()
-            .set_continuation_token(token.clone())
-            .send()
-            .await
-            .map_err(aws_error)?;
-        names.extend(
-            page.buckets()
-                .iter()
-                .filter_map(|b| b.name().map(str::to_string)),
-        );
-        token = page.continuation_token().map(str::to_string);
-        if token.is_none() {
-            break;
-        }
-    }
-    let reads = names
-        .into_iter()
-        .map(|name| bucket(cloud, account_id, clients, name));
-    let found: Vec<Result<Option<ServiceResource>, CloudError>> = futures::stream::iter(reads)
-        .buffered(CONCURRENCY)
-        .collect()
-        .await;
+    let found: Vec<Result<Option<ServiceResource>, CloudError>> =
+        futures::stream::iter(keys.into_iter().map(read))
+            .buffered(CONCURRENCY)
+            .collect()
+            .await;
     Ok(found
         .into_iter()
         .collect::<Result<Vec<_>, _>>()?
@@ -77,7 +56,29 @@ pub(super) async fn buckets(
         .collect())
 }
 
-async fn bucket(
+/// Every bucket of the account, each with its region, policy and tags.
+pub(super) async fn buckets(
+    cloud: &AwsCloud,
+    account_id: &str,
+    clients: &Clients,
+) -> Result<Vec<ServiceResource>, CloudError> {
+    let names: Vec<String> = clients
+        .s3
+        .list_buckets()
+        .into_paginator()
+        .items()
+        .send()
+        .try_collect()
+        .await
+        .map_err(aws_error)?
+        .into_iter()
+        .filter_map(|b| b.name)
+        .collect();
+    read_each(names, |name| bucket(cloud, account_id, clients, name)).await
+}
+
+/// One bucket by name, with its region, policy and tags; `None` when it does not exist.
+pub(super) async fn bucket(
     cloud: &AwsCloud,
     account_id: &str,
     clients: &Clients,
@@ -127,93 +128,100 @@ async fn bucket(
     }))
 }
 
+const QUEUE_GONE: &[&str] = &[
+    "AWS.SimpleQueueService.NonExistentQueue",
+    "QueueDoesNotExist",
+];
+
 /// Every queue of the account in `region`, with its ARN, policy and tags.
 pub(super) async fn queues(
     account_id: &str,
     region: &str,
     clients: &Clients,
 ) -> Result<Vec<ServiceResource>, CloudError> {
-    use aws_sdk_sqs::types::QueueAttributeName;
-    use futures::StreamExt;
-    let mut urls = vec![];
-    let mut token: Option<String> = None;
-    loop {
-        let page = clients
-            .sqs
-            .list_queues()
-            .max_results(1000)
-            .set_next_token(token.clone())
-            .send()
-            .await
-            .map_err(aws_error)?;
-        urls.extend(page.queue_urls().iter().cloned());
-        token = page.next_token().map(str::to_string);
-        if token.is_none() {
-            break;
-        }
+    let urls: Vec<String> = clients
+        .sqs
+        .list_queues()
+        .into_paginator()
+        .page_size(1000)
+        .items()
+        .send()
+        .try_collect()
+        .await
+        .map_err(aws_error)?;
+    read_each(urls, |url| queue(account_id, region, clients, url)).await
+}
+
+/// One queue of `region` by name; `None` when it does not exist.
+pub(super) async fn queue_named(
+    account_id: &str,
+    region: &str,
+    clients: &Clients,
+    name: &str,
+) -> Result<Option<ServiceResource>, CloudError> {
+    match clients.sqs.get_queue_url().queue_name(name).send().await {
+        Ok(out) => match out.queue_url() {
+            Some(url) => queue(account_id, region, clients, url.to_string()).await,
+            None => Ok(None),
+        },
+        Err(e) if code_is(&e, QUEUE_GONE) => Ok(None),
+        Err(e) => Err(aws_error(e)),
     }
-    const GONE: &[&str] = &[
-        "AWS.SimpleQueueService.NonExistentQueue",
-        "QueueDoesNotExist",
-    ];
-    let reads = urls.into_iter().map(|url| async move {
-        let attrs = match clients
-            .sqs
-            .get_queue_attributes()
-            .queue_url(&url)
-            .attribute_names(QueueAttributeName::QueueArn)
-            .attribute_names(QueueAttributeName::Policy)
-            .send()
-            .await
-        {
-            Ok(out) => out.attributes().cloned().unwrap_or_default(),
-            Err(e) if code_is(&e, GONE) => return Ok(None),
-            Err(e) => return Err(aws_error(e)),
-        };
-        let tags = match clients.sqs.list_queue_tags().queue_url(&url).send().await {
-            Ok(out) => out
-                .tags()
-                .map(|t| {
-                    let mut tags: Vec<Tag> = t
-                        .iter()
-                        .map(|(k, v)| Tag {
-                            key: k.clone(),
-                            value: v.clone(),
-                        })
-                        .collect();
-                    tags.sort_by(|a, b| a.key.cmp(&b.key));
-                    tags
-                })
-                .unwrap_or_default(),
-            Err(e) if code_is(&e, GONE) => return Ok(None),
-            Err(e) => return Err(aws_error(e)),
-        };
-        let name = url.rsplit('/').next().unwrap_or_default().to_string();
-        let arn = attrs
-            .get(&QueueAttributeName::QueueArn)
-            .cloned()
-            .unwrap_or_else(|| format!("arn:aws:sqs:{region}:{account_id}:{name}"));
-        Ok(Some(ServiceResource {
-            kind: ResourceKind::Sqs,
-            account_id: account_id.to_string(),
-            region: region.to_string(),
-            name,
-            arn,
-            policy: policy_of(attrs.get(&QueueAttributeName::Policy).map(String::as_str)),
-            url: Some(url),
-            tags,
-        }))
-    });
-    let found: Vec<Result<Option<ServiceResource>, CloudError>> = futures::stream::iter(reads)
-        .buffered(CONCURRENCY)
-        .collect()
-        .await;
-    Ok(found
-        .into_iter()
-        .collect::<Result<Vec<_>, _>>()?
-        .into_iter()
-        .flatten()
-        .collect())
+}
+
+async fn queue(
+    account_id: &str,
+    region: &str,
+    clients: &Clients,
+    url: String,
+) -> Result<Option<ServiceResource>, CloudError> {
+    use aws_sdk_sqs::types::QueueAttributeName;
+    let attrs = match clients
+        .sqs
+        .get_queue_attributes()
+        .queue_url(&url)
+        .attribute_names(QueueAttributeName::QueueArn)
+        .attribute_names(QueueAttributeName::Policy)
+        .send()
+        .await
+    {
+        Ok(out) => out.attributes().cloned().unwrap_or_default(),
+        Err(e) if code_is(&e, QUEUE_GONE) => return Ok(None),
+        Err(e) => return Err(aws_error(e)),
+    };
+    let tags = match clients.sqs.list_queue_tags().queue_url(&url).send().await {
+        Ok(out) => out
+            .tags()
+            .map(|t| {
+                let mut tags: Vec<Tag> = t
+                    .iter()
+                    .map(|(k, v)| Tag {
+                        key: k.clone(),
+                        value: v.clone(),
+                    })
+                    .collect();
+                tags.sort_by(|a, b| a.key.cmp(&b.key));
+                tags
+            })
+            .unwrap_or_default(),
+        Err(e) if code_is(&e, QUEUE_GONE) => return Ok(None),
+        Err(e) => return Err(aws_error(e)),
+    };
+    let name = url.rsplit('/').next().unwrap_or_default().to_string();
+    let arn = attrs
+        .get(&QueueAttributeName::QueueArn)
+        .cloned()
+        .unwrap_or_else(|| format!("arn:aws:sqs:{region}:{account_id}:{name}"));
+    Ok(Some(ServiceResource {
+        kind: ResourceKind::Sqs,
+        account_id: account_id.to_string(),
+        region: region.to_string(),
+        name,
+        arn,
+        policy: policy_of(attrs.get(&QueueAttributeName::Policy).map(String::as_str)),
+        url: Some(url),
+        tags,
+    }))
 }
 
 /// Every topic of the account in `region`, with its policy and tags.
@@ -222,79 +230,79 @@ pub(super) async fn topics(
     region: &str,
     clients: &Clients,
 ) -> Result<Vec<ServiceResource>, CloudError> {
-    use futures::StreamExt;
-    let mut arns = vec![];
-    let mut token: Option<String> = None;
-    loop {
-        let page = clients
-            .sns
-            .list_topics()
-            .set_next_token(token.clone())
-            .send()
-            .await
-            .map_err(aws_error)?;
-        arns.extend(
-            page.topics()
-                .iter()
-                .filter_map(|t| t.topic_arn().map(str::to_string)),
-        );
-        token = page.next_token().map(str::to_string);
-        if token.is_none() {
-            break;
-        }
-    }
-    const GONE: &[&str] = &["NotFound"];
-    let reads = arns.into_iter().map(|arn| async move {
-        let attrs = match clients
-            .sns
-            .get_topic_attributes()
-            .topic_arn(&arn)
-            .send()
-            .await
-        {
-            Ok(out) => out.attributes().cloned().unwrap_or_default(),
-            Err(e) if code_is(&e, GONE) => return Ok(None),
-            Err(e) => return Err(aws_error(e)),
-        };
-        let tags = match clients
-            .sns
-            .list_tags_for_resource()
-            .resource_arn(&arn)
-            .send()
-            .await
-        {
-            Ok(out) => out
-                .tags()
-                .iter()
-                .map(|t| Tag {
-                    key: t.key().to_string(),
-                    value: t.value().to_string(),
-                })
-                .collect(),
-            Err(e) if code_is(&e, &["NotFound", "ResourceNotFound"]) => return Ok(None),
-            Err(e) => return Err(aws_error(e)),
-        };
-        Ok(Some(ServiceResource {
-            kind: ResourceKind::Sns,
-            account_id: account_id.to_string(),
-            region: region.to_string(),
-            name: arn.rsplit(':').next().unwrap_or_default().to_string(),
-            policy: policy_of(attrs.get("Policy").map(String::as_str)),
-            arn,
-            url: None,
-            tags,
-        }))
-    });
-    let found: Vec<Result<Option<ServiceResource>, CloudError>> = futures::stream::iter(reads)
-        .buffered(CONCURRENCY)
-        .collect()
-        .await;
-    Ok(found
+    let arns: Vec<String> = clients
+        .sns
+        .list_topics()
+        .into_paginator()
+        .items()
+        .send()
+        .try_collect()
+        .await
+        .map_err(aws_error)?
         .into_iter()
-        .collect::<Result<Vec<_>, _>>()?
-        .into_iter()
-        .flatten()
-        .collect())
+        .filter_map(|t| t.topic_arn)
+        .collect();
+    read_each(arns, |arn| topic(account_id, region, clients, arn)).await
+}
+
+/// One topic of `region` by name (its ARN is made from the account and region); `None` when it
+/// does not exist.
+pub(super) async fn topic_named(
+    account_id: &str,
+    region: &str,
+    clients: &Clients,
+    name: &str,
+) -> Result<Option<ServiceResource>, CloudError> {
+    let arn = format!("arn:aws:sns:{region}:{account_id}:{name}");
+    topic(account_id, region, clients, arn).await
+}
+
+async fn topic(
+    account_id: &str,
+    region: &str,
+    clients: &Clients,
+    arn: String,
+) -> Result<Option<ServiceResource>, CloudError> {
+    const GONE: &[&str] = &["NotFound", "ResourceNotFound"];
+    let attrs = match clients
+        .sns
+        .get_topic_attributes()
+        .topic_arn(&arn)
+        .send()
+        .await
+    {
+        Ok(out) => out.attributes().cloned().unwrap_or_default(),
+        Err(e) if code_is(&e, GONE) => return Ok(None),
+        Err(e) => return Err(aws_error(e)),
+    };
+    let tags = match clients
+        .sns
+        .list_tags_for_resource()
+        .resource_arn(&arn)
+        .send()
+        .await
+    {
+        Ok(out) => out
+            .tags()
+            .iter()
+            .map(|t| Tag {
+                key: t.key().to_string(),
+                value: t.value().to_string(),
+            })
+            .collect(),
+        Err(e) if code_is(&e, GONE) => return Ok(None),
+        Err(e) => return Err(aws_error(e)),
+    };
+    Ok(Some(ServiceResource {
+        kind: ResourceKind::Sns,
+        account_id: account_id.to_string(),
+        region: region.to_string(),
+        name: arn.rsplit(':').next().unwrap_or_default().to_string(),
+        policy: policy_of(attrs.get("Policy").map(String::as_str)),
+        arn,
+        url: None,
+        tags,
+    }))
 }
 
 /// Apply one write to a bucket, queue or topic (`IamOp`s of `src/requests/resource_change.rs`);

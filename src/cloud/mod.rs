@@ -301,8 +301,8 @@ pub trait Cloud: Send + Sync + 'static {
     ) -> Result<Vec<ServiceResource>, CloudError>;
 
     /// One bucket, queue, topic (`region`: where it lives) or customer-managed policy, fresh,
-    /// after a change to it was applied. `None` when it is gone. The default reads the whole
-    /// service listing (or, for a policy, the account's IAM details) and picks it out.
+    /// after a change to it was applied. `None` when it is gone. A policy is picked out of the
+    /// account's IAM details (its `attached_to` comes from the same read).
     async fn fetch_resource(
         &self,
         account_id: &str,
@@ -319,6 +319,21 @@ pub trait Cloud: Send + Sync + 'static {
                 .find(|p| p.name == name)
                 .map(Resource::Policy));
         }
+        Ok(self
+            .fetch_service_resource(account_id, kind, region, name)
+            .await?
+            .map(Resource::Service))
+    }
+
+    /// One bucket, queue or topic, fresh (`None`: gone). The default reads the whole service
+    /// listing and picks it out; the AWS cloud reads just the one (`src/cloud/aws_services.rs`).
+    async fn fetch_service_resource(
+        &self,
+        account_id: &str,
+        kind: ResourceKind,
+        region: &str,
+        name: &str,
+    ) -> Result<Option<ServiceResource>, CloudError> {
         let listing_region = if kind == ResourceKind::S3 {
             self.regions().into_iter().next().unwrap_or_default()
         } else {
@@ -328,8 +343,7 @@ pub trait Cloud: Send + Sync + 'static {
             .fetch_service(account_id, kind, &listing_region)
             .await?
             .into_iter()
-            .find(|r| r.name == name && (kind == ResourceKind::S3 || r.region == region))
-            .map(Resource::Service))
+            .find(|r| r.name == name && (kind == ResourceKind::S3 || r.region == region)))
     }
 
     // --- Right-sizing (`src/rightsize/`): IAM Access Advisor, action level. -----------------
