@@ -1,6 +1,7 @@
 //! Search benchmark: 100k synthetic roles and 50k buckets, queues and topics (with resource
 //! policies) across 200 accounts, p50/p99 latency of typical queries and the index's memory. Writes `target/bench/search.json`.
-//! Run with `scripts/bench-search` (release build; ~1 minute on 2 cores).
+//! Run with `scripts/bench-search` (release build; ~1 minute on 2 cores). A binary built only
+//! with the `bench-tools` feature, like `bench-requests`.
 
 use std::sync::Arc;
 use std::time::Instant;
