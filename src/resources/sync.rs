@@ -822,7 +822,13 @@ pub async fn background(deps: Deps, cache: Arc<dyn Cache>, interval: Duration, l
             };
             if leads {
                 tracing::info!(replica = %replica, "sync started");
-                match run(&deps).await {
+                // A sync may outlast the lock (500 accounts, a slow spoke): keep it while the
+                // sync runs, so no other replica starts one beside it. A killed leader's keeper
+                // dies with it and the lock lapses as before.
+                let keeper = tokio::spawn(keep_lock(cache.clone(), replica.clone(), lock_ttl));
+                let outcome = run(&deps).await;
+                keeper.abort();
+                match outcome {
                     Ok(o) => tracing::info!(
                         replica = %replica,
                         generation = o.generation,
@@ -840,10 +846,70 @@ pub async fn background(deps: Deps, cache: Arc<dyn Cache>, interval: Duration, l
     }
 }
 
+/// Renew the leader lock every third of its lifetime, until aborted or it is lost.
+async fn keep_lock(cache: Arc<dyn Cache>, replica: String, ttl: Duration) {
+    let mut every = tokio::time::interval((ttl / 3).max(Duration::from_millis(100)));
+    // The first tick is immediate; the lock was just taken.
+    every.tick().await;
+    loop {
+        every.tick().await;
+        match cache.try_lock(LEADER_LOCK, &replica, ttl).await {
+            Ok(true) => {}
+            Ok(false) => {
+                tracing::warn!(replica = %replica, "the sync leader lock was lost during a sync");
+                return;
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot renew the sync leader lock"),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::store::embedded::EmbeddedStore;
+
+    /// A leader whose sync outlasts the lock keeps it (real Redis from `scripts/test`); once
+    /// the keeper stops, as when the leader dies, the lock lapses and another replica takes it.
+    #[tokio::test]
+    async fn a_long_sync_keeps_the_leader_lock_until_it_ends() {
+        let Ok(url) = std::env::var("REDIS_URL") else {
+            eprintln!("skipping: REDIS_URL not set (scripts/test sets it)");
+            return;
+        };
+        let prefix = format!("keep-{}:", uuid::Uuid::new_v4().simple());
+        let cache: Arc<dyn Cache> = Arc::new(
+            crate::cache::redis::RedisCache::connect(&url, &prefix)
+                .await
+                .expect("redis"),
+        );
+        let ttl = Duration::from_millis(300);
+        assert!(
+            cache
+                .try_lock(LEADER_LOCK, "leader", ttl)
+                .await
+                .expect("lock")
+        );
+        let keeper = tokio::spawn(keep_lock(cache.clone(), "leader".into(), ttl));
+        // Three lifetimes of the lock: without the keeper it would have lapsed twice.
+        tokio::time::sleep(ttl * 3).await;
+        assert!(
+            !cache
+                .try_lock(LEADER_LOCK, "other", ttl)
+                .await
+                .expect("lock"),
+            "the lock is still the leader's"
+        );
+        keeper.abort();
+        tokio::time::sleep(ttl + Duration::from_millis(100)).await;
+        assert!(
+            cache
+                .try_lock(LEADER_LOCK, "other", ttl)
+                .await
+                .expect("lock"),
+            "lapsed once nobody keeps it"
+        );
+    }
 
     /// A service that could not be read keeps what was stored of it; what a read service no
     /// longer lists is deleted.
