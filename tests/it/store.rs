@@ -191,7 +191,7 @@ mod dynamo {
             })
             .unwrap_or_default();
         indexes.sort();
-        assert_eq!(indexes, ["by_created", "by_requester", "by_status"]);
+        assert_eq!(indexes, ["by_done", "by_shard", "by_user", "pending"]);
 
         for (table, on) in [("outbox", true), ("tokens", true), ("requests", false)] {
             let ttl = client
