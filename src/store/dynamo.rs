@@ -567,8 +567,10 @@ const BATCH_ROUNDS: u32 = 8;
 
 impl DynamoStore {
     /// One newest-first page of a listing spread over [`SHARDS`] partitions of `index`
-    /// (`attr` = `{prefix}#0..15`): each partition's first `limit + 1` items below the cursor,
-    /// merged by `sk`. Always 16 small Queries, whatever the table holds.
+    /// (`attr` = `{prefix}#0..15`), merged by `sk`. Each partition is asked for a little more
+    /// than its share of the page; a partition that may still hold items newer than the page's
+    /// last one is asked again from where it stopped. So a page costs 16 small Queries (rarely
+    /// one or two more) and about its own keys, whatever the table holds.
     async fn sharded_page(
         &self,
         table: &str,
@@ -578,25 +580,53 @@ impl DynamoStore {
         page: &PageRequest,
     ) -> StoreResult<(Vec<Item>, Option<String>)> {
         let limit = page.limit.clamp(1, PageRequest::MAX_LIMIT);
-        let bound = match &page.cursor {
+        let start = match &page.cursor {
             Some(c) => decode_cursor(c)?,
             None => "~".to_string(),
         };
-        let parts = futures::future::try_join_all((0..SHARDS).map(|n| {
-            self.query(IndexQuery {
-                table,
-                index,
-                hash: (attr, format!("{prefix}#{n}")),
-                range_attr: "sk",
-                bound: bound.clone(),
-                newest_first: true,
-                filter: None,
-                limit,
-                lower: None,
-            })
-        }))
-        .await?;
-        let mut items: Vec<Item> = parts.into_iter().flatten().collect();
+        let share = ((limit + 1).div_ceil(SHARDS as usize) * 2 + 2).min(limit + 1);
+        // Per partition: its items so far, and where to go on from (None: nothing more).
+        let mut parts: Vec<(Vec<Item>, Option<String>)> =
+            (0..SHARDS).map(|_| (vec![], Some(start.clone()))).collect();
+        let mut ask: Vec<usize> = (0..parts.len()).collect();
+        while !ask.is_empty() {
+            let got = futures::future::try_join_all(ask.iter().map(|&n| {
+                self.query(IndexQuery {
+                    table,
+                    index,
+                    hash: (attr, format!("{prefix}#{n}")),
+                    range_attr: "sk",
+                    bound: parts[n].1.clone().unwrap_or_default(),
+                    newest_first: true,
+                    filter: None,
+                    limit: share,
+                    lower: None,
+                })
+            }))
+            .await?;
+            for (&n, items) in ask.iter().zip(got) {
+                let more = items.len() > share;
+                parts[n].1 = more.then(|| items.last().map(|i| sk_of(i, "sk"))).flatten();
+                parts[n].0.extend(items);
+            }
+            let mut keys: Vec<String> = parts
+                .iter()
+                .flat_map(|(items, _)| items.iter().map(|i| sk_of(i, "sk")))
+                .collect();
+            keys.sort_unstable_by(|a, b| b.cmp(a));
+            // The page is settled once no partition can hold anything newer than its last key.
+            let cutoff = keys.get(limit).cloned();
+            ask = parts
+                .iter()
+                .enumerate()
+                .filter(|(_, (_, next))| {
+                    next.as_ref()
+                        .is_some_and(|n| cutoff.as_ref().is_none_or(|c| n > c))
+                })
+                .map(|(n, _)| n)
+                .collect();
+        }
+        let mut items: Vec<Item> = parts.into_iter().flat_map(|(items, _)| items).collect();
         items.sort_by_cached_key(|i| std::cmp::Reverse(sk_of(i, "sk")));
         let next = if items.len() > limit {
             items.truncate(limit);
