@@ -422,30 +422,7 @@ impl DynamoStore {
         filter: Option<(&str, String)>,
         page: &PageRequest,
     ) -> StoreResult<Page<T>> {
-        let limit = page.limit.clamp(1, PageRequest::MAX_LIMIT);
-        let bound = match &page.cursor {
-            Some(c) => decode_cursor(c)?,
-            None => "~".to_string(),
-        };
-        let mut items = self
-            .query(IndexQuery {
-                table,
-                index,
-                hash,
-                range_attr: "sk",
-                bound,
-                newest_first: true,
-                filter,
-                limit,
-                lower: None,
-            })
-            .await?;
-        let next_cursor = if items.len() > limit {
-            items.truncate(limit);
-            items.last().map(|i| encode_cursor(&sk_of(i, "sk")))
-        } else {
-            None
-        };
+        let (items, next_cursor) = self.raw_page(table, index, hash, filter, page).await?;
         let items = items.iter().map(body_of).collect::<StoreResult<Vec<T>>>()?;
         Ok(Page { items, next_cursor })
     }
@@ -637,12 +614,14 @@ impl DynamoStore {
         Ok((items, next))
     }
 
-    /// One newest-first page of keys from one partition of `index` (`""`: the table).
-    async fn keys_page(
+    /// One newest-first page of items from one partition of `index` (`""`: the table), as
+    /// stored, with the cursor to the next.
+    async fn raw_page(
         &self,
         table: &str,
-        index: Option<&str>,
+        index: &str,
         hash: (&str, String),
+        filter: Option<(&str, String)>,
         page: &PageRequest,
     ) -> StoreResult<(Vec<Item>, Option<String>)> {
         let limit = page.limit.clamp(1, PageRequest::MAX_LIMIT);
@@ -653,12 +632,12 @@ impl DynamoStore {
         let mut items = self
             .query(IndexQuery {
                 table,
-                index: index.unwrap_or(""),
+                index,
                 hash,
                 range_attr: "sk",
                 bound,
                 newest_first: true,
-                filter: None,
+                filter,
                 limit,
                 lower: None,
             })
@@ -1603,17 +1582,18 @@ impl Store for DynamoStore {
                     .await?
             }
             RequestKey::Requester(who) => {
-                self.keys_page(
+                self.raw_page(
                     &self.requests,
-                    Some("by_user"),
+                    "by_user",
                     ("requester", who.clone()),
+                    None,
                     page,
                 )
                 .await?
             }
             other => {
                 let pk = other.index_key().unwrap_or_default();
-                self.keys_page(&self.request_index, None, ("pk", pk), page)
+                self.raw_page(&self.request_index, "", ("pk", pk), None, page)
                     .await?
             }
         };

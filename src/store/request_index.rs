@@ -313,13 +313,7 @@ pub async fn from_postings(
     let mut read = 0;
     loop {
         read += batch.items.len();
-        let ids: Vec<String> = batch.items.iter().map(|p| p.id.clone()).collect();
-        let mut bodies: HashMap<String, PolicyRequest> = store
-            .get_requests(&ids)
-            .await?
-            .into_iter()
-            .map(|r| (r.id.clone(), r))
-            .collect();
+        let mut bodies = requests_of(store, &batch.items).await?;
         for posting in &batch.items {
             let Some(r) = bodies.remove(&posting.id) else {
                 continue;
@@ -354,6 +348,20 @@ pub async fn from_postings(
     }
 }
 
+/// The requests the postings name, by id.
+async fn requests_of(
+    store: &dyn Store,
+    postings: &[Posting],
+) -> StoreResult<HashMap<String, PolicyRequest>> {
+    let ids: Vec<String> = postings.iter().map(|p| p.id.clone()).collect();
+    Ok(store
+        .get_requests(&ids)
+        .await?
+        .into_iter()
+        .map(|r| (r.id.clone(), r))
+        .collect())
+}
+
 /// The requests that touch one principal (any status), newest first, read from its posting
 /// list: what the right-size report needs of a role, at the cost of that role's requests only.
 pub async fn requests_of_principal(
@@ -366,13 +374,7 @@ pub async fn requests_of_principal(
     let mut out = Vec::new();
     loop {
         let batch = store.request_postings(&key, &page).await?;
-        let ids: Vec<String> = batch.items.iter().map(|p| p.id.clone()).collect();
-        let mut bodies: HashMap<String, PolicyRequest> = store
-            .get_requests(&ids)
-            .await?
-            .into_iter()
-            .map(|r| (r.id.clone(), r))
-            .collect();
+        let mut bodies = requests_of(store, &batch.items).await?;
         out.extend(
             batch
                 .items

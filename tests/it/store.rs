@@ -160,6 +160,27 @@ mod dynamo {
         aws_sdk_dynamodb::Client::new(&sdk)
     }
 
+    /// The global secondary indexes of `table`, sorted.
+    async fn index_names(client: &aws_sdk_dynamodb::Client, table: &str) -> Vec<String> {
+        let desc = client
+            .describe_table()
+            .table_name(table)
+            .send()
+            .await
+            .expect("describe");
+        let mut names: Vec<String> = desc
+            .table()
+            .map(|t| {
+                t.global_secondary_indexes()
+                    .iter()
+                    .filter_map(|i| i.index_name().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default();
+        names.sort();
+        names
+    }
+
     #[tokio::test]
     async fn migrate_creates_tables_with_indexes_and_is_idempotent() {
         if moto_endpoint().is_none() {
@@ -175,23 +196,10 @@ mod dynamo {
             first.iter().all(|l| l.starts_with("created table")),
             "{first:?}"
         );
-        let desc = client
-            .describe_table()
-            .table_name(format!("{prefix}requests"))
-            .send()
-            .await
-            .expect("describe");
-        let mut indexes: Vec<String> = desc
-            .table()
-            .map(|t| {
-                t.global_secondary_indexes()
-                    .iter()
-                    .filter_map(|i| i.index_name().map(str::to_string))
-                    .collect()
-            })
-            .unwrap_or_default();
-        indexes.sort();
-        assert_eq!(indexes, ["by_done", "by_shard", "by_user", "pending"]);
+        assert_eq!(
+            index_names(&client, &format!("{prefix}requests")).await,
+            ["by_done", "by_shard", "by_user", "pending"]
+        );
 
         for (table, on) in [("outbox", true), ("tokens", true), ("requests", false)] {
             let ttl = client
@@ -381,23 +389,10 @@ mod dynamo {
         ] {
             assert!(text.contains(line), "{line}: {text}");
         }
-        let desc = client
-            .describe_table()
-            .table_name(format!("{prefix}requests"))
-            .send()
-            .await
-            .expect("describe");
-        let mut indexes: Vec<String> = desc
-            .table()
-            .map(|t| {
-                t.global_secondary_indexes()
-                    .iter()
-                    .filter_map(|i| i.index_name().map(str::to_string))
-                    .collect()
-            })
-            .unwrap_or_default();
-        indexes.sort();
-        assert_eq!(indexes, ["by_done", "by_shard", "by_user", "pending"]);
+        assert_eq!(
+            index_names(&client, &format!("{prefix}requests")).await,
+            ["by_done", "by_shard", "by_user", "pending"]
+        );
 
         let store = DynamoStore::new(client.clone(), &prefix);
         let pending = store
