@@ -314,16 +314,17 @@ pub async fn from_postings(
     loop {
         read += batch.items.len();
         let mut bodies = requests_of(store, &batch.items).await?;
-        for posting in &batch.items {
+        for (i, posting) in batch.items.iter().enumerate() {
             let Some(r) = bodies.remove(&posting.id) else {
                 continue;
             };
             if filter.matches(&r) && filter.min_risk.is_none_or(|min| level_of(&r) >= min) {
                 found.push(r);
                 if found.len() == limit {
+                    let last = i + 1 == batch.items.len() && batch.next_cursor.is_none();
                     return Ok(Page {
                         items: found,
-                        next_cursor: Some(encode_cursor(&posting.sort_key)),
+                        next_cursor: (!last).then(|| encode_cursor(&posting.sort_key)),
                     });
                 }
             }
