@@ -354,10 +354,26 @@ async fn main() {
     std::fs::create_dir_all(&dir).expect("work folder");
     let a = start_replica(&bin, &dir, 0, &prefix, &redis).await;
     let b = start_replica(&bin, &dir, 1, &prefix, &redis).await;
-    let cookie = "benchdynamocsrfcookie0123456789".to_string();
+    let http = reqwest::Client::new();
+    // A CSRF cookie as a page hands it out, and its token (the replicas share jwt_secret).
+    let page = http
+        .get(format!("{}/requests", a.base))
+        .header("x-user", "dev@example.com")
+        .send()
+        .await
+        .expect("GET /requests");
+    let cookie = page
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok()?.strip_prefix("iamdesk_csrf="))
+        .filter_map(|c| c.split(';').next())
+        .next()
+        .expect("a CSRF cookie")
+        .to_string();
     let token = iamdesk::web::csrf::token_for(SECRET.as_bytes(), &cookie, None);
     let portal = Portal {
-        http: reqwest::Client::new(),
+        http,
         replicas: vec![a, b],
         csrf: (cookie, token),
     };
