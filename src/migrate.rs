@@ -1,6 +1,9 @@
 //! `iamdesk migrate`: create the DynamoDB tables described in `migrations/` (embedded in the
 //! binary, so it works from any directory). Idempotent: existing tables with all their indexes
-//! are left alone, missing indexes are added, missing tables created and awaited until ACTIVE.
+//! are left alone, missing indexes are added (one UpdateTable each), missing tables created and
+//! awaited until ACTIVE; then requests and audit events stored before their current indexes get
+//! their index keys (`DynamoStore::index_existing`), and only then are `retired_indexes`
+//! deleted, so no listing ever misses an item during an upgrade.
 
 use std::time::{Duration, Instant};
 
@@ -16,6 +19,10 @@ use serde::Deserialize;
 /// The table definitions, one file per table.
 pub const MIGRATIONS: &[(&str, &str)] = &[
     ("requests.json", include_str!("../migrations/requests.json")),
+    (
+        "request_index.json",
+        include_str!("../migrations/request_index.json"),
+    ),
     ("audit.json", include_str!("../migrations/audit.json")),
     ("outbox.json", include_str!("../migrations/outbox.json")),
     (
@@ -58,6 +65,10 @@ pub struct TableDef {
     /// expired tokens): growth stays bounded without a sweeper.
     #[serde(default)]
     pub ttl_attribute: Option<String>,
+    /// Indexes earlier versions created and this one no longer reads: deleted by `migrate`
+    /// after the items are indexed anew.
+    #[serde(default)]
+    pub retired_indexes: Vec<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -67,6 +78,26 @@ pub struct IndexDef {
     pub hash_key: String,
     #[serde(default)]
     pub range_key: Option<String>,
+    /// `ALL` (default) or `KEYS_ONLY`: listings that read the page's items by id afterwards
+    /// project keys only, so a Query returns bytes for keys, not bodies.
+    #[serde(default)]
+    pub projection: Option<String>,
+}
+
+impl IndexDef {
+    fn projection(&self) -> Result<Projection, String> {
+        let kind = match self.projection.as_deref() {
+            None | Some("ALL") => ProjectionType::All,
+            Some("KEYS_ONLY") => ProjectionType::KeysOnly,
+            Some(other) => {
+                return Err(format!(
+                    "index {}: projection {other} is not ALL or KEYS_ONLY",
+                    self.name
+                ));
+            }
+        };
+        Ok(Projection::builder().projection_type(kind).build())
+    }
 }
 
 /// The real table name: `storage.dynamodb.table_prefix` + the logical name.
@@ -102,6 +133,15 @@ pub fn definitions() -> Result<Vec<TableDef>, MigrateError> {
                             "key attribute {k} has no type in `attributes`"
                         )));
                     }
+                }
+            }
+            for index in &def.indexes {
+                index.projection().map_err(bad)?;
+                if def.retired_indexes.contains(&index.name) {
+                    return Err(bad(format!(
+                        "index {} is both used and retired",
+                        index.name
+                    )));
                 }
             }
             Ok(def)
@@ -159,11 +199,7 @@ fn gsi(index: &IndexDef) -> Result<GlobalSecondaryIndex, String> {
             &index.hash_key,
             index.range_key.as_deref(),
         )?))
-        .projection(
-            Projection::builder()
-                .projection_type(ProjectionType::All)
-                .build(),
-        )
+        .projection(index.projection()?)
         .build()
         .map_err(|e| e.to_string())
 }
@@ -325,8 +361,12 @@ pub async fn run(client: &Client, table_prefix: &str) -> Result<Vec<String>, Mig
                 if let Some(attr) = ttl_now {
                     report.push(format!("table {table}: TTL turned on ({attr})"));
                 }
+                let retiring = def
+                    .retired_indexes
+                    .iter()
+                    .any(|r| present.contains(&r.as_str()));
                 if missing.is_empty() {
-                    if ttl_now.is_none() {
+                    if ttl_now.is_none() && !retiring {
                         report.push(format!("table {table} already up to date"));
                     }
                     continue;
@@ -339,11 +379,7 @@ pub async fn run(client: &Client, table_prefix: &str) -> Result<Vec<String>, Mig
                     let create = CreateGlobalSecondaryIndexAction::builder()
                         .index_name(&index.name)
                         .set_key_schema(Some(g.key_schema().to_vec()))
-                        .projection(
-                            Projection::builder()
-                                .projection_type(ProjectionType::All)
-                                .build(),
-                        )
+                        .set_projection(g.projection().cloned())
                         .build()
                         .map_err(|e| invalid(e.to_string()))?;
                     client
@@ -364,6 +400,74 @@ pub async fn run(client: &Client, table_prefix: &str) -> Result<Vec<String>, Mig
             }
         }
     }
+    let store = crate::store::dynamo::DynamoStore::new(client.clone(), table_prefix);
+    let indexed = store
+        .index_existing()
+        .await
+        .map_err(|e| MigrateError::Aws {
+            table: table_name(table_prefix, "requests"),
+            message: e.to_string(),
+        })?;
+    if indexed.requests > 0 || indexed.audit > 0 {
+        report.push(format!(
+            "indexed {} request(s) and {} audit event(s) stored before their indexes",
+            indexed.requests, indexed.audit
+        ));
+    }
+    for def in definitions()? {
+        let table = table_name(table_prefix, &def.table);
+        for line in retire_indexes(client, &table, &def.retired_indexes).await? {
+            report.push(line);
+        }
+    }
+    Ok(report)
+}
+
+/// Delete the `retired` indexes `table` still has, one UpdateTable each.
+async fn retire_indexes(
+    client: &Client,
+    table: &str,
+    retired: &[String],
+) -> Result<Vec<String>, MigrateError> {
+    if retired.is_empty() {
+        return Ok(vec![]);
+    }
+    let desc = client
+        .describe_table()
+        .table_name(table)
+        .send()
+        .await
+        .map_err(|e| aws(table, e))?;
+    let present: Vec<String> = desc
+        .table()
+        .map(|t| {
+            t.global_secondary_indexes()
+                .iter()
+                .filter_map(|i| i.index_name().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default();
+    let mut report = vec![];
+    for name in retired.iter().filter(|r| present.contains(r)) {
+        let delete = aws_sdk_dynamodb::types::DeleteGlobalSecondaryIndexAction::builder()
+            .index_name(name)
+            .build()
+            .map_err(|e| MigrateError::Aws {
+                table: table.to_string(),
+                message: e.to_string(),
+            })?;
+        client
+            .update_table()
+            .table_name(table)
+            .global_secondary_index_updates(
+                GlobalSecondaryIndexUpdate::builder().delete(delete).build(),
+            )
+            .send()
+            .await
+            .map_err(|e| aws(table, e))?;
+        wait_active(client, table).await?;
+        report.push(format!("table {table}: removed retired index {name}"));
+    }
     Ok(report)
 }
 
@@ -379,6 +483,7 @@ mod tests {
             names,
             [
                 "requests",
+                "request_index",
                 "audit",
                 "outbox",
                 "resources",

@@ -267,6 +267,18 @@ impl Store for CachedStore {
         self.store.list_requests(filter, page).await
     }
 
+    async fn request_postings(
+        &self,
+        key: &RequestKey,
+        page: &PageRequest,
+    ) -> StoreResult<Page<Posting>> {
+        self.store.request_postings(key, page).await
+    }
+
+    async fn get_requests(&self, ids: &[String]) -> StoreResult<Vec<PolicyRequest>> {
+        self.store.get_requests(ids).await
+    }
+
     async fn append_audit(&self, event: &AuditEvent) -> StoreResult<()> {
         self.store.append_audit(event).await
     }

@@ -231,48 +231,62 @@ pub fn usage_deps(app: &App) -> usage::Deps {
 }
 
 /// When each service was last granted to each role by an approved iamdesk request (role ARN,
-/// lower case → service → time), for one account.
-async fn granted_in(
+/// lower case → service → time), from `requests`: those of one role
+/// ([`crate::store::request_index::requests_of_principal`]) or of one account.
+fn granted_by(
+    app: &App,
+    requests: &[crate::store::PolicyRequest],
+) -> BTreeMap<String, BTreeMap<String, DateTime<Utc>>> {
+    let since = Utc::now() - Duration::days(app.config.rightsize.unused_days as i64);
+    let catalogue = crate::iam_actions::services();
+    let mut out: BTreeMap<String, BTreeMap<String, DateTime<Utc>>> = BTreeMap::new();
+    for r in requests
+        .iter()
+        .filter(|r| r.status == RequestStatus::Approved)
+    {
+        let at = r
+            .approvals
+            .iter()
+            .map(|a| a.at)
+            .max()
+            .unwrap_or(r.updated_at);
+        if at < since {
+            continue;
+        }
+        for c in r.changes.iter() {
+            let docs = granting_documents(app, c);
+            let role = out
+                .entry(c.target().to_string().to_lowercase())
+                .or_default();
+            for doc in docs {
+                for s in analysis::allowed_services(&doc, &catalogue) {
+                    let slot = role.entry(s).or_insert(at);
+                    *slot = (*slot).max(at);
+                }
+            }
+        }
+    }
+    out
+}
+
+/// The approved requests of one account (the fleet ranking), from the account's posting list.
+async fn approved_in(
     app: &App,
     account_id: &str,
-) -> Result<BTreeMap<String, BTreeMap<String, DateTime<Utc>>>, AppError> {
+) -> Result<Vec<crate::store::PolicyRequest>, AppError> {
     let filter = RequestFilter {
         status: Some(RequestStatus::Approved),
         account: Some(account_id.to_string()),
         ..RequestFilter::default()
     };
-    let since = Utc::now() - Duration::days(app.config.rightsize.unused_days as i64);
-    let catalogue = crate::iam_actions::services();
-    let mut out: BTreeMap<String, BTreeMap<String, DateTime<Utc>>> = BTreeMap::new();
     let mut page = PageRequest::first(PageRequest::MAX_LIMIT);
+    let mut out = Vec::new();
     loop {
         let found = crate::store::search_requests(app.store.as_ref(), &filter, &page, &|_| {
             crate::requests::risk::Level::Low
         })
         .await?;
-        for r in &found.items {
-            let at = r
-                .approvals
-                .iter()
-                .map(|a| a.at)
-                .max()
-                .unwrap_or(r.updated_at);
-            if at < since {
-                continue;
-            }
-            for c in r.changes.iter() {
-                let docs = granting_documents(app, c);
-                let role = out
-                    .entry(c.target().to_string().to_lowercase())
-                    .or_default();
-                for doc in docs {
-                    for s in analysis::allowed_services(&doc, &catalogue) {
-                        let slot = role.entry(s).or_insert(at);
-                        *slot = (*slot).max(at);
-                    }
-                }
-            }
-        }
+        out.extend(found.items);
         match found.next_cursor {
             Some(c) => page.cursor = Some(c),
             None => return Ok(out),
@@ -302,35 +316,23 @@ fn granting_documents(app: &App, change: &Change) -> Vec<serde_json::Value> {
     }
 }
 
-/// The right-size requests of one role, newest first.
-async fn past_proposals(app: &App, role: &Principal) -> Result<Vec<PastProposal>, AppError> {
-    let filter = RequestFilter {
-        account: Some(role.account_id.clone()),
-        text: Some(MARK.to_string()),
-        ..RequestFilter::default()
-    };
-    let found = crate::store::search_requests(
-        app.store.as_ref(),
-        &filter,
-        &PageRequest::first(50),
-        &|_| crate::requests::risk::Level::Low,
-    )
-    .await?;
-    Ok(found
-        .items
-        .into_iter()
+/// The right-size requests of one role, newest first (of `requests`, the role's own).
+fn past_proposals(role: &Principal, requests: &[crate::store::PolicyRequest]) -> Vec<PastProposal> {
+    requests
+        .iter()
         .filter(|r| r.justification.starts_with(MARK))
         .filter(|r| {
             r.changes
                 .iter()
                 .any(|c| c.target().to_string().eq_ignore_ascii_case(&role.arn))
         })
+        .take(50)
         .map(|r| PastProposal {
-            id: r.id,
+            id: r.id.clone(),
             status: r.status,
             created_at: r.created_at,
         })
-        .collect())
+        .collect()
 }
 
 fn attached(app: &App, role: &Principal) -> Vec<Attached> {
@@ -422,8 +424,11 @@ pub async fn report(app: &App, account_id: &str, name: &str) -> Result<Report, A
     })?;
     let usage = usage::load(app.cache.as_ref(), account_id).await;
     let role_usage = usage.role(&role.name).cloned();
-    let granted = granted_in(app, account_id)
-        .await?
+    // The role's own requests only: the report costs what this role was asked for, not the
+    // account's history.
+    let of_role =
+        crate::store::request_index::requests_of_principal(app.store.as_ref(), &role.arn).await?;
+    let granted = granted_by(app, &of_role)
         .remove(&role.arn.to_lowercase())
         .unwrap_or_default();
     let now = Utc::now();
@@ -451,7 +456,7 @@ pub async fn report(app: &App, account_id: &str, name: &str) -> Result<Report, A
         removals: found.removals,
         notes: found.notes,
         justification: String::new(),
-        proposals: past_proposals(app, &role).await?,
+        proposals: past_proposals(&role, &of_role),
     };
     report.justification = justification(&report);
     Ok(report)
@@ -660,7 +665,7 @@ pub async fn fleet(app: &App, account: Option<&str>, page: usize) -> Result<Flee
             continue;
         }
         let usage = usage::load(app.cache.as_ref(), &snapshot.account_id).await;
-        let mut granted = granted_in(app, &snapshot.account_id).await?;
+        let mut granted = granted_by(app, &approved_in(app, &snapshot.account_id).await?);
         let seen = calls::load(app.cache.as_ref(), &snapshot.account_id).await;
         let since = now - Duration::days(app.config.rightsize.unused_days as i64);
         for role in snapshot

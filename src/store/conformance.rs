@@ -24,6 +24,7 @@ pub async fn run_all(store: Arc<dyn Store>) {
     concurrent_updates_exactly_one_wins(store.clone()).await;
     list_requests_paginates_and_filters(store.as_ref()).await;
     search_by_account_and_text(store.as_ref()).await;
+    postings_find_requests_by_principal_word_and_status(store.as_ref()).await;
     bad_cursor_is_invalid(store.as_ref()).await;
     audit_is_listed_newest_first(store.as_ref()).await;
     outbox_lifecycle(store.as_ref()).await;
@@ -248,8 +249,122 @@ async fn api_tokens_round_trip(store: &dyn Store) {
     );
 }
 
-/// `account` and `text` filters (matched by `search_requests` on top of the indexed listing),
-/// across several pages of the underlying listing.
+/// Posting lists (`src/store/request_index.rs`): a request is found by each of its principals,
+/// accounts and words, newest first; by status as its status moves; `q` matches whole words in
+/// any order, never a fragment of a word; the page's requests come back by id.
+async fn postings_find_requests_by_principal_word_and_status(store: &dyn Store) {
+    use crate::store::request_index::requests_of_principal;
+    let who = format!("{}@example.com", uniq("poster"));
+    let role = format!("arn:aws:iam::123456789012:role/{}", uniq("Ledger"));
+    let word = uniq("zebra").replace('-', "");
+    let mut mine = vec![];
+    for i in 0..3i64 {
+        let mut r = sample_request(&who, 50 - i);
+        r.changes = sample_changes(&role);
+        r.justification = format!("{word} migration step {i}");
+        create(store, &r).await;
+        mine.push(r);
+    }
+    let other = sample_request(&who, 10);
+    create(store, &other).await;
+
+    let ids = |v: &[PolicyRequest]| v.iter().map(|r| r.id.clone()).collect::<Vec<_>>();
+    let newest_first: Vec<String> = mine.iter().rev().map(|r| r.id.clone()).collect();
+    let of_role = requests_of_principal(store, &role.to_uppercase())
+        .await
+        .expect("principal");
+    assert_eq!(ids(&of_role), newest_first, "by principal, any case");
+
+    let key = crate::store::RequestKey::Principal(role.to_lowercase());
+    let first = store
+        .request_postings(&key, &PageRequest::first(2))
+        .await
+        .expect("postings");
+    assert_eq!(first.items.len(), 2);
+    let rest = store
+        .request_postings(
+            &key,
+            &PageRequest {
+                limit: 2,
+                cursor: first.next_cursor.clone(),
+            },
+        )
+        .await
+        .expect("postings");
+    assert_eq!(rest.items.len(), 1);
+    assert!(rest.next_cursor.is_none());
+    assert_eq!(rest.items[0].id, mine[0].id);
+
+    let search = |text: String| async move {
+        crate::store::search_requests(
+            store,
+            &RequestFilter {
+                text: Some(text),
+                ..Default::default()
+            },
+            &PageRequest::first(10),
+            &|_| crate::requests::risk::Level::Low,
+        )
+        .await
+        .expect("search")
+        .items
+    };
+    assert_eq!(ids(&search(word.to_uppercase()).await), newest_first);
+    assert_eq!(
+        ids(&search(format!("step 1 {word}")).await),
+        [mine[1].id.clone()],
+        "every word, in any order"
+    );
+    assert!(
+        search(word[1..].to_string()).await.is_empty(),
+        "a fragment of a word is not a word"
+    );
+    assert_eq!(
+        ids(&search(mine[2].id[..8].to_string()).await),
+        [mine[2].id.clone()],
+        "the short id shown in listings"
+    );
+    assert!(search("--".into()).await.is_empty(), "no words, no matches");
+
+    let got = store
+        .get_requests(&[other.id.clone(), "no-such-id".into(), mine[0].id.clone()])
+        .await
+        .expect("get_requests");
+    let mut got = ids(&got);
+    got.sort();
+    let mut want = vec![other.id.clone(), mine[0].id.clone()];
+    want.sort();
+    assert_eq!(got, want, "what exists, by id");
+
+    // Status lists follow the request.
+    let pending = RequestKey::Status(RequestStatus::Pending);
+    let approved = RequestKey::Status(RequestStatus::Approved);
+    let lists = |key: RequestKey| async move {
+        let mut all = vec![];
+        let mut page = PageRequest::first(PageRequest::MAX_LIMIT);
+        loop {
+            let p = store.request_postings(&key, &page).await.expect("postings");
+            all.extend(p.items.into_iter().map(|p| p.id));
+            match p.next_cursor {
+                Some(c) => page.cursor = Some(c),
+                None => break all,
+            }
+        }
+    };
+    assert!(lists(pending.clone()).await.contains(&other.id));
+    let mut next = other.clone();
+    next.status = RequestStatus::Approved;
+    next.version = 2;
+    store
+        .update_request(&next, &created_event(&next), &[])
+        .await
+        .expect("approve");
+    assert!(!lists(pending).await.contains(&other.id));
+    assert!(lists(approved).await.contains(&other.id));
+}
+
+/// `account` and `text` filters (answered from posting lists by `search_requests`), across
+/// several pages.
 async fn search_by_account_and_text(store: &dyn Store) {
     let who = format!("{}@example.com", uniq("searcher"));
     let mut made = vec![];

@@ -4,6 +4,12 @@
 //! `body`: lossless, and the schema stays small. Every listing is a Query on an index (never a
 //! Scan); every request write is one `TransactWriteItems` with the request (conditional on its
 //! version), its audit event and its outbox messages, so they commit or fail together.
+//!
+//! Requests are listed from keys-only indexes and posting lists (`src/store/request_index.rs`,
+//! `migrations/requests.json`, `migrations/request_index.json`): a page reads its postings, then
+//! exactly its requests by id with BatchGetItem. The listings that would otherwise sit on one
+//! partition key (every request, every audit event, every request of a status) are spread over
+//! [`SHARDS`] partitions and merged on read.
 
 use std::collections::HashMap;
 
@@ -16,6 +22,7 @@ use aws_sdk_dynamodb::types::{
 use chrono::{DateTime, Utc};
 use futures::StreamExt;
 
+use super::request_index::{self, SHARDS, shard_of};
 use super::*;
 use crate::migrate::table_name;
 use crate::resources::stored::{LOG_KEEP, ResourceDelete};
@@ -25,6 +32,8 @@ type Item = HashMap<String, AttributeValue>;
 pub struct DynamoStore {
     client: Client,
     requests: String,
+    /// `migrations/request_index.json`: postings by account, principal and word.
+    request_index: String,
     audit: String,
     outbox: String,
     resources: String,
@@ -54,6 +63,7 @@ impl DynamoStore {
         DynamoStore {
             client,
             requests: table_name(table_prefix, "requests"),
+            request_index: table_name(table_prefix, "request_index"),
             audit: table_name(table_prefix, "audit"),
             outbox: table_name(table_prefix, "outbox"),
             resources: table_name(table_prefix, "resources"),
@@ -186,15 +196,43 @@ fn request_item(r: &PolicyRequest) -> StoreResult<Item> {
         comments: vec![],
         ..r.clone()
     };
-    Ok(HashMap::from([
+    let mut item = HashMap::from([
         ("id".into(), s(&r.id)),
         ("status".into(), s(r.status.as_str())),
         ("requester".into(), s(&r.requester)),
         ("sk".into(), s(r.sort_key())),
-        ("entity".into(), s("request")),
         ("version".into(), n(r.version)),
         ("body".into(), s(encode(r)?)),
-    ]))
+    ]);
+    item.extend(request_shard_keys(&r.id, r.status));
+    Ok(item)
+}
+
+/// The sharded index keys of a request (`migrations/requests.json`): `shard` always, `pending`
+/// while pending, `done` afterwards.
+fn request_shard_keys(id: &str, status: RequestStatus) -> Vec<(String, AttributeValue)> {
+    let shard = shard_of(id);
+    let by_status = match status {
+        RequestStatus::Pending => ("pending".to_string(), s(format!("pending#{shard}"))),
+        done => ("done".to_string(), s(format!("{}#{shard}", done.as_str()))),
+    };
+    vec![("shard".into(), s(format!("request#{shard}"))), by_status]
+}
+
+/// The posting items of a request (`migrations/request_index.json`).
+fn posting_items(r: &PolicyRequest) -> Vec<Item> {
+    let sk = r.sort_key();
+    request_index::index_keys(r)
+        .into_iter()
+        .filter_map(|k| k.index_key())
+        .map(|pk| {
+            HashMap::from([
+                ("pk".to_string(), s(pk)),
+                ("sk".to_string(), s(&sk)),
+                ("id".to_string(), s(&r.id)),
+            ])
+        })
+        .collect()
 }
 
 /// Sort key of a comment item; the request's comment counter is [`COMMENT_COUNT`].
@@ -216,7 +254,7 @@ fn audit_item(e: &AuditEvent) -> StoreResult<Item> {
     let mut item = HashMap::from([
         ("id".into(), s(&e.id)),
         ("sk".into(), s(e.sort_key())),
-        ("entity".into(), s("audit")),
+        ("shard".into(), s(format!("audit#{}", shard_of(&e.id)))),
         ("body".into(), s(encode(e)?)),
     ]);
     if let Some(rid) = &e.request_id {
@@ -298,6 +336,7 @@ fn cancellation_codes<R>(
 /// `limit + 1` items are in hand (the extra one tells whether there is a next page).
 struct IndexQuery<'a> {
     table: &'a str,
+    /// `""`: the table itself.
     index: &'a str,
     hash: (&'a str, String),
     range_attr: &'a str,
@@ -338,7 +377,7 @@ impl DynamoStore {
                 .client
                 .query()
                 .table_name(q.table)
-                .index_name(q.index)
+                .set_index_name((!q.index.is_empty()).then(|| q.index.to_string()))
                 .key_condition_expression(match &q.lower {
                     Some(_) => "#h = :h AND #r BETWEEN :lo AND :r".to_string(),
                     None => format!("#h = :h AND #r {op} :r"),
@@ -383,30 +422,7 @@ impl DynamoStore {
         filter: Option<(&str, String)>,
         page: &PageRequest,
     ) -> StoreResult<Page<T>> {
-        let limit = page.limit.clamp(1, PageRequest::MAX_LIMIT);
-        let bound = match &page.cursor {
-            Some(c) => decode_cursor(c)?,
-            None => "~".to_string(),
-        };
-        let mut items = self
-            .query(IndexQuery {
-                table,
-                index,
-                hash,
-                range_attr: "sk",
-                bound,
-                newest_first: true,
-                filter,
-                limit,
-                lower: None,
-            })
-            .await?;
-        let next_cursor = if items.len() > limit {
-            items.truncate(limit);
-            items.last().map(|i| encode_cursor(&sk_of(i, "sk")))
-        } else {
-            None
-        };
+        let (items, next_cursor) = self.raw_page(table, index, hash, filter, page).await?;
         let items = items.iter().map(body_of).collect::<StoreResult<Vec<T>>>()?;
         Ok(Page { items, next_cursor })
     }
@@ -510,6 +526,338 @@ impl DynamoStore {
             ));
         }
         Ok(items)
+    }
+}
+
+/// What [`DynamoStore::index_existing`] indexed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Indexed {
+    pub requests: usize,
+    pub audit: usize,
+}
+
+/// Items in one BatchWriteItem (DynamoDB's limit) and keys in one BatchGetItem.
+const BATCH_WRITE: usize = 25;
+const BATCH_GET: usize = 100;
+/// Rounds of resending what DynamoDB left unprocessed (throttled) before giving up.
+const BATCH_ROUNDS: u32 = 8;
+
+impl DynamoStore {
+    /// One newest-first page of a listing spread over [`SHARDS`] partitions of `index`
+    /// (`attr` = `{prefix}#0..15`), merged by `sk`. Each partition is asked for a little more
+    /// than its share of the page; a partition that may still hold items newer than the page's
+    /// last one is asked again from where it stopped. So a page costs 16 small Queries (rarely
+    /// one or two more) and about its own keys, whatever the table holds.
+    async fn sharded_page(
+        &self,
+        table: &str,
+        index: &str,
+        attr: &str,
+        prefix: &str,
+        page: &PageRequest,
+    ) -> StoreResult<(Vec<Item>, Option<String>)> {
+        let limit = page.limit.clamp(1, PageRequest::MAX_LIMIT);
+        let start = match &page.cursor {
+            Some(c) => decode_cursor(c)?,
+            None => "~".to_string(),
+        };
+        let share = ((limit + 1).div_ceil(SHARDS as usize) * 2 + 2).min(limit + 1);
+        // Per partition: its items so far, and where to go on from (None: nothing more).
+        let mut parts: Vec<(Vec<Item>, Option<String>)> =
+            (0..SHARDS).map(|_| (vec![], Some(start.clone()))).collect();
+        let mut ask: Vec<usize> = (0..parts.len()).collect();
+        while !ask.is_empty() {
+            let got = futures::future::try_join_all(ask.iter().map(|&n| {
+                self.query(IndexQuery {
+                    table,
+                    index,
+                    hash: (attr, format!("{prefix}#{n}")),
+                    range_attr: "sk",
+                    bound: parts[n].1.clone().unwrap_or_default(),
+                    newest_first: true,
+                    filter: None,
+                    limit: share,
+                    lower: None,
+                })
+            }))
+            .await?;
+            for (&n, items) in ask.iter().zip(got) {
+                let more = items.len() > share;
+                parts[n].1 = more.then(|| items.last().map(|i| sk_of(i, "sk"))).flatten();
+                parts[n].0.extend(items);
+            }
+            let mut keys: Vec<String> = parts
+                .iter()
+                .flat_map(|(items, _)| items.iter().map(|i| sk_of(i, "sk")))
+                .collect();
+            keys.sort_unstable_by(|a, b| b.cmp(a));
+            // The page is settled once no partition can hold anything newer than its last key.
+            let cutoff = keys.get(limit).cloned();
+            ask = parts
+                .iter()
+                .enumerate()
+                .filter(|(_, (_, next))| {
+                    next.as_ref()
+                        .is_some_and(|n| cutoff.as_ref().is_none_or(|c| n > c))
+                })
+                .map(|(n, _)| n)
+                .collect();
+        }
+        let mut items: Vec<Item> = parts.into_iter().flat_map(|(items, _)| items).collect();
+        items.sort_by_cached_key(|i| std::cmp::Reverse(sk_of(i, "sk")));
+        let next = if items.len() > limit {
+            items.truncate(limit);
+            items.last().map(|i| encode_cursor(&sk_of(i, "sk")))
+        } else {
+            None
+        };
+        Ok((items, next))
+    }
+
+    /// One newest-first page of items from one partition of `index` (`""`: the table), as
+    /// stored, with the cursor to the next.
+    async fn raw_page(
+        &self,
+        table: &str,
+        index: &str,
+        hash: (&str, String),
+        filter: Option<(&str, String)>,
+        page: &PageRequest,
+    ) -> StoreResult<(Vec<Item>, Option<String>)> {
+        let limit = page.limit.clamp(1, PageRequest::MAX_LIMIT);
+        let bound = match &page.cursor {
+            Some(c) => decode_cursor(c)?,
+            None => "~".to_string(),
+        };
+        let mut items = self
+            .query(IndexQuery {
+                table,
+                index,
+                hash,
+                range_attr: "sk",
+                bound,
+                newest_first: true,
+                filter,
+                limit,
+                lower: None,
+            })
+            .await?;
+        let next = if items.len() > limit {
+            items.truncate(limit);
+            items.last().map(|i| encode_cursor(&sk_of(i, "sk")))
+        } else {
+            None
+        };
+        Ok((items, next))
+    }
+
+    /// Postings from a keys-only page of the requests table's own indexes.
+    fn postings_of(items: Vec<Item>, next_cursor: Option<String>) -> Page<Posting> {
+        Page {
+            items: items
+                .iter()
+                .map(|i| Posting {
+                    id: sk_of(i, "id"),
+                    sort_key: sk_of(i, "sk"),
+                })
+                .collect(),
+            next_cursor,
+        }
+    }
+
+    /// Put `items` into `table` with BatchWriteItem (unconditional, idempotent), resending what
+    /// DynamoDB leaves unprocessed.
+    async fn batch_put(&self, table: &str, items: Vec<Item>) -> StoreResult<()> {
+        use aws_sdk_dynamodb::types::{PutRequest, WriteRequest};
+        for chunk in items.chunks(BATCH_WRITE) {
+            let mut pending = chunk
+                .iter()
+                .map(|item| {
+                    PutRequest::builder()
+                        .set_item(Some(item.clone()))
+                        .build()
+                        .map(|p| WriteRequest::builder().put_request(p).build())
+                        .map_err(|e| StoreError::Backend(e.to_string()))
+                })
+                .collect::<StoreResult<Vec<_>>>()?;
+            for round in 0..BATCH_ROUNDS {
+                if pending.is_empty() {
+                    break;
+                }
+                if round > 0 {
+                    tokio::time::sleep(std::time::Duration::from_millis(50 << round)).await;
+                }
+                let out = self
+                    .client
+                    .batch_write_item()
+                    .request_items(table, std::mem::take(&mut pending))
+                    .send()
+                    .await
+                    .map_err(|e| backend("batch_write_item", e))?;
+                pending = out
+                    .unprocessed_items()
+                    .and_then(|u| u.get(table))
+                    .cloned()
+                    .unwrap_or_default();
+            }
+            if !pending.is_empty() {
+                return Err(StoreError::Throttled(
+                    "DynamoDB is throttling the index writes; try again shortly".into(),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The request items of `ids` (BatchGetItem, 100 keys a call), resending unprocessed keys.
+    async fn batch_get_requests(&self, ids: &[String]) -> StoreResult<Vec<PolicyRequest>> {
+        let mut out = Vec::with_capacity(ids.len());
+        let mut unique: Vec<&String> = ids.iter().collect();
+        unique.sort();
+        unique.dedup();
+        for chunk in unique.chunks(BATCH_GET) {
+            let keys: Vec<Item> = chunk
+                .iter()
+                .map(|id| HashMap::from([("id".to_string(), s(id.as_str()))]))
+                .collect();
+            let mut pending = Some(
+                KeysAndAttributes::builder()
+                    .set_keys(Some(keys))
+                    .projection_expression("body")
+                    .build()
+                    .map_err(|e| StoreError::Backend(e.to_string()))?,
+            );
+            let mut round = 0;
+            while let Some(ask) = pending.take() {
+                if round > 0 {
+                    tokio::time::sleep(std::time::Duration::from_millis(50 << round)).await;
+                }
+                round += 1;
+                let got = self
+                    .client
+                    .batch_get_item()
+                    .request_items(&self.requests, ask)
+                    .send()
+                    .await
+                    .map_err(|e| backend("batch_get_item", e))?;
+                for item in got
+                    .responses()
+                    .and_then(|r| r.get(&self.requests))
+                    .into_iter()
+                    .flatten()
+                {
+                    let mut r: PolicyRequest = body_of(item)?;
+                    r.comments.clear();
+                    out.push(r);
+                }
+                pending = got
+                    .unprocessed_keys()
+                    .and_then(|u| u.get(&self.requests))
+                    .filter(|k| !k.keys().is_empty())
+                    .cloned();
+                if pending.is_some() && round >= BATCH_ROUNDS {
+                    return Err(StoreError::Throttled(
+                        "DynamoDB is throttling request reads; try again shortly".into(),
+                    ));
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Write requests with their postings by BatchWriteItem, unconditionally and without audit
+    /// events: how [`Self::index_existing`] gives old requests their postings, and how tests and
+    /// `scripts/bench-dynamo` seed a history of tens of thousands of requests in seconds.
+    pub async fn load_requests(&self, requests: &[PolicyRequest]) -> StoreResult<()> {
+        let mut items = Vec::with_capacity(requests.len());
+        let mut postings = Vec::new();
+        for r in requests {
+            items.push(request_item(r)?);
+            postings.extend(posting_items(r));
+        }
+        self.batch_put(&self.request_index, postings).await?;
+        self.batch_put(&self.requests, items).await
+    }
+
+    /// Give requests and audit events stored before the current indexes their index keys
+    /// (`iamdesk migrate`): a Scan for items without `shard`, then per request its postings and
+    /// the sharded keys (conditional on the version read, so a concurrent write wins), per audit
+    /// event its `shard` (the event itself is untouched). Idempotent; nothing to do is one Scan
+    /// per table.
+    pub async fn index_existing(&self) -> StoreResult<Indexed> {
+        let mut done = Indexed::default();
+        for old in self.unsharded(&self.requests).await? {
+            let r: PolicyRequest = body_of(&old)?;
+            self.batch_put(&self.request_index, posting_items(&r))
+                .await?;
+            let mut update = self
+                .client
+                .update_item()
+                .table_name(&self.requests)
+                .key("id", s(&r.id))
+                .condition_expression("attribute_not_exists(#shard) AND #v = :v")
+                .expression_attribute_names("#v", "version")
+                .expression_attribute_values(":v", n(num(&old, "version")));
+            let mut sets = vec![];
+            for (i, (attr, value)) in request_shard_keys(&r.id, r.status).into_iter().enumerate() {
+                update = update
+                    .expression_attribute_names(format!("#{attr}"), &attr)
+                    .expression_attribute_values(format!(":k{i}"), value);
+                sets.push(format!("#{attr} = :k{i}"));
+            }
+            match update
+                .update_expression(format!("SET {}", sets.join(", ")))
+                .send()
+                .await
+            {
+                Ok(_) => done.requests += 1,
+                Err(e) if is_condition_failed(&e) => {}
+                Err(e) => return Err(backend("update_item", e)),
+            }
+        }
+        for old in self.unsharded(&self.audit).await? {
+            let id = sk_of(&old, "id");
+            match self
+                .client
+                .update_item()
+                .table_name(&self.audit)
+                .key("id", s(&id))
+                .update_expression("SET #shard = :shard")
+                .condition_expression("attribute_exists(id) AND attribute_not_exists(#shard)")
+                .expression_attribute_names("#shard", "shard")
+                .expression_attribute_values(":shard", s(format!("audit#{}", shard_of(&id))))
+                .send()
+                .await
+            {
+                Ok(_) => done.audit += 1,
+                Err(e) if is_condition_failed(&e) => {}
+                Err(e) => return Err(backend("update_item", e)),
+            }
+        }
+        Ok(done)
+    }
+
+    /// Every item of `table` without a `shard` attribute (a migration's Scan).
+    async fn unsharded(&self, table: &str) -> StoreResult<Vec<Item>> {
+        let mut out = vec![];
+        let mut start: Option<Item> = None;
+        loop {
+            let page = self
+                .client
+                .scan()
+                .table_name(table)
+                .filter_expression("attribute_not_exists(#shard)")
+                .expression_attribute_names("#shard", "shard")
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(|e| backend("scan", e))?;
+            out.extend(page.items().iter().cloned());
+            match page.last_evaluated_key() {
+                Some(k) if !k.is_empty() => start = Some(k.clone()),
+                _ => return Ok(out),
+            }
+        }
     }
 }
 
@@ -1085,6 +1433,21 @@ impl Store for DynamoStore {
                 )));
             }
         }
+        // Its postings ride in the same transaction (accounts and principals first); what does
+        // not fit its 100 actions is written just before it. A posting whose request never
+        // commits is harmless: readers check every hit on the request itself.
+        let mut postings = posting_items(request);
+        let room = TX_ACTIONS.saturating_sub(items.len()).min(postings.len());
+        let overflow = postings.split_off(room);
+        for p in postings {
+            let put = Put::builder()
+                .table_name(&self.request_index)
+                .set_item(Some(p))
+                .build()
+                .map_err(|e| StoreError::Backend(e.to_string()))?;
+            items.push(TransactWriteItem::builder().put(put).build());
+        }
+        self.batch_put(&self.request_index, overflow).await?;
         match self.transact(items).await {
             Err(StoreError::Conflict(_)) => Err(StoreError::Conflict(format!(
                 "request {} (or its audit event) already exists",
@@ -1111,6 +1474,12 @@ impl Store for DynamoStore {
             .map_err(|e| StoreError::Backend(e.to_string()))?;
         let items =
             self.write_items(TransactWriteItem::builder().put(put).build(), event, outbox)?;
+        // Only an import's update can change what a request is found by
+        // (src/store/request_index.rs): its postings are written again first.
+        if request.imported.is_some() {
+            self.batch_put(&self.request_index, posting_items(request))
+                .await?;
+        }
         match self.transact(items).await {
             Err(StoreError::Conflict(reason)) => match self.get_request(&request.id).await? {
                 None => Err(StoreError::NotFound(format!("request {}", request.id))),
@@ -1190,41 +1559,49 @@ impl Store for DynamoStore {
         filter: &RequestFilter,
         page: &PageRequest,
     ) -> StoreResult<Page<PolicyRequest>> {
-        let mut found: Page<PolicyRequest> = match (&filter.requester, filter.status) {
-            (Some(who), status) => {
-                self.page(
+        request_index::from_postings(self, filter, page, &|_| crate::requests::risk::Level::Low)
+            .await
+    }
+
+    async fn request_postings(
+        &self,
+        key: &RequestKey,
+        page: &PageRequest,
+    ) -> StoreResult<Page<Posting>> {
+        let (items, next) = match key {
+            RequestKey::All => {
+                self.sharded_page(&self.requests, "by_shard", "shard", "request", page)
+                    .await?
+            }
+            RequestKey::Status(RequestStatus::Pending) => {
+                self.sharded_page(&self.requests, "pending", "pending", "pending", page)
+                    .await?
+            }
+            RequestKey::Status(done) => {
+                self.sharded_page(&self.requests, "by_done", "done", done.as_str(), page)
+                    .await?
+            }
+            RequestKey::Requester(who) => {
+                self.raw_page(
                     &self.requests,
-                    "by_requester",
+                    "by_user",
                     ("requester", who.clone()),
-                    status.map(|st| ("status", st.as_str().to_string())),
-                    page,
-                )
-                .await
-            }
-            (None, Some(st)) => {
-                self.page(
-                    &self.requests,
-                    "by_status",
-                    ("status", st.as_str().to_string()),
                     None,
                     page,
                 )
-                .await
+                .await?
             }
-            (None, None) => {
-                self.page(
-                    &self.requests,
-                    "by_created",
-                    ("entity", "request".into()),
-                    None,
-                    page,
-                )
-                .await
+            other => {
+                let pk = other.index_key().unwrap_or_default();
+                self.raw_page(&self.request_index, "", ("pk", pk), None, page)
+                    .await?
             }
-        }?;
-        // Listings carry no comments, whatever an old item's body holds.
-        found.items.iter_mut().for_each(|r| r.comments.clear());
-        Ok(found)
+        };
+        Ok(Self::postings_of(items, next))
+    }
+
+    async fn get_requests(&self, ids: &[String]) -> StoreResult<Vec<PolicyRequest>> {
+        self.batch_get_requests(ids).await
     }
 
     async fn append_audit(&self, event: &AuditEvent) -> StoreResult<()> {
@@ -1264,14 +1641,13 @@ impl Store for DynamoStore {
                 .await
             }
             None => {
-                self.page(
-                    &self.audit,
-                    "by_time",
-                    ("entity", "audit".into()),
-                    None,
-                    page,
-                )
-                .await
+                let (items, next_cursor) = self
+                    .sharded_page(&self.audit, "by_time_shard", "shard", "audit", page)
+                    .await?;
+                Ok(Page {
+                    items: items.iter().map(body_of).collect::<StoreResult<_>>()?,
+                    next_cursor,
+                })
             }
         }
     }

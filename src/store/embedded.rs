@@ -28,6 +28,16 @@ CREATE INDEX IF NOT EXISTS requests_by_sort ON requests (sort_key);
 CREATE INDEX IF NOT EXISTS requests_by_status ON requests (status, sort_key);
 CREATE INDEX IF NOT EXISTS requests_by_requester ON requests (requester, sort_key);
 
+-- Posting lists of requests by account, principal and word (src/store/request_index.rs),
+-- written with the request.
+CREATE TABLE IF NOT EXISTS request_keys (
+    key      TEXT NOT NULL,
+    sort_key TEXT NOT NULL,
+    id       TEXT NOT NULL,
+    PRIMARY KEY (key, sort_key)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS request_keys_by_id ON request_keys (id);
+
 CREATE TABLE IF NOT EXISTS comments (
     id         TEXT PRIMARY KEY,
     request_id TEXT NOT NULL,
@@ -169,6 +179,7 @@ impl EmbeddedStore {
         conn.execute_batch(EVENTS_SCHEMA).map_err(backend)?;
         upgrade_outbox(&conn)?;
         convert_snapshots(&mut conn)?;
+        index_old_requests(&mut conn)?;
         Ok(EmbeddedStore {
             conn: Arc::new(Mutex::new(conn)),
         })
@@ -268,6 +279,47 @@ fn insert_comment(
         }
     })?;
     Ok(())
+}
+
+/// Replace the posting-list rows of `r` (`src/store/request_index.rs`).
+fn insert_keys(tx: &rusqlite::Transaction<'_>, r: &PolicyRequest) -> StoreResult<()> {
+    tx.execute("DELETE FROM request_keys WHERE id = ?1", [&r.id])
+        .map_err(backend)?;
+    let mut stmt = tx
+        .prepare_cached(
+            "INSERT OR REPLACE INTO request_keys (key, sort_key, id) VALUES (?1, ?2, ?3)",
+        )
+        .map_err(backend)?;
+    let sk = r.sort_key();
+    for key in request_index::index_keys(r) {
+        if let Some(k) = key.index_key() {
+            stmt.execute(params![k, sk, r.id]).map_err(backend)?;
+        }
+    }
+    Ok(())
+}
+
+/// Requests stored before the posting lists existed get their rows (once: afterwards every
+/// request has at least the words of its id).
+fn index_old_requests(c: &mut Connection) -> StoreResult<()> {
+    let tx = c
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(backend)?;
+    let bodies: Vec<String> = {
+        let mut stmt = tx
+            .prepare(
+                "SELECT body FROM requests
+                 WHERE NOT EXISTS (SELECT 1 FROM request_keys k WHERE k.id = requests.id)",
+            )
+            .map_err(backend)?;
+        let rows = stmt.query_map([], |r| r.get(0)).map_err(backend)?;
+        rows.collect::<Result<_, _>>().map_err(backend)?
+    };
+    for body in bodies {
+        let r: PolicyRequest = from_json(&body)?;
+        insert_keys(&tx, &r)?;
+    }
+    tx.commit().map_err(backend)
 }
 
 fn insert_audit(tx: &rusqlite::Transaction<'_>, ev: &AuditEvent) -> StoreResult<()> {
@@ -416,6 +468,7 @@ impl Store for EmbeddedStore {
             for comment in &request.comments {
                 insert_comment(&tx, &request.id, comment)?;
             }
+            insert_keys(&tx, &request)?;
             insert_audit(&tx, &event)?;
             for m in &outbox {
                 insert_outbox(&tx, m)?;
@@ -468,6 +521,11 @@ impl Store for EmbeddedStore {
                         request.id
                     )),
                 });
+            }
+            // Only an import's update can change what a request is found by (module doc of
+            // src/store/request_index.rs); rewriting the rows then keeps them exact.
+            if request.imported.is_some() {
+                insert_keys(&tx, &request)?;
             }
             insert_audit(&tx, &event)?;
             for m in &outbox {
@@ -585,6 +643,84 @@ impl Store for EmbeddedStore {
             // Listings carry no comments, whatever an old row's body holds.
             found.items.iter_mut().for_each(|r| r.comments.clear());
             Ok(found)
+        })
+        .await
+    }
+
+    async fn request_postings(
+        &self,
+        key: &RequestKey,
+        page: &PageRequest,
+    ) -> StoreResult<Page<Posting>> {
+        let (key, page) = (key.clone(), page.clone());
+        self.with_conn(move |c| {
+            let (sql, arg) = match &key {
+                RequestKey::All => (
+                    "SELECT id, sort_key FROM requests WHERE ?1 = ?1 AND sort_key < ?2
+                     ORDER BY sort_key DESC LIMIT ?3",
+                    String::new(),
+                ),
+                RequestKey::Status(s) => (
+                    "SELECT id, sort_key FROM requests WHERE status = ?1 AND sort_key < ?2
+                     ORDER BY sort_key DESC LIMIT ?3",
+                    s.as_str().to_string(),
+                ),
+                RequestKey::Requester(r) => (
+                    "SELECT id, sort_key FROM requests WHERE requester = ?1 AND sort_key < ?2
+                     ORDER BY sort_key DESC LIMIT ?3",
+                    r.clone(),
+                ),
+                other => (
+                    "SELECT id, sort_key FROM request_keys WHERE key = ?1 AND sort_key < ?2
+                     ORDER BY sort_key DESC LIMIT ?3",
+                    other.index_key().unwrap_or_default(),
+                ),
+            };
+            let limit = page.limit.clamp(1, PageRequest::MAX_LIMIT);
+            let below = match &page.cursor {
+                Some(c) => decode_cursor(c)?,
+                None => "~".to_string(),
+            };
+            let mut stmt = c.prepare_cached(sql).map_err(backend)?;
+            let rows = stmt
+                .query_map(params![arg, below, (limit + 1) as i64], |r| {
+                    Ok(Posting {
+                        id: r.get(0)?,
+                        sort_key: r.get(1)?,
+                    })
+                })
+                .map_err(backend)?;
+            let mut items = rows.collect::<Result<Vec<_>, _>>().map_err(backend)?;
+            let next_cursor = if items.len() > limit {
+                items.truncate(limit);
+                items.last().map(|p| encode_cursor(&p.sort_key))
+            } else {
+                None
+            };
+            Ok(Page { items, next_cursor })
+        })
+        .await
+    }
+
+    async fn get_requests(&self, ids: &[String]) -> StoreResult<Vec<PolicyRequest>> {
+        let ids = ids.to_vec();
+        self.with_conn(move |c| {
+            let mut out = Vec::with_capacity(ids.len());
+            let mut stmt = c
+                .prepare_cached("SELECT body FROM requests WHERE id = ?1")
+                .map_err(backend)?;
+            for id in &ids {
+                let body: Option<String> = stmt
+                    .query_row([id], |r| r.get(0))
+                    .optional()
+                    .map_err(backend)?;
+                if let Some(body) = body {
+                    let mut r: PolicyRequest = from_json(&body)?;
+                    r.comments.clear();
+                    out.push(r);
+                }
+            }
+            Ok(out)
         })
         .await
     }

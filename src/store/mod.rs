@@ -6,6 +6,9 @@
 pub mod conformance;
 pub mod dynamo;
 pub mod embedded;
+pub mod request_index;
+
+pub use request_index::{Posting, RequestKey, search_requests};
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -410,154 +413,22 @@ pub struct SignIn {
 
 /// Filters for listing requests. `None` = any.
 ///
-/// `status` and `requester` are served by the backends' indexes; `account` and `text` are
-/// matched on the request itself by [`search_requests`], which reads the indexed listing page by
-/// page (bounded per call) and keeps what matches.
+/// [`search_requests`] answers every filter from the backends' posting lists
+/// (`src/store/request_index.rs`) and checks each on the requests it reads.
 #[derive(Debug, Clone, Default)]
 pub struct RequestFilter {
     pub status: Option<RequestStatus>,
     pub requester: Option<String>,
     /// 12-digit account id any change targets.
     pub account: Option<String>,
-    /// Case-insensitive text in the id, requester, justification, principal ARNs, role and
-    /// policy names (listings carry no comments).
+    /// Words (whole, case-insensitive) of the id, requester, justification, principal ARNs,
+    /// role and policy names (listings carry no comments): `src/store/request_index.rs`.
     pub text: Option<String>,
     /// Requests whose highest change risk is at least this (computed by the caller's
     /// `level_of`, since risk depends on the installation).
     pub min_risk: Option<crate::requests::risk::Level>,
     /// Only break-glass requests no administrator has reviewed yet.
     pub needs_review: bool,
-}
-
-impl RequestFilter {
-    /// Whether the filters the backends do not index (`account`, `text`) accept `r`.
-    pub fn matches_unindexed(&self, r: &PolicyRequest) -> bool {
-        if self.needs_review
-            && r.break_glass
-                .as_ref()
-                .is_none_or(|b| b.reviewed_by.is_some())
-        {
-            return false;
-        }
-        use crate::requests::Change;
-        // What an imported request's read-only changes name counts too (`arn:aws:iam::<account>:`).
-        let imported: Vec<&str> = r
-            .imported
-            .iter()
-            .flat_map(|i| {
-                i.principal
-                    .iter()
-                    .chain(i.read_only.iter().filter_map(|c| c.principal.as_ref()))
-            })
-            .map(String::as_str)
-            .collect();
-        if let Some(account) = &self.account
-            && !r
-                .changes
-                .iter()
-                .any(|c| c.target().account().as_str() == account)
-            && !imported
-                .iter()
-                .any(|arn| arn.split(':').nth(4) == Some(account.as_str()))
-        {
-            return false;
-        }
-        if let Some(text) = &self.text {
-            let needle = text.to_lowercase();
-            let mut hay = vec![r.id.clone(), r.requester.clone(), r.justification.clone()];
-            for c in r.changes.iter() {
-                hay.push(c.target().to_string());
-                match c {
-                    Change::InlinePolicy(c) => hay.push(c.policy_name.to_string()),
-                    Change::ManagedPolicy(c) => hay.push(c.arn.to_string()),
-                    Change::PermissionsBoundary(c) => {
-                        if let crate::requests::model::BoundaryEdit::Put(arn) = &c.edit {
-                            hay.push(arn.to_string());
-                        }
-                    }
-                    Change::ResourceTag(c) => hay.push(c.key.clone()),
-                    Change::CreateRole(c) => {
-                        if let Some(clone) = &c.clone {
-                            hay.push(clone.from.to_string());
-                        }
-                        hay.extend(c.inline_policies.iter().map(|p| p.policy_name.to_string()));
-                    }
-                    Change::AssumeRolePolicy(_) | Change::Resource(_) => {}
-                }
-            }
-            hay.extend(imported.iter().map(|s| s.to_string()));
-            if !hay.iter().any(|h| h.to_lowercase().contains(&needle)) {
-                return false;
-            }
-        }
-        true
-    }
-}
-
-/// How many requests one [`search_requests`] call reads at most before answering with what it
-/// found and a cursor to go on from.
-pub const SEARCH_SCAN_BUDGET: usize = 5_000;
-
-/// List requests with every filter of [`RequestFilter`]: the indexed ones through the backend,
-/// `account` and `text` by reading on. A page may hold fewer than `limit` items when the scan
-/// budget ran out; `next_cursor` then continues the search where it stopped.
-pub async fn search_requests(
-    store: &dyn Store,
-    filter: &RequestFilter,
-    page: &PageRequest,
-    level_of: &(dyn Fn(&PolicyRequest) -> crate::requests::risk::Level + Sync),
-) -> StoreResult<Page<PolicyRequest>> {
-    if filter.account.is_none()
-        && filter.text.is_none()
-        && filter.min_risk.is_none()
-        && !filter.needs_review
-    {
-        return store.list_requests(filter, page).await;
-    }
-    let limit = page.limit.clamp(1, PageRequest::MAX_LIMIT);
-    let mut cursor = page.cursor.clone();
-    let mut found = Vec::new();
-    let mut scanned = 0;
-    loop {
-        let batch = store
-            .list_requests(
-                filter,
-                &PageRequest {
-                    limit: PageRequest::MAX_LIMIT,
-                    cursor: cursor.clone(),
-                },
-            )
-            .await?;
-        for r in batch.items {
-            scanned += 1;
-            let key = r.sort_key();
-            if filter.matches_unindexed(&r) && filter.min_risk.is_none_or(|min| level_of(&r) >= min)
-            {
-                found.push(r);
-                if found.len() == limit {
-                    return Ok(Page {
-                        items: found,
-                        next_cursor: Some(encode_cursor(&key)),
-                    });
-                }
-            }
-            if scanned >= SEARCH_SCAN_BUDGET {
-                return Ok(Page {
-                    items: found,
-                    next_cursor: Some(encode_cursor(&key)),
-                });
-            }
-        }
-        match batch.next_cursor {
-            Some(c) => cursor = Some(c),
-            None => {
-                return Ok(Page {
-                    items: found,
-                    next_cursor: None,
-                });
-            }
-        }
-    }
 }
 
 /// Cursor pagination. `cursor` is opaque, taken from a previous [`Page::next_cursor`].
@@ -644,6 +515,17 @@ pub trait Store: Send + Sync + 'static {
         filter: &RequestFilter,
         page: &PageRequest,
     ) -> StoreResult<Page<PolicyRequest>>;
+
+    /// One page of a posting list (`src/store/request_index.rs`): ids and sort keys only,
+    /// newest first, below the cursor.
+    async fn request_postings(
+        &self,
+        key: &RequestKey,
+        page: &PageRequest,
+    ) -> StoreResult<Page<Posting>>;
+
+    /// The requests of `ids` that exist, without comments, in any order (a page's bodies).
+    async fn get_requests(&self, ids: &[String]) -> StoreResult<Vec<PolicyRequest>>;
 
     /// Append an audit event that is not tied to a request write (logins, credentials...).
     async fn append_audit(&self, event: &AuditEvent) -> StoreResult<()>;

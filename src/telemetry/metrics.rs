@@ -25,6 +25,7 @@ pub const HTTP_REQUESTS: &str = "iamdesk_http_requests_total";
 pub const HTTP_DURATION: &str = "iamdesk_http_request_duration_seconds";
 pub const SYNC_DURATION: &str = "iamdesk_sync_duration_seconds";
 pub const AWS_CALLS: &str = "iamdesk_aws_calls_total";
+pub const AWS_BYTES: &str = "iamdesk_aws_bytes_total";
 pub const OUTBOX_PENDING: &str = "iamdesk_outbox_pending";
 pub const OUTBOX_OLDEST_AGE: &str = "iamdesk_outbox_oldest_pending_age_seconds";
 pub const CACHE_LOOKUPS: &str = "iamdesk_cache_lookups_total";
@@ -60,6 +61,12 @@ pub fn install() -> Result<PrometheusHandle, InstallError> {
 }
 
 fn describe() {
+    describe_counter!(
+        AWS_BYTES,
+        ::metrics::Unit::Bytes,
+        "Bytes of AWS calls by service, operation and direction (sent request bodies, received \
+         response bodies)"
+    );
     describe_counter!(
         HTTP_REQUESTS,
         "HTTP requests by matched route pattern, method and status"
@@ -135,6 +142,18 @@ pub fn aws_call(service: &str, operation: &str, outcome: &'static str) {
         "outcome" => outcome,
     )
     .increment(1);
+}
+
+/// Bytes of one AWS call: the request body sent (`direction="sent"`) or the response body
+/// received as its `Content-Length` says (`"received"`).
+pub fn aws_bytes(service: &str, operation: &str, direction: &'static str, bytes: u64) {
+    counter!(
+        AWS_BYTES,
+        "service" => service.to_ascii_lowercase(),
+        "operation" => operation.to_string(),
+        "direction" => direction,
+    )
+    .increment(bytes);
 }
 
 /// A read-through cache lookup: `hit`, `miss` or `error`.

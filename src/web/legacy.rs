@@ -45,15 +45,8 @@ pub async fn resource_page(
         ))),
         "iamuser" => Ok(search("user")),
         "managed_policy" => Ok(search("managed_policy")),
-        "s3" | "sqs" | "sns" => Err(AppError::NotFound(format!(
-            "iamdesk manages IAM roles, not {} resource policies: change `{name}` in account \
-             {account} in the AWS console (sign in from /roles).",
-            match kind.as_str() {
-                "s3" => "S3 bucket",
-                "sqs" => "SQS queue",
-                _ => "SNS topic",
-            }
-        ))),
+        // A link src/web/service_resources.rs::parse could not read (the region missing, say).
+        "s3" | "sqs" | "sns" => Ok(search(kind.as_str())),
         other => Err(AppError::NotFound(format!(
             "ConsoleMe's `{other}` pages have no iamdesk equivalent; search /policies for \
              `{name}`."

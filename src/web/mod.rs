@@ -5,7 +5,7 @@ mod api;
 mod assets;
 pub mod client;
 mod credentials;
-mod csrf;
+pub mod csrf;
 mod demo;
 mod errors;
 mod events;

@@ -13,7 +13,7 @@ use super::view::{AuditRow, Layout, OutboxRow, Page, RequestRow};
 use crate::app::AppState;
 use crate::config::AwsMode;
 use crate::error::AppError;
-use crate::store::{OutboxStatus, PageRequest, RequestFilter, RequestStatus};
+use crate::store::{OutboxStatus, PageRequest, RequestFilter, RequestKey, RequestStatus};
 
 #[derive(Template, WebTemplate)]
 #[template(path = "home.html")]
@@ -49,14 +49,11 @@ pub async fn home(
             &PageRequest::first(10),
         )
         .await?;
+    // Only counted: the ids of the pending list, never their bodies.
     let pending = state
         .store
-        .list_requests(
-            &RequestFilter {
-                status: Some(RequestStatus::Pending),
-                requester: None,
-                ..Default::default()
-            },
+        .request_postings(
+            &RequestKey::Status(RequestStatus::Pending),
             &PageRequest::first(PENDING_SHOWN),
         )
         .await?;

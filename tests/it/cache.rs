@@ -136,6 +136,18 @@ impl Store for MapStore {
         unsupported()
     }
 
+    async fn request_postings(
+        &self,
+        _key: &iamdesk::store::RequestKey,
+        _page: &PageRequest,
+    ) -> StoreResult<Page<iamdesk::store::Posting>> {
+        unsupported()
+    }
+
+    async fn get_requests(&self, _ids: &[String]) -> StoreResult<Vec<PolicyRequest>> {
+        unsupported()
+    }
+
     async fn append_audit(&self, _event: &AuditEvent) -> StoreResult<()> {
         unsupported()
     }

@@ -7,6 +7,7 @@ mod break_glass;
 mod browser;
 mod cache;
 mod config;
+mod cost;
 mod credentials;
 mod demo;
 mod events;

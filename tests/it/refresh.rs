@@ -87,6 +87,18 @@ impl Store for Counting {
         self.count("list_requests");
         self.inner.list_requests(f, p).await
     }
+    async fn request_postings(
+        &self,
+        k: &iamdesk::store::RequestKey,
+        p: &PageRequest,
+    ) -> StoreResult<Page<iamdesk::store::Posting>> {
+        self.count("request_postings");
+        self.inner.request_postings(k, p).await
+    }
+    async fn get_requests(&self, ids: &[String]) -> StoreResult<Vec<PolicyRequest>> {
+        self.count("get_requests");
+        self.inner.get_requests(ids).await
+    }
     async fn append_audit(&self, e: &AuditEvent) -> StoreResult<()> {
         self.count("append_audit");
         self.inner.append_audit(e).await

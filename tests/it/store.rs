@@ -160,6 +160,27 @@ mod dynamo {
         aws_sdk_dynamodb::Client::new(&sdk)
     }
 
+    /// The global secondary indexes of `table`, sorted.
+    async fn index_names(client: &aws_sdk_dynamodb::Client, table: &str) -> Vec<String> {
+        let desc = client
+            .describe_table()
+            .table_name(table)
+            .send()
+            .await
+            .expect("describe");
+        let mut names: Vec<String> = desc
+            .table()
+            .map(|t| {
+                t.global_secondary_indexes()
+                    .iter()
+                    .filter_map(|i| i.index_name().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default();
+        names.sort();
+        names
+    }
+
     #[tokio::test]
     async fn migrate_creates_tables_with_indexes_and_is_idempotent() {
         if moto_endpoint().is_none() {
@@ -175,23 +196,10 @@ mod dynamo {
             first.iter().all(|l| l.starts_with("created table")),
             "{first:?}"
         );
-        let desc = client
-            .describe_table()
-            .table_name(format!("{prefix}requests"))
-            .send()
-            .await
-            .expect("describe");
-        let mut indexes: Vec<String> = desc
-            .table()
-            .map(|t| {
-                t.global_secondary_indexes()
-                    .iter()
-                    .filter_map(|i| i.index_name().map(str::to_string))
-                    .collect()
-            })
-            .unwrap_or_default();
-        indexes.sort();
-        assert_eq!(indexes, ["by_created", "by_requester", "by_status"]);
+        assert_eq!(
+            index_names(&client, &format!("{prefix}requests")).await,
+            ["by_done", "by_shard", "by_user", "pending"]
+        );
 
         for (table, on) in [("outbox", true), ("tokens", true), ("requests", false)] {
             let ttl = client
@@ -261,6 +269,170 @@ mod dynamo {
             .await
             .expect("migrate");
         conformance::run_all(Arc::new(DynamoStore::new(client, &prefix))).await;
+    }
+
+    /// A table as versions before issue 22 made it: `requests` and `audit` with their old
+    /// ALL-projected single-partition indexes, holding one request and its audit event written
+    /// the old way. `migrate` adds the new indexes, indexes what is there, removes the old
+    /// indexes, and the old request is listed, searched and found by its principal.
+    #[tokio::test]
+    async fn migrate_upgrades_tables_of_earlier_versions_and_indexes_what_they_hold() {
+        use aws_sdk_dynamodb::types::{
+            AttributeDefinition, AttributeValue, BillingMode, GlobalSecondaryIndex,
+            KeySchemaElement, KeyType, Projection, ProjectionType, ScalarAttributeType,
+        };
+        use iamdesk::store::{PageRequest, RequestFilter, RequestStatus, Store};
+        if moto_endpoint().is_none() {
+            return;
+        }
+        let client = client().await;
+        let prefix = unique("up");
+        let key = |name: &str, kind: KeyType| {
+            KeySchemaElement::builder()
+                .attribute_name(name)
+                .key_type(kind)
+                .build()
+                .expect("key")
+        };
+        let old_index = |name: &str, hash: &str| {
+            GlobalSecondaryIndex::builder()
+                .index_name(name)
+                .key_schema(key(hash, KeyType::Hash))
+                .key_schema(key("sk", KeyType::Range))
+                .projection(
+                    Projection::builder()
+                        .projection_type(ProjectionType::All)
+                        .build(),
+                )
+                .build()
+                .expect("index")
+        };
+        let attr = |name: &str| {
+            AttributeDefinition::builder()
+                .attribute_name(name)
+                .attribute_type(ScalarAttributeType::S)
+                .build()
+                .expect("attribute")
+        };
+        let old_tables = [
+            (
+                "requests",
+                vec![
+                    ("by_status", "status"),
+                    ("by_requester", "requester"),
+                    ("by_created", "entity"),
+                ],
+            ),
+            (
+                "audit",
+                vec![("by_time", "entity"), ("by_request", "request_id")],
+            ),
+        ];
+        for (table, indexes) in &old_tables {
+            let mut create = client
+                .create_table()
+                .table_name(format!("{prefix}{table}"))
+                .billing_mode(BillingMode::PayPerRequest)
+                .key_schema(key("id", KeyType::Hash))
+                .attribute_definitions(attr("id"))
+                .attribute_definitions(attr("sk"));
+            for (name, hash) in indexes {
+                create = create
+                    .attribute_definitions(attr(hash))
+                    .global_secondary_indexes(old_index(name, hash));
+            }
+            create.send().await.expect("old table");
+        }
+        let r = conformance::sample_request("old@example.com", 60);
+        let s = |v: &str| AttributeValue::S(v.to_string());
+        client
+            .put_item()
+            .table_name(format!("{prefix}requests"))
+            .item("id", s(&r.id))
+            .item("status", s("pending"))
+            .item("requester", s(&r.requester))
+            .item("sk", s(&r.sort_key()))
+            .item("entity", s("request"))
+            .item("version", AttributeValue::N("1".into()))
+            .item("body", s(&serde_json::to_string(&r).expect("json")))
+            .send()
+            .await
+            .expect("old request");
+        let ev = iamdesk::store::AuditEvent::new(
+            "old",
+            "request.created",
+            Some(&r.id),
+            serde_json::json!({}),
+        );
+        client
+            .put_item()
+            .table_name(format!("{prefix}audit"))
+            .item("id", s(&ev.id))
+            .item("sk", s(&ev.sort_key()))
+            .item("entity", s("audit"))
+            .item("request_id", s(&r.id))
+            .item("body", s(&serde_json::to_string(&ev).expect("json")))
+            .send()
+            .await
+            .expect("old audit event");
+
+        let report = iamdesk::migrate::run(&client, &prefix)
+            .await
+            .expect("migrate");
+        let text = report.join("\n");
+        for line in [
+            "added index by_shard",
+            "added index pending",
+            "indexed 1 request(s) and 1 audit event(s)",
+            "removed retired index by_created",
+            "removed retired index by_time",
+        ] {
+            assert!(text.contains(line), "{line}: {text}");
+        }
+        assert_eq!(
+            index_names(&client, &format!("{prefix}requests")).await,
+            ["by_done", "by_shard", "by_user", "pending"]
+        );
+
+        let store = DynamoStore::new(client.clone(), &prefix);
+        let pending = store
+            .list_requests(
+                &RequestFilter {
+                    status: Some(RequestStatus::Pending),
+                    ..Default::default()
+                },
+                &PageRequest::first(10),
+            )
+            .await
+            .expect("list");
+        assert_eq!(pending.items.len(), 1);
+        assert_eq!(pending.items[0].id, r.id);
+        let found = iamdesk::store::search_requests(
+            &store,
+            &RequestFilter {
+                text: Some("nightly EXPORT".into()),
+                account: Some("123456789012".into()),
+                ..Default::default()
+            },
+            &PageRequest::first(10),
+            &|_| iamdesk::requests::risk::Level::Low,
+        )
+        .await
+        .expect("search");
+        assert_eq!(found.items.len(), 1);
+        let audit = store
+            .list_audit(None, &PageRequest::first(10))
+            .await
+            .expect("audit");
+        assert_eq!(audit.items, [ev]);
+
+        let again = iamdesk::migrate::run(&client, &prefix)
+            .await
+            .expect("migrate again");
+        assert!(
+            again.iter().all(|l| l.ends_with("already up to date")),
+            "{again:?}"
+        );
     }
 
     #[tokio::test]
