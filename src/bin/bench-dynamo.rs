@@ -158,8 +158,10 @@ async fn start_replica(
     };
     let http = reqwest::Client::new();
     let started = Instant::now();
+    // Ready, not only live: `serve` opens its port before it has loaded the synced accounts
+    // (src/web/loading.rs), and answers 503 until then.
     while !http
-        .get(format!("{}/healthcheck", replica.base))
+        .get(format!("{}/readyz", replica.base))
         .send()
         .await
         .is_ok_and(|r| r.status() == 200)
