@@ -79,7 +79,12 @@ async fn strangers_get_401_and_non_admins_get_403_on_admin_pages() {
         "a page that says how to sign in"
     );
 
-    for page in ["/admin/audit", "/admin/outbox", "/admin/accounts"] {
+    for page in [
+        "/admin/audit",
+        "/admin/audit.jsonl",
+        "/admin/outbox",
+        "/admin/accounts",
+    ] {
         let resp = get_as(&app, page, Some(("bob@example.com", "dev"))).await;
         assert_eq!(resp.status(), 403, "{page}");
         let resp = get_as(&app, page, Some(("ann@example.com", "admins"))).await;
