@@ -41,6 +41,28 @@
    their role and policy: `GET /moto-api/iamdesk/iam-writes` returns them as JSON, so a test
    counts the AWS calls made for its own (uniquely named) role without touching the recorder.
 
+5. moto's `Table.query` gathers and sorts every item of the table (`all_items()`) before it
+   keeps the ones of the asked partition: a Query costs time in proportion to the whole table
+   (with 50,000 requests and their postings, seconds per call), where real DynamoDB reads one
+   partition. Here a Query of the table itself starts from that partition's items, and a Query
+   of an index from the table's items unsorted (moto sorts what matches the index key anyway):
+   the same answers, at a cost that grows with the partition, so `scripts/bench-dynamo` at 50k
+   measures iamdesk's calls rather than moto's sort.
+
+6. DynamoDB faults on demand, for the tests of what iamdesk does when its Store refuses a write
+   (throttled, unreachable) after AWS was changed. A test arms a fault by the request's
+   `X-Amz-Target` operation and strings its body must all contain (its own request id, say), so
+   no other test's calls are touched:
+
+       POST /iamdesk-test/dynamodb-faults
+       {"operation": "TransactWriteItems", "contains": ["<request id>", "request.approved"],
+        "error": "ThrottlingException", "times": 5}    # times: null = until cleared
+       DELETE /iamdesk-test/dynamodb-faults?contains=<request id>   # clears that test's faults
+       GET /iamdesk-test/dynamodb-faults                            # the faults and their hits
+
+   A matching call is answered with that DynamoDB error (HTTP 400, as DynamoDB answers it) and
+   changes nothing; everything else goes to moto.
+
 Everything else is moto_server exactly (same arguments).
 """
 
@@ -85,9 +107,74 @@ def _log_iam_write(environ):
         )
 
 
+_faults = []  # {"operation", "contains": [..], "error", "times": n or None, "hits": n}
+
+
+def _json_answer(start_response, status, answer, content_type="application/json"):
+    body = json.dumps(answer).encode()
+    start_response(status, [("Content-Type", content_type), ("Content-Length", str(len(body)))])
+    return [body]
+
+
+def _dynamodb_faults(environ, start_response):
+    method = environ.get("REQUEST_METHOD")
+    try:
+        if method == "POST":
+            length = int(environ.get("CONTENT_LENGTH") or 0)
+            spec = json.loads(environ["wsgi.input"].read(length) or b"{}")
+            contains = spec.get("contains") or []
+            if not spec.get("operation") or not isinstance(contains, list) or not contains:
+                raise ValueError("operation and a non-empty contains list are required")
+            times = spec.get("times")
+            _faults.append(
+                {
+                    "operation": spec["operation"],
+                    "contains": [str(c) for c in contains],
+                    "error": spec.get("error") or "ThrottlingException",
+                    "times": None if times is None else int(times),
+                    "hits": 0,
+                }
+            )
+        elif method == "DELETE":
+            key = parse_qs(environ.get("QUERY_STRING", "")).get("contains", [None])[0]
+            _faults[:] = [f for f in _faults if key is not None and key not in f["contains"]]
+        return _json_answer(start_response, "200 OK", _faults)
+    except Exception as e:  # noqa: BLE001 - a test's mistake, said back to it
+        return _json_answer(start_response, "400 Bad Request", {"error": str(e)})
+
+
+def _injected_fault(environ, start_response):
+    """The armed fault this DynamoDB call matches, answered; None when there is none."""
+    target = environ.get("HTTP_X_AMZ_TARGET", "")
+    if not _faults or not target.startswith("DynamoDB_"):
+        return None
+    length = int(environ.get("CONTENT_LENGTH") or 0)
+    raw = environ["wsgi.input"].read(length) if length else b""
+    environ["wsgi.input"] = io.BytesIO(raw)
+    text = raw.decode("utf-8", "replace")
+    operation = target.split(".", 1)[-1]
+    for fault in _faults:
+        if fault["operation"] != operation or not all(c in text for c in fault["contains"]):
+            continue
+        if fault["times"] is not None:
+            if fault["times"] <= 0:
+                continue
+            fault["times"] -= 1
+        fault["hits"] += 1
+        answer = {
+            "__type": f"com.amazonaws.dynamodb.v20120810#{fault['error']}",
+            "message": f"{fault['error']} injected by a test (scripts/moto_server.py)",
+        }
+        return _json_answer(start_response, "400 Bad Request", answer, "application/x-amz-json-1.0")
+    return None
+
+
 def _serialised(self, environ, start_response):
     if environ.get("PATH_INFO") == "/iamdesk-test/access-advisor":
         return _set_access_advisor(environ, start_response)
+    if environ.get("PATH_INFO") == "/iamdesk-test/dynamodb-faults":
+        with _lock:
+            return _dynamodb_faults(environ, start_response)
     if environ.get("PATH_INFO") == "/moto-api/iamdesk/iam-writes":
         with _lock:
             body = json.dumps(list(_iam_writes)).encode()
@@ -97,6 +184,9 @@ def _serialised(self, environ, start_response):
         )
         return [body]
     with _lock:
+        injected = _injected_fault(environ, start_response)
+        if injected is not None:
+            return injected
         _log_iam_write(environ)
         # moto builds whole responses; materialise them inside the lock all the same.
         return list(_call(self, environ, start_response))
@@ -151,6 +241,38 @@ def _transact_restoring_items(self, transact_items):
 
 
 DynamoDBBackend.transact_write_items = _transact_restoring_items
+
+# --- 5. A Query reads its partition, not the whole table ----------------------------------------
+
+_query = Table.query
+
+
+def _query_one_partition(self, hash_key, *args, **kwargs):
+    index_name = args[6] if len(args) > 6 else kwargs.get("index_name")
+    if index_name is None and hash_key is not None:
+        part = self.items.get(hash_key)
+        if part is None:
+            items = []
+        elif isinstance(part, dict):
+            items = list(part.values())
+        else:
+            items = [part]
+    else:
+        items = []
+        for hash_set in self.items.values():
+            if isinstance(hash_set, dict):
+                items.extend(hash_set.values())
+            else:
+                items.append(hash_set)
+    # An instance attribute shadows the method for this one call; requests are serialised (1.).
+    self.all_items = lambda: items
+    try:
+        return _query(self, hash_key, *args, **kwargs)
+    finally:
+        del self.all_items
+
+
+Table.query = _query_one_partition
 
 # --- 3. IAM Access Advisor stand-in --------------------------------------------------------------
 
