@@ -46,6 +46,9 @@ pub struct App {
     pub ses: tokio::sync::OnceCell<aws_sdk_sesv2::Client>,
     /// Events from AWS: counters and the SNS signature verifier (`src/events/`).
     pub events: crate::events::Events,
+    /// This App itself, for work that must outlive the HTTP request that started it (an
+    /// approval's apply and record, `src/requests/lifecycle/approve.rs`).
+    pub me: std::sync::Weak<App>,
 }
 
 #[derive(Clone)]
@@ -130,7 +133,8 @@ impl App {
         } else {
             None
         };
-        let app = Arc::new(App {
+        let app = Arc::new_cyclic(|me| App {
+            me: me.clone(),
             store,
             cache,
             demo_mode,

@@ -737,3 +737,245 @@ async fn a_full_comment_thread_never_stops_an_approval_on_dynamodb() {
     assert_eq!(w.request(&id).await.status, RequestStatus::Approved);
     assert!(policy_exists(&w, "app", "talked-about").await);
 }
+
+// ------------------------------------------------------------------------------------------
+// The record step: AWS was changed, the Store refuses the write (issue 22 item 4)
+
+/// Arm a DynamoDB fault in moto (scripts/moto_server.py, 6.): `operation` calls whose body holds
+/// every string of `contains` are answered with `error`, `times` times (None: until cleared).
+async fn arm_fault(operation: &str, contains: &[&str], error: &str, times: Option<u32>) {
+    let moto = moto_endpoint().expect("moto");
+    let resp = reqwest::Client::new()
+        .post(format!("{moto}/iamdesk-test/dynamodb-faults"))
+        .json(
+            &json!({"operation": operation, "contains": contains, "error": error, "times": times}),
+        )
+        .send()
+        .await
+        .expect("arm a fault");
+    assert_eq!(
+        resp.status(),
+        200,
+        "{}",
+        resp.text().await.unwrap_or_default()
+    );
+}
+
+/// Clear the faults armed for `key`; the number of calls they refused.
+async fn clear_faults(key: &str) -> u64 {
+    let moto = moto_endpoint().expect("moto");
+    let http = reqwest::Client::new();
+    let armed: Vec<Value> = http
+        .get(format!("{moto}/iamdesk-test/dynamodb-faults"))
+        .send()
+        .await
+        .expect("faults")
+        .json()
+        .await
+        .expect("faults json");
+    let hits = armed
+        .iter()
+        .filter(|f| {
+            f["contains"]
+                .as_array()
+                .is_some_and(|c| c.iter().any(|s| s == key))
+        })
+        .filter_map(|f| f["hits"].as_u64())
+        .sum();
+    http.delete(format!(
+        "{moto}/iamdesk-test/dynamodb-faults?contains={key}"
+    ))
+    .send()
+    .await
+    .expect("clear faults");
+    hits
+}
+
+async fn approvals_recorded(w: &World, id: &str) -> usize {
+    w.app
+        .state
+        .store
+        .list_audit(Some(id), &PageRequest::first(100))
+        .await
+        .expect("audit")
+        .items
+        .iter()
+        .filter(|e| e.action == "request.approved")
+        .count()
+}
+
+#[tokio::test]
+async fn a_throttled_record_step_is_retried_while_the_approver_waits() {
+    let Some(w) = world_on(Backends::DynamoRedis).await else {
+        return;
+    };
+    let id = create_ok(
+        &w,
+        DEV,
+        "dev",
+        body(vec![w.inline("throttled-record", "attach")]),
+    )
+    .await;
+    let version = w.request(&id).await.version;
+    // The write that records the approval (request, audit event, outbox in one transaction) is
+    // throttled four times: the SDK's own three attempts, then one of iamdesk's retries.
+    arm_fault(
+        "TransactWriteItems",
+        &[&id, "request.approved"],
+        "ThrottlingException",
+        Some(4),
+    )
+    .await;
+    let resp = w
+        .act(
+            ADMIN,
+            "admins",
+            &id,
+            json!({"command": "approve_request", "version": version}),
+        )
+        .await;
+    let status = resp.status();
+    let text = resp.text().await.unwrap_or_default();
+    assert_eq!(clear_faults(&id).await, 4, "every armed refusal was met");
+    assert_eq!(status, 200, "{text}");
+    let r = w.request(&id).await;
+    assert_eq!(r.status, RequestStatus::Approved);
+    assert!(r.applying.is_none(), "the claim is released");
+    assert!(policy_exists(&w, "app", "throttled-record").await);
+    assert_eq!(approvals_recorded(&w, &id).await, 1, "recorded once");
+}
+
+#[tokio::test]
+async fn an_applied_approval_the_store_refuses_is_recorded_once_it_accepts_again() {
+    let Some(w) = world_tuned(Backends::DynamoRedis, |c| c.outbox.poll_seconds = 1).await else {
+        return;
+    };
+    let id = create_ok(
+        &w,
+        DEV,
+        "dev",
+        body(vec![w.inline("late-record", "attach")]),
+    )
+    .await;
+    let version = w.request(&id).await.version;
+    // The central role loses dynamodb:TransactWriteItems on its record for longer than the
+    // approver waits (not an error the SDK retries, so the test waits iamdesk's own 10 s).
+    arm_fault(
+        "TransactWriteItems",
+        &[&id, "request.approved"],
+        "AccessDeniedException",
+        None,
+    )
+    .await;
+    let resp = w
+        .act(
+            ADMIN,
+            "admins",
+            &id,
+            json!({"command": "approve_request", "version": version}),
+        )
+        .await;
+    let status = resp.status();
+    let text = resp.text().await.unwrap_or_default();
+    assert_eq!(status, 409, "{text}");
+    assert!(
+        text.contains("applied in AWS") && text.contains("keeps trying"),
+        "the approver is told what happened: {text}"
+    );
+    assert!(
+        policy_exists(&w, "app", "late-record").await,
+        "AWS was changed"
+    );
+    assert_eq!(
+        w.request(&id).await.status,
+        RequestStatus::Pending,
+        "not recorded yet"
+    );
+    // A second approver is not let to apply it again meanwhile: the claim still holds.
+    let again = w
+        .act(
+            OTHER_ADMIN,
+            "admins",
+            &id,
+            json!({"command": "approve_request", "version": version}),
+        )
+        .await;
+    assert_ne!(
+        again.status(),
+        200,
+        "no second apply while the first is unrecorded"
+    );
+    assert!(
+        clear_faults(&id).await >= 5,
+        "iamdesk kept trying while the approver waited"
+    );
+    // The outbox worker (a pass every second here) records it now that the Store accepts.
+    let worker = tokio::spawn(iamdesk::notify::worker::run(w.app.state.0.clone()));
+    let started = std::time::Instant::now();
+    loop {
+        let r = w.request(&id).await;
+        if r.status == RequestStatus::Approved {
+            assert!(r.applying.is_none(), "the claim is released");
+            break;
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(30),
+            "the applied approval was never recorded"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    worker.abort();
+    assert_eq!(approvals_recorded(&w, &id).await, 1, "recorded once");
+}
+
+#[tokio::test]
+async fn an_approver_who_hangs_up_mid_record_loses_nothing() {
+    let Some(w) = world_tuned(Backends::DynamoRedis, |c| c.outbox.poll_seconds = 1).await else {
+        return;
+    };
+    let id = create_ok(&w, DEV, "dev", body(vec![w.inline("hung-up", "attach")])).await;
+    let version = w.request(&id).await.version;
+    arm_fault(
+        "TransactWriteItems",
+        &[&id, "request.approved"],
+        "AccessDeniedException",
+        None,
+    )
+    .await;
+    // The approver's connection closes while iamdesk retries the record (a closed tab, a proxy's
+    // timeout): the server drops the request, not the work.
+    let (cookie, token) = &w.csrf;
+    let hung_up = reqwest::Client::new()
+        .put(w.app.url(&format!("/api/v2/requests/{id}")))
+        .header("x-user", ADMIN)
+        .header("x-groups", "admins")
+        .header("cookie", cookie)
+        .header("x-csrf-token", token)
+        .json(&json!({"modification_model":
+            {"command": "approve_request", "version": version}}))
+        .timeout(std::time::Duration::from_secs(2))
+        .send()
+        .await;
+    if let Ok(resp) = hung_up {
+        panic!(
+            "the client gave up first: {}",
+            resp.text().await.unwrap_or_default()
+        );
+    }
+    assert!(policy_exists(&w, "app", "hung-up").await, "AWS was changed");
+    assert!(clear_faults(&id).await >= 1);
+    let started = std::time::Instant::now();
+    loop {
+        let r = w.request(&id).await;
+        if r.status == RequestStatus::Approved {
+            assert!(r.applying.is_none(), "the claim is released");
+            break;
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(30),
+            "the applied approval was lost with the approver's connection"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    assert_eq!(approvals_recorded(&w, &id).await, 1, "recorded once");
+}

@@ -209,8 +209,30 @@ async fn apply_all(
     finish(app, claimed, actor).await
 }
 
-/// Apply, record and refresh a request this approver has claimed.
+/// Apply, record and refresh a request this approver has claimed, in a task of its own: once
+/// AWS is being changed, neither the request timeout (`src/web/mod.rs`, `REQUEST_TIMEOUT`) nor
+/// an approver who closes the page may drop the work between the AWS calls and their record.
 async fn finish(
+    app: &App,
+    claimed: PolicyRequest,
+    actor: &Actor,
+) -> Result<PolicyRequest, AppError> {
+    let Some(owned) = app.me.upgrade() else {
+        return finish_here(app, claimed, actor).await;
+    };
+    let actor = actor.clone();
+    let id = claimed.id.clone();
+    tokio::spawn(async move { finish_here(&owned, claimed, &actor).await })
+        .await
+        .unwrap_or_else(|e| {
+            tracing::error!(request = %id, error = %e, "the approval task ended abnormally");
+            Err(AppError::Internal(format!(
+                "the approval task ended abnormally: {e}"
+            )))
+        })
+}
+
+async fn finish_here(
     app: &App,
     claimed: PolicyRequest,
     actor: &Actor,
@@ -349,7 +371,7 @@ async fn record(
     actor: &Actor,
     outcome: &Outcome,
 ) -> Result<PolicyRequest, AppError> {
-    match record_once_or_more(app, claimed, actor, outcome, IN_REQUEST_ATTEMPTS).await {
+    match record_once_or_more(app, claimed, actor, outcome, IN_REQUEST_BUDGET).await {
         Ok(saved) => Ok(saved),
         Err(Unlanded::Gone) => Err(AppError::NotFound("the request disappeared".into())),
         Err(Unlanded::Failed(error)) => {
@@ -372,8 +394,9 @@ async fn record(
     }
 }
 
-/// Attempts made while the approver waits (about 30 s with the backoff below).
-const IN_REQUEST_ATTEMPTS: u32 = 20;
+/// How long the record is retried while the approver waits, well inside `REQUEST_TIMEOUT`
+/// (`src/web/mod.rs`); then the outbox worker takes it over.
+const IN_REQUEST_BUDGET: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Why a record did not land.
 enum Unlanded {
@@ -398,7 +421,15 @@ pub async fn record_unrecorded(app: &App) -> usize {
     };
     let mut landed = 0;
     for mut u in pending {
-        match record_once_or_more(app, &u.claimed, &u.actor, &u.outcome, 1).await {
+        match record_once_or_more(
+            app,
+            &u.claimed,
+            &u.actor,
+            &u.outcome,
+            std::time::Duration::ZERO,
+        )
+        .await
+        {
             Ok(saved) => {
                 landed += 1;
                 tracing::info!(request = %saved.id, attempts = u.attempts + 1,
@@ -426,8 +457,9 @@ async fn record_once_or_more(
     claimed: &PolicyRequest,
     actor: &Actor,
     outcome: &Outcome,
-    max_attempts: u32,
+    budget: std::time::Duration,
 ) -> Result<PolicyRequest, Unlanded> {
+    let started = std::time::Instant::now();
     let (action, detail, notify) = match &outcome.failed {
         None => (
             "request.approved",
@@ -476,7 +508,7 @@ async fn record_once_or_more(
             Err(e) => e,
         };
         // AWS has been changed: keep trying, whatever the cause.
-        if attempt >= max_attempts {
+        if started.elapsed() >= budget {
             return Err(Unlanded::Failed(error));
         }
         match error {
