@@ -45,9 +45,11 @@
    keeps the ones of the asked partition: a Query costs time in proportion to the whole table
    (with 50,000 requests and their postings, seconds per call), where real DynamoDB reads one
    partition. Here a Query of the table itself starts from that partition's items, and a Query
-   of an index from the table's items unsorted (moto sorts what matches the index key anyway):
-   the same answers, at a cost that grows with the partition, so `scripts/bench-dynamo` at 50k
-   measures iamdesk's calls rather than moto's sort.
+   of an index from the items holding that index key value: the table's items grouped by the
+   index's hash key once, and again only after a DynamoDB write (any operation but a read
+   bumps a write generation). moto still checks and sorts what it is given: the same answers,
+   at a cost that grows with the partition, so `scripts/bench-dynamo` at 50k measures
+   iamdesk's calls rather than moto's sort.
 
 6. DynamoDB faults on demand, for the tests of what iamdesk does when its Store refuses a write
    (throttled, unreachable) after AWS was changed. A test arms a fault by the request's
@@ -187,6 +189,7 @@ def _serialised(self, environ, start_response):
         injected = _injected_fault(environ, start_response)
         if injected is not None:
             return injected
+        _count_dynamodb_write(environ)
         _log_iam_write(environ)
         # moto builds whole responses; materialise them inside the lock all the same.
         return list(_call(self, environ, start_response))
@@ -245,6 +248,54 @@ DynamoDBBackend.transact_write_items = _transact_restoring_items
 # --- 5. A Query reads its partition, not the whole table ----------------------------------------
 
 _query = Table.query
+_DYNAMODB_READS = frozenset(
+    ["GetItem", "BatchGetItem", "Query", "Scan", "DescribeTable", "ListTables",
+     "DescribeTimeToLive", "DescribeContinuousBackups", "ListTagsOfResource",
+     "DescribeEndpoints"]
+)
+_write_generation = [0]
+
+
+def _count_dynamodb_write(environ):
+    target = environ.get("HTTP_X_AMZ_TARGET", "")
+    if target.startswith("DynamoDB_") and target.split(".", 1)[-1] not in _DYNAMODB_READS:
+        _write_generation[0] += 1
+
+
+def _every_item(table):
+    items = []
+    for hash_set in table.items.values():
+        if isinstance(hash_set, dict):
+            items.extend(hash_set.values())
+        else:
+            items.append(hash_set)
+    return items
+
+
+def _index_candidates(table, index_name, hash_key_conditions):
+    """The items whose index hash key equals the asked one (moto checks them all again)."""
+    try:
+        index = table.get_index(index_name)
+    except Exception:  # noqa: BLE001 - moto reports the unknown index itself
+        return _every_item(table)
+    hash_attrs = [k["AttributeName"] for k in index.schema if k["KeyType"] == "HASH"]
+    asked = dict(hash_key_conditions or [])
+    if len(hash_attrs) != 1 or hash_attrs[0] not in asked:
+        return _every_item(table)
+    attr = hash_attrs[0]
+    cache = getattr(table, "_iamdesk_groups", None)
+    if cache is None or cache[0] != _write_generation[0]:
+        cache = (_write_generation[0], {})
+        table._iamdesk_groups = cache
+    groups = cache[1].get(index_name)
+    if groups is None:
+        groups = collections.defaultdict(list)
+        for item in _every_item(table):
+            value = item.attrs.get(attr)
+            if value is not None:
+                groups[value].append(item)
+        cache[1][index_name] = groups
+    return list(groups.get(asked[attr], ()))
 
 
 def _query_one_partition(self, hash_key, *args, **kwargs):
@@ -257,13 +308,10 @@ def _query_one_partition(self, hash_key, *args, **kwargs):
             items = list(part.values())
         else:
             items = [part]
+    elif index_name is not None:
+        items = _index_candidates(self, index_name, kwargs.get("hash_key_conditions"))
     else:
-        items = []
-        for hash_set in self.items.values():
-            if isinstance(hash_set, dict):
-                items.extend(hash_set.values())
-            else:
-                items.append(hash_set)
+        items = _every_item(self)
     # An instance attribute shadows the method for this one call; requests are serialised (1.).
     self.all_items = lambda: items
     try:

@@ -82,19 +82,44 @@ fn estate(roles: usize) -> Vec<AccountSnapshot> {
     accounts
 }
 
-/// A replica's DynamoDB calls and bytes so far, from its Prometheus text.
-fn dynamo_counters(metrics: &str) -> (f64, f64) {
-    let sum = |name: &str| {
-        metrics
-            .lines()
-            .filter(|l| l.starts_with(name) && l.contains("service=\"dynamodb\""))
-            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-            .sum::<f64>()
-    };
-    (
-        sum("iamdesk_aws_calls_total{"),
-        sum("iamdesk_aws_bytes_total{"),
-    )
+/// A replica's DynamoDB calls and bytes so far, by operation, from its Prometheus text.
+fn dynamo_counters(metrics: &str) -> Counters {
+    let mut by_op = Counters::new();
+    for line in metrics.lines() {
+        let calls = line.starts_with("iamdesk_aws_calls_total{");
+        if !(calls || line.starts_with("iamdesk_aws_bytes_total{"))
+            || !line.contains("service=\"dynamodb\"")
+        {
+            continue;
+        }
+        let Some(value) = line.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok()) else {
+            continue;
+        };
+        let op = line
+            .split("operation=\"")
+            .nth(1)
+            .and_then(|rest| rest.split('"').next())
+            .unwrap_or("?")
+            .to_string();
+        let entry = by_op.entry(op).or_default();
+        if calls {
+            entry.0 += value;
+        } else {
+            entry.1 += value;
+        }
+    }
+    by_op
+}
+
+/// (calls, bytes) by DynamoDB operation.
+type Counters = BTreeMap<String, (f64, f64)>;
+
+fn add(total: &mut Counters, other: &Counters, sign: f64) {
+    for (op, (c, b)) in other {
+        let e = total.entry(op.clone()).or_default();
+        e.0 += sign * c;
+        e.1 += sign * b;
+    }
 }
 
 struct Replica {
@@ -184,6 +209,8 @@ struct Figure {
     /// Medians per run.
     calls: f64,
     bytes: f64,
+    /// Means per run, by DynamoDB operation: (calls, bytes).
+    by_operation: BTreeMap<String, (f64, f64)>,
 }
 
 fn pct(sorted: &[f64], p: f64) -> f64 {
@@ -193,7 +220,20 @@ fn pct(sorted: &[f64], p: f64) -> f64 {
         .unwrap_or(f64::NAN)
 }
 
-fn figure(mut ms: Vec<f64>, mut calls: Vec<f64>, mut bytes: Vec<f64>) -> Figure {
+fn figure(ms: Vec<f64>, calls: Vec<f64>, bytes: Vec<f64>, total: &Counters) -> Figure {
+    let runs = ms.len().max(1) as f64;
+    let by_operation = total
+        .iter()
+        .filter(|(_, (c, _))| *c > 0.0)
+        .map(|(op, (c, b))| (op.clone(), (c / runs, b / runs)))
+        .collect();
+    Figure {
+        by_operation,
+        ..medians(ms, calls, bytes)
+    }
+}
+
+fn medians(mut ms: Vec<f64>, mut calls: Vec<f64>, mut bytes: Vec<f64>) -> Figure {
     for v in [&mut ms, &mut calls, &mut bytes] {
         v.sort_by(f64::total_cmp);
     }
@@ -203,6 +243,7 @@ fn figure(mut ms: Vec<f64>, mut calls: Vec<f64>, mut bytes: Vec<f64>) -> Figure 
         p99_ms: pct(&ms, 0.99),
         calls: pct(&calls, 0.5),
         bytes: pct(&bytes, 0.5),
+        by_operation: BTreeMap::new(),
     }
 }
 
@@ -213,8 +254,8 @@ struct Portal {
 }
 
 impl Portal {
-    async fn counters(&self) -> (f64, f64) {
-        let mut total = (0.0, 0.0);
+    async fn counters(&self) -> Counters {
+        let mut total = Counters::new();
         for r in &self.replicas {
             let text = self
                 .http
@@ -225,8 +266,7 @@ impl Portal {
                 .text()
                 .await
                 .expect("metrics text");
-            let (c, b) = dynamo_counters(&text);
-            total = (total.0 + c, total.1 + b);
+            add(&mut total, &dynamo_counters(&text), 1.0);
         }
         total
     }
@@ -258,16 +298,19 @@ impl Portal {
         Fut: std::future::Future<Output = ()>,
     {
         let (mut ms, mut calls, mut bytes) = (vec![], vec![], vec![]);
+        let mut total = Counters::new();
         for run in 0..runs {
             let before = self.counters().await;
             let started = Instant::now();
             op(run).await;
             ms.push(started.elapsed().as_secs_f64() * 1000.0);
-            let after = self.counters().await;
-            calls.push(after.0 - before.0);
-            bytes.push(after.1 - before.1);
+            let mut delta = self.counters().await;
+            add(&mut delta, &before, -1.0);
+            calls.push(delta.values().map(|v| v.0).sum());
+            bytes.push(delta.values().map(|v| v.1).sum());
+            add(&mut total, &delta, 1.0);
         }
-        figure(ms, calls, bytes)
+        figure(ms, calls, bytes, &total)
     }
 }
 
@@ -338,6 +381,7 @@ async fn main() {
     };
     sync::run(&deps).await.expect("first sync");
     let (mut ms, mut calls, mut bytes) = (vec![], vec![], vec![]);
+    let mut total = Counters::new();
     for _ in 0..sync_runs {
         tally.take();
         let started = Instant::now();
@@ -346,9 +390,14 @@ async fn main() {
         let cost = tally.take();
         calls.push(cost.values().map(|c| c.calls as f64).sum());
         bytes.push(cost.values().map(|c| c.bytes() as f64).sum());
+        for (op, c) in cost {
+            let e = total.entry(op).or_default();
+            e.0 += c.calls as f64;
+            e.1 += c.bytes() as f64;
+        }
     }
     let mut figures: BTreeMap<&str, Figure> = BTreeMap::new();
-    figures.insert("sync, unchanged estate", figure(ms, calls, bytes));
+    figures.insert("sync, unchanged estate", figure(ms, calls, bytes, &total));
     drop(deps);
     eprintln!("bench-dynamo: sync measured; starting two replicas");
 
@@ -437,6 +486,15 @@ async fn main() {
             "| {name} | {} | {:.1} | {:.1} | {} | {} |\n",
             f.runs, f.p50_ms, f.p99_ms, f.calls, f.bytes
         ));
+    }
+    md.push_str("\nBy DynamoDB operation, mean per run (calls / bytes):\n\n");
+    for (name, f) in &figures {
+        let ops: Vec<String> = f
+            .by_operation
+            .iter()
+            .map(|(op, (c, b))| format!("{op} {c:.1} / {b:.0}"))
+            .collect();
+        md.push_str(&format!("- {name}: {}\n", ops.join(", ")));
     }
     print!("{md}");
     if let Some(parent) = std::path::Path::new(&out).parent() {

@@ -202,6 +202,27 @@ impl Account {
         }
     }
 
+    /// Every resource's key and content hash ([`Resource::content_hash`]), as a sync compares
+    /// them (`src/resources/sync.rs::store_account_known`).
+    pub fn hashes(&self) -> impl Iterator<Item = (ResourceKey, String)> + '_ {
+        let principals = self
+            .principals
+            .iter()
+            .map(|p| Resource::Principal(Principal::clone(p)));
+        let policies = self
+            .policies
+            .iter()
+            .map(|p| Resource::Policy(ManagedPolicy::clone(p)));
+        let services = self
+            .services
+            .iter()
+            .map(|r| Resource::Service(ServiceResource::clone(r)));
+        principals
+            .chain(policies)
+            .chain(services)
+            .map(|r| (r.key(), r.content_hash()))
+    }
+
     pub fn count(&self, kind: ResourceKind) -> usize {
         match kind {
             ResourceKind::ManagedPolicy => self.policies.len(),

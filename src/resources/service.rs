@@ -287,6 +287,14 @@ impl Resources {
         account.policy_by_arn(arn).map(|p| p.document.clone())
     }
 
+    /// This copy of one account (`None`: not loaded).
+    pub fn account(&self, account_id: &str) -> Option<Arc<Account>> {
+        let accounts = self.snapshots();
+        position(&accounts, account_id)
+            .ok()
+            .map(|i| accounts[i].clone())
+    }
+
     /// The Store generation this copy holds of one account (`None`: not loaded).
     pub fn account_generation(&self, account_id: &str) -> Option<u64> {
         let accounts = self.snapshots();
