@@ -85,7 +85,10 @@ fn describe() {
         AWS_CALLS,
         "AWS API calls (after the SDK's retries) by service, operation and outcome"
     );
-    describe_gauge!(OUTBOX_PENDING, "Outbox messages not yet delivered");
+    describe_gauge!(
+        OUTBOX_PENDING,
+        "Outbox messages not yet delivered (on DynamoDB counted up to 10,000)"
+    );
     describe_gauge!(
         OUTBOX_OLDEST_AGE,
         ::metrics::Unit::Seconds,

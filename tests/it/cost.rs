@@ -213,6 +213,14 @@ async fn measure(w: &World, tally: &Tally, rare: &str) -> BTreeMap<&'static str,
     claimed.version += 1;
     store.update_outbox(&claimed).await.expect("claim");
     out.insert("outbox claim", sum(tally.take()));
+    // What every Prometheus scrape asks (src/telemetry/metrics.rs): the backlog of messages
+    // nobody here can deliver grows between the sizes (see the seeding below).
+    let backlog = store.outbox_backlog().await.expect("backlog");
+    assert!(
+        backlog.pending > 0 && backlog.oldest.is_some(),
+        "{backlog:?}"
+    );
+    out.insert("metrics scrape (outbox backlog)", sum(tally.take()));
     out
 }
 
@@ -304,6 +312,18 @@ async fn dynamodb_cost_per_operation_does_not_grow_with_the_data() {
             )
             .await
             .expect("seed roles");
+        }
+        // Emails nobody can send here (no SES sender): a pending backlog of a tenth of the
+        // requests.
+        for _ in requests / 10..want_requests / 10 {
+            let m = OutboxMessage::new(
+                "email",
+                json!({"to": ["x@example.com"], "subject": "s",
+                "text": "a pending message of some length ".repeat(20)}),
+            );
+            iamdesk::store::Store::enqueue_outbox(&seeder, &m)
+                .await
+                .expect("backlog");
         }
         (requests, roles) = (want_requests, want_roles);
         let rare = format!("rare{i}{}", uuid::Uuid::new_v4().simple());
