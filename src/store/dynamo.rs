@@ -1763,17 +1763,19 @@ impl Store for DynamoStore {
     /// so a scrape costs the same bytes whatever the backlog (the default read every pending
     /// message's body: 45 KB at 30 undeliverable emails, growing with them).
     async fn outbox_backlog(&self) -> StoreResult<OutboxBacklog> {
-        let mut backlog = OutboxBacklog::default();
-        let mut start: Option<Item> = None;
-        loop {
-            let page = self
-                .client
+        let pending = || {
+            self.client
                 .query()
                 .table_name(&self.outbox)
                 .index_name("by_status")
                 .key_condition_expression("#s = :s")
                 .expression_attribute_names("#s", "status")
                 .expression_attribute_values(":s", s(OutboxStatus::Pending.as_str()))
+        };
+        let mut backlog = OutboxBacklog::default();
+        let mut start: Option<Item> = None;
+        loop {
+            let page = pending()
                 .select(aws_sdk_dynamodb::types::Select::Count)
                 .set_exclusive_start_key(start.take())
                 .send()
@@ -1788,14 +1790,7 @@ impl Store for DynamoStore {
             }
         }
         if backlog.pending > 0 {
-            let oldest = self
-                .client
-                .query()
-                .table_name(&self.outbox)
-                .index_name("by_status")
-                .key_condition_expression("#s = :s")
-                .expression_attribute_names("#s", "status")
-                .expression_attribute_values(":s", s(OutboxStatus::Pending.as_str()))
+            let oldest = pending()
                 .scan_index_forward(true)
                 .limit(1)
                 .send()

@@ -804,45 +804,60 @@ async fn approvals_recorded(w: &World, id: &str) -> usize {
         .count()
 }
 
+/// A pending request for a new inline policy `policy` on `app`, with the write that records its
+/// approval refused by moto with `error` (`times`: None = until cleared); its id and version.
+async fn refused_record(w: &World, policy: &str, error: &str, times: Option<u32>) -> (String, u64) {
+    let id = create_ok(w, DEV, "dev", body(vec![w.inline(policy, "attach")])).await;
+    let version = w.request(&id).await.version;
+    // The record is one transaction: the request, its `request.approved` audit event, the outbox.
+    arm_fault(
+        "TransactWriteItems",
+        &[&id, "request.approved"],
+        error,
+        times,
+    )
+    .await;
+    (id, version)
+}
+
+fn approve_at(version: u64) -> Value {
+    json!({"command": "approve_request", "version": version})
+}
+
+/// Wait until the request is recorded approved (claim released), then check it was recorded
+/// once and the policy is in IAM.
+async fn recorded_once(w: &World, id: &str, policy: &str) {
+    let started = std::time::Instant::now();
+    loop {
+        let r = w.request(id).await;
+        if r.status == RequestStatus::Approved {
+            assert!(r.applying.is_none(), "the claim is released");
+            break;
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(30),
+            "the applied approval was never recorded"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    assert!(policy_exists(w, "app", policy).await);
+    assert_eq!(approvals_recorded(w, id).await, 1, "recorded once");
+}
+
 #[tokio::test]
 async fn a_throttled_record_step_is_retried_while_the_approver_waits() {
     let Some(w) = world_on(Backends::DynamoRedis).await else {
         return;
     };
-    let id = create_ok(
-        &w,
-        DEV,
-        "dev",
-        body(vec![w.inline("throttled-record", "attach")]),
-    )
-    .await;
-    let version = w.request(&id).await.version;
-    // The write that records the approval (request, audit event, outbox in one transaction) is
-    // throttled four times: the SDK's own three attempts, then one of iamdesk's retries.
-    arm_fault(
-        "TransactWriteItems",
-        &[&id, "request.approved"],
-        "ThrottlingException",
-        Some(4),
-    )
-    .await;
-    let resp = w
-        .act(
-            ADMIN,
-            "admins",
-            &id,
-            json!({"command": "approve_request", "version": version}),
-        )
-        .await;
+    // Throttled four times: the SDK's own three attempts, then one of iamdesk's retries.
+    let (id, version) =
+        refused_record(&w, "throttled-record", "ThrottlingException", Some(4)).await;
+    let resp = w.act(ADMIN, "admins", &id, approve_at(version)).await;
     let status = resp.status();
     let text = resp.text().await.unwrap_or_default();
     assert_eq!(clear_faults(&id).await, 4, "every armed refusal was met");
     assert_eq!(status, 200, "{text}");
-    let r = w.request(&id).await;
-    assert_eq!(r.status, RequestStatus::Approved);
-    assert!(r.applying.is_none(), "the claim is released");
-    assert!(policy_exists(&w, "app", "throttled-record").await);
-    assert_eq!(approvals_recorded(&w, &id).await, 1, "recorded once");
+    recorded_once(&w, &id, "throttled-record").await;
 }
 
 #[tokio::test]
@@ -850,31 +865,10 @@ async fn an_applied_approval_the_store_refuses_is_recorded_once_it_accepts_again
     let Some(w) = world_tuned(Backends::DynamoRedis, |c| c.outbox.poll_seconds = 1).await else {
         return;
     };
-    let id = create_ok(
-        &w,
-        DEV,
-        "dev",
-        body(vec![w.inline("late-record", "attach")]),
-    )
-    .await;
-    let version = w.request(&id).await.version;
-    // The central role loses dynamodb:TransactWriteItems on its record for longer than the
+    // The central role loses dynamodb:TransactWriteItems on the record for longer than the
     // approver waits (not an error the SDK retries, so the test waits iamdesk's own 10 s).
-    arm_fault(
-        "TransactWriteItems",
-        &[&id, "request.approved"],
-        "AccessDeniedException",
-        None,
-    )
-    .await;
-    let resp = w
-        .act(
-            ADMIN,
-            "admins",
-            &id,
-            json!({"command": "approve_request", "version": version}),
-        )
-        .await;
+    let (id, version) = refused_record(&w, "late-record", "AccessDeniedException", None).await;
+    let resp = w.act(ADMIN, "admins", &id, approve_at(version)).await;
     let status = resp.status();
     let text = resp.text().await.unwrap_or_default();
     assert_eq!(status, 409, "{text}");
@@ -892,14 +886,7 @@ async fn an_applied_approval_the_store_refuses_is_recorded_once_it_accepts_again
         "not recorded yet"
     );
     // A second approver is not let to apply it again meanwhile: the claim still holds.
-    let again = w
-        .act(
-            OTHER_ADMIN,
-            "admins",
-            &id,
-            json!({"command": "approve_request", "version": version}),
-        )
-        .await;
+    let again = w.act(OTHER_ADMIN, "admins", &id, approve_at(version)).await;
     assert_ne!(
         again.status(),
         200,
@@ -911,37 +898,16 @@ async fn an_applied_approval_the_store_refuses_is_recorded_once_it_accepts_again
     );
     // The outbox worker (a pass every second here) records it now that the Store accepts.
     let worker = tokio::spawn(iamdesk::notify::worker::run(w.app.state.0.clone()));
-    let started = std::time::Instant::now();
-    loop {
-        let r = w.request(&id).await;
-        if r.status == RequestStatus::Approved {
-            assert!(r.applying.is_none(), "the claim is released");
-            break;
-        }
-        assert!(
-            started.elapsed() < std::time::Duration::from_secs(30),
-            "the applied approval was never recorded"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-    }
+    recorded_once(&w, &id, "late-record").await;
     worker.abort();
-    assert_eq!(approvals_recorded(&w, &id).await, 1, "recorded once");
 }
 
 #[tokio::test]
 async fn an_approver_who_hangs_up_mid_record_loses_nothing() {
-    let Some(w) = world_tuned(Backends::DynamoRedis, |c| c.outbox.poll_seconds = 1).await else {
+    let Some(w) = world_on(Backends::DynamoRedis).await else {
         return;
     };
-    let id = create_ok(&w, DEV, "dev", body(vec![w.inline("hung-up", "attach")])).await;
-    let version = w.request(&id).await.version;
-    arm_fault(
-        "TransactWriteItems",
-        &[&id, "request.approved"],
-        "AccessDeniedException",
-        None,
-    )
-    .await;
+    let (id, version) = refused_record(&w, "hung-up", "AccessDeniedException", None).await;
     // The approver's connection closes while iamdesk retries the record (a closed tab, a proxy's
     // timeout): the server drops the request, not the work.
     let (cookie, token) = &w.csrf;
@@ -951,8 +917,7 @@ async fn an_approver_who_hangs_up_mid_record_loses_nothing() {
         .header("x-groups", "admins")
         .header("cookie", cookie)
         .header("x-csrf-token", token)
-        .json(&json!({"modification_model":
-            {"command": "approve_request", "version": version}}))
+        .json(&json!({"modification_model": approve_at(version)}))
         .timeout(std::time::Duration::from_secs(2))
         .send()
         .await;
@@ -964,18 +929,6 @@ async fn an_approver_who_hangs_up_mid_record_loses_nothing() {
     }
     assert!(policy_exists(&w, "app", "hung-up").await, "AWS was changed");
     assert!(clear_faults(&id).await >= 1);
-    let started = std::time::Instant::now();
-    loop {
-        let r = w.request(&id).await;
-        if r.status == RequestStatus::Approved {
-            assert!(r.applying.is_none(), "the claim is released");
-            break;
-        }
-        assert!(
-            started.elapsed() < std::time::Duration::from_secs(30),
-            "the applied approval was lost with the approver's connection"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-    }
-    assert_eq!(approvals_recorded(&w, &id).await, 1, "recorded once");
+    // Without a worker: the approval's own task lands it once the Store accepts.
+    recorded_once(&w, &id, "hung-up").await;
 }
