@@ -904,7 +904,7 @@ async fn an_applied_approval_the_store_refuses_is_recorded_once_it_accepts_again
 
 #[tokio::test]
 async fn an_approver_who_hangs_up_mid_record_loses_nothing() {
-    let Some(w) = world_on(Backends::DynamoRedis).await else {
+    let Some(w) = world_tuned(Backends::DynamoRedis, |c| c.outbox.poll_seconds = 1).await else {
         return;
     };
     let (id, version) = refused_record(&w, "hung-up", "AccessDeniedException", None).await;
@@ -929,6 +929,10 @@ async fn an_approver_who_hangs_up_mid_record_loses_nothing() {
     }
     assert!(policy_exists(&w, "app", "hung-up").await, "AWS was changed");
     assert!(clear_faults(&id).await >= 1);
-    // Without a worker: the approval's own task lands it once the Store accepts.
+    // The approval's own task lands it once the Store accepts (or, on a slow machine past its
+    // 10 s, hands it to the outbox worker). Without that task nothing would: the work died
+    // with the connection.
+    let worker = tokio::spawn(iamdesk::notify::worker::run(w.app.state.0.clone()));
     recorded_once(&w, &id, "hung-up").await;
+    worker.abort();
 }
