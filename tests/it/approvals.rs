@@ -122,17 +122,7 @@ async fn a_two_of_group_rule_needs_two_distinct_eligible_people() {
     assert_eq!(approve(&w, CAROL, "security", &id).await.status(), 200);
     assert_eq!(w.request(&id).await.status, RequestStatus::Approved);
     assert!(applied(&w, "audited").await);
-    let actions: Vec<String> = w
-        .app
-        .state
-        .store
-        .list_audit(Some(&id), &PageRequest::first(100))
-        .await
-        .expect("audit")
-        .items
-        .into_iter()
-        .map(|e| e.action)
-        .collect();
+    let actions = crate::expiry::audit_actions(&w, &id).await;
     assert_eq!(
         actions.iter().filter(|a| *a == "request.approved").count(),
         1

@@ -63,7 +63,8 @@ pub(crate) async fn later(w: &World, minutes: i64) {
         .expect("outbox pass");
 }
 
-async fn audit_actions(w: &World, id: &str) -> Vec<String> {
+/// A request's audit actions, newest first.
+pub(crate) async fn audit_actions(w: &World, id: &str) -> Vec<String> {
     w.app
         .state
         .store

@@ -792,15 +792,10 @@ async fn clear_faults(key: &str) -> u64 {
 }
 
 async fn approvals_recorded(w: &World, id: &str) -> usize {
-    w.app
-        .state
-        .store
-        .list_audit(Some(id), &PageRequest::first(100))
+    crate::expiry::audit_actions(w, id)
         .await
-        .expect("audit")
-        .items
         .iter()
-        .filter(|e| e.action == "request.approved")
+        .filter(|a| *a == "request.approved")
         .count()
 }
 
